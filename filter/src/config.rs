@@ -1,0 +1,228 @@
+//! The policy as users write it, and the errors that point back into what they wrote.
+//!
+//! A policy file names its OpenAPI document by path (`openapi: {file: …}`), but a plugin
+//! inside Envoy cannot read files: Envoy hands it the plugin `configuration` (a
+//! `google.protobuf.Struct`, as JSON). [`load_bundle`] therefore inlines the document as
+//! `openapi: {document: …}`; that JSON is what goes into `envoy.yaml` or Istio's
+//! `pluginConfig`. The same types parse both shapes, and unknown keys are refused so a
+//! typo never silently disables a check.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+
+use crate::policy::Policy;
+
+/// A policy: one API, its contract, and how strictly to apply it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig<'a> {
+    /// The API's name: a label in stats, problems and events (`[A-Za-z0-9._-]`, 1-64).
+    pub name: String,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(borrow)]
+    pub openapi: OpenApiSource<'a>,
+}
+
+/// Where the OpenAPI document comes from: a file next to the policy (resolved by
+/// [`load_bundle`]), or the document itself, as an object or as JSON/YAML text.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenApiSource<'a> {
+    pub file: Option<String>,
+    #[serde(borrow)]
+    pub document: Option<&'a RawValue>,
+    /// The file an inlined document was read from, so errors can still name it.
+    pub source: Option<String>,
+}
+
+/// `enforce` answers violations itself; `monitor` lets every request through and only
+/// records what it would have blocked — the way to roll a contract out safely.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Monitor,
+}
+
+/// Where in the user's input an error is: a file (or "plugin configuration"), a JSON
+/// pointer into it, and a line and column when the parser knows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub origin: String,
+    pub pointer: String,
+    pub line_column: Option<(usize, usize)>,
+}
+
+impl Location {
+    pub fn new(origin: impl Into<String>, pointer: impl Into<String>) -> Self {
+        Location {
+            origin: origin.into(),
+            pointer: pointer.into(),
+            line_column: None,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.origin)?;
+        if !self.pointer.is_empty() {
+            write!(f, " at {}", self.pointer)?;
+        }
+        if let Some((line, column)) = self.line_column {
+            write!(f, " (line {line}, column {column})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a policy cannot be used. Every variant says where, and what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    #[error("{file}: cannot read it: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{at}: not valid JSON or YAML: {message}")]
+    Syntax { at: Location, message: String },
+    #[error("{at}: {message}")]
+    Shape { at: Location, message: String },
+    #[error("{at}: {message}")]
+    Invalid { at: Location, message: String },
+}
+
+impl PolicyError {
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            PolicyError::Read { .. } => None,
+            PolicyError::Syntax { at, .. }
+            | PolicyError::Shape { at, .. }
+            | PolicyError::Invalid { at, .. } => Some(at),
+        }
+    }
+}
+
+/// Escapes one JSON-pointer reference token (RFC 6901 §3).
+pub fn pointer_token(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+/// Deserialises `T` from JSON or YAML text, reporting errors at a JSON pointer.
+///
+/// Text starting with `{` is read as JSON (fast, and what Envoy hands over); anything
+/// else as YAML.
+pub fn parse_text<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T, PolicyError> {
+    if text.trim_start().starts_with('{') {
+        parse_json(text, origin)
+    } else {
+        // Two steps, so a syntax error (with its line) is told from a shape error (with
+        // its pointer).
+        let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+            let mut at = Location::new(origin, "");
+            at.line_column = e.location().map(|l| (l.line(), l.column()));
+            PolicyError::Syntax {
+                at,
+                message: e.to_string(),
+            }
+        })?;
+        typed(value, origin).map_err(|(at, e)| PolicyError::Shape {
+            at,
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Deserialises `T` from JSON text that borrows from `text` (see [`PolicyConfig`]).
+pub fn parse_json<'a, T: Deserialize<'a>>(text: &'a str, origin: &str) -> Result<T, PolicyError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = typed(&mut de, origin).map_err(|(at, e)| classify_json(at, e))?;
+    de.end()
+        .map_err(|e| classify_json(Location::new(origin, ""), e))?;
+    Ok(value)
+}
+
+fn typed<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    de: D,
+    origin: &str,
+) -> Result<T, (Location, D::Error)> {
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let pointer = e.path().iter().fold(String::new(), |mut acc, segment| {
+            use serde_path_to_error::Segment;
+            let token = match segment {
+                Segment::Seq { index } => index.to_string(),
+                Segment::Map { key } => pointer_token(key),
+                Segment::Enum { variant } => pointer_token(variant),
+                Segment::Unknown => "?".to_owned(),
+            };
+            acc.push('/');
+            acc.push_str(&token);
+            acc
+        });
+        (Location::new(origin, pointer), e.into_inner())
+    })
+}
+
+fn classify_json(mut at: Location, e: serde_json::Error) -> PolicyError {
+    at.line_column = Some((e.line(), e.column()));
+    let message = e.to_string();
+    if e.is_data() {
+        PolicyError::Shape { at, message }
+    } else {
+        PolicyError::Syntax { at, message }
+    }
+}
+
+/// Reads a policy file and returns it as the JSON plugin configuration, with its
+/// OpenAPI document (`openapi.file`, relative to the policy) inlined as
+/// `openapi.document`. The result is checked by compiling it, so a bundle that Envoy
+/// would refuse is never produced.
+pub fn load_bundle(policy_file: &Path) -> Result<serde_json::Value, PolicyError> {
+    bundle(policy_file).map(|(json, _)| json)
+}
+
+/// [`load_bundle`], also returning the policy compiled from the bundle.
+pub fn bundle(policy_file: &Path) -> Result<(serde_json::Value, Policy), PolicyError> {
+    let origin = policy_file.display().to_string();
+    let mut policy: serde_json::Value = parse_text(&read(policy_file)?, &origin)?;
+    let file_at = |message: &str| PolicyError::Invalid {
+        at: Location::new(&origin, "/openapi/file"),
+        message: message.to_owned(),
+    };
+    let Some(openapi) = policy.get_mut("openapi").and_then(|o| o.as_object_mut()) else {
+        return Err(PolicyError::Shape {
+            at: Location::new(&origin, "/openapi"),
+            message: "missing `openapi: {file: <path to the OpenAPI document>}`".to_owned(),
+        });
+    };
+    if let Some(file) = openapi.remove("file") {
+        let file = file
+            .as_str()
+            .ok_or_else(|| file_at("`file` must be a path, relative to the policy file"))?;
+        let doc_path = policy_file.parent().unwrap_or(Path::new(".")).join(file);
+        let doc_origin = doc_path.display().to_string();
+        let document: serde_json::Value = parse_text(&read(&doc_path)?, &doc_origin)?;
+        openapi.insert("document".to_owned(), document);
+        openapi.insert(
+            "source".to_owned(),
+            serde_json::Value::String(file.to_owned()),
+        );
+    }
+    let compiled = Policy::compile_from(policy.to_string().as_bytes(), &origin)?;
+    Ok((policy, compiled))
+}
+
+fn read(path: &Path) -> Result<String, PolicyError> {
+    std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+        file: path.display().to_string(),
+        source,
+    })
+}

@@ -1,0 +1,32 @@
+//! The proxy-wasm adapter: the only code that talks to Envoy.
+//!
+//! It reads the plugin configuration and compiles it ([`root`]), gathers a request view
+//! from the headers, asks the engine for a verdict and applies it ([`http`]), and counts
+//! verdicts as Envoy stats ([`metrics`]). Host calls go through
+//! `proxy_wasm::hostcalls`, which return `Result`, instead of the trait helpers that
+//! unwrap; a failed host call fails closed (the request is refused), never open.
+
+// The SDK's entry-point macro expands to an `unsafe` `#[no_mangle]` export.
+#![allow(unsafe_code)]
+
+mod http;
+mod metrics;
+mod root;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::RootContext;
+use proxy_wasm::types::LogLevel;
+
+proxy_wasm::main! {{
+    // A panic traps the VM and Envoy's failure policy takes over; log it first so the
+    // bug is visible rather than a silently dead VM.
+    std::panic::set_hook(Box::new(|info| {
+        let _ = hostcalls::log(LogLevel::Critical, &format!("panic: {info}"));
+    }));
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(root::Root::default()) });
+}}
+
+/// Logs through the host; a failed log call is not worth failing a request for.
+fn log(level: LogLevel, message: &str) {
+    let _ = hostcalls::log(level, message);
+}

@@ -1,0 +1,73 @@
+//! The root context: one per VM (one VM per Envoy worker). Compiles the policy on each
+//! configuration and hands it to every request context.
+
+use std::rc::Rc;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel};
+
+use super::http::Request;
+use super::log;
+use super::metrics::Metrics;
+use crate::policy::Policy;
+
+#[derive(Default)]
+pub struct Root {
+    /// `None` until a configuration compiles. Requests in flight keep the `Rc` they
+    /// were created with, so a reconfiguration never changes a request midway.
+    policy: Option<Rc<Policy>>,
+    metrics: Option<Rc<Metrics>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    /// Compiles the policy. Returning `false` makes Envoy refuse the configuration: at
+    /// start-up Envoy does not start, on an update it keeps serving the previous one.
+    fn on_configure(&mut self, size: usize) -> bool {
+        if self.metrics.is_none() {
+            self.metrics = Some(Rc::new(Metrics::define()));
+        }
+        let configuration = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size) {
+            Ok(bytes) => bytes.unwrap_or_default(),
+            Err(status) => {
+                log(
+                    LogLevel::Critical,
+                    &format!("cannot read the plugin configuration: {status:?}"),
+                );
+                return false;
+            }
+        };
+        match Policy::compile(&configuration) {
+            Ok(policy) => {
+                log(
+                    LogLevel::Info,
+                    &format!(
+                        "policy for API `{}` compiled: {} path templates, mode {:?}",
+                        policy.name,
+                        policy.router.len(),
+                        policy.mode
+                    ),
+                );
+                self.policy = Some(Rc::new(policy));
+                true
+            }
+            Err(error) => {
+                log(LogLevel::Critical, &format!("policy refused: {error}"));
+                false
+            }
+        }
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Request::new(
+            self.policy.clone(),
+            self.metrics.clone(),
+        )))
+    }
+}

@@ -1,0 +1,287 @@
+//! The compiled policy: everything a request is checked against, built once.
+
+use std::borrow::Cow;
+
+use crate::config::{parse_json, parse_text, Location, Mode, PolicyConfig, PolicyError};
+use crate::openapi::Document;
+use crate::route::Router;
+use crate::structpb;
+
+/// How errors name the configuration Envoy handed over, which has no file name.
+pub const PLUGIN_CONFIGURATION: &str = "plugin configuration";
+
+/// An immutable, pre-indexed policy. Shared by every request of a configuration; a
+/// reconfiguration builds a new one.
+#[derive(Debug)]
+pub struct Policy {
+    pub name: String,
+    pub mode: Mode,
+    pub router: Router,
+}
+
+impl Policy {
+    /// Compiles the plugin configuration Envoy hands over: a serialised
+    /// `google.protobuf.Struct`, or JSON or YAML text (a `StringValue`).
+    pub fn compile(configuration: &[u8]) -> Result<Policy, PolicyError> {
+        Policy::compile_from(configuration, PLUGIN_CONFIGURATION)
+    }
+
+    /// Compiles a bundled policy, naming `origin` in errors.
+    pub fn compile_from(configuration: &[u8], origin: &str) -> Result<Policy, PolicyError> {
+        let syntax = |message: String| PolicyError::Syntax {
+            at: Location::new(origin, ""),
+            message,
+        };
+        // Whatever form the configuration came in, it is turned into JSON text first so
+        // the document inside can be borrowed from one representation.
+        let json: Cow<'_, str> = match structpb::to_json_if_struct(configuration) {
+            Some(transcoded) => Cow::Owned(transcoded.map_err(syntax)?),
+            None => {
+                let text = std::str::from_utf8(configuration)
+                    .map_err(|e| syntax(format!("not UTF-8: {e}")))?;
+                if text.trim_start().starts_with('{') {
+                    Cow::Borrowed(text)
+                } else {
+                    let value: serde_json::Value = parse_text(text, origin)?;
+                    Cow::Owned(value.to_string())
+                }
+            }
+        };
+        let config: PolicyConfig<'_> = parse_json(&json, origin)?;
+        let name = config.name;
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(PolicyError::Invalid {
+                at: Location::new(origin, "/name"),
+                message: "`name` must be 1 to 64 characters of A-Z a-z 0-9 . _ -".to_owned(),
+            });
+        }
+        let source = config.openapi;
+        if source.file.is_some() {
+            return Err(PolicyError::Invalid {
+                at: Location::new(origin, "/openapi/file"),
+                message: "a plugin inside Envoy cannot read files: inline the document with \
+                          `apiguard bundle <policy.yaml>` and use its output as the plugin \
+                          configuration"
+                    .to_owned(),
+            });
+        }
+        let Some(raw) = source.document else {
+            return Err(PolicyError::Shape {
+                at: Location::new(origin, "/openapi"),
+                message: "missing `document` (or `file`, resolved by `apiguard bundle`)".to_owned(),
+            });
+        };
+        let doc_origin = source
+            .source
+            .unwrap_or_else(|| format!("{origin} /openapi/document"));
+        let document = parse_document(raw.get(), &doc_origin)?;
+        if document.version().is_none() {
+            return Err(PolicyError::Invalid {
+                at: Location::new(&doc_origin, "/openapi"),
+                message: format!(
+                    "OpenAPI version `{}` is not supported: apiguard reads 3.0.x and 3.1.x \
+                     (convert Swagger 2.0 documents first)",
+                    document.openapi
+                ),
+            });
+        }
+        let router = Router::build(&document, &doc_origin)?;
+        Ok(Policy {
+            name,
+            mode: config.mode,
+            router,
+        })
+    }
+}
+
+/// The document is inlined either as an object or as JSON/YAML text in a string.
+fn parse_document(raw: &str, origin: &str) -> Result<Document, PolicyError> {
+    if raw.starts_with('"') {
+        let text: String = parse_json(raw, origin)?;
+        parse_text(&text, origin)
+    } else {
+        parse_json(raw, origin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::RequestView;
+    use crate::verdict::{Action, Method, RuleId};
+
+    const DOC: &str = r#"{"openapi": "3.0.3", "servers": [{"url": "/v1"}],
+        "paths": {"/pets": {"get": {"operationId": "listPets"}, "post": {}},
+                  "/pets/{id}": {"get": {"operationId": "showPet"}}}}"#;
+
+    fn policy(mode: &str, document: &str) -> Result<Policy, PolicyError> {
+        let config = format!(
+            r#"{{"name": "pets", "mode": "{mode}", "openapi": {{"document": {document}}}}}"#
+        );
+        Policy::compile(config.as_bytes())
+    }
+
+    fn verdict(policy: &Policy, method: &str, path: &str) -> (Action, Option<RuleId>) {
+        let v = policy.inspect(&RequestView {
+            method: method.as_bytes(),
+            path: path.as_bytes(),
+        });
+        (v.action, v.rule)
+    }
+
+    #[test]
+    fn enforce_blocks_and_allows() {
+        let p = policy("enforce", DOC).unwrap();
+        assert_eq!(
+            verdict(&p, "GET", "/v1/pets?limit=1"),
+            (Action::Allow, None)
+        );
+        assert_eq!(
+            verdict(&p, "GET", "/v1/cats"),
+            (Action::Block, Some(RuleId::UnknownPath))
+        );
+        assert_eq!(
+            verdict(&p, "DELETE", "/v1/pets"),
+            (Action::Block, Some(RuleId::MethodNotAllowed))
+        );
+        assert_eq!(
+            verdict(&p, "get", "/v1/pets"),
+            (Action::Block, Some(RuleId::MethodNotAllowed)),
+            "methods are case-sensitive"
+        );
+        assert_eq!(
+            verdict(&p, "GET", "/v1/pets/%2e%2e"),
+            (Action::Block, Some(RuleId::DotSegment))
+        );
+    }
+
+    #[test]
+    fn allowed_verdict_names_the_operation() {
+        let p = policy("enforce", DOC).unwrap();
+        let v = p.inspect(&RequestView {
+            method: b"GET",
+            path: b"/v1/pets/7",
+        });
+        let op = v.operation.unwrap();
+        assert_eq!(
+            (op.method, op.template, op.operation_id),
+            (Method::Get, "/pets/{id}", Some("showPet"))
+        );
+    }
+
+    #[test]
+    fn method_not_allowed_carries_the_allow_list() {
+        let p = policy("enforce", DOC).unwrap();
+        let v = p.inspect(&RequestView {
+            method: b"PUT",
+            path: b"/v1/pets",
+        });
+        assert_eq!(v.allowed, Some(("/pets", vec![Method::Get, Method::Post])));
+    }
+
+    #[test]
+    fn monitor_lets_everything_through_but_keeps_the_rule() {
+        let p = policy("monitor", DOC).unwrap();
+        assert_eq!(
+            verdict(&p, "GET", "/v1/cats"),
+            (Action::Monitor, Some(RuleId::UnknownPath))
+        );
+        assert_eq!(verdict(&p, "GET", "/v1/pets"), (Action::Allow, None));
+    }
+
+    #[test]
+    fn the_document_may_be_yaml_text() {
+        let yaml = serde_json::to_string("openapi: 3.1.0\npaths:\n  /a:\n    get: {}\n").unwrap();
+        let p = policy("enforce", &yaml).unwrap();
+        assert_eq!(verdict(&p, "GET", "/a"), (Action::Allow, None));
+    }
+
+    #[test]
+    fn the_configuration_may_be_yaml_text() {
+        let p = Policy::compile(
+            b"name: a\nopenapi:\n  document:\n    openapi: 3.0.0\n    paths: {/a: {get: {}}}\n",
+        )
+        .unwrap();
+        assert_eq!((p.name.as_str(), p.mode), ("a", Mode::Enforce));
+    }
+
+    fn error(config: &str) -> PolicyError {
+        Policy::compile(config.as_bytes()).expect_err("the policy should be refused")
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_pointer() {
+        let e =
+            error(r#"{"name": "a", "mode": "enforce", "openapi": {"document": {}, "fil": "x"}}"#);
+        assert!(matches!(e, PolicyError::Shape { .. }), "{e}");
+        assert_eq!(e.location().unwrap().pointer, "/openapi/fil");
+        let e = error(r#"{"name": "a", "mood": "monitor", "openapi": {}}"#);
+        assert_eq!(e.location().unwrap().pointer, "/mood");
+        assert!(e.to_string().contains("unknown field `mood`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_pointer() {
+        let e = error(r#"{"name": "a", "mode": "audit", "openapi": {"document": {}}}"#);
+        assert_eq!(e.location().unwrap().pointer, "/mode");
+        let e = error(r#"{"name": "a b", "openapi": {"document": {"openapi": "3.0.0"}}}"#);
+        assert_eq!(e.location().unwrap().pointer, "/name");
+    }
+
+    #[test]
+    fn unsupported_versions_are_refused() {
+        for doc in [r#"{"openapi": "2.0"}"#, r#"{"openapi": "3.2.0"}"#] {
+            let e = policy("enforce", doc).unwrap_err();
+            assert!(e.to_string().contains("not supported"), "{e}");
+            assert_eq!(e.location().unwrap().pointer, "/openapi");
+        }
+        let e = policy("enforce", r#"{"swagger": "2.0", "paths": {}}"#).unwrap_err();
+        assert!(e.to_string().contains("missing field `openapi`"), "{e}");
+    }
+
+    #[test]
+    fn a_file_reference_says_how_to_inline_it() {
+        let e = error(r#"{"name": "a", "openapi": {"file": "api.yaml"}}"#);
+        assert!(e.to_string().contains("apiguard bundle"), "{e}");
+    }
+
+    #[test]
+    fn document_errors_name_the_source_file() {
+        let e = error(
+            r#"{"name": "a", "openapi": {"source": "api.yaml", "document": {"openapi": "3.0.0", "paths": {"x": {"get": {}}}}}}"#,
+        );
+        assert_eq!(e.to_string().split(" at ").next(), Some("api.yaml"));
+        assert_eq!(e.location().unwrap().pointer, "/paths/x");
+    }
+
+    #[test]
+    fn unparsable_input_is_a_syntax_error_with_a_line() {
+        let e = error("name: [unclosed\nopenapi: {}\n");
+        assert!(matches!(e, PolicyError::Syntax { .. }), "{e}");
+        assert!(e.location().unwrap().line_column.is_some(), "{e}");
+        let e = error("{\"name\": ");
+        assert!(matches!(e, PolicyError::Syntax { .. }), "{e}");
+        assert!(matches!(error("\u{0}\u{ff}"), PolicyError::Syntax { .. }));
+    }
+
+    #[test]
+    fn arbitrary_configuration_bytes_never_panic() {
+        for bytes in [
+            &b"\n"[..],
+            b"\n\x05",
+            b"\n\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+            b"- a",
+            b"~",
+            b"",
+            b"null",
+            b"[]",
+        ] {
+            assert!(Policy::compile(bytes).is_err());
+        }
+    }
+}
