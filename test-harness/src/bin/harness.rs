@@ -1,0 +1,173 @@
+//! `harness`: run apiguard locally, and keep the shipped manifests' policy in sync.
+//!
+//! ```text
+//! harness up --policy policies/petstore/policy.yaml      # Envoy + echo API until Ctrl-C
+//! harness render-envoy --policy policies/petstore/policy.yaml [--check]
+//! ```
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use apiguard_harness::{contract, embed};
+use apiguard_harness::{locate, EchoUpstream, Envoy, EnvoyOptions, Error, Policy};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+use tokio::signal::unix::{signal, SignalKind};
+
+#[derive(Debug, Parser)]
+#[command(about = "Run apiguard in a local Envoy, and keep envoy/*.yaml in sync with a policy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build the filter, start an echo API and Envoy with POLICY in front, until Ctrl-C.
+    Up {
+        /// A policy YAML file (its OpenAPI document is found relative to it).
+        #[arg(long)]
+        policy: PathBuf,
+        /// The listener address.
+        #[arg(long, default_value = "127.0.0.1:10000")]
+        listen: SocketAddr,
+        /// The admin port (bound on 127.0.0.1).
+        #[arg(long, default_value_t = 9901)]
+        admin: u16,
+        /// Envoy worker threads.
+        #[arg(long, default_value_t = 1)]
+        concurrency: u16,
+    },
+    /// Embed POLICY, bundled, in envoy/envoy.yaml and envoy/istio-wasmplugin.yaml.
+    RenderEnvoy {
+        /// The policy YAML file [default: policies/petstore/policy.yaml].
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Change nothing; fail if a manifest differs from what would be written.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Up {
+            policy,
+            listen,
+            admin,
+            concurrency,
+        } => {
+            let options = EnvoyOptions {
+                listen,
+                admin: SocketAddr::from((Ipv4Addr::LOCALHOST, admin)),
+                concurrency,
+                ..EnvoyOptions::default()
+            };
+            up(options, &policy)
+        }
+        Command::RenderEnvoy { policy, check } => {
+            let policy = policy.unwrap_or_else(|| locate::policy("petstore"));
+            render_envoy(&policy, check)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("harness: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn up(options: EnvoyOptions, policy: &Path) -> Result<ExitCode, Error> {
+    locate::build_filter()?;
+    let bundle = embed::bundle(policy)?;
+    let upstream = EchoUpstream::start()?;
+    let envoy = Envoy::start(
+        &EnvoyOptions {
+            policy: Policy::Bundle(bundle.clone()),
+            ..options
+        },
+        upstream.addr(),
+    )?;
+    let api = format!("http://{}", envoy.listener());
+    let admin = format!("http://{}", envoy.admin());
+    println!(
+        "apiguard is up with {policy} (Envoy pid {pid}); Ctrl-C stops it.\n\n\
+         API:   {api}  (echo upstream at {upstream})\n\
+         admin: {admin}\n\nTry:",
+        policy = policy.display(),
+        pid = envoy.pid(),
+        upstream = upstream.addr(),
+    );
+    for example in examples(&bundle, &api) {
+        println!("  {example}");
+    }
+    println!("  curl -s {admin}/stats/prometheus | grep apiguard");
+    wait_for_shutdown_signal()?;
+    println!("stopping");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Example requests for the policy's own contract: one allowed, one 405, one 404.
+fn examples(bundle: &Value, api: &str) -> Vec<String> {
+    let mut examples = Vec::new();
+    let declared = contract::declared_paths(bundle);
+    if let Some(path) = declared.first() {
+        if let Some(method) = path.methods.first() {
+            let url = format!("{api}{}", path.path);
+            examples.push(format!("curl -i -X {method} {url}    # allowed: the echo"));
+        }
+        if let Some(method) = path.undeclared_method() {
+            let url = format!("{api}{}", path.path);
+            examples.push(format!("curl -i -X {method} {url}    # 405, with `allow`"));
+        }
+    }
+    let unknown = format!("{api}{}/not-in-the-contract", contract::base_path(bundle));
+    examples.push(format!("curl -i {unknown}    # 404 problem+json"));
+    examples
+}
+
+/// Waits for Ctrl-C or SIGTERM, so that `kill` stops Envoy too instead of orphaning it.
+fn wait_for_shutdown_signal() -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(Error::io("starting the signal runtime"))?;
+    runtime
+        .block_on(async {
+            let mut terminate = signal(SignalKind::terminate())?;
+            tokio::select! {
+                interrupted = tokio::signal::ctrl_c() => interrupted,
+                _ = terminate.recv() => Ok(()),
+            }
+        })
+        .map_err(Error::io("waiting for Ctrl-C"))
+}
+
+fn render_envoy(policy: &Path, check: bool) -> Result<ExitCode, Error> {
+    let bundle = embed::bundle(policy)?;
+    let mut drifted = false;
+    for manifest in embed::shipped_manifests() {
+        let rendered = manifest.render(&bundle)?;
+        let name = manifest.path.display();
+        let current = std::fs::read_to_string(&manifest.path)
+            .map_err(Error::io(format!("reading {name}")))?;
+        if rendered == current {
+            println!("{name}: up to date");
+        } else if check {
+            println!("{name}: differs from {}", policy.display());
+            drifted = true;
+        } else {
+            std::fs::write(&manifest.path, rendered)
+                .map_err(Error::io(format!("writing {name}")))?;
+            println!("{name}: updated");
+        }
+    }
+    Ok(if drifted {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

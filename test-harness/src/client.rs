@@ -1,0 +1,143 @@
+//! A small blocking HTTP client for tests and the admin API.
+//!
+//! General-purpose clients parse request targets as URLs and normalise them (`/a/../b`
+//! becomes `/b`, `\` becomes `/`), which would hide exactly the encodings the filter must
+//! catch. This one hands the target to hyper untouched, so what a test writes is what Envoy
+//! receives. Each request uses a fresh connection: tests stay independent of keep-alive and of
+//! Envoy closing a connection after a local reply.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderValue, HOST};
+use http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+use crate::Error;
+
+/// Bounds every exchange, so a hung proxy fails a test instead of stalling the suite.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The protocol spoken to the server; Envoy's listener accepts both (`codec_type: AUTO`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpVersion {
+    Http1,
+    /// HTTP/2 over cleartext with prior knowledge.
+    H2c,
+}
+
+/// A blocking client bound to one server address.
+#[derive(Debug)]
+pub struct Client {
+    addr: SocketAddr,
+    version: HttpVersion,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// A fully read response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Client {
+    pub fn new(addr: SocketAddr, version: HttpVersion) -> Result<Client, Error> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::io("starting the client runtime"))?;
+        Ok(Client {
+            addr,
+            version,
+            runtime,
+        })
+    }
+
+    /// `GET target`, where `target` is sent as is (`/v1/pets?limit=1`, `/v1/%2e%2e/x`).
+    pub fn get(&self, target: &str) -> Result<Response, Error> {
+        self.send(Request::get(target).body(Bytes::new())?)
+    }
+
+    /// Sends `request`, whose URI is an origin-form target such as `/v1/pets`. A missing
+    /// `host` is filled in with the server address.
+    pub fn send(&self, request: Request<Bytes>) -> Result<Response, Error> {
+        let request = self.prepare(request)?;
+        let exchange =
+            async { tokio::time::timeout(EXCHANGE_TIMEOUT, self.exchange(request)).await };
+        match self.runtime.block_on(exchange) {
+            Ok(response) => response,
+            Err(_elapsed) => Err(Error::Io {
+                context: format!("{:?} request to {}", self.version, self.addr),
+                source: std::io::ErrorKind::TimedOut.into(),
+            }),
+        }
+    }
+
+    fn prepare(&self, request: Request<Bytes>) -> Result<Request<Full<Bytes>>, Error> {
+        let (mut parts, body) = request.into_parts();
+        match self.version {
+            HttpVersion::Http1 => {
+                if !parts.headers.contains_key(HOST) {
+                    let host = HeaderValue::try_from(self.addr.to_string());
+                    parts.headers.insert(HOST, host.map_err(http::Error::from)?);
+                }
+            }
+            // HTTP/2 carries the authority in the URI (`:authority`), not a header.
+            HttpVersion::H2c => {
+                let target = parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/", |target| target.as_str());
+                let uri = Uri::try_from(format!("http://{}{target}", self.addr));
+                parts.uri = uri.map_err(http::Error::from)?;
+            }
+        }
+        Ok(Request::from_parts(parts, Full::new(body)))
+    }
+
+    async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<Response, Error> {
+        let stream = TcpStream::connect(self.addr)
+            .await
+            .map_err(Error::io(format!("connecting to {}", self.addr)))?;
+        let io = TokioIo::new(stream);
+        let response = match self.version {
+            HttpVersion::Http1 => {
+                let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+                tokio::spawn(connection);
+                sender.send_request(request).await?
+            }
+            HttpVersion::H2c => {
+                let (mut sender, connection) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+                tokio::spawn(connection);
+                sender.send_request(request).await?
+            }
+        };
+        let (parts, body) = response.into_parts();
+        Ok(Response {
+            status: parts.status,
+            headers: parts.headers,
+            body: body.collect().await?.to_bytes(),
+        })
+    }
+}
+
+impl Response {
+    /// The header's value, if present and text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)?.to_str().ok()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Result<serde_json::Value, Error> {
+        Ok(serde_json::from_slice(&self.body)?)
+    }
+}

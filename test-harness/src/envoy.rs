@@ -1,0 +1,315 @@
+//! [`Envoy`]: a real Envoy process running the built filter, for one test or `harness up`.
+
+use std::fs::{self, File};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::client::{Client, HttpVersion};
+use crate::render::{RenderOptions, Template, LISTENER};
+use crate::{embed, locate, Error, Stats};
+
+/// How often readiness is polled while Envoy starts (a start takes about a second).
+const POLL_INTERVAL: Duration = Duration::from_millis(25);
+/// How many log lines an error or a failing test shows.
+const LOG_TAIL_LINES: usize = 60;
+
+/// Which policy the filter runs.
+#[derive(Debug, Clone, Default)]
+pub enum Policy {
+    /// The one embedded in `envoy/envoy.yaml`, i.e. exactly what ships.
+    #[default]
+    Embedded,
+    /// A policy YAML file, bundled with its OpenAPI document.
+    File(PathBuf),
+    /// An already bundled policy, e.g. a bundled file edited by a test.
+    Bundle(Value),
+}
+
+/// How to start Envoy. Defaults: embedded policy, ephemeral loopback ports, one worker.
+#[derive(Debug, Clone)]
+pub struct EnvoyOptions {
+    pub policy: Policy,
+    /// Listener address; port 0 picks a free port (no race between choosing and binding).
+    pub listen: SocketAddr,
+    /// Admin address; port 0 as for `listen`.
+    pub admin: SocketAddr,
+    /// Worker threads; each runs its own Wasm VM.
+    pub concurrency: u16,
+    /// `false` starts the baseline: the same config without apiguard.
+    pub with_filter: bool,
+    /// How long to wait for `/ready` before giving up.
+    pub ready_timeout: Duration,
+}
+
+impl Default for EnvoyOptions {
+    fn default() -> EnvoyOptions {
+        let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        EnvoyOptions {
+            policy: Policy::Embedded,
+            listen: loopback,
+            admin: loopback,
+            concurrency: 1,
+            with_filter: true,
+            ready_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// A running Envoy; killed and reaped on drop, also when a test panics, in which case its log
+/// tail is printed (libtest shows it with the failure).
+#[derive(Debug)]
+pub struct Envoy {
+    child: Child,
+    scratch: ScratchDir,
+    listener: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Envoy {
+    /// Renders the config, starts Envoy in front of `upstream` and waits until it is ready.
+    /// If Envoy exits first (a refused config), the error carries its exit status and log.
+    pub fn start(options: &EnvoyOptions, upstream: SocketAddr) -> Result<Envoy, Error> {
+        let envoy_binary = locate::envoy_binary()?;
+        let wasm = locate::filter_wasm()?;
+        let bundle = match &options.policy {
+            Policy::Embedded => None,
+            Policy::File(path) => Some(embed::bundle(path)?),
+            Policy::Bundle(bundle) => Some(bundle.clone()),
+        };
+        let config = Template::load(&locate::envoy_yaml())?.render(&RenderOptions {
+            listen: options.listen,
+            admin: options.admin,
+            upstream,
+            wasm: &wasm,
+            policy: bundle.as_ref(),
+            with_filter: options.with_filter,
+        })?;
+
+        let scratch = ScratchDir::create()?;
+        let config_path = scratch.path().join("envoy.json");
+        fs::write(&config_path, serde_json::to_vec_pretty(&config)?)
+            .map_err(Error::io("writing the Envoy config"))?;
+        let log = File::create(scratch.log()).map_err(Error::io("creating the Envoy log"))?;
+        let log_for_stdout = log
+            .try_clone()
+            .map_err(Error::io("sharing the Envoy log"))?;
+        let child = Command::new(&envoy_binary)
+            .arg("--config-path")
+            .arg(&config_path)
+            .arg("--admin-address-path")
+            .arg(scratch.admin_address())
+            // Parallel tests each run an Envoy; a dynamic base id keeps their shared-memory
+            // regions (for hot restart) apart.
+            .arg("--use-dynamic-base-id")
+            .args(["--concurrency", &options.concurrency.to_string()])
+            // Envoy's own info lines (a hundred lines of extension lists at start) would push
+            // the interesting part out of the tail; the filter logs under `wasm`.
+            .args([
+                "--log-level",
+                "warning",
+                "--component-log-level",
+                "wasm:info",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log_for_stdout)
+            .stderr(log)
+            .spawn()
+            .map_err(Error::io(format!("starting {}", envoy_binary.display())))?;
+
+        // From here on, Drop stops the process whatever goes wrong.
+        let mut envoy = Envoy {
+            child,
+            scratch,
+            listener: options.listen,
+            admin: options.admin,
+        };
+        envoy.admin = envoy.wait_ready(options.ready_timeout)?;
+        if envoy.listener.port() == 0 {
+            envoy.listener = envoy.bound_listener()?;
+        }
+        Ok(envoy)
+    }
+
+    /// Where API traffic goes.
+    pub fn listener(&self) -> SocketAddr {
+        self.listener
+    }
+
+    pub fn admin(&self) -> SocketAddr {
+        self.admin
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A client for the API listener.
+    pub fn client(&self, version: HttpVersion) -> Result<Client, Error> {
+        Client::new(self.listener, version)
+    }
+
+    /// A snapshot of `/stats/prometheus`.
+    pub fn stats(&self) -> Result<Stats, Error> {
+        Ok(Stats::parse(&self.admin_get("/stats/prometheus")?))
+    }
+
+    /// Envoy's whole log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.scratch.log()).unwrap_or_default()
+    }
+
+    /// The last lines of the log, for error messages.
+    pub fn log_tail(&self) -> String {
+        tail(&self.log())
+    }
+
+    /// Polls until `/ready` answers 200 and returns the admin address Envoy bound.
+    fn wait_ready(&mut self, timeout: Duration) -> Result<SocketAddr, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .map_err(Error::io("checking on Envoy"))?
+            {
+                return Err(Error::EnvoyExited {
+                    status,
+                    log_tail: self.log_tail(),
+                });
+            }
+            if let Some(admin) = self.scratch.read_admin_address() {
+                let ready = Client::new(admin, HttpVersion::Http1)?.get("/ready");
+                if ready.is_ok_and(|response| response.status.is_success()) {
+                    return Ok(admin);
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::EnvoyNotReady {
+                    timeout,
+                    log_tail: self.log_tail(),
+                });
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// The address the `ingress` listener actually bound, from the admin `/listeners`.
+    fn bound_listener(&self) -> Result<SocketAddr, Error> {
+        let endpoint = "/listeners?format=json";
+        let listeners: Value = serde_json::from_str(&self.admin_get(endpoint)?)?;
+        let bad_answer = |message: &str| Error::Admin {
+            endpoint: endpoint.to_owned(),
+            message: message.to_owned(),
+        };
+        let status = listeners["listener_statuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|status| status["name"] == LISTENER)
+            .ok_or_else(|| bad_answer("no `ingress` listener"))?;
+        let address = &status["local_address"]["socket_address"];
+        let ip = address["address"].as_str().and_then(|ip| ip.parse().ok());
+        let port = address["port_value"]
+            .as_u64()
+            .and_then(|port| u16::try_from(port).ok());
+        match (ip, port) {
+            (Some(ip), Some(port)) => Ok(SocketAddr::new(ip, port)),
+            _ => Err(bad_answer("no socket address for `ingress`")),
+        }
+    }
+
+    fn admin_get(&self, endpoint: &str) -> Result<String, Error> {
+        let response = Client::new(self.admin, HttpVersion::Http1)?.get(endpoint)?;
+        if !response.status.is_success() {
+            return Err(Error::Admin {
+                endpoint: endpoint.to_owned(),
+                message: format!("{}: {}", response.status, response.text()),
+            });
+        }
+        Ok(response.text())
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        // Errors mean the process is already gone; there is nothing left to stop.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            self.scratch.keep();
+            let tail = self.log_tail();
+            eprintln!(
+                "--- Envoy log tail (full log and config in {}) ---\n{}",
+                self.scratch.path().display(),
+                if tail.is_empty() { "(empty)" } else { &tail }
+            );
+        }
+    }
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+}
+
+/// A per-run directory for the rendered config, the log and the admin address; removed on
+/// drop unless [`ScratchDir::keep`] was called (a failed test keeps it for inspection).
+#[derive(Debug)]
+struct ScratchDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl ScratchDir {
+    fn create() -> Result<ScratchDir, Error> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "apiguard-envoy-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = std::env::temp_dir().join(name);
+        // A stale directory from an earlier process with the same pid is ours to replace.
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).map_err(Error::io(format!("creating {}", path.display())))?;
+        Ok(ScratchDir { path, keep: false })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn log(&self) -> PathBuf {
+        self.path.join("envoy.log")
+    }
+
+    fn admin_address(&self) -> PathBuf {
+        self.path.join("admin.address")
+    }
+
+    /// The address Envoy wrote once its admin listener was bound, if it has yet.
+    fn read_admin_address(&self) -> Option<SocketAddr> {
+        fs::read_to_string(self.admin_address())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    fn keep(&mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! End-to-end harness for apiguard: a real Envoy running the built `.wasm` in front of a
+//! recording upstream, so tests assert what a client receives *and* what reached the API.
+//!
+//! The pieces, in the order a test meets them:
+//!
+//! - [`locate`]: where the workspace, the Envoy binary, the built filter and the shipped
+//!   configs are, with errors that say how to get a missing one.
+//! - [`render`]: turns the shipped `envoy/envoy.yaml` into a config for one test run (loopback
+//!   ports, local upstream, the policy under test), so tests exercise the same file that
+//!   docker-compose mounts rather than a look-alike.
+//! - [`contract`]: the requests a policy's OpenAPI document declares.
+//! - [`embed`]: keeps the policy embedded in `envoy/*.yaml` equal to the bundled policy file.
+//! - [`upstream`]: [`EchoUpstream`], an HTTP/1.1 + h2c server that echoes and records.
+//! - [`envoy`]: [`Envoy`], the process fixture: start, wait for `/ready`, stop on drop.
+//! - [`client`]: a small blocking client that sends request targets byte for byte (no URL
+//!   normalisation, which would hide the very encodings the filter must catch).
+//! - [`stats`]: reading counters from the admin `/stats/prometheus` page.
+
+pub mod client;
+pub mod contract;
+pub mod embed;
+pub mod envoy;
+mod error;
+pub mod locate;
+pub mod render;
+pub mod stats;
+pub mod upstream;
+
+pub use client::{Client, HttpVersion, Response};
+pub use envoy::{Envoy, EnvoyOptions, Policy};
+pub use error::Error;
+pub use stats::Stats;
+pub use upstream::{EchoUpstream, RecordedRequest};

@@ -1,0 +1,16 @@
+//! End to end: a real Envoy runs the built filter in front of a recording upstream.
+//!
+//! Needs the filter built first (`cargo build --release --target wasm32-wasip1 -p
+//! apiguard-filter --lib`) and an Envoy binary (`make setup`, or `ENVOY_BIN`). Every test
+//! starts its own Envoy on ephemeral ports, so tests run in parallel.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod config_errors;
+mod contract;
+mod encoding;
+mod fixture;
+mod manifests;
+mod metrics;
+mod monitor;
+mod routing;

@@ -1,0 +1,123 @@
+//! The shipped manifests stay one source: envoy.yaml and the Istio WasmPlugin embed the
+//! bundled petstore policy, and docker-compose runs envoy.yaml as the tests do.
+
+use apiguard_harness::embed::shipped_manifests;
+use apiguard_harness::locate;
+use apiguard_harness::render::Template;
+use serde_json::Value;
+
+use crate::fixture::bundled;
+
+/// The Envoy version the project runs: the binary the tests start and the compose image must
+/// both be this one, so what passes here is what `docker compose up` runs.
+const ENVOY_VERSION: &str = "1.40.0";
+
+fn yaml(path: &std::path::Path) -> Value {
+    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn manifests_embed_the_bundled_petstore_policy() {
+    let expected = bundled("petstore");
+    let hint = "run `cargo run -p apiguard-harness -- render-envoy`";
+    let template = Template::load(&locate::envoy_yaml()).unwrap();
+    assert!(
+        *template.embedded_policy().unwrap() == expected,
+        "envoy.yaml drifted: {hint}"
+    );
+    let istio = yaml(&locate::istio_wasmplugin_yaml());
+    assert!(
+        istio["spec"]["pluginConfig"] == expected,
+        "the WasmPlugin drifted: {hint}"
+    );
+    // And byte for byte, so that regenerating is a no-op.
+    for manifest in shipped_manifests() {
+        let rendered = manifest.render(&expected).unwrap();
+        let current = std::fs::read_to_string(&manifest.path).unwrap();
+        assert!(
+            rendered == current,
+            "{} is not as generated: {hint}",
+            manifest.path.display()
+        );
+    }
+}
+
+#[test]
+fn security_settings_fail_closed() {
+    let envoy = yaml(&locate::envoy_yaml());
+    let filters = &envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0];
+    let http_filters = filters["typed_config"]["http_filters"].as_array().unwrap();
+    let names: Vec<_> = http_filters
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["apiguard", "envoy.filters.http.router"]);
+    let plugin = &http_filters[0]["typed_config"]["config"];
+    assert_eq!(plugin["failure_policy"], "FAIL_RELOAD");
+
+    let istio = yaml(&locate::istio_wasmplugin_yaml());
+    assert_eq!(istio["spec"]["failStrategy"], "FAIL_CLOSE");
+    assert_eq!(istio["spec"]["phase"], "AUTHN");
+}
+
+#[test]
+fn tests_run_the_pinned_envoy_version() {
+    let envoy = locate::envoy_binary().unwrap();
+    let output = std::process::Command::new(&envoy)
+        .arg("--version")
+        .output()
+        .unwrap();
+    let version = String::from_utf8_lossy(&output.stdout);
+    // `envoy  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL`
+    assert!(
+        version.contains(&format!("/{ENVOY_VERSION}/")),
+        "{}: {version}",
+        envoy.display()
+    );
+}
+
+#[test]
+fn docker_compose_runs_the_shipped_envoy_yaml() {
+    let compose = yaml(&locate::docker_compose_yml());
+    let template = Template::load(&locate::envoy_yaml()).unwrap();
+    let envoy = &compose["services"]["envoy"];
+
+    assert_eq!(envoy["image"], format!("envoyproxy/envoy:v{ENVOY_VERSION}"));
+    let wasm = template.wasm_filename().unwrap();
+    let mounts: Vec<_> = envoy["volumes"].as_array().unwrap().iter().collect();
+    let mounted = |source: &str, target: &str| {
+        mounts.iter().any(|mount| {
+            let mount = mount.as_str().unwrap_or_default();
+            mount == format!("{source}:{target}:ro") || mount == format!("{source}:{target}")
+        })
+    };
+    assert!(
+        mounted("./envoy/envoy.yaml", "/etc/envoy/envoy.yaml"),
+        "{mounts:?}"
+    );
+    let built = "./target/wasm32-wasip1/release/apiguard_filter.wasm";
+    assert!(
+        mounted(built, wasm),
+        "the .wasm must be mounted at {wasm}: {mounts:?}"
+    );
+
+    let ports: Vec<_> = envoy["ports"].as_array().unwrap().iter().collect();
+    for port in [
+        template.listener_port().unwrap(),
+        template.admin_port().unwrap(),
+    ] {
+        let published = format!("{port}:{port}");
+        assert!(
+            ports.iter().any(|p| p.as_str() == Some(&published)),
+            "{published}: {ports:?}"
+        );
+    }
+
+    let (host, port) = template.upstream_endpoint().unwrap();
+    let upstream = &compose["services"][host];
+    assert!(
+        upstream.is_object(),
+        "no service `{host}` for the upstream cluster"
+    );
+    assert_eq!(upstream["environment"]["HTTP_PORT"], port.to_string());
+}
