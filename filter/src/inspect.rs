@@ -48,12 +48,12 @@ impl Policy {
         let operation =
             Method::from_request(request.method).and_then(|m| route.operation(m).map(|op| (m, op)));
         let Some((method, operation)) = operation else {
-            verdict.allowed = Some((route.template.as_str(), route.methods()));
+            verdict.allowed = Some((route.template(), route.methods()));
             return Err(RuleId::MethodNotAllowed);
         };
         verdict.operation = Some(OperationRef {
             method,
-            template: &route.template,
+            template: &operation.template,
             operation_id: operation.operation_id.as_deref(),
         });
         Ok(())

@@ -21,6 +21,7 @@ struct Problem<'a> {
     kind: String,
     title: &'static str,
     status: u16,
+    detail: String,
     rule: &'static str,
     api: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -42,6 +43,7 @@ pub fn reply(api: &str, rule: RuleId, verdict: &Verdict<'_>) -> Reply {
         kind: format!("urn:apiguard:rule:{}", rule.as_str()),
         title: rule.title(),
         status: rule.status(),
+        detail: detail(api, rule, verdict),
         rule: rule.as_str(),
         api,
         path_template: allowed.map(|(template, _)| *template),
@@ -52,6 +54,22 @@ pub fn reply(api: &str, rule: RuleId, verdict: &Verdict<'_>) -> Reply {
         headers,
         // Serialising plain strings and numbers cannot fail.
         body: serde_json::to_vec(&problem).unwrap_or_default(),
+    }
+}
+
+/// What happened in this occurrence, from the policy's strings only.
+fn detail(api: &str, rule: RuleId, verdict: &Verdict<'_>) -> String {
+    match rule {
+        RuleId::UnknownPath => format!("API `{api}` declares no operation at this path."),
+        RuleId::MethodNotAllowed => match &verdict.allowed {
+            Some((template, methods)) => {
+                let methods: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
+                format!("`{template}` accepts {}.", methods.join(", "))
+            }
+            None => rule.title().to_owned(),
+        },
+        _ => "Ambiguous paths are refused rather than interpreted: encode the path plainly."
+            .to_owned(),
     }
 }
 

@@ -13,24 +13,30 @@
 //! resource the client named.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use crate::config::{pointer_token, Location, PolicyError};
 use crate::openapi::{Document, Server};
 use crate::verdict::Method;
 
-/// One declared path template, under one of its base paths.
-#[derive(Debug)]
+/// One path shape: the operations of every template that matches the same requests.
+///
+/// Usually that is one path item. Templates that differ only in parameter names
+/// (`/orgs/{org}/attestations/{subject_digest}` for `GET` and `…/{attestation_id}` for
+/// `DELETE`, both in GitHub's API) share a shape; they are merged here as long as no
+/// method is declared twice, which is the real conflict.
+#[derive(Debug, Default)]
 pub struct Route {
-    /// The template as written in the document, e.g. `/pets/{petId}`.
-    pub template: String,
-    /// Parameter names in the order they appear in the full path.
-    pub params: Vec<String>,
     operations: [Option<Operation>; 8],
 }
 
 /// What the engine keeps of an operation.
 #[derive(Debug)]
 pub struct Operation {
+    /// The template as written in the document, e.g. `/pets/{petId}`.
+    pub template: Rc<str>,
+    /// Parameter names in the order they appear in the template.
+    pub params: Rc<[String]>,
     pub operation_id: Option<String>,
 }
 
@@ -46,13 +52,22 @@ impl Route {
             .filter(|m| self.operation(*m).is_some())
             .collect()
     }
+
+    /// The template of the first declared operation: the context of a 405.
+    pub fn template(&self) -> &str {
+        self.operations
+            .iter()
+            .flatten()
+            .next()
+            .map_or("", |op| &op.template)
+    }
 }
 
 /// A request path matched to a route, with the parameter values it captured.
 #[derive(Debug)]
 pub struct RouteMatch<'r, 's> {
     pub route: &'r Route,
-    /// Decoded values, in the order of [`Route::params`].
+    /// Decoded values, in the order of [`Operation::params`].
     pub values: Vec<&'s str>,
 }
 
@@ -105,12 +120,11 @@ impl Router {
                     "`$ref` path items are not supported: inline the path item".to_owned(),
                 ));
             }
-            let operations = Method::ALL.map(|m| {
-                item.operation(m).map(|op| Operation {
-                    operation_id: op.operation_id.clone(),
-                })
-            });
-            if operations.iter().all(Option::is_none) {
+            let methods: Vec<Method> = Method::ALL
+                .into_iter()
+                .filter(|m| item.operation(*m).is_some())
+                .collect();
+            if methods.is_empty() {
                 continue;
             }
             let (segments, names) = parse_template(template).map_err(invalid)?;
@@ -120,17 +134,28 @@ impl Router {
                 }
                 _ => document_bases.clone(),
             };
-            let index = router.routes.len();
-            router.routes.push(Route {
-                template: template.clone(),
-                params: names,
-                operations,
-            });
+            let shared_template: Rc<str> = template.as_str().into();
+            let params: Rc<[String]> = names.into();
             for base in &bases {
                 let full = base.iter().map(|s| Segment::Literal(s.clone()));
                 let node = router.root.insert(full.chain(segments.iter().cloned()));
-                if let Some(existing) = node.route.replace(index) {
-                    return Err(invalid(conflict(&router.routes[existing], template)));
+                let index = *node.route.get_or_insert_with(|| {
+                    router.routes.push(Route::default());
+                    router.routes.len() - 1
+                });
+                let route = &mut router.routes[index];
+                for &method in &methods {
+                    let slot = &mut route.operations[method.index()];
+                    if let Some(existing) = slot {
+                        return Err(invalid(conflict(&existing.template, template, method)));
+                    }
+                    *slot = Some(Operation {
+                        template: Rc::clone(&shared_template),
+                        params: Rc::clone(&params),
+                        operation_id: item
+                            .operation(method)
+                            .and_then(|op| op.operation_id.clone()),
+                    });
                 }
             }
         }
@@ -153,7 +178,7 @@ impl Router {
         Some(RouteMatch { route, values })
     }
 
-    /// How many path templates were compiled.
+    /// How many distinct path shapes were compiled.
     pub fn len(&self) -> usize {
         self.routes.len()
     }
@@ -163,11 +188,12 @@ impl Router {
     }
 }
 
-fn conflict(existing: &Route, template: &str) -> String {
+fn conflict(existing: &str, template: &str, method: Method) -> String {
     format!(
-        "path template `{template}` is the same path as `{}` (templates that differ only in \
-         parameter names, or that meet under a server base path, are identical): merge them",
-        existing.template
+        "`{method} {template}` is the same operation as `{method} {existing}` (templates that \
+         differ only in parameter names, or that meet under a server base path, match the same \
+         requests): remove one of them",
+        method = method.as_str(),
     )
 }
 
@@ -444,7 +470,7 @@ mod tests {
         let parsed = crate::path::parse(path.as_bytes()).ok()?;
         let found = router.find(&parsed.segments)?;
         Some((
-            found.route.template.clone(),
+            found.route.template().to_owned(),
             found.values.iter().map(|v| v.to_string()).collect(),
         ))
     }
@@ -582,17 +608,31 @@ mod tests {
     }
 
     #[test]
-    fn templates_differing_only_in_names_conflict() {
+    fn templates_differing_only_in_names_conflict_on_a_shared_method() {
         let (pointer, message) = refused(&paths("", &["/users/{id}", "/users/{name}"]));
         assert_eq!(pointer, "/paths/~1users~1{name}");
-        assert!(message.contains("`/users/{id}`"), "{message}");
+        assert!(message.contains("`GET /users/{id}`"), "{message}");
+    }
+
+    #[test]
+    fn templates_differing_only_in_names_merge_on_disjoint_methods() {
+        let yaml = "openapi: 3.0.3\npaths:\n  /a/{x}:\n    get: {operationId: g}\n  /a/{y}:\n    delete: {operationId: d}\n";
+        let r = router(yaml).unwrap();
+        let parsed = crate::path::parse(b"/a/1").unwrap();
+        let route = r.find(&parsed.segments).unwrap().route;
+        assert_eq!(route.methods(), vec![Method::Get, Method::Delete]);
+        let delete = route.operation(Method::Delete).unwrap();
+        assert_eq!(
+            (&*delete.template, &delete.params[..]),
+            ("/a/{y}", &["y".to_owned()][..])
+        );
     }
 
     #[test]
     fn templates_meeting_under_a_base_path_conflict() {
         let yaml = "openapi: 3.0.3\nservers: [{url: /v1}, {url: /}]\npaths:\n  /v1/a:\n    get: {}\n  /a:\n    get: {}\n";
         let (_, message) = refused(yaml);
-        assert!(message.contains("same path"), "{message}");
+        assert!(message.contains("same operation"), "{message}");
     }
 
     #[test]

