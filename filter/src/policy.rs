@@ -270,6 +270,36 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_requests_never_panic() {
+        // Deterministic xorshift noise over the bytes that matter to the path parser,
+        // mixed with arbitrary ones, at lengths up to 4 KiB (Envoy caps headers at 60 KiB).
+        let p = policy("enforce", DOC).unwrap();
+        let alphabet = b"/%.2fFeE5cC\\?#0a{}~ \x00\x7f\xc3\xa9";
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 64) as usize + if next() % 100 == 0 { 4096 } else { 0 };
+            let path: Vec<u8> = (0..len)
+                .map(|_| match next() % 4 {
+                    0 => next() as u8,
+                    _ => alphabet[(next() % alphabet.len() as u64) as usize],
+                })
+                .collect();
+            let method: &[u8] = [&b"GET"[..], b"get", b"", b"\xff"][(next() % 4) as usize];
+            let v = p.inspect(&RequestView {
+                method,
+                path: &path,
+            });
+            assert_eq!(v.rule.is_some(), v.action == Action::Block);
+        }
+    }
+
+    #[test]
     fn arbitrary_configuration_bytes_never_panic() {
         for bytes in [
             &b"\n"[..],
