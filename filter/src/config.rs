@@ -7,6 +7,7 @@
 //! `pluginConfig`. The same types parse both shapes, and unknown keys are refused so a
 //! typo never silently disables a check.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
@@ -24,8 +25,92 @@ pub struct PolicyConfig<'a> {
     pub name: String,
     #[serde(default)]
     pub mode: Mode,
+    /// Refuse what the contract does not declare even where the document leaves it open:
+    /// unknown body properties (mass assignment) and undeclared query parameters.
+    /// Overridable per operation.
+    #[serde(default)]
+    pub strict: bool,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub responses: ResponseSettings,
+    /// When schemas are compiled: all at configure time (`eager`, the default, so a bad
+    /// schema is refused with the configuration), or per operation on first use (`lazy`,
+    /// for very large contracts; `apiguard check` still compiles them all).
+    #[serde(default)]
+    pub schemas: SchemaCompilation,
+    /// Per-operation settings, keyed by `operationId` or by `METHOD /template`. The same
+    /// settings can sit in the document as an operation's `x-apiguard` extension; the
+    /// policy wins.
+    #[serde(default)]
+    pub operations: BTreeMap<String, OperationSettings>,
     #[serde(borrow)]
     pub openapi: OpenApiSource<'a>,
+}
+
+/// Size limits for what the filter buffers and parses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Request or response bodies above this are refused (413) without being buffered.
+    /// Keep it below the listener's `per_connection_buffer_limit_bytes` (1 MiB default).
+    pub max_body_bytes: usize,
+    /// Arrays and objects nested deeper than this are refused before parsing.
+    pub max_json_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 1 << 20,
+            max_json_depth: 64,
+        }
+    }
+}
+
+/// What happens to responses that break the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResponseSettings {
+    /// `monitor` (default): record; `enforce`: replace with a 502 problem; `off`.
+    pub mode: OperationMode,
+    /// Remove properties the response schema does not declare (excessive data exposure).
+    pub redact: bool,
+}
+
+impl Default for ResponseSettings {
+    fn default() -> Self {
+        ResponseSettings {
+            mode: OperationMode::Monitor,
+            redact: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SchemaCompilation {
+    #[default]
+    Eager,
+    Lazy,
+}
+
+/// `off` skips the contract checks of one operation (it stays routable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OperationMode {
+    Enforce,
+    Monitor,
+    Off,
+}
+
+/// Settings for one operation, from the policy's `operations` or the document's
+/// `x-apiguard`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationSettings {
+    pub mode: Option<OperationMode>,
+    pub strict: Option<bool>,
 }
 
 /// Where the OpenAPI document comes from: a file next to the policy (resolved by
@@ -118,27 +203,27 @@ pub fn pointer_token(token: &str) -> String {
 
 /// Deserialises `T` from JSON or YAML text, reporting errors at a JSON pointer.
 ///
-/// Text starting with `{` is read as JSON (fast, and what Envoy hands over); anything
-/// else as YAML.
+/// Text starting with `{` is read as JSON (fast, and what Envoy hands over). Anything else
+/// is read as YAML and converted to JSON text first: a syntax error then keeps its line,
+/// and the document's schemas can be kept as raw JSON (`RawValue`), which only
+/// serde_json can produce.
 pub fn parse_text<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T, PolicyError> {
     if text.trim_start().starts_with('{') {
-        parse_json(text, origin)
-    } else {
-        // Two steps, so a syntax error (with its line) is told from a shape error (with
-        // its pointer).
-        let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
-            let mut at = Location::new(origin, "");
-            at.line_column = e.location().map(|l| (l.line(), l.column()));
-            PolicyError::Syntax {
-                at,
-                message: e.to_string(),
-            }
-        })?;
-        typed(value, origin).map_err(|(at, e)| PolicyError::Shape {
-            at,
-            message: e.to_string(),
-        })
+        return parse_json(text, origin);
     }
+    let syntax = |line_column, message: String| PolicyError::Syntax {
+        at: Location {
+            origin: origin.to_owned(),
+            pointer: String::new(),
+            line_column,
+        },
+        message,
+    };
+    let value: serde_yaml::Value = serde_yaml::from_str(text)
+        .map_err(|e| syntax(e.location().map(|l| (l.line(), l.column())), e.to_string()))?;
+    // YAML allows keys JSON does not (numbers become strings, e.g. response codes).
+    let json = serde_json::to_string(&value).map_err(|e| syntax(None, e.to_string()))?;
+    parse_json(&json, origin)
 }
 
 /// Deserialises `T` from JSON text that borrows from `text` (see [`PolicyConfig`]).

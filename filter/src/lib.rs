@@ -6,24 +6,35 @@
 //!
 //! 1. [`config`]: the policy as the user writes it (serde types, unknown keys refused) and
 //!    the bundling that inlines the OpenAPI document, because a plugin cannot read files.
-//! 2. [`openapi`]: the parts of an OpenAPI 3.0/3.1 document the engine needs.
 //!    [`structpb`] reads the configuration when Envoy hands it over as a protobuf `Struct`.
+//! 2. [`openapi`]: the parts of an OpenAPI 3.0/3.1 document the engine needs.
 //! 3. [`policy`]: [`policy::Policy::compile`] turns both into an immutable, pre-indexed
-//!    structure once per configuration ([`route`] is its segment trie).
-//! 4. [`inspect`]: per request, a pure function from a [`inspect::RequestView`] to a
-//!    [`verdict::Verdict`], after [`path`] has canonicalised the request path.
+//!    structure once per configuration: [`route`] is its segment trie, [`contract`] each
+//!    operation's parameters, bodies and responses, [`schema`] the translated and compiled
+//!    JSON Schemas, [`shape`] what string values convert to.
+//! 4. [`inspect`]: per request, pure functions from what the host saw to a
+//!    [`verdict::Verdict`] — [`path`] canonicalises the path, [`params`] reads parameters
+//!    in their OpenAPI styles, [`body`] reads bodies ([`percent`] decodes for both) — and
+//!    [`response`] does the same for the upstream's answer.
 //! 5. [`problem`]: the RFC 9457 body a blocked client receives.
 //!
 //! [`host`] (wasm32 only) is the thin adapter that gathers the request view from Envoy,
-//! applies the verdict and counts it.
+//! applies the verdicts and counts them.
 
+pub mod body;
 pub mod config;
+pub mod contract;
 pub mod inspect;
 pub mod openapi;
+pub mod params;
 pub mod path;
+pub mod percent;
 pub mod policy;
 pub mod problem;
+pub mod response;
 pub mod route;
+pub mod schema;
+pub mod shape;
 pub mod structpb;
 pub mod verdict;
 

@@ -2,13 +2,20 @@
 //!
 //! Deserialised straight into these types, never into a generic JSON tree: a large
 //! contract (GitHub's is 13 MB) then costs memory only for what the filter keeps, and
-//! everything else is skipped by serde as it streams past. Unknown fields are ignored on
-//! purpose — OpenAPI documents carry descriptions, examples and `x-` extensions we do not
-//! need — whereas the policy around the document refuses unknown keys.
+//! everything else is skipped by serde as it streams past. Schemas are kept as raw JSON
+//! text ([`RawValue`]) until the `schema` module translates and compiles them. Unknown
+//! fields are ignored on purpose — OpenAPI documents carry descriptions, examples and
+//! `x-` extensions we do not need — whereas the policy around the document refuses
+//! unknown keys.
+//!
+//! Objects that may be a `$ref` (parameters, request bodies, responses) have an optional
+//! `reference` beside optional fields rather than an untagged enum: serde buffers untagged
+//! enums, which would lose the raw schema text.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::verdict::Method;
 
@@ -21,6 +28,8 @@ pub struct Document {
     pub servers: Vec<Server>,
     #[serde(default)]
     pub paths: BTreeMap<String, PathItem>,
+    #[serde(default)]
+    pub components: Components,
 }
 
 /// A `servers[]` entry; only the path of its URL matters to matching.
@@ -38,6 +47,19 @@ pub struct ServerVariable {
     pub allowed: Option<Vec<String>>,
 }
 
+/// The reusable objects `$ref`s point into.
+#[derive(Debug, Default, Deserialize)]
+pub struct Components {
+    #[serde(default)]
+    pub schemas: BTreeMap<String, Box<RawValue>>,
+    #[serde(default)]
+    pub parameters: BTreeMap<String, Parameter>,
+    #[serde(default, rename = "requestBodies")]
+    pub request_bodies: BTreeMap<String, RequestBody>,
+    #[serde(default)]
+    pub responses: BTreeMap<String, Response>,
+}
+
 /// A path item: the operations declared for one path template.
 #[derive(Debug, Deserialize)]
 pub struct PathItem {
@@ -46,6 +68,9 @@ pub struct PathItem {
     pub reference: Option<String>,
     /// Path-level servers replace the document's for this path.
     pub servers: Option<Vec<Server>>,
+    /// Parameters every operation of the path shares (an operation may override one).
+    #[serde(default)]
+    pub parameters: Vec<Parameter>,
     get: Option<Operation>,
     put: Option<Operation>,
     post: Option<Operation>,
@@ -75,6 +100,59 @@ impl PathItem {
 pub struct Operation {
     #[serde(rename = "operationId")]
     pub operation_id: Option<String>,
+    #[serde(default)]
+    pub parameters: Vec<Parameter>,
+    #[serde(rename = "requestBody")]
+    pub request_body: Option<RequestBody>,
+    #[serde(default)]
+    pub responses: BTreeMap<String, Response>,
+    /// Per-operation settings inside the contract itself.
+    #[serde(rename = "x-apiguard")]
+    pub apiguard: Option<crate::config::OperationSettings>,
+}
+
+/// A parameter, or a `$ref` to one in `components.parameters`.
+#[derive(Debug, Deserialize)]
+pub struct Parameter {
+    #[serde(rename = "$ref")]
+    pub reference: Option<String>,
+    pub name: Option<String>,
+    #[serde(rename = "in")]
+    pub location: Option<String>,
+    #[serde(default)]
+    pub required: bool,
+    pub style: Option<String>,
+    pub explode: Option<bool>,
+    #[serde(default, rename = "allowEmptyValue")]
+    pub allow_empty_value: bool,
+    pub schema: Option<Box<RawValue>>,
+    /// The alternative to `schema`: a media type whose schema the value is parsed with.
+    pub content: Option<BTreeMap<String, MediaTypeObject>>,
+}
+
+/// A request body, or a `$ref` to one in `components.requestBodies`.
+#[derive(Debug, Deserialize)]
+pub struct RequestBody {
+    #[serde(rename = "$ref")]
+    pub reference: Option<String>,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub content: BTreeMap<String, MediaTypeObject>,
+}
+
+/// A response, or a `$ref` to one in `components.responses`.
+#[derive(Debug, Deserialize)]
+pub struct Response {
+    #[serde(rename = "$ref")]
+    pub reference: Option<String>,
+    /// Absent means the response has no body.
+    pub content: Option<BTreeMap<String, MediaTypeObject>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MediaTypeObject {
+    pub schema: Option<Box<RawValue>>,
 }
 
 /// The dialect of a document, from its `openapi` field.

@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 
+use crate::percent::hex_value;
 use crate::verdict::RuleId;
 
 /// The path part of a request target, split into percent-decoded segments.
@@ -100,15 +101,6 @@ fn check_decoded(b: u8) -> Result<(), RuleId> {
         0x00..=0x1F | 0x7F => Err(RuleId::ControlChar),
         b'/' | b'\\' => Err(RuleId::EncodedSeparator),
         _ => Ok(()),
-    }
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
     }
 }
 

@@ -2,21 +2,45 @@
 
 use std::borrow::Cow;
 
-use crate::config::{parse_json, parse_text, Location, Mode, PolicyConfig, PolicyError};
+use std::collections::BTreeSet;
+
+use crate::config::{
+    parse_json, parse_text, pointer_token, Limits, Location, Mode, OperationMode, PolicyConfig,
+    PolicyError, ResponseSettings, SchemaCompilation,
+};
+use crate::contract::{self, Contract};
 use crate::openapi::Document;
 use crate::route::Router;
+use crate::schema::SchemaSet;
 use crate::structpb;
+use crate::verdict::Method;
 
 /// How errors name the configuration Envoy handed over, which has no file name.
 pub const PLUGIN_CONFIGURATION: &str = "plugin configuration";
 
 /// An immutable, pre-indexed policy. Shared by every request of a configuration; a
-/// reconfiguration builds a new one.
+/// reconfiguration builds a new one. (Schemas compiled lazily fill a cache on first use;
+/// nothing else changes.)
 #[derive(Debug)]
 pub struct Policy {
     pub name: String,
     pub mode: Mode,
     pub router: Router,
+    pub limits: Limits,
+    pub responses: ResponseSettings,
+    /// Every operation, indexed by the id the router hands back.
+    pub operations: Vec<CompiledOperation>,
+    /// The document's component schemas, which compiled schemas refer to.
+    pub schemas: SchemaSet,
+}
+
+/// One operation: what identifies it in verdicts, and its contract.
+#[derive(Debug)]
+pub struct CompiledOperation {
+    pub method: Method,
+    pub template: String,
+    pub operation_id: Option<String>,
+    pub contract: Contract,
 }
 
 impl Policy {
@@ -80,7 +104,7 @@ impl Policy {
             .source
             .unwrap_or_else(|| format!("{origin} /openapi/document"));
         let document = parse_document(raw.get(), &doc_origin)?;
-        if document.version().is_none() {
+        let Some(version) = document.version() else {
             return Err(PolicyError::Invalid {
                 at: Location::new(&doc_origin, "/openapi"),
                 message: format!(
@@ -89,13 +113,71 @@ impl Policy {
                     document.openapi
                 ),
             });
+        };
+        let Document {
+            paths,
+            servers,
+            mut components,
+            ..
+        } = document;
+        let component_schemas = std::mem::take(&mut components.schemas);
+        let schemas = SchemaSet::new(version, component_schemas, &doc_origin);
+        let settings = contract::Settings {
+            origin: &doc_origin,
+            mode: match config.mode {
+                Mode::Enforce => OperationMode::Enforce,
+                Mode::Monitor => OperationMode::Monitor,
+            },
+            strict: config.strict,
+            overrides: &config.operations,
+            components: &components,
+            schemas: &schemas,
+        };
+        let mut operations = Vec::new();
+        let mut used = BTreeSet::new();
+        let router = Router::build(&paths, &servers, &doc_origin, &mut |site| {
+            let key = format!("{} {}", site.method.as_str(), site.template);
+            let operation_id = site.operation.operation_id.clone();
+            used.extend(operation_id.iter().cloned().chain([key]));
+            operations.push(CompiledOperation {
+                method: site.method,
+                template: site.template.to_owned(),
+                operation_id,
+                contract: contract::compile(site, &settings)?,
+            });
+            Ok(operations.len() - 1)
+        })?;
+        if let Some(unknown) = config.operations.keys().find(|k| !used.contains(*k)) {
+            return Err(PolicyError::Invalid {
+                at: Location::new(origin, format!("/operations/{}", pointer_token(unknown))),
+                message: "names no operation of the document: use an operationId or \
+                          `METHOD /template` as written in the document"
+                    .to_owned(),
+            });
         }
-        let router = Router::build(&document, &doc_origin)?;
-        Ok(Policy {
+        let policy = Policy {
             name,
             mode: config.mode,
             router,
-        })
+            limits: config.limits,
+            responses: config.responses,
+            operations,
+            schemas,
+        };
+        if config.schemas == SchemaCompilation::Eager {
+            policy.compile_schemas()?;
+        }
+        Ok(policy)
+    }
+
+    /// Compiles every schema now, reporting the first that does not compile. What
+    /// `schemas: eager` does at configure time, and what `apiguard check` does always, so
+    /// that a lazy policy's schemas are checked before it is deployed.
+    pub fn compile_schemas(&self) -> Result<(), PolicyError> {
+        self.operations
+            .iter()
+            .flat_map(|op| op.contract.schemas())
+            .try_for_each(|schema| schema.compile(&self.schemas).map(drop))
     }
 }
 
@@ -112,7 +194,7 @@ fn parse_document(raw: &str, origin: &str) -> Result<Document, PolicyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::RequestView;
+    use crate::inspect::RequestHead;
     use crate::verdict::{Action, Method, RuleId};
 
     const DOC: &str = r#"{"openapi": "3.0.3", "servers": [{"url": "/v1"}],
@@ -126,21 +208,24 @@ mod tests {
         Policy::compile(config.as_bytes())
     }
 
-    fn verdict(policy: &Policy, method: &str, path: &str) -> (Action, Option<RuleId>) {
-        let v = policy.inspect(&RequestView {
+    fn head<'a>(method: &'a str, path: &'a [u8]) -> RequestHead<'a> {
+        RequestHead {
             method: method.as_bytes(),
-            path: path.as_bytes(),
-        });
-        (v.action, v.rule)
+            path,
+            headers: &[],
+            has_body: false,
+        }
+    }
+
+    fn verdict(policy: &Policy, method: &str, path: &str) -> (Action, Option<RuleId>) {
+        let (v, _) = policy.inspect(&head(method, path.as_bytes()));
+        (v.action, v.rule())
     }
 
     #[test]
     fn enforce_blocks_and_allows() {
         let p = policy("enforce", DOC).unwrap();
-        assert_eq!(
-            verdict(&p, "GET", "/v1/pets?limit=1"),
-            (Action::Allow, None)
-        );
+        assert_eq!(verdict(&p, "GET", "/v1/pets"), (Action::Allow, None));
         assert_eq!(
             verdict(&p, "GET", "/v1/cats"),
             (Action::Block, Some(RuleId::UnknownPath))
@@ -163,10 +248,7 @@ mod tests {
     #[test]
     fn allowed_verdict_names_the_operation() {
         let p = policy("enforce", DOC).unwrap();
-        let v = p.inspect(&RequestView {
-            method: b"GET",
-            path: b"/v1/pets/7",
-        });
+        let (v, _) = p.inspect(&head("GET", b"/v1/pets/7"));
         let op = v.operation.unwrap();
         assert_eq!(
             (op.method, op.template, op.operation_id),
@@ -177,10 +259,7 @@ mod tests {
     #[test]
     fn method_not_allowed_carries_the_allow_list() {
         let p = policy("enforce", DOC).unwrap();
-        let v = p.inspect(&RequestView {
-            method: b"PUT",
-            path: b"/v1/pets",
-        });
+        let (v, _) = p.inspect(&head("PUT", b"/v1/pets"));
         assert_eq!(v.allowed, Some(("/pets", vec![Method::Get, Method::Post])));
     }
 
@@ -291,11 +370,13 @@ mod tests {
                 })
                 .collect();
             let method: &[u8] = [&b"GET"[..], b"get", b"", b"\xff"][(next() % 4) as usize];
-            let v = p.inspect(&RequestView {
+            let (v, _) = p.inspect(&RequestHead {
                 method,
                 path: &path,
+                headers: &[],
+                has_body: false,
             });
-            assert_eq!(v.rule.is_some(), v.action == Action::Block);
+            assert_eq!(v.rule().is_some(), v.action == Action::Block);
         }
     }
 

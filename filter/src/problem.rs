@@ -1,11 +1,18 @@
 //! The RFC 9457 `application/problem+json` answer to a blocked request.
 //!
-//! Built only from the rule and from the policy's own strings (API name, template,
-//! declared methods), serialised by serde_json: no byte of the request is echoed.
+//! Built only from the rule, the policy's own strings (API name, template, declared
+//! methods, parameter names, schema limits) and sanitised pointers, serialised by
+//! serde_json: no byte of the request is echoed. Bounded: at most [`MAX_LISTED`]
+//! violations, each reason cut at [`MAX_REASON`] characters.
 
 use serde::Serialize;
 
-use crate::verdict::{RuleId, Verdict};
+use crate::verdict::{RuleId, Verdict, Violation};
+
+/// How many violations a problem lists.
+pub const MAX_LISTED: usize = 20;
+/// How long a listed reason may be.
+pub const MAX_REASON: usize = 300;
 
 /// A local reply the host sends instead of forwarding the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +34,33 @@ struct Problem<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     path_template: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    operation_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     allowed_methods: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    violations: Vec<Entry<'a>>,
+}
+
+/// One listed violation: what, where, why.
+#[derive(Serialize)]
+struct Entry<'a> {
+    rule: &'static str,
+    #[serde(rename = "in", skip_serializing_if = "Option::is_none")]
+    location: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    reason: String,
+}
+
+impl<'a> From<&'a Violation> for Entry<'a> {
+    fn from(v: &'a Violation) -> Self {
+        Entry {
+            rule: v.rule.as_str(),
+            location: v.location,
+            name: v.name.as_deref(),
+            reason: v.reason.chars().take(MAX_REASON).collect(),
+        }
+    }
 }
 
 /// The reply for a verdict's rule.
@@ -46,8 +79,19 @@ pub fn reply(api: &str, rule: RuleId, verdict: &Verdict<'_>) -> Reply {
         detail: detail(api, rule, verdict),
         rule: rule.as_str(),
         api,
-        path_template: allowed.map(|(template, _)| *template),
+        path_template: allowed
+            .map(|(template, _)| *template)
+            .or(verdict.operation.map(|o| o.template)),
+        operation_id: verdict.operation.and_then(|o| o.operation_id),
         allowed_methods,
+        // Routing and path rules say everything in their title; contract rules list.
+        violations: verdict
+            .violations
+            .iter()
+            .filter(|v| v.location.is_some())
+            .take(MAX_LISTED)
+            .map(Entry::from)
+            .collect(),
     };
     Reply {
         status: rule.status(),
@@ -68,8 +112,19 @@ fn detail(api: &str, rule: RuleId, verdict: &Verdict<'_>) -> String {
             }
             None => rule.title().to_owned(),
         },
-        _ => "Ambiguous paths are refused rather than interpreted: encode the path plainly."
-            .to_owned(),
+        rule if rule.as_str().starts_with("path.") => {
+            "Ambiguous paths are refused rather than interpreted: encode the path plainly."
+                .to_owned()
+        }
+        rule if rule.status() == 502 => {
+            "The upstream's response does not match the API contract.".to_owned()
+        }
+        _ => match verdict.operation.and_then(|o| o.operation_id) {
+            Some(id) => {
+                format!("The request does not match the contract of `{id}`; see `violations`.")
+            }
+            None => "The request does not match the API contract; see `violations`.".to_owned(),
+        },
     }
 }
 

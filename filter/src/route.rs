@@ -12,11 +12,11 @@
 //! `GET /users/me` and `DELETE /users/{id}` is a 405, because the concrete path is the
 //! resource the client named.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use crate::config::{pointer_token, Location, PolicyError};
-use crate::openapi::{Document, Server};
+use crate::openapi::{PathItem, Server};
 use crate::verdict::Method;
 
 /// One path shape: the operations of every template that matches the same requests.
@@ -37,7 +37,18 @@ pub struct Operation {
     pub template: Rc<str>,
     /// Parameter names in the order they appear in the template.
     pub params: Rc<[String]>,
-    pub operation_id: Option<String>,
+    /// What the `compile` callback of [`Router::build`] returned for this operation.
+    pub id: usize,
+}
+
+/// An operation of the document, as [`Router::build`] hands it to be compiled.
+pub struct Site<'d> {
+    pub template: &'d str,
+    /// JSON pointer of the operation, e.g. `/paths/~1pets/get`.
+    pub pointer: String,
+    pub item: &'d PathItem,
+    pub method: Method,
+    pub operation: &'d crate::openapi::Operation,
 }
 
 impl Route {
@@ -106,10 +117,17 @@ enum Segment {
 
 impl Router {
     /// Builds the trie from every path item that declares at least one operation.
-    pub fn build(doc: &Document, origin: &str) -> Result<Router, PolicyError> {
-        let document_bases = base_paths(&doc.servers, "/servers", origin)?;
+    /// `compile` is called once per operation and returns the id the router hands back
+    /// for it (see [`Operation::id`]); matching stays independent of what is compiled.
+    pub fn build(
+        paths: &BTreeMap<String, PathItem>,
+        servers: &[Server],
+        origin: &str,
+        compile: &mut dyn FnMut(&Site<'_>) -> Result<usize, PolicyError>,
+    ) -> Result<Router, PolicyError> {
+        let document_bases = base_paths(servers, "/servers", origin)?;
         let mut router = Router::default();
-        for (template, item) in &doc.paths {
+        for (template, item) in paths {
             let at = format!("/paths/{}", pointer_token(template));
             let invalid = |message: String| PolicyError::Invalid {
                 at: Location::new(origin, &at),
@@ -136,6 +154,19 @@ impl Router {
             };
             let shared_template: Rc<str> = template.as_str().into();
             let params: Rc<[String]> = names.into();
+            let mut ids = [None; 8];
+            for (method, operation) in methods
+                .iter()
+                .filter_map(|&m| Some((m, item.operation(m)?)))
+            {
+                ids[method.index()] = Some(compile(&Site {
+                    template,
+                    pointer: format!("{at}/{}", method.openapi_key()),
+                    item,
+                    method,
+                    operation,
+                })?);
+            }
             for base in &bases {
                 let full = base.iter().map(|s| Segment::Literal(s.clone()));
                 let node = router.root.insert(full.chain(segments.iter().cloned()));
@@ -144,7 +175,11 @@ impl Router {
                     router.routes.len() - 1
                 });
                 let route = &mut router.routes[index];
-                for &method in &methods {
+                for (method, id) in Method::ALL
+                    .into_iter()
+                    .zip(ids)
+                    .filter_map(|(m, id)| Some((m, id?)))
+                {
                     let slot = &mut route.operations[method.index()];
                     if let Some(existing) = slot {
                         return Err(invalid(conflict(&existing.template, template, method)));
@@ -152,9 +187,7 @@ impl Router {
                     *slot = Some(Operation {
                         template: Rc::clone(&shared_template),
                         params: Rc::clone(&params),
-                        operation_id: item
-                            .operation(method)
-                            .and_then(|op| op.operation_id.clone()),
+                        id,
                     });
                 }
             }
@@ -453,8 +486,12 @@ mod tests {
     use crate::config::parse_text;
 
     fn router(yaml: &str) -> Result<Router, PolicyError> {
-        let doc: Document = parse_text(yaml, "test.yaml")?;
-        Router::build(&doc, "test.yaml")
+        let doc: crate::openapi::Document = parse_text(yaml, "test.yaml")?;
+        let mut count = 0;
+        Router::build(&doc.paths, &doc.servers, "test.yaml", &mut |_| {
+            count += 1;
+            Ok(count)
+        })
     }
 
     fn paths(servers: &str, templates: &[&str]) -> String {

@@ -4,6 +4,7 @@
 //! bodies and events, and users write them in dashboards and SIEM queries. They never
 //! change meaning; new rules get new ids.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Every rule the engine can report, with its stable id.
@@ -29,11 +30,37 @@ pub enum RuleId {
     ControlChar,
     /// `//` inside the path: an empty segment that upstreams may merge or keep.
     EmptySegment,
+    /// A required parameter is absent.
+    ParamMissing,
+    /// A parameter cannot be read in its declared style, or breaks its schema.
+    ParamInvalid,
+    /// A query parameter the operation does not declare (refused in strict mode).
+    ParamUndeclared,
+    /// The operation requires a body and none came.
+    BodyMissing,
+    /// A body came for an operation that declares none.
+    BodyUndeclared,
+    /// The body's `Content-Type` is missing or not one the operation declares.
+    BodyMediaType,
+    /// The body is larger than the policy's limit.
+    BodyTooLarge,
+    /// The body cannot be parsed as its media type (or nests too deep).
+    BodyMalformed,
+    /// The body breaks its schema.
+    BodySchema,
+    /// The upstream answered with a status the operation does not declare.
+    ResponseStatus,
+    /// The response's `Content-Type` is missing or not one the response declares.
+    ResponseMediaType,
+    /// The response body cannot be parsed, or breaks its schema.
+    ResponseSchema,
+    /// The response body is larger than the policy's limit, so it was not checked.
+    ResponseTooLarge,
 }
 
 impl RuleId {
     /// Every rule, so the host can define one counter per rule and action up front.
-    pub const ALL: [RuleId; 9] = [
+    pub const ALL: [RuleId; 22] = [
         RuleId::UnknownPath,
         RuleId::MethodNotAllowed,
         RuleId::NotOriginForm,
@@ -43,6 +70,19 @@ impl RuleId {
         RuleId::Backslash,
         RuleId::ControlChar,
         RuleId::EmptySegment,
+        RuleId::ParamMissing,
+        RuleId::ParamInvalid,
+        RuleId::ParamUndeclared,
+        RuleId::BodyMissing,
+        RuleId::BodyUndeclared,
+        RuleId::BodyMediaType,
+        RuleId::BodyTooLarge,
+        RuleId::BodyMalformed,
+        RuleId::BodySchema,
+        RuleId::ResponseStatus,
+        RuleId::ResponseMediaType,
+        RuleId::ResponseSchema,
+        RuleId::ResponseTooLarge,
     ];
 
     /// The stable id, `family.name`.
@@ -57,6 +97,19 @@ impl RuleId {
             RuleId::Backslash => "path.backslash",
             RuleId::ControlChar => "path.control_char",
             RuleId::EmptySegment => "path.empty_segment",
+            RuleId::ParamMissing => "params.missing",
+            RuleId::ParamInvalid => "params.invalid",
+            RuleId::ParamUndeclared => "params.undeclared",
+            RuleId::BodyMissing => "body.missing",
+            RuleId::BodyUndeclared => "body.undeclared",
+            RuleId::BodyMediaType => "body.media_type",
+            RuleId::BodyTooLarge => "body.too_large",
+            RuleId::BodyMalformed => "body.malformed",
+            RuleId::BodySchema => "body.schema",
+            RuleId::ResponseStatus => "response.status",
+            RuleId::ResponseMediaType => "response.media_type",
+            RuleId::ResponseSchema => "response.schema",
+            RuleId::ResponseTooLarge => "response.too_large",
         }
     }
 
@@ -71,7 +124,21 @@ impl RuleId {
             | RuleId::DotSegment
             | RuleId::Backslash
             | RuleId::ControlChar
-            | RuleId::EmptySegment => 400,
+            | RuleId::EmptySegment
+            | RuleId::ParamMissing
+            | RuleId::ParamInvalid
+            | RuleId::ParamUndeclared
+            | RuleId::BodyMissing
+            | RuleId::BodyUndeclared
+            | RuleId::BodyMalformed
+            | RuleId::BodySchema => 400,
+            RuleId::BodyTooLarge => 413,
+            RuleId::BodyMediaType => 415,
+            // The client did nothing wrong: the upstream broke the contract.
+            RuleId::ResponseStatus
+            | RuleId::ResponseMediaType
+            | RuleId::ResponseSchema
+            | RuleId::ResponseTooLarge => 502,
         }
     }
 
@@ -87,6 +154,29 @@ impl RuleId {
             RuleId::Backslash => "The path has a backslash",
             RuleId::ControlChar => "The path has a control character",
             RuleId::EmptySegment => "The path has an empty segment",
+            RuleId::ParamMissing => "A required parameter is missing",
+            RuleId::ParamInvalid => "A parameter is not what the contract declares",
+            RuleId::ParamUndeclared => "A query parameter is not declared",
+            RuleId::BodyMissing => "A required request body is missing",
+            RuleId::BodyUndeclared => "This operation takes no request body",
+            RuleId::BodyMediaType => "The body's media type is not accepted",
+            RuleId::BodyTooLarge => "The body is too large",
+            RuleId::BodyMalformed => "The body cannot be parsed",
+            RuleId::BodySchema => "The body is not what the contract declares",
+            RuleId::ResponseStatus => "The upstream answered with an undeclared status",
+            RuleId::ResponseMediaType => "The upstream answered with an undeclared media type",
+            RuleId::ResponseSchema => "The upstream's response breaks the contract",
+            RuleId::ResponseTooLarge => "The upstream's response is too large to check",
+        }
+    }
+
+    /// Which of several violations decides the status: the one the client can least
+    /// work around first (too large, then wrong media type), then the others.
+    const fn precedence(self) -> u8 {
+        match self.status() {
+            413 => 0,
+            415 => 1,
+            _ => 2,
         }
     }
 }
@@ -164,9 +254,10 @@ impl Method {
 }
 
 /// What the filter does with a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Action {
     /// Nothing was wrong; the request goes upstream.
+    #[default]
     Allow,
     /// Something was wrong and the policy enforces: the filter answers with a problem.
     Block,
@@ -192,17 +283,84 @@ pub struct OperationRef<'p> {
     /// The path template as written in the document, e.g. `/pets/{petId}`.
     pub template: &'p str,
     pub operation_id: Option<&'p str>,
+    /// The operation's index in the policy, to find its contract again.
+    pub id: usize,
 }
 
-/// The outcome of inspecting one request.
+/// One way a request (or response) breaks the contract.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub rule: RuleId,
+    /// Where: `path`, `query`, `header`, `cookie` or `body`.
+    pub location: Option<&'static str>,
+    /// The parameter's declared name, or a sanitised JSON pointer into the body.
+    pub name: Option<String>,
+    /// A short reason built from the contract, never from the request.
+    pub reason: Cow<'static, str>,
+    /// `false` for findings that are only recorded: everything in monitor mode, and
+    /// undeclared query parameters outside strict mode.
+    pub enforced: bool,
+}
+
+/// The outcome of inspecting one request (or one part of it: its head, then its body).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Verdict<'p> {
     pub action: Action,
-    /// The rule that decided, when the request was not clean.
-    pub rule: Option<RuleId>,
     /// The matched operation, when there was one.
     pub operation: Option<OperationRef<'p>>,
+    pub violations: Vec<Violation>,
     /// For `route.method_not_allowed`: the matched template and its declared methods,
     /// which become the `Allow` header.
     pub allowed: Option<(&'p str, Vec<Method>)>,
+}
+
+impl Verdict<'_> {
+    /// The violation that decides the answer: the first enforced one of highest
+    /// precedence, else the first recorded one.
+    pub fn deciding(&self) -> Option<&Violation> {
+        let enforced = self
+            .violations
+            .iter()
+            .filter(|v| v.enforced)
+            .min_by_key(|v| v.rule.precedence());
+        enforced.or(self.violations.first())
+    }
+
+    /// The deciding rule, if anything was wrong.
+    pub fn rule(&self) -> Option<RuleId> {
+        self.deciding().map(|v| v.rule)
+    }
+
+    /// Sets the action from the violations: any enforced one blocks.
+    pub(crate) fn settle(&mut self) {
+        self.action = if self.violations.iter().any(|v| v.enforced) {
+            Action::Block
+        } else if self.violations.is_empty() {
+            Action::Allow
+        } else {
+            Action::Monitor
+        };
+    }
+}
+
+/// Text from the request made safe to show: characters that could carry markup, quotes
+/// or control bytes become `_`, and it is cut at 200 characters. Used for JSON pointers
+/// into bodies and undeclared parameter names, which an attacker chooses.
+pub fn sanitize(text: &str) -> String {
+    const MAX: usize = 200;
+    let mut out: String = text
+        .chars()
+        .take(MAX)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "/~_.-$@".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if text.chars().count() > MAX {
+        out.push_str("...");
+    }
+    out
 }

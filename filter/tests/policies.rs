@@ -9,13 +9,20 @@
 //! - name: list pets
 //!   request: GET /v1/pets?limit=10
 //!   expect: allow                      # or {allow: true, operation: listPets}
+//! - name: create a pet
+//!   request: POST /v1/pets
+//!   headers: {content-type: application/json}
+//!   body: '{"name": "Rex"}'
+//!   expect: {allow: true, recorded: [params.undeclared]}   # passed, findings recorded
 //! ```
+//! `allow` means the request passes with nothing recorded, unless `recorded` lists the
+//! rules of the findings that were recorded without blocking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 
 use apiguard_filter::config::bundle;
-use apiguard_filter::inspect::RequestView;
+use apiguard_filter::inspect::RequestHead;
 use apiguard_filter::policy::Policy;
 use apiguard_filter::problem;
 use apiguard_filter::verdict::Action;
@@ -82,48 +89,141 @@ fn field<'a>(case: &'a Value, key: &str) -> &'a str {
     case.get(key).and_then(Value::as_str).unwrap_or("<missing>")
 }
 
-fn run_case(policy: &Policy, case: &Value) -> Result<(), String> {
+/// Everything the engine said about one request, head and body.
+struct Outcome {
+    action: Action,
+    /// The reply a blocked request gets.
+    reply: Option<problem::Reply>,
+    rule: Option<String>,
+    /// Rules of violations that were recorded but did not block.
+    recorded: Vec<String>,
+    operation: Option<String>,
+}
+
+fn evaluate(policy: &Policy, case: &Value) -> Result<Outcome, String> {
     let (method, target) = field(case, "request")
         .split_once(' ')
         .ok_or("`request` must be `METHOD /path`")?;
-    let verdict = policy.inspect(&RequestView {
+    let headers: Vec<(String, String)> = case
+        .get("headers")
+        .and_then(Value::as_mapping)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| {
+                    Some((k.as_str()?.to_ascii_lowercase(), v.as_str()?.to_owned()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let header_refs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let body = case.get("body").and_then(Value::as_str);
+    let (head, check) = policy.inspect(&RequestHead {
         method: method.as_bytes(),
         path: target.as_bytes(),
+        headers: &header_refs,
+        has_body: body.is_some(),
     });
+    let body_verdict = match (&check, body) {
+        (Some(check), Some(body)) => Some(policy.inspect_body(check, body.as_bytes())),
+        _ => None,
+    };
+    let operation = head
+        .operation
+        .and_then(|o| o.operation_id)
+        .map(str::to_owned);
+    let mut recorded: Vec<String> = head
+        .violations
+        .iter()
+        .chain(body_verdict.iter().flat_map(|v| v.violations.iter()))
+        .filter(|v| !v.enforced)
+        .map(|v| v.rule.as_str().to_owned())
+        .collect();
+    recorded.sort();
+    let deciding = [Some(&head), body_verdict.as_ref()]
+        .into_iter()
+        .flatten()
+        .find(|v| v.action == Action::Block);
+    Ok(match deciding {
+        Some(v) => Outcome {
+            action: Action::Block,
+            reply: v.rule().map(|rule| problem::reply(&policy.name, rule, v)),
+            rule: v.rule().map(|r| r.as_str().to_owned()),
+            recorded,
+            operation,
+        },
+        None => Outcome {
+            action: if recorded.is_empty() {
+                Action::Allow
+            } else {
+                Action::Monitor
+            },
+            reply: None,
+            rule: None,
+            recorded,
+            operation,
+        },
+    })
+}
+
+fn run_case(policy: &Policy, case: &Value) -> Result<(), String> {
+    let outcome = evaluate(policy, case)?;
     let expect = case.get("expect").ok_or("missing `expect`")?;
     let check = |ok: bool, what: String| if ok { Ok(()) } else { Err(what) };
-    let allowed = expect.as_str() == Some("allow")
+    let expected_recorded: Vec<String> = {
+        let mut r: Vec<String> = expect
+            .get("recorded")
+            .and_then(Value::as_sequence)
+            .map(|s| {
+                s.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        r.sort();
+        r
+    };
+    let passes = expect.as_str() == Some("allow")
         || expect.get("allow").and_then(Value::as_bool) == Some(true);
-    if allowed {
+    if passes {
         check(
-            verdict.action == Action::Allow,
+            outcome.action != Action::Block,
             format!(
-                "expected allow, got {:?} {:?}",
-                verdict.action, verdict.rule
+                "expected it to pass, got {:?} {:?}",
+                outcome.action, outcome.rule
+            ),
+        )?;
+        check(
+            outcome.recorded == expected_recorded,
+            format!(
+                "expected recorded {expected_recorded:?}, got {:?}",
+                outcome.recorded
             ),
         )?;
         if let Some(op) = expect.get("operation").and_then(Value::as_str) {
-            let got = verdict.operation.and_then(|o| o.operation_id);
             check(
-                got == Some(op),
-                format!("expected operation {op}, got {got:?}"),
+                outcome.operation.as_deref() == Some(op),
+                format!("expected operation {op}, got {:?}", outcome.operation),
             )?;
         }
         return Ok(());
     }
-    let rule = verdict
-        .rule
-        .ok_or_else(|| "expected a violation, got allow".to_owned())?;
-    let reply = problem::reply(&policy.name, rule, &verdict);
+    let reply = outcome
+        .reply
+        .ok_or_else(|| format!("expected a refusal, got {:?}", outcome.action))?;
+    let rule = outcome.rule.unwrap_or_default();
     if let Some(status) = expect.get("status").and_then(Value::as_u64) {
         check(
             u64::from(reply.status) == status,
-            format!("expected status {status}, got {}", reply.status),
+            format!("expected status {status}, got {} ({rule})", reply.status),
         )?;
     }
     if let Some(expected) = expect.get("rule").and_then(Value::as_str) {
         check(
-            rule.as_str() == expected,
+            rule == expected,
             format!("expected rule {expected}, got {rule}"),
         )?;
     }

@@ -28,8 +28,11 @@ fn main() -> ExitCode {
 fn check(files: &[String]) -> ExitCode {
     let mut status = ExitCode::SUCCESS;
     for file in files {
-        match bundle(Path::new(file)) {
-            Ok((_, policy)) => println!(
+        // Lazy or not, every schema is compiled here, before deployment.
+        let checked = bundle(Path::new(file))
+            .and_then(|(_, policy)| policy.compile_schemas().map(|()| policy));
+        match checked {
+            Ok(policy) => println!(
                 "{file}: ok: API `{}`, {} path templates, mode {:?}",
                 policy.name,
                 policy.router.len(),

@@ -1,67 +1,249 @@
-//! The HTTP context: one per request. Gathers the request view, applies the verdict.
+//! The HTTP context: one per request. Gathers what the engine needs from Envoy, applies
+//! its verdicts, and buffers bodies only when the contract has something to check in
+//! them.
+//!
+//! Request: headers are inspected first; if the body must be checked, it is buffered up
+//! to the policy's limit and inspected before any of it goes upstream. Response: the
+//! status and media type are checked; a JSON body is buffered, checked, and trimmed when
+//! redaction is on. Header changes happen only in header callbacks, as the SDK requires.
+//!
+//! A proxy-wasm filter cannot hold the headers while it reads the body: the host turns a
+//! paused header callback into "stop all iteration", and no body callback comes until
+//! the headers continue. So the headers go on (the upstream may open the request) while
+//! the body is held; a body that breaks the contract is answered locally and the
+//! upstream stream is reset without having received a byte of it. On responses, a body
+//! violation in `enforce` mode comes after the status was sent: the local reply then
+//! resets the stream rather than deliver a body that breaks the contract.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action as Flow, LogLevel, MapType};
+use proxy_wasm::types::{Action as Flow, BufferType, LogLevel, MapType};
 use serde::Serialize;
 
 use super::log;
 use super::metrics::Metrics;
-use crate::inspect::RequestView;
+use crate::config::OperationMode;
+use crate::inspect::{BodyCheck, RequestHead};
 use crate::policy::Policy;
 use crate::problem;
+use crate::response::ResponseBodyCheck;
 use crate::verdict::{Action, Verdict};
 
 pub struct Request {
     policy: Option<Rc<Policy>>,
     metrics: Option<Rc<Metrics>>,
+    /// The operation the request matched, for the response checks.
+    operation: Option<usize>,
+    /// A request body being buffered for inspection.
+    request_body: Option<BodyCheck>,
+    /// A response body being buffered for inspection.
+    response_body: Option<ResponseBodyCheck>,
+    /// Whether a verdict about the request recorded a violation.
+    recorded: bool,
+}
+
+/// Which verdict of a request's life is being applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The request head, with its body still to be checked.
+    RequestHead,
+    /// The last word on the request: it goes upstream unless this blocks.
+    RequestEnd,
+    Response,
 }
 
 impl Request {
     pub fn new(policy: Option<Rc<Policy>>, metrics: Option<Rc<Metrics>>) -> Self {
-        Request { policy, metrics }
+        Request {
+            policy,
+            metrics,
+            operation: None,
+            request_body: None,
+            response_body: None,
+            recorded: false,
+        }
+    }
+
+    /// Counts and logs a verdict; sends the problem when it blocks. Returns whether it
+    /// blocked.
+    fn apply(&mut self, policy: &Policy, verdict: &Verdict<'_>, phase: Phase) -> bool {
+        let blocked = verdict.action == Action::Block;
+        if phase != Phase::Response {
+            self.recorded |= !verdict.violations.is_empty();
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.rules(verdict);
+            if phase == Phase::RequestEnd || (phase == Phase::RequestHead && blocked) {
+                metrics.outcome(match (blocked, self.recorded) {
+                    (true, _) => Action::Block,
+                    (false, true) => Action::Monitor,
+                    (false, false) => Action::Allow,
+                });
+            }
+        }
+        if !verdict.violations.is_empty() {
+            log_verdict(policy, verdict);
+        }
+        match (blocked, verdict.rule()) {
+            (true, Some(rule)) => {
+                send(&problem::reply(&policy.name, rule, verdict));
+                true
+            }
+            _ => false,
+        }
     }
 }
 
 impl Context for Request {}
 
 impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Flow {
-        let Some(policy) = self.policy.as_deref() else {
+    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Flow {
+        let Some(policy) = self.policy.clone() else {
             // Unreachable in practice (Envoy refuses a configuration that did not
             // compile), but if it happens the request is refused, not waved through.
             send(&problem::unconfigured());
             return Flow::Pause;
         };
-        // A header the host cannot give us reads as empty, which the engine refuses:
-        // failures close.
-        let method = header(":method");
-        let path = header(":path");
-        let verdict = policy.inspect(&RequestView {
-            method: &method,
-            path: &path,
-        });
         if let Some(metrics) = &self.metrics {
-            metrics.record(&verdict);
+            metrics.inspected();
         }
-        let Some(rule) = verdict.rule else {
+        let headers = Headers::read(MapType::HttpRequestHeaders);
+        let pairs = headers.regular();
+        let (verdict, body) = policy.inspect(&RequestHead {
+            // A header the host cannot give reads as empty, which the engine refuses:
+            // failures close.
+            method: headers.get(":method").as_bytes(),
+            path: headers.get(":path").as_bytes(),
+            headers: &pairs,
+            has_body: !end_of_stream,
+        });
+        let phase = if body.is_some() {
+            Phase::RequestHead
+        } else {
+            Phase::RequestEnd
+        };
+        if self.apply(&policy, &verdict, phase) {
+            return Flow::Pause;
+        }
+        self.operation = verdict.operation.map(|o| o.id);
+        self.request_body = body;
+        Flow::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Flow {
+        let (Some(policy), Some(check)) = (self.policy.clone(), self.request_body.as_ref()) else {
             return Flow::Continue;
         };
-        log_verdict(policy, &verdict);
-        match verdict.action {
-            Action::Block => {
-                send(&problem::reply(&policy.name, rule, &verdict));
-                Flow::Pause
-            }
-            Action::Allow | Action::Monitor => Flow::Continue,
+        if body_size > policy.body_limit() {
+            // Refused as soon as it is too large; the rest is never buffered.
+            let verdict = policy.body_too_large(check);
+            self.request_body = None;
+            self.apply(&policy, &verdict, Phase::RequestEnd);
+            return Flow::Pause;
         }
+        if !end_of_stream {
+            return Flow::Pause;
+        }
+        let bytes = buffer(BufferType::HttpRequestBody, body_size);
+        let verdict = policy.inspect_body(check, &bytes);
+        self.request_body = None;
+        if self.apply(&policy, &verdict, Phase::RequestEnd) {
+            return Flow::Pause;
+        }
+        Flow::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Flow {
+        let (Some(policy), Some(operation)) = (self.policy.clone(), self.operation) else {
+            return Flow::Continue;
+        };
+        if policy.response_mode() == OperationMode::Off {
+            return Flow::Continue;
+        }
+        let headers = Headers::read(MapType::HttpResponseHeaders);
+        let status = headers.get(":status").parse().unwrap_or(0);
+        let pairs = headers.regular();
+        let (verdict, check) = policy.inspect_response(operation, status, &pairs, !end_of_stream);
+        if self.apply(&policy, &verdict, Phase::Response) {
+            return Flow::Pause;
+        }
+        let Some(check) = check else {
+            return Flow::Continue;
+        };
+        self.response_body = Some(check);
+        if policy.responses.redact {
+            // The body may shrink; let Envoy frame it (chunked / HTTP/2 frames).
+            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, "content-length", None);
+        }
+        Flow::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Flow {
+        let (Some(policy), Some(check)) = (self.policy.clone(), self.response_body) else {
+            return Flow::Continue;
+        };
+        if body_size > policy.body_limit() {
+            self.response_body = None;
+            let verdict = policy.response_too_large(self.operation.unwrap_or_default());
+            self.apply(&policy, &verdict, Phase::Response);
+            return Flow::Continue;
+        }
+        if !end_of_stream {
+            return Flow::Pause;
+        }
+        self.response_body = None;
+        let bytes = buffer(BufferType::HttpResponseBody, body_size);
+        let checked = policy.inspect_response_body(&check, &bytes);
+        if self.apply(&policy, &checked.verdict, Phase::Response) {
+            return Flow::Pause;
+        }
+        if let Some(redacted) = checked.redacted {
+            if let Some(metrics) = &self.metrics {
+                metrics.redacted(checked.redacted_count);
+            }
+            if hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body_size, &redacted).is_err()
+            {
+                log(
+                    LogLevel::Error,
+                    "cannot replace the response body with its redacted form",
+                );
+            }
+        }
+        Flow::Continue
     }
 }
 
-fn header(name: &str) -> Vec<u8> {
-    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+/// A header map as Envoy gave it. Values are bytes on the wire; non-UTF-8 ones are read
+/// lossily, so that they fail any declared pattern rather than pass unseen.
+struct Headers(Vec<(String, Vec<u8>)>);
+
+impl Headers {
+    fn read(map: MapType) -> Headers {
+        Headers(hostcalls::get_map_bytes(map).unwrap_or_default())
+    }
+
+    fn get(&self, name: &str) -> Cow<'_, str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(Cow::Borrowed(""), |(_, v)| String::from_utf8_lossy(v))
+    }
+
+    /// The regular headers (no `:pseudo` ones), names lowercase as Envoy keeps them.
+    fn regular(&self) -> Vec<(&str, &str)> {
+        self.0
+            .iter()
+            .filter(|(name, _)| !name.starts_with(':'))
+            .filter_map(|(name, value)| Some((name.as_str(), std::str::from_utf8(value).ok()?)))
+            .collect()
+    }
+}
+
+fn buffer(kind: BufferType, size: usize) -> Vec<u8> {
+    hostcalls::get_buffer(kind, 0, size)
         .ok()
         .flatten()
         .unwrap_or_default()
@@ -83,28 +265,35 @@ fn send(reply: &problem::Reply) {
     }
 }
 
-/// One JSON line per violation in Envoy's log. Only the policy's own strings and the
-/// rule appear: nothing from the request, so the log cannot be forged through it.
+/// One JSON line per verdict with violations in Envoy's log. Only the policy's own
+/// strings, rule ids and sanitised pointers appear: nothing from the request verbatim,
+/// so the log cannot be forged through it.
 fn log_verdict(policy: &Policy, verdict: &Verdict<'_>) {
     #[derive(Serialize)]
     struct Line<'a> {
         apiguard: &'a str,
-        rule: &'a str,
+        rule: Option<&'a str>,
         action: &'a str,
         method: Option<&'a str>,
         path_template: Option<&'a str>,
         operation_id: Option<&'a str>,
+        violations: Vec<(&'a str, Option<&'a str>, Option<&'a str>)>,
     }
     let operation = verdict.operation;
     let line = Line {
         apiguard: &policy.name,
-        rule: verdict.rule.map_or("", |r| r.as_str()),
+        rule: verdict.rule().map(|r| r.as_str()),
         action: verdict.action.as_str(),
         method: operation.map(|o| o.method.as_str()),
         path_template: operation
             .map(|o| o.template)
             .or(verdict.allowed.as_ref().map(|(t, _)| *t)),
         operation_id: operation.and_then(|o| o.operation_id),
+        violations: verdict
+            .violations
+            .iter()
+            .map(|v| (v.rule.as_str(), v.location, v.name.as_deref()))
+            .collect(),
     };
     if let Ok(json) = serde_json::to_string(&line) {
         log(LogLevel::Info, &json);

@@ -3,7 +3,8 @@
 //! Names (Envoy shows them at `/stats` as written, and at `/stats/prometheus` with dots
 //! turned into underscores):
 //! - `apiguard.requests_inspected`, `…_allowed`, `…_blocked`, `…_monitored`;
-//! - `apiguard.rule.<rule id>.blocked` and `….monitored`, one pair per rule.
+//! - `apiguard.rule.<rule id>.blocked` and `….monitored`, one pair per rule;
+//! - `apiguard.response_properties_redacted`.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType};
@@ -16,6 +17,7 @@ pub struct Metrics {
     allowed: Option<u32>,
     blocked: Option<u32>,
     monitored: Option<u32>,
+    redacted: Option<u32>,
     /// `[blocked, monitored]` per rule, indexed like [`RuleId::ALL`].
     rules: Vec<[Option<u32>; 2]>,
 }
@@ -27,6 +29,7 @@ impl Metrics {
             allowed: counter("apiguard.requests_allowed"),
             blocked: counter("apiguard.requests_blocked"),
             monitored: counter("apiguard.requests_monitored"),
+            redacted: counter("apiguard.response_properties_redacted"),
             rules: RuleId::ALL
                 .iter()
                 .map(|rule| {
@@ -37,21 +40,44 @@ impl Metrics {
         }
     }
 
-    pub fn record(&self, verdict: &Verdict<'_>) {
+    /// A request reached the filter.
+    pub fn inspected(&self) {
         increment(self.inspected);
-        let (total, slot) = match verdict.action {
-            Action::Allow => (self.allowed, None),
-            Action::Block => (self.blocked, Some(0)),
-            Action::Monitor => (self.monitored, Some(1)),
-        };
-        increment(total);
-        if let (Some(rule), Some(slot)) = (verdict.rule, slot) {
-            let index = RuleId::ALL.iter().position(|r| *r == rule);
+    }
+
+    /// What finally happened to a request: allowed, blocked, or passed with findings.
+    pub fn outcome(&self, action: Action) {
+        increment(match action {
+            Action::Allow => self.allowed,
+            Action::Block => self.blocked,
+            Action::Monitor => self.monitored,
+        });
+    }
+
+    /// Each rule a verdict reports, once: as blocked when it was enforced, as monitored
+    /// when only recorded.
+    pub fn rules(&self, verdict: &Verdict<'_>) {
+        let mut seen = Vec::new();
+        for violation in &verdict.violations {
+            let key = (violation.rule, violation.enforced);
+            if seen.contains(&key) {
+                continue;
+            }
+            seen.push(key);
+            let slot = if violation.enforced { 0 } else { 1 };
+            let index = RuleId::ALL.iter().position(|r| *r == violation.rule);
             increment(
                 index
                     .and_then(|i| self.rules.get(i))
                     .and_then(|ids| ids[slot]),
             );
+        }
+    }
+
+    /// Properties removed from response bodies.
+    pub fn redacted(&self, count: usize) {
+        if let Some(id) = self.redacted {
+            let _ = hostcalls::increment_metric(id, i64::try_from(count).unwrap_or(i64::MAX));
         }
     }
 }

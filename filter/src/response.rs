@@ -1,0 +1,330 @@
+//! Response inspection: did the upstream answer as the contract declares?
+//!
+//! Like requests, in two steps: [`Policy::inspect_response`] checks the status and media
+//! type and says whether the body must be read; [`Policy::inspect_response_body`] checks
+//! the body and, with `responses.redact`, removes the properties the response schema does
+//! not declare (excessive data exposure). By default violations are recorded, not
+//! enforced: a contract drift in the upstream should page its owners, not break clients.
+
+use std::borrow::Cow;
+
+use crate::body::{self, JsonLimits, MediaType};
+use crate::config::OperationMode;
+use crate::contract::Content;
+use crate::policy::Policy;
+use crate::verdict::{RuleId, Verdict, Violation};
+
+/// A response body the host must buffer and hand to [`Policy::inspect_response_body`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseBodyCheck {
+    operation: usize,
+    status: u16,
+    media: usize,
+}
+
+/// What became of a checked response body.
+#[derive(Debug)]
+pub struct CheckedBody<'p> {
+    pub verdict: Verdict<'p>,
+    /// The body to send instead, when properties were redacted.
+    pub redacted: Option<Vec<u8>>,
+    /// How many properties were removed.
+    pub redacted_count: usize,
+}
+
+impl Policy {
+    /// Whether responses are checked at all, and whether a violation replaces them.
+    pub fn response_mode(&self) -> OperationMode {
+        self.responses.mode
+    }
+
+    /// Checks a response head for the operation a request matched.
+    pub fn inspect_response(
+        &self,
+        operation: usize,
+        status: u16,
+        headers: &[(&str, &str)],
+        has_body: bool,
+    ) -> (Verdict<'_>, Option<ResponseBodyCheck>) {
+        let mut verdict = Verdict {
+            operation: self.operation_ref(operation),
+            ..Verdict::default()
+        };
+        let contract = match self.operations.get(operation) {
+            Some(compiled) if self.responses.mode != OperationMode::Off => &compiled.contract,
+            _ => return (verdict, None),
+        };
+        if contract.mode == OperationMode::Off || contract.responses.is_empty() {
+            return (verdict, None);
+        }
+        let enforced = self.responses.mode == OperationMode::Enforce;
+        let mut refuse = |rule, reason: &'static str| {
+            verdict.violations.push(Violation {
+                rule,
+                location: Some("response"),
+                name: None,
+                reason: Cow::Borrowed(reason),
+                enforced,
+            })
+        };
+        let check = match (contract.response(status), has_body) {
+            (None, _) => {
+                refuse(
+                    RuleId::ResponseStatus,
+                    "the operation does not declare this status",
+                );
+                None
+            }
+            (Some(None), true) => {
+                refuse(RuleId::ResponseMediaType, "the response declares no body");
+                None
+            }
+            (Some(None), false) | (Some(Some(_)), false) => None,
+            (Some(Some(content)), true) => select(content, headers).map_or_else(
+                |reason| {
+                    refuse(RuleId::ResponseMediaType, reason);
+                    None
+                },
+                |media| {
+                    media.map(|media| ResponseBodyCheck {
+                        operation,
+                        status,
+                        media,
+                    })
+                },
+            ),
+        };
+        verdict.settle();
+        (verdict, check)
+    }
+
+    /// Checks (and with `redact`, trims) a buffered JSON response body.
+    pub fn inspect_response_body(
+        &self,
+        check: &ResponseBodyCheck,
+        bytes: &[u8],
+    ) -> CheckedBody<'_> {
+        let mut checked = CheckedBody {
+            verdict: Verdict {
+                operation: self.operation_ref(check.operation),
+                ..Verdict::default()
+            },
+            redacted: None,
+            redacted_count: 0,
+        };
+        let schema = self
+            .operations
+            .get(check.operation)
+            .and_then(|op| op.contract.response(check.status))
+            .and_then(|content| content.as_ref()?.media.get(check.media))
+            .and_then(|media| media.schema.as_ref());
+        let Some(schema) = schema else {
+            return checked;
+        };
+        let enforced = self.responses.mode == OperationMode::Enforce;
+        let violation = |reason: Cow<'static, str>, name| Violation {
+            rule: RuleId::ResponseSchema,
+            location: Some("response"),
+            name,
+            reason,
+            enforced,
+        };
+        let limits = JsonLimits {
+            max_depth: self.limits.max_json_depth,
+        };
+        match body::parse_json(bytes, &limits) {
+            Ok(mut value) => {
+                checked.verdict.violations.extend(
+                    self.validate(schema, &value)
+                        .map(|(pointer, reason)| violation(reason, Some(pointer))),
+                );
+                if self.responses.redact {
+                    checked.redacted_count = self.schemas.redact(schema.raw(), &mut value);
+                    if checked.redacted_count > 0 {
+                        checked.redacted = serde_json::to_vec(&value).ok();
+                    }
+                }
+            }
+            Err(e) => checked
+                .verdict
+                .violations
+                .push(violation(Cow::Owned(e.reason()), None)),
+        }
+        checked.verdict.settle();
+        checked
+    }
+
+    /// The verdict for a response body over the limit: recorded, never enforced, since
+    /// nothing about it is known to be wrong.
+    pub fn response_too_large(&self, operation: usize) -> Verdict<'_> {
+        let mut verdict = Verdict {
+            operation: self.operation_ref(operation),
+            violations: vec![Violation {
+                rule: RuleId::ResponseTooLarge,
+                location: Some("response"),
+                name: None,
+                reason: Cow::Borrowed("the response body is larger than the policy checks"),
+                enforced: false,
+            }],
+            ..Verdict::default()
+        };
+        verdict.settle();
+        verdict
+    }
+}
+
+/// The declared media type a response selects: `Ok(Some(i))` when its JSON body is to be
+/// checked against a schema, `Ok(None)` when the media type was the whole check.
+fn select(content: &Content, headers: &[(&str, &str)]) -> Result<Option<usize>, &'static str> {
+    let media_type = headers
+        .iter()
+        .find(|(name, _)| *name == "content-type")
+        .and_then(|(_, value)| MediaType::parse(value))
+        .ok_or("the response has no valid Content-Type")?;
+    let index = body::select(&content.ranges, &media_type)
+        .ok_or("the response's media type is not declared")?;
+    let has_schema = content.media.get(index).is_some_and(|m| m.schema.is_some());
+    Ok((has_schema && media_type.is_json()).then_some(index))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::verdict::Action;
+
+    fn policy(responses: Value) -> Policy {
+        let document = json!({
+            "openapi": "3.1.0",
+            "paths": {"/users/{id}": {"get": {"operationId": "getUser", "responses": {
+                "200": {"description": "ok", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/User"}}}},
+                "4XX": {"description": "client error", "content": {"application/problem+json": {}}},
+                "204": {"description": "nothing"}
+            }}}},
+            "components": {"schemas": {
+                "User": {"type": "object", "required": ["name"], "properties": {
+                    "name": {"type": "string"},
+                    "password": {"type": "string", "writeOnly": true},
+                    "friends": {"type": "array", "items": {"$ref": "#/components/schemas/User"}},
+                    "meta": {"type": "object", "additionalProperties": true}
+                }}
+            }}
+        });
+        let config =
+            json!({"name": "users", "responses": responses, "openapi": {"document": document}});
+        Policy::compile(config.to_string().as_bytes()).unwrap()
+    }
+
+    const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
+
+    fn head(
+        p: &Policy,
+        status: u16,
+        headers: &[(&str, &str)],
+        has_body: bool,
+    ) -> (Vec<RuleId>, bool) {
+        let (verdict, check) = p.inspect_response(0, status, headers, has_body);
+        (
+            verdict.violations.iter().map(|v| v.rule).collect(),
+            check.is_some(),
+        )
+    }
+
+    #[test]
+    fn statuses_and_media_types_are_checked() {
+        let p = policy(json!({}));
+        assert_eq!(head(&p, 200, JSON, true), (vec![], true));
+        assert_eq!(
+            head(
+                &p,
+                404,
+                &[("content-type", "application/problem+json")],
+                true
+            ),
+            (vec![], false),
+            "class 4XX, no schema"
+        );
+        assert_eq!(head(&p, 204, &[], false), (vec![], false));
+        assert_eq!(
+            head(&p, 500, JSON, true),
+            (vec![RuleId::ResponseStatus], false)
+        );
+        assert_eq!(
+            head(&p, 200, &[("content-type", "text/html")], true),
+            (vec![RuleId::ResponseMediaType], false)
+        );
+        assert_eq!(
+            head(&p, 204, JSON, true),
+            (vec![RuleId::ResponseMediaType], false),
+            "204 declares no body"
+        );
+    }
+
+    #[test]
+    fn violations_are_recorded_unless_enforced() {
+        let monitor = policy(json!({}));
+        assert_eq!(
+            monitor.inspect_response(0, 500, JSON, true).0.action,
+            Action::Monitor
+        );
+        let enforce = policy(json!({"mode": "enforce"}));
+        let (verdict, _) = enforce.inspect_response(0, 500, JSON, true);
+        assert_eq!(
+            (verdict.action, verdict.rule().map(RuleId::status)),
+            (Action::Block, Some(502))
+        );
+        let off = policy(json!({"mode": "off"}));
+        assert!(off
+            .inspect_response(0, 500, JSON, true)
+            .0
+            .violations
+            .is_empty());
+    }
+
+    fn body(p: &Policy, value: Value) -> (Vec<RuleId>, Option<Value>, usize) {
+        let (_, check) = p.inspect_response(0, 200, JSON, true);
+        let checked = p.inspect_response_body(&check.unwrap(), value.to_string().as_bytes());
+        let redacted = checked
+            .redacted
+            .map(|b| serde_json::from_slice(&b).unwrap());
+        (
+            checked.verdict.violations.iter().map(|v| v.rule).collect(),
+            redacted,
+            checked.redacted_count,
+        )
+    }
+
+    #[test]
+    fn bodies_are_validated() {
+        let p = policy(json!({}));
+        assert_eq!(body(&p, json!({"name": "a"})), (vec![], None, 0));
+        assert_eq!(body(&p, json!({"name": 1})).0, vec![RuleId::ResponseSchema]);
+        assert_eq!(
+            body(&p, json!({"name": "a", "password": "x"})).0,
+            vec![RuleId::ResponseSchema],
+            "writeOnly"
+        );
+    }
+
+    #[test]
+    fn redaction_removes_what_the_schema_does_not_declare() {
+        let p = policy(json!({"redact": true}));
+        let leaked = json!({
+            "name": "a", "ssn": "123", "password": "x",
+            "friends": [{"name": "b", "internal_score": 3}],
+            "meta": {"anything": "stays"}
+        });
+        let (_, redacted, count) = body(&p, leaked);
+        assert_eq!(count, 3);
+        assert_eq!(
+            redacted,
+            Some(json!({"name": "a", "friends": [{"name": "b"}], "meta": {"anything": "stays"}}))
+        );
+        assert_eq!(
+            body(&p, json!({"name": "a"})),
+            (vec![], None, 0),
+            "nothing to redact, body untouched"
+        );
+    }
+}
