@@ -6,12 +6,17 @@
 //! receives. Each request uses a fresh connection: tests stay independent of keep-alive and of
 //! Envoy closing a connection after a local reply.
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, HOST};
 use http::{Request, StatusCode, Uri};
+use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
@@ -66,6 +71,26 @@ impl Client {
     /// Sends `request`, whose URI is an origin-form target such as `/v1/pets`. A missing
     /// `host` is filled in with the server address.
     pub fn send(&self, request: Request<Bytes>) -> Result<Response, Error> {
+        let (parts, body) = request.into_parts();
+        self.send_body(Request::from_parts(parts, Full::new(body)))
+    }
+
+    /// Sends `request` with its body in `chunks`, each its own HTTP/1.1 chunk (chunked
+    /// transfer coding, no `Content-Length`) or HTTP/2 DATA frame: how a body arrives at
+    /// Envoy in pieces.
+    pub fn send_chunked(
+        &self,
+        request: Request<()>,
+        chunks: Vec<Bytes>,
+    ) -> Result<Response, Error> {
+        let (parts, ()) = request.into_parts();
+        self.send_body(Request::from_parts(parts, Chunks(chunks.into())))
+    }
+
+    fn send_body<B>(&self, request: Request<B>) -> Result<Response, Error>
+    where
+        B: Body<Data = Bytes, Error = Infallible> + Send + Unpin + 'static,
+    {
         let request = self.prepare(request)?;
         let exchange =
             async { tokio::time::timeout(EXCHANGE_TIMEOUT, self.exchange(request)).await };
@@ -78,7 +103,7 @@ impl Client {
         }
     }
 
-    fn prepare(&self, request: Request<Bytes>) -> Result<Request<Full<Bytes>>, Error> {
+    fn prepare<B>(&self, request: Request<B>) -> Result<Request<B>, Error> {
         let (mut parts, body) = request.into_parts();
         match self.version {
             HttpVersion::Http1 => {
@@ -97,10 +122,13 @@ impl Client {
                 parts.uri = uri.map_err(http::Error::from)?;
             }
         }
-        Ok(Request::from_parts(parts, Full::new(body)))
+        Ok(Request::from_parts(parts, body))
     }
 
-    async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<Response, Error> {
+    async fn exchange<B>(&self, request: Request<B>) -> Result<Response, Error>
+    where
+        B: Body<Data = Bytes, Error = Infallible> + Send + Unpin + 'static,
+    {
         let stream = TcpStream::connect(self.addr)
             .await
             .map_err(Error::io(format!("connecting to {}", self.addr)))?;
@@ -124,6 +152,25 @@ impl Client {
             headers: parts.headers,
             body: body.collect().await?.to_bytes(),
         })
+    }
+}
+
+/// A body of separate chunks, sent one frame each; its size is unknown up front.
+struct Chunks(VecDeque<Bytes>);
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(|chunk| Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
     }
 }
 

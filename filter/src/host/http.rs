@@ -89,6 +89,10 @@ impl Request {
         }
         match (blocked, verdict.rule()) {
             (true, Some(rule)) => {
+                // Our own reply goes back through the response callbacks: it is not the
+                // upstream's answer, so nothing more is checked.
+                self.operation = None;
+                self.response_body = None;
                 send(&problem::reply(&policy.name, rule, verdict));
                 true
             }

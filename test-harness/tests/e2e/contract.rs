@@ -2,11 +2,16 @@
 //! operation reaches the upstream, an undeclared method on each path gets a 405 naming the
 //! declared ones, and a path outside the contract a 404. New example policies need only a
 //! line here.
+//!
+//! This walk is about routing, so it turns each operation's contract checks off (the
+//! policy's `operations` setting): its requests carry no bodies and fill every parameter
+//! with `1`. The contract checks have their own end-to-end tests and the conformance cases.
 
 use apiguard_harness::contract::{base_path, declared_paths, DeclaredPath};
-use apiguard_harness::{locate, HttpVersion, Policy};
+use apiguard_harness::{HttpVersion, Policy};
 use bytes::Bytes;
 use http::Request;
+use serde_json::{json, Map, Value};
 
 use crate::fixture::{allowed_methods, assert_problem, bundled, Proxy};
 
@@ -21,9 +26,11 @@ fn bookshop_contract_end_to_end() {
 }
 
 fn walk_contract(name: &str) {
-    let declared = declared_paths(&bundled(name));
+    let mut bundle = bundled(name);
+    let declared = declared_paths(&bundle);
     assert!(!declared.is_empty(), "{name} declares no paths");
-    let proxy = Proxy::start(Policy::File(locate::policy(name)));
+    bundle["operations"] = routing_only(&bundle);
+    let proxy = Proxy::start(Policy::Bundle(bundle));
     let client = proxy.client(HttpVersion::Http1);
     let send = |method: &str, path: &str| {
         let request = Request::builder().method(method).uri(path);
@@ -61,4 +68,21 @@ fn walk_contract(name: &str) {
         received, forwarded,
         "{name}: exactly the declared operations arrive"
     );
+}
+
+/// `operations` settings that turn every operation's contract checks off.
+fn routing_only(bundle: &Value) -> Value {
+    let paths = bundle["openapi"]["document"]["paths"].as_object();
+    let mut operations = Map::new();
+    for (template, item) in paths.into_iter().flatten() {
+        for method in [
+            "get", "put", "post", "delete", "options", "head", "patch", "trace",
+        ] {
+            if item.get(method).is_some() {
+                let key = format!("{} {template}", method.to_ascii_uppercase());
+                operations.insert(key, json!({"mode": "off"}));
+            }
+        }
+    }
+    Value::Object(operations)
 }

@@ -14,3 +14,4 @@ mod manifests;
 mod metrics;
 mod monitor;
 mod routing;
+mod validation;
