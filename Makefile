@@ -5,6 +5,7 @@
 #   make test                   everything CI runs: fmt, clippy (native and wasm), all tests
 #   make demo [POLICY=…]        Envoy + the filter + an echo upstream, until Ctrl-C
 #   make check [POLICY=…]       compile policies without Envoy (default: every example)
+#   make conformance            apiguard vs openapi-core and schemathesis, through Envoy
 #
 # `test` and `demo` include `setup`, so both work on a fresh machine.
 
@@ -19,7 +20,7 @@ POLICY ?=
 DEMO_POLICY := $(or $(POLICY),policies/petstore/policy.yaml)
 CHECK_POLICIES := $(or $(POLICY),$(sort $(wildcard policies/*/policy.yaml)))
 
-.PHONY: help setup wasm test demo check
+.PHONY: help setup wasm test demo check conformance
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -38,6 +39,13 @@ test: setup wasm
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --target wasm32-wasip1 -p apiguard-filter --lib -- -D warnings
 	$(CARGO) test --workspace
+	$(MAKE) conformance
+
+# Generated requests through the real stack, judged by an independent validator; writes
+# conformance/RESULTS.md. See conformance/run.py and DIFFERENCES.md.
+conformance: setup wasm
+	$(CARGO) build --release -p apiguard-harness --bin harness
+	.venv/bin/python conformance/run.py
 
 # The harness builds the .wasm itself before starting Envoy.
 demo: setup

@@ -160,6 +160,8 @@ pub enum ParamError {
     /// A parameter (or object property) that holds one value is given more than once, so
     /// which one the upstream uses is anyone's guess.
     Repeated,
+    /// A query parameter sent empty (`?name=`) without `allowEmptyValue: true`.
+    Empty,
     /// The value does not follow the parameter's style: a missing `.` or `;` prefix, an
     /// object with a key but no value, a `deepObject` key that is not `name[key]`.
     Malformed,
@@ -173,6 +175,7 @@ impl ParamError {
                 "The parameter is not validly percent-encoded or not UTF-8"
             }
             ParamError::Repeated => "The parameter is given more than once",
+            ParamError::Empty => "The parameter is empty, and the contract does not allow that",
             ParamError::Malformed => "The parameter does not follow its declared style",
         }
     }
@@ -445,8 +448,14 @@ fn from_pairs(
     if values.next().is_some() {
         return Err(ParamError::Repeated);
     }
-    if first.is_empty() && spec.allow_empty_value && spec.location == In::Query {
-        return Ok(None);
+    if first.is_empty() && spec.location == In::Query {
+        // `allowEmptyValue` (default false) decides whether `?name=` may be sent at all;
+        // when it may, it means the parameter is unused.
+        return if spec.allow_empty_value {
+            Ok(None)
+        } else {
+            Err(ParamError::Empty)
+        };
     }
     let separator = match style {
         Style::SpaceDelimited => ' ',
@@ -630,6 +639,7 @@ mod tests {
 
     const MALFORMED: Result<Option<Value>, ParamError> = Err(ParamError::Malformed);
     const REPEATED: Result<Option<Value>, ParamError> = Err(ParamError::Repeated);
+    const EMPTY: Result<Option<Value>, ParamError> = Err(ParamError::Empty);
     const ABSENT: Result<Option<Value>, ParamError> = Ok(None);
 
     /// `name: location style explode shape, raw => expected`, one test each.
@@ -690,11 +700,11 @@ mod tests {
         simple_explode_object_not_exploded: Path Simple true rgb(), "R,100,G,200" => MALFORMED,
         simple_undeclared_property_is_kept_for_the_schema: Path Simple false rgb(), "R,1,X,2" => ok(json!({"R": 1, "X": "2"})),
 
-        form_empty: Query Form false scalar(STRING), "color=" => ok(json!("")),
+        form_empty_without_allow_empty_value: Query Form false scalar(STRING), "color=" => EMPTY,
         form_string: Query Form false scalar(STRING), "color=blue" => ok(json!("blue")),
         form_array: Query Form false array(STRING), "color=blue,black,brown" => ok(json!(["blue", "black", "brown"])),
         form_object: Query Form false rgb(), "color=R,100,G,200,B,150" => ok(json!({"R": 100, "G": 200, "B": 150})),
-        form_explode_empty: Query Form true scalar(STRING), "color=" => ok(json!("")),
+        form_explode_empty_without_allow_empty_value: Query Form true scalar(STRING), "color=" => EMPTY,
         form_explode_string: Query Form true scalar(STRING), "color=blue" => ok(json!("blue")),
         form_explode_array: Query Form true array(STRING), "color=blue&color=black&color=brown" => ok(json!(["blue", "black", "brown"])),
         form_explode_object: Query Form true rgb(), "R=100&G=200&B=150" => ok(json!({"R": 100, "G": 200, "B": 150})),
@@ -764,8 +774,8 @@ mod tests {
         integer_array: Query Form false array(INTEGER), "color=1,2,3" => ok(json!([1, 2, 3])),
         integer_array_exploded: Query Form true array(INTEGER), "color=1&color=x" => ok(json!([1, "x"])),
         integer_array_path: Path Simple false array(INTEGER), "1,02" => ok(json!([1, "02"])),
-        empty_integer_stays_text: Query Form true scalar(INTEGER), "color=" => ok(json!("")),
-        empty_nullable_integer_is_null: Query Form true scalar(INTEGER.union(Types::NULL)), "color=" => ok(json!(null)),
+        empty_integer_stays_text: Cookie Form true scalar(INTEGER), "color=" => ok(json!("")),
+        empty_nullable_integer_is_null: Cookie Form true scalar(INTEGER.union(Types::NULL)), "color=" => ok(json!(null)),
         object_properties_typed_per_property: Query DeepObject true object(&[("n", INTEGER), ("b", Types::BOOLEAN)], STRING), "color[n]=1&color[b]=true&color[s]=1" => ok(json!({"n": 1, "b": true, "s": "1"})),
         plus_is_a_space: Query Form true scalar(STRING), "color=light+blue" => ok(json!("light blue")),
         encoded_space: Query Form true scalar(STRING), "color=light%20blue" => ok(json!("light blue")),

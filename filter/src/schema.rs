@@ -133,15 +133,27 @@ impl SchemaSet {
             .and_then(Types::from_keyword)
             .unwrap_or(Types::ANY);
         if types == Types::ANY {
-            // `allOf: [{$ref: X}]` is the 3.0 idiom for a described or nullable reference.
+            // `allOf: [{$ref: X}]` is the 3.0 idiom for a described or nullable reference;
+            // `oneOf`/`anyOf` admit what any branch admits (`string` or `array`, say).
             if let Some(first) = schema.get("allOf").and_then(|a| a.get(0)) {
                 types = self.types(first);
+            } else if let Some(branches) = self.alternatives(&schema) {
+                types = branches
+                    .iter()
+                    .fold(Types::default(), |acc, b| acc.union(self.types(b)));
             }
         }
         if schema.get("nullable") == Some(&Value::Bool(true)) && types != Types::ANY {
             types = types.union(Types::NULL);
         }
         types
+    }
+
+    /// The branches of a `oneOf` or `anyOf`.
+    fn alternatives<'v>(&self, schema: &'v Value) -> Option<&'v Vec<Value>> {
+        ["oneOf", "anyOf"]
+            .iter()
+            .find_map(|k| schema.get(*k).and_then(Value::as_array))
     }
 
     /// How a string-serialised value of `raw`'s schema is laid out (see `shape`).
@@ -172,7 +184,10 @@ impl SchemaSet {
         let schema = self.resolve(schema);
         let types = self.types(&schema);
         if types.contains(Types::ARRAY) && types != Types::ANY {
-            let items = schema.get("items").map_or(Types::ANY, |i| self.types(i));
+            let items = std::iter::once(&schema)
+                .chain(self.alternatives(&schema).into_iter().flatten())
+                .find_map(|s| s.get("items"))
+                .map_or(Types::ANY, |i| self.types(i));
             return Shape::Array { items };
         }
         if types.contains(Types::OBJECT) && types != Types::ANY {
@@ -1060,6 +1075,14 @@ mod tests {
                 ]
                 .into(),
                 additional: Types::ANY
+            }
+        );
+        assert_eq!(
+            shape(
+                r#"{"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "integer"}}]}"#
+            ),
+            Shape::Array {
+                items: Types::INTEGER
             }
         );
         assert_eq!(

@@ -115,7 +115,8 @@ impl HttpContext for Request {
             metrics.inspected();
         }
         let headers = Headers::read(MapType::HttpRequestHeaders);
-        let pairs = headers.regular();
+        let regular = headers.regular();
+        let pairs = borrowed(&regular);
         let (verdict, body) = policy.inspect(&RequestHead {
             // A header the host cannot give reads as empty, which the engine refuses:
             // failures close.
@@ -169,8 +170,9 @@ impl HttpContext for Request {
         }
         let headers = Headers::read(MapType::HttpResponseHeaders);
         let status = headers.get(":status").parse().unwrap_or(0);
-        let pairs = headers.regular();
-        let (verdict, check) = policy.inspect_response(operation, status, &pairs, !end_of_stream);
+        let regular = headers.regular();
+        let (verdict, check) =
+            policy.inspect_response(operation, status, &borrowed(&regular), !end_of_stream);
         if self.apply(&policy, &verdict, Phase::Response) {
             return Flow::Pause;
         }
@@ -237,13 +239,20 @@ impl Headers {
     }
 
     /// The regular headers (no `:pseudo` ones), names lowercase as Envoy keeps them.
-    fn regular(&self) -> Vec<(&str, &str)> {
+    fn regular(&self) -> Vec<(&str, Cow<'_, str>)> {
         self.0
             .iter()
             .filter(|(name, _)| !name.starts_with(':'))
-            .filter_map(|(name, value)| Some((name.as_str(), std::str::from_utf8(value).ok()?)))
+            .map(|(name, value)| (name.as_str(), String::from_utf8_lossy(value)))
             .collect()
     }
+}
+
+fn borrowed<'a>(headers: &'a [(&'a str, Cow<'a, str>)]) -> Vec<(&'a str, &'a str)> {
+    headers
+        .iter()
+        .map(|(name, value)| (*name, value.as_ref()))
+        .collect()
 }
 
 fn buffer(kind: BufferType, size: usize) -> Vec<u8> {
