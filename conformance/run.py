@@ -50,6 +50,8 @@ HARNESS = ROOT / "target" / "release" / "harness"
 DIFFERENCES = ROOT / "conformance" / "DIFFERENCES.md"
 RESULTS = ROOT / "conformance" / "RESULTS.md"
 SEED = 20261123
+# Set by --verbose: print each disagreement with the request as sent.
+VERBOSE = False
 
 
 @dataclass
@@ -256,7 +258,7 @@ def run_operation(operation, mode, examples, url, validator, tally, known, name)
             tally.documented[key] += 1
         else:
             tally.unexplained.append(f"{label}: {key}")
-            if "--verbose" in sys.argv:
+            if VERBOSE:
                 r = response.request
                 print("DEBUG", label, key, r.url, r.headers.get("Content-Type"), r.body, response.status_code, response.text[-300:])
 
@@ -274,6 +276,8 @@ def main() -> int:
     parser.add_argument("--github-operations", type=int, default=60)
     parser.add_argument("--verbose", action="store_true", help="print each disagreement")
     args = parser.parse_args()
+    global VERBOSE
+    VERBOSE = args.verbose
     if not HARNESS.exists():
         print(f"{HARNESS} is missing: run `make wasm` and build the harness first", file=sys.stderr)
         return 2
