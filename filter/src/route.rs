@@ -169,7 +169,13 @@ impl Router {
             }
             for base in &bases {
                 let full = base.iter().map(|s| Segment::Literal(s.clone()));
-                let node = router.root.insert(full.chain(segments.iter().cloned()));
+                // A URL is the server URL followed by the template, so `/` under the base
+                // `/api` is `/api/`: the template's slash stays a trailing one.
+                let root_slash = (segments.is_empty() && !base.is_empty())
+                    .then(|| Segment::Literal(String::new()));
+                let node = router
+                    .root
+                    .insert(full.chain(segments.iter().cloned()).chain(root_slash));
                 let index = *node.route.get_or_insert_with(|| {
                     router.routes.push(Route::default());
                     router.routes.len() - 1
@@ -554,6 +560,17 @@ mod tests {
             "/a" => None;
             "/b" => Some("/b");
             "/b/" => None;
+        );
+    }
+
+    #[test]
+    fn root_template_under_a_base_path_keeps_its_slash() {
+        let r = router(&paths("servers:\n  - url: /api/v0\n", &["/", "/a"])).unwrap();
+        matches!(r,
+            "/api/v0/" => Some("/");
+            "/api/v0" => None;
+            "/api/v0/a" => Some("/a");
+            "/" => None;
         );
     }
 
