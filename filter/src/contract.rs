@@ -404,7 +404,7 @@ fn form_spec(schemas: &SchemaSet, raw: &RawValue) -> FormSpec {
         .into_iter()
         .map(|(name, shape)| {
             let field = match shape {
-                Shape::Array { items } => FieldShape::Array(items),
+                Shape::Array { items, .. } => FieldShape::Array(items),
                 Shape::Scalar(types) => FieldShape::Scalar(types),
                 // A nested object in a form is a JSON text part (multipart) or unsupported.
                 Shape::Object { .. } => FieldShape::Scalar(Types::ANY),

@@ -17,6 +17,7 @@ use crate::params::{self, Source};
 use crate::path;
 use crate::policy::Policy;
 use crate::schema::Schema;
+use crate::shape::{coerce, Shape, Types};
 use crate::verdict::{sanitize, Method, OperationRef, RuleId, Verdict, Violation};
 
 /// What the engine needs of a request head, as the host has it.
@@ -318,7 +319,15 @@ impl Checker<'_> {
                 (_, value) => value,
             };
             if let Some(schema) = &check.schema {
-                for (pointer, reason) in self.policy.validate(schema, &value) {
+                let failures: Vec<_> = self.policy.validate(schema, &value).collect();
+                if !failures.is_empty()
+                    && lone_scalar(&spec.shape, &value).is_some_and(|scalar| {
+                        self.policy.validate(schema, &scalar).next().is_none()
+                    })
+                {
+                    continue;
+                }
+                for (pointer, reason) in failures {
                     let reason = if pointer.is_empty() {
                         reason
                     } else {
@@ -430,6 +439,21 @@ impl Checker<'_> {
 }
 
 /// The values of one header, in order; names are lowercase in Envoy.
+/// A lone value read as a one-item list, read again as the scalar its schema also admits
+/// (`oneOf: [string, array]`): `?tag=a` is both `["a"]` and `"a"`, and either may be valid.
+fn lone_scalar(shape: &Shape, value: &Value) -> Option<Value> {
+    let Shape::Array { scalar, .. } = shape else {
+        return None;
+    };
+    match value.as_array()?.as_slice() {
+        [item] if *scalar != Types::default() => Some(match item {
+            Value::String(text) => coerce(text, *scalar),
+            other => coerce(&other.to_string(), *scalar),
+        }),
+        _ => None,
+    }
+}
+
 fn header_values<'h>(
     headers: &'h [(&'h str, &'h str)],
     name: &'h str,
@@ -459,7 +483,11 @@ mod tests {
                             {"name": "limit", "in": "query", "required": true, "schema": {"type": "integer", "maximum": 50}},
                             {"name": "tags", "in": "query", "schema": {"type": "array", "items": {"type": "string", "enum": ["a", "b"]}}},
                             {"name": "X-Tenant", "in": "header", "schema": {"type": "string", "format": "uuid"}},
-                            {"name": "session", "in": "cookie", "schema": {"type": "string", "minLength": 4}}
+                            {"name": "session", "in": "cookie", "schema": {"type": "string", "minLength": 4}},
+                            {"name": "near", "in": "query", "schema": {"oneOf": [
+                                {"type": "string", "pattern": "^[a-z]+$"},
+                                {"type": "array", "items": {"type": "integer"}, "minItems": 2}
+                            ]}}
                         ]
                     },
                     "post": {
@@ -609,6 +637,26 @@ mod tests {
             (Some("query"), Some("limit"))
         );
         assert!(!v.reason.contains("script"), "{}", v.reason);
+    }
+
+    #[test]
+    fn a_lone_value_may_be_the_scalar_its_schema_also_admits() {
+        let p = policy(json!({}));
+        let get = |query: &str| {
+            rules(&run(
+                &p,
+                "GET",
+                &format!("/items?limit=1&{query}"),
+                &[],
+                None,
+            ))
+            .join(",")
+        };
+        assert_eq!(get("near=paris"), "");
+        assert_eq!(get("near=1&near=2"), "");
+        assert_eq!(get("near=1"), "params.invalid");
+        assert_eq!(get("near=Paris"), "params.invalid");
+        assert_eq!(get("near=a&near=b"), "params.invalid");
     }
 
     #[test]

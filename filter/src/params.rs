@@ -381,7 +381,7 @@ fn matrix(spec: &ParamSpec, value: &str) -> Result<Value, ParamError> {
         .split(';')
         .map(|item| item.split_once('=').unwrap_or((item, "")));
     match (&spec.shape, spec.explode) {
-        (Shape::Array { items: types }, true) => {
+        (Shape::Array { items: types, .. }, true) => {
             let mut values = Vec::new();
             for (name, value) in items {
                 if name != spec.name {
@@ -441,7 +441,7 @@ fn from_pairs(
     let Some(first) = values.next() else {
         return Ok(None);
     };
-    if let (Shape::Array { items }, true) = (&spec.shape, spec.explode) {
+    if let (Shape::Array { items, .. }, true) = (&spec.shape, spec.explode) {
         let all = std::iter::once(first).chain(values);
         return Ok(Some(Value::Array(all.map(|v| coerce(v, *items)).collect())));
     }
@@ -500,7 +500,7 @@ fn delimited(value: &str, separator: char, shape: &Shape, trim: bool) -> Result<
         .map(|item| if trim { item.trim_matches(OWS) } else { item });
     match shape {
         Shape::Scalar(types) => Ok(coerce(value, *types)),
-        Shape::Array { items: types } => Ok(Value::Array(
+        Shape::Array { items: types, .. } => Ok(Value::Array(
             items.map(|item| coerce(item, *types)).collect(),
         )),
         Shape::Object { .. } => {
@@ -583,7 +583,10 @@ mod tests {
     }
 
     fn array(items: Types) -> Shape {
-        Shape::Array { items }
+        Shape::Array {
+            items,
+            scalar: Types::default(),
+        }
     }
 
     /// `{R, G, B}` integers, nothing else.

@@ -188,7 +188,10 @@ impl SchemaSet {
                 .chain(self.alternatives(&schema).into_iter().flatten())
                 .find_map(|s| s.get("items"))
                 .map_or(Types::ANY, |i| self.types(i));
-            return Shape::Array { items };
+            return Shape::Array {
+                items,
+                scalar: types.without(Types::ARRAY),
+            };
         }
         if types.contains(Types::OBJECT) && types != Types::ANY {
             let mut properties = BTreeMap::new();
@@ -1063,7 +1066,8 @@ mod tests {
         assert_eq!(
             shape(r#"{"type": "array", "items": {"type": "number"}}"#),
             Shape::Array {
-                items: Types::NUMBER
+                items: Types::NUMBER,
+                scalar: Types::default()
             }
         );
         assert_eq!(
@@ -1082,7 +1086,8 @@ mod tests {
                 r#"{"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "integer"}}]}"#
             ),
             Shape::Array {
-                items: Types::INTEGER
+                items: Types::INTEGER,
+                scalar: Types::STRING
             }
         );
         assert_eq!(

@@ -29,6 +29,10 @@ impl Types {
         Types(self.0 | other.0)
     }
 
+    pub const fn without(self, other: Types) -> Types {
+        Types(self.0 & !other.0)
+    }
+
     pub const fn contains(self, other: Types) -> bool {
         self.0 & other.0 == other.0
     }
@@ -62,8 +66,9 @@ impl Types {
 pub enum Shape {
     /// A single value (also what a schema without `type` is taken to be).
     Scalar(Types),
-    /// A list; each item converted to `items`.
-    Array { items: Types },
+    /// A list; each item converted to `items`. `scalar` holds the other types the schema
+    /// admits (`oneOf: [string, array]`): a lone value may also be read as one of them.
+    Array { items: Types, scalar: Types },
     /// A map; each declared property converted to its types, the others to `additional`.
     Object {
         properties: BTreeMap<String, Types>,
