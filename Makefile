@@ -41,11 +41,21 @@ test: setup wasm
 	$(CARGO) test --workspace
 	$(MAKE) conformance
 
+# A second real-world contract for the conformance run: Blockfrost's API (OpenAPI 3.0.3,
+# MIT), as its authors publish it on the npm registry.
+BLOCKFROST := .tools/specs/blockfrost-openapi-0.1.93/openapi.yaml
+
 # Generated requests through the real stack, judged by an independent validator; writes
 # conformance/RESULTS.md. See conformance/run.py and DIFFERENCES.md.
-conformance: setup wasm
+conformance: setup wasm $(BLOCKFROST)
 	$(CARGO) build --release -p apiguard-harness --bin harness
-	.venv/bin/python conformance/run.py
+	.venv/bin/python conformance/run.py --blockfrost $(BLOCKFROST)
+
+$(BLOCKFROST):
+	mkdir -p $(dir $@)
+	cd $(dir $@) && npm pack --silent @blockfrost/openapi@0.1.93 >/dev/null \
+		&& tar xzf blockfrost-openapi-0.1.93.tgz --strip-components=1 package/openapi.yaml package/LICENSE \
+		&& rm blockfrost-openapi-0.1.93.tgz
 
 # The harness builds the .wasm itself before starting Envoy.
 demo: setup

@@ -1,347 +1,215 @@
 """Conformance of apiguard against independent validators, through the real stack.
 
-For each document, schemathesis (an independent test-case generator) produces seeded
-positive (schema-conforming) and negative (schema-violating) requests. Each request is
-sent through Envoy + apiguard (`harness up`, the demo stack) and judged by openapi-core,
-a mature independent OpenAPI validator. Two results come out:
+Two proofs, both through `harness up` (Envoy + the built apiguard .wasm + echo upstream,
+on loopback), each stack stopped when its part ends, also on failure:
 
-- the differential: does apiguard refuse exactly the requests openapi-core refuses?
-  Every disagreement must match a documented difference in DIFFERENCES.md (by category
-  key); any other fails the run;
-- the schemathesis figures: positive cases must never be blocked; negative cases that
-  pass must be explained by a documented category.
+1. differential.py — a fixed, seeded set of generated requests (valid ones from the
+   schemas and examples, invalid ones by mutation) for the bookshop (OpenAPI 3.1) and
+   petstore (3.0) examples and a seeded sample of GitHub's REST API description (3.0.3,
+   `schemas: lazy`); each is judged by apiguard and by openapi-core's request validator,
+   and the accept/reject verdicts are compared;
+2. fuzz.py — schemathesis (`st run`) against the petstore and bookshop stacks: positive
+   cases must never be blocked, negative ones should be.
 
-Security requirements are not enforced by apiguard yet (the token-checks issue), so they
-are stripped from the document openapi-core reads. Figures go to RESULTS.md.
+Security requirements are not enforced by apiguard yet, so they are stripped from the copy
+of the document openapi-core reads (stack.oracle_document) and schemathesis does not
+generate security parameters.
 
-Usage: .venv/bin/python conformance/run.py [--examples N] [--github-operations N]
+Every disagreement, and every negative schemathesis case that passes, has a key; the run
+fails unless each key matches an entry (a glob pattern) of DIFFERENCES.md. The figures go
+to RESULTS.md. Exit status: 0 when nothing is unexplained, 1 otherwise, 2 on a set-up
+problem.
+
+Usage: .venv/bin/python conformance/run.py [--seed N] [--github-operations N]
+       [--max-examples N] [--only differential|schemathesis] [--verbose]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import copy
-import json
-import random
+import fnmatch
 import re
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-import urllib.request
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import schemathesis
-import yaml
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis.errors import Unsatisfiable
-from openapi_core import OpenAPI
-from openapi_core.testing import MockRequest
-from schemathesis import GenerationMode
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-ROOT = Path(__file__).resolve().parent.parent
-HARNESS = ROOT / "target" / "release" / "harness"
-DIFFERENCES = ROOT / "conformance" / "DIFFERENCES.md"
-RESULTS = ROOT / "conformance" / "RESULTS.md"
+import differential  # noqa: E402
+import fuzz  # noqa: E402
+from stack import HARNESS, ROOT  # noqa: E402
+
+HERE = ROOT / "conformance"
+DIFFERENCES = HERE / "DIFFERENCES.md"
+RESULTS = HERE / "RESULTS.md"
+GITHUB = ROOT.parent / "shared" / "data" / "github-api.json"
 SEED = 20261123
-# Set by --verbose: print each disagreement with the request as sent.
-VERBOSE = False
 
 
-@dataclass
-class Document:
-    name: str
-    path: Path
-    # Operations sampled (None = all), to bound the run on very large documents.
-    operations: int | None = None
-    lazy: bool = False
+def documented() -> list[str]:
+    """The keys (glob patterns) DIFFERENCES.md documents: list items `- \\`pattern\\`: why`."""
+    return re.findall(r"^- `([^`]+)`", DIFFERENCES.read_text(), re.MULTILINE)
 
 
-@dataclass
-class Tally:
-    cases: int = 0
-    agree: int = 0
-    documented: Counter = field(default_factory=Counter)
-    unexplained: list = field(default_factory=list)
-    positive: int = 0
-    positive_blocked: list = field(default_factory=list)
-    negative: int = 0
-    negative_blocked: int = 0
-    negative_passed: Counter = field(default_factory=Counter)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def stack(document: Document):
-    """The demo stack for `document`: Envoy + apiguard + the echo upstream, stopped on exit."""
-    listen, admin = free_port(), free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        policy = Path(tmp) / "policy.yaml"
-        policy.write_text(
-            yaml.safe_dump(
-                {
-                    "name": document.name,
-                    "mode": "enforce",
-                    "schemas": "lazy" if document.lazy else "eager",
-                    "openapi": {"file": str(document.path)},
-                }
-            )
-        )
-        process = subprocess.Popen(
-            [str(HARNESS), "up", "--policy", str(policy), "--listen", f"127.0.0.1:{listen}",
-             "--admin", str(admin)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"harness exited: {process.stderr.read().decode()}")
-                with contextlib.suppress(OSError):
-                    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=2) as r:
-                        if r.status == 200:
-                            break
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the stack did not become ready in 120 s")
-                time.sleep(0.2)
-            yield f"http://127.0.0.1:{listen}"
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def base_path(spec: dict) -> str:
-    url = (spec.get("servers") or [{"url": "/"}])[0]["url"]
-    return urllib.parse.urlparse(url).path.rstrip("/")
-
-
-def documented_categories() -> set[str]:
-    """The category keys DIFFERENCES.md documents: `- \\`key\\`: why`."""
-    return set(re.findall(r"^- `([^`]+)`", DIFFERENCES.read_text(), re.MULTILINE))
-
-
-def origin(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def filter_rule(response) -> str | None:
-    """For a response the filter answered itself, its rule and first listed reason
-    (`params.invalid:must be of type integer`); else None."""
-    if "application/problem+json" not in response.headers.get("content-type", ""):
-        return None
-    with contextlib.suppress(ValueError):
-        body = response.json()
-        if str(body.get("type", "")).startswith("urn:apiguard:rule:"):
-            violations = body.get("violations") or [{}]
-            reason = violations[0].get("reason")
-            return f"{body.get('rule')}:{reason}" if reason else body.get("rule")
-    return None
-
-
-def openapi_core_verdict(validator: OpenAPI, prepared, host: str) -> str | None:
-    """None when openapi-core accepts the request, else a short category of its error."""
-    url = urllib.parse.urlsplit(prepared.url)
-    args = urllib.parse.parse_qsl(url.query, keep_blank_values=True)
-    headers = dict(prepared.headers)
-    cookies = {}
-    for part in headers.pop("Cookie", "").split(";"):
-        if "=" in part:
-            name, value = part.strip().split("=", 1)
-            cookies[name] = value
-    body = prepared.body
-    if isinstance(body, str):
-        body = body.encode()
-    request = MockRequest(
-        host,
-        prepared.method.lower(),
-        urllib.parse.unquote(url.path),
-        args=_multidict(args),
-        headers=headers,
-        cookies=cookies,
-        data=body or b"",
-        content_type=headers.get("Content-Type", ""),
-    )
-    try:
-        validator.validate_request(request)
-    except Exception as error:  # noqa: BLE001 - every refusal is a verdict
-        names = [type(error).__name__]
-        cause = error.__cause__ or error.__context__
-        if cause is not None:
-            names.append(type(cause).__name__)
-        for nested in getattr(error, "schema_errors", None) or getattr(cause, "schema_errors", None) or []:
-            names.append(type(nested).__name__)
-            break
-        return "/".join(names)
-    return None
-
-
-def _multidict(pairs):
-    from werkzeug.datastructures import ImmutableMultiDict
-
-    return ImmutableMultiDict(pairs)
-
-
-def run_document(document: Document, examples: int, tally: Tally, known: set[str]) -> None:
-    spec = (yaml.safe_load if document.path.suffix in (".yaml", ".yml") else json.loads)(
-        document.path.read_text()
-    )
-    base = base_path(spec)
-    with stack(document) as url:
-        generated = copy.deepcopy(spec)
-        generated["servers"] = [{"url": url + base}]
-        judged = copy.deepcopy(generated)
-        # apiguard does not check security requirements yet: neither may the reference.
-        judged.pop("security", None)
-        for item in judged.get("paths", {}).values():
-            for operation in item.values():
-                if isinstance(operation, dict):
-                    operation.pop("security", None)
-        validator = OpenAPI.from_dict(judged)
-        schema = schemathesis.openapi.from_dict(generated)
-        operations = [result.ok() for result in schema.get_all_operations()]
-        operations = [op for op in operations if op is not None]
-        if document.operations is not None:
-            operations = random.Random(SEED).sample(operations, min(document.operations, len(operations)))
-        for operation in operations:
-            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-                run_operation(operation, mode, examples, url + base, validator, tally, known, document.name)
-
-
-def run_operation(operation, mode, examples, url, validator, tally, known, name) -> None:
-    @settings(max_examples=examples, database=None, deadline=None, derandomize=True,
-              suppress_health_check=list(HealthCheck), phases=[Phase.generate])
-    @given(operation.as_strategy(generation_mode=mode))
-    def probe(case):
-        try:
-            response = case.call(base_url=url, timeout=10)
-        except Exception as error:  # noqa: BLE001 - a request that cannot be sent is no verdict
-            tally.unexplained.append(f"{name}: {case.method} {case.formatted_path}: not sent: {error}")
-            return
-        rule = filter_rule(response)
-        reference = openapi_core_verdict(validator, response.request, origin(url))
-        tally.cases += 1
-        label = f"{name}: {case.method} {case.formatted_path} ({mode.value})"
-        if mode is GenerationMode.POSITIVE:
-            tally.positive += 1
-            if rule is not None:
-                tally.positive_blocked.append(f"{label}: blocked by {rule}")
-        else:
-            tally.negative += 1
-            if rule is not None:
-                tally.negative_blocked += 1
-            else:
-                tally.negative_passed[reference or "openapi-core accepts it too"] += 1
-        if (rule is None) == (reference is None):
-            tally.agree += 1
-            return
-        essence = (response.request.headers.get("Content-Type") or "").split(";")[0].strip()
-        family = "+json:" if essence.endswith("+json") else "text:" if essence.startswith("text/") else ""
-        key = f"apiguard-only:{rule}" if rule is not None else f"openapi-core-only:{family}{reference}"
-        if any(key.startswith(k) for k in known):
-            tally.documented[key] += 1
-        else:
-            tally.unexplained.append(f"{label}: {key}")
-            if VERBOSE:
-                r = response.request
-                print("DEBUG", label, key, r.url, r.headers.get("Content-Type"), r.body, response.status_code, response.text[-300:])
-
-    try:
-        probe()
-    except Unsatisfiable:
-        # No case of this mode exists (e.g. no negative case for an operation with no
-        # constraints): nothing to compare.
-        pass
+def matches(key: str, known: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(key, pattern) for pattern in known)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--examples", type=int, default=4, help="cases per operation and mode")
-    parser.add_argument("--github-operations", type=int, default=60)
-    parser.add_argument("--verbose", action="store_true", help="print each disagreement")
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--github-operations", type=int, default=300,
+                        help="operations of GitHub's API sampled by the differential test")
+    parser.add_argument("--max-examples", type=int, default=10,
+                        help="schemathesis cases per operation and phase (`st run --max-examples`)")
+    parser.add_argument("--schemathesis-timeout", type=float, default=240,
+                        help="seconds one `st run` may take before it is stopped and the run fails")
+    parser.add_argument("--only", choices=("differential", "schemathesis"))
+    parser.add_argument("--blockfrost", type=Path,
+                        help="Blockfrost's openapi.yaml: a further real-world document for the differential")
+    parser.add_argument("--verbose", action="store_true", help="print every unexplained case")
     args = parser.parse_args()
-    global VERBOSE
-    VERBOSE = args.verbose
+
     if not HARNESS.exists():
-        print(f"{HARNESS} is missing: run `make wasm` and build the harness first", file=sys.stderr)
+        print(f"conformance: {HARNESS} is missing: run `make wasm` and "
+              "`cargo build --release -p apiguard-harness --bin harness`", file=sys.stderr)
         return 2
-    documents = [
-        Document("bookshop", ROOT / "policies" / "bookshop" / "bookshop.openapi.yaml"),
-        Document("petstore", ROOT / "policies" / "petstore" / "petstore.openapi.yaml"),
-        Document("github", ROOT.parent / "shared" / "data" / "github-api.json",
-                 operations=args.github_operations, lazy=True),
+    sources = [
+        differential.Source("bookshop", ROOT / "policies" / "bookshop" / "bookshop.openapi.yaml"),
+        differential.Source("petstore", ROOT / "policies" / "petstore" / "petstore.openapi.yaml"),
+        differential.Source("github", GITHUB, operations=args.github_operations, valid=1, mutations=2, lazy=True),
     ]
-    known = documented_categories()
-    tallies = {}
-    for document in documents:
-        if not document.path.exists():
-            print(f"conformance: {document.path} is missing", file=sys.stderr)
+    if args.blockfrost is not None:
+        sources.append(differential.Source("blockfrost", args.blockfrost.resolve(),
+                                           operations=args.github_operations, valid=1, mutations=2))
+    targets = [fuzz.Target(s.name, s.path) for s in sources[:2]]
+    for path in [s.path for s in sources]:
+        if not path.exists():
+            print(f"conformance: {path} is missing", file=sys.stderr)
             return 2
-        started = time.monotonic()
-        tallies[document.name] = tally = Tally()
-        run_document(document, args.examples, tally, known)
-        print(f"{document.name}: {tally.cases} cases in {time.monotonic() - started:.0f} s, "
-              f"{tally.agree} agree, {sum(tally.documented.values())} documented differences, "
-              f"{len(tally.unexplained)} unexplained; positive blocked {len(tally.positive_blocked)}")
-    write_results(tallies, args)
-    # A positive case apiguard blocks, or a negative one it lets through, is a failure
-    # only when openapi-core judges otherwise and the difference is not documented: both
-    # are then in `unexplained`. (schemathesis's own cases are not always what their mode
-    # says: a "negative" case may only break something neither validator checks.)
-    failures = [failure for tally in tallies.values() for failure in tally.unexplained]
-    for failure in failures[:30]:
+
+    known = documented()
+    started = time.monotonic()
+    diffs: dict[str, differential.Tally] = {}
+    fuzzed: dict[str, fuzz.Result] = {}
+    failures: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="apiguard-conformance-") as tmp:
+        work = Path(tmp)
+        try:
+            if args.only in (None, "differential"):
+                for source in sources:
+                    tally = differential.run(source, args.seed, known, work, matches)
+                    diffs[source.name] = tally
+                    print(f"differential {source.name}: {tally.requests} requests ({tally.valid} valid, "
+                          f"{tally.invalid} invalid) over {tally.operations} operations in {tally.seconds:.0f} s: "
+                          f"{tally.agree} agree, {sum(tally.documented.values())} documented differences, "
+                          f"{len(tally.unexplained)} unexplained", flush=True)
+                    for d in tally.unexplained:
+                        failures.append(f"differential {source.name}: {d.key}: {d.request.show()[:300]} "
+                                        f"-> apiguard {d.status} {d.rule or 'accepted'}; openapi-core: "
+                                        f"{d.oracle or 'accepted'}")
+            if args.only in (None, "schemathesis"):
+                for target in targets:
+                    result = fuzz.run(target, args.seed, args.max_examples, args.schemathesis_timeout,
+                                      known, matches, work)
+                    fuzzed[target.name] = result
+                    print(f"schemathesis {target.name}: {result.cases} cases in {result.seconds:.0f} s; "
+                          f"positive {result.positive}, blocked {len(result.positive_blocked)}; negative "
+                          f"{result.negative}, blocked {result.negative_blocked}, passed "
+                          f"{sum(result.negative_passed.values())}; unexplained {len(result.unexplained)}",
+                          flush=True)
+                    failures += [f"schemathesis {target.name}: {u}" for u in result.unexplained]
+        except Exception as error:  # noqa: BLE001 - report, after the stacks were stopped
+            print(f"conformance: error: {type(error).__name__}: {error}", file=sys.stderr)
+            return 2
+
+    seen = set()
+    for tally in diffs.values():
+        seen |= set(tally.documented)
+    for result in fuzzed.values():
+        seen |= {k for k in list(result.negative_passed) + list(result.positive_mislabelled)
+                 if matches(k, known)}
+    write_results(diffs, fuzzed, args, known, seen, time.monotonic() - started)
+
+    for failure in failures if args.verbose else failures[:40]:
         print("FAIL", failure)
-    total = sum(t.cases for t in tallies.values())
-    print(f"differential: {total} requests, {sum(t.agree for t in tallies.values())} agree, "
-          f"{sum(sum(t.documented.values()) for t in tallies.values())} documented differences, "
-          f"{sum(len(t.unexplained) for t in tallies.values())} unexplained")
-    print(f"conformance: {total - len(failures)} passed, {len(failures)} failed")
+    if len(failures) > 40 and not args.verbose:
+        print(f"... and {len(failures) - 40} more (--verbose prints all)")
+    if diffs:
+        print(f"differential: {sum(t.requests for t in diffs.values())} requests, "
+              f"{sum(t.agree for t in diffs.values())} agree, "
+              f"{sum(sum(t.documented.values()) for t in diffs.values())} documented differences, "
+              f"{sum(len(t.unexplained) for t in diffs.values())} unexplained")
+    if fuzzed:
+        print(f"schemathesis: {sum(r.cases for r in fuzzed.values())} cases, positive blocked "
+              f"{sum(len(r.positive_blocked) for r in fuzzed.values())}, negative blocked "
+              f"{sum(r.negative_blocked for r in fuzzed.values())} of {sum(r.negative for r in fuzzed.values())}, "
+              f"unexplained {sum(len(r.unexplained) for r in fuzzed.values())}")
+    checked = sum(t.requests for t in diffs.values()) + sum(r.cases for r in fuzzed.values())
+    print(f"conformance: {checked - len(failures)} passed, {len(failures)} failed")
     return 1 if failures else 0
 
 
-def write_results(tallies: dict, args) -> None:
-    lines = [
+def write_results(diffs, fuzzed, args, known, seen, seconds) -> None:
+    out = [
         "# Conformance results",
         "",
-        "Written by `conformance/run.py` (run by `make test`); see the README and DIFFERENCES.md.",
-        f"Seeded (seed {SEED}, derandomized), {args.examples} schemathesis cases per operation and mode;",
-        f"GitHub: {args.github_operations} operations sampled. Generated by schemathesis, sent through",
-        "Envoy + apiguard, judged by openapi-core.",
+        "Written by `conformance/run.py` (`make conformance`, part of `make test`); what is compared",
+        "is in the README (\"Conformance against independent validators\") and run.py, the",
+        "deliberate differences in DIFFERENCES.md. Regenerated on every run: commit it with",
+        "the change that moved the figures.",
         "",
-        "| document | cases | agree | documented differences | unexplained | positive | positive blocked | negative | negative blocked |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"Seed {args.seed}; GitHub: {args.github_operations} operations sampled; schemathesis "
+        f"`--max-examples {args.max_examples}`; {seconds:.0f} s in all.",
+        "",
     ]
-    for name, t in tallies.items():
-        lines.append(f"| {name} | {t.cases} | {t.agree} | {sum(t.documented.values())} | {len(t.unexplained)} | "
-                     f"{t.positive} | {len(t.positive_blocked)} | {t.negative} | {t.negative_blocked} |")
-    lines += ["", "## Documented differences seen", ""]
-    for name, t in tallies.items():
-        for key, count in sorted(t.documented.items()):
-            lines.append(f"- {name}: `{key}` × {count}")
-    lines += ["", "## Positive cases apiguard blocked", ""]
-    for name, t in tallies.items():
-        lines += [f"- {entry}" for entry in t.positive_blocked]
-    lines += ["", "## Negative cases that passed apiguard, by openapi-core's verdict", ""]
-    for name, t in tallies.items():
-        for key, count in sorted(t.negative_passed.items()):
-            lines.append(f"- {name}: `{key}` × {count}")
-    RESULTS.write_text("\n".join(lines) + "\n")
+    if diffs:
+        out += [
+            "## 1. Differential against openapi-core",
+            "",
+            "| document | operations | requests | valid | invalid | agree | documented differences | unexplained |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, t in diffs.items():
+            out.append(f"| {name} | {t.operations} | {t.requests} | {t.valid} | {t.invalid} | {t.agree} | "
+                       f"{sum(t.documented.values())} | {len(t.unexplained)} |")
+        out += ["", "Disagreements by key (one example request each):", ""]
+        for name, t in diffs.items():
+            for key, d in sorted(t.examples.items()):
+                count = t.documented.get(key) or sum(1 for u in t.unexplained if u.key == key)
+                status = "documented" if key in t.documented else "**unexplained**"
+                out.append(f"- {name}: `{key}` × {count} ({status}) — `{d.request.show()[:200]}`"
+                           + (f" ({d.request.note})" if d.request.note else ""))
+        out += ["", "Verdicts by request kind (apiguard's rule or `accept`; openapi-core's error class or `accept`):",
+                "", "| document | kind | apiguard | openapi-core | requests |", "|---|---|---|---|---|"]
+        for name, t in diffs.items():
+            for (kind, a, o), n in sorted(t.verdicts.items()):
+                out.append(f"| {name} | {kind} | {a} | {o} | {n} |")
+        out.append("")
+    if fuzzed:
+        out += [
+            "## 2. schemathesis against the demo stack",
+            "",
+            "| document | cases | examples / coverage / fuzzing | positive | positive blocked | "
+            "positive refused by both | negative | negative blocked | negative passed | unexplained |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for name, r in fuzzed.items():
+            phases = " / ".join(str(r.by_phase.get(p, 0)) for p in ("examples", "coverage", "fuzzing"))
+            out.append(f"| {name} | {r.cases} | {phases} | {r.positive} | {len(r.positive_blocked)} | "
+                       f"{sum(r.positive_mislabelled.values())} | {r.negative} | {r.negative_blocked} | "
+                       f"{sum(r.negative_passed.values())} | {len(r.unexplained)} |")
+        out += ["", "Positive cases blocked while openapi-core accepts them (must be none):", ""]
+        out += [f"- {p}" for r in fuzzed.values() for p in r.positive_blocked] or ["- none"]
+        out += ["", "Cases that passed apiguard or were refused by both against schemathesis's label, by key "
+                "(one example each):", ""]
+        for name, r in fuzzed.items():
+            for key, count in sorted({**r.negative_passed, **r.positive_mislabelled}.items()):
+                status = "documented" if key in seen else "**unexplained**"
+                out.append(f"- {name}: `{key}` × {count} ({status}) — `{r.examples[key][:240]}`")
+        out.append("")
+    RESULTS.write_text("\n".join(out))
 
 
 if __name__ == "__main__":
