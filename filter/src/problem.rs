@@ -72,6 +72,9 @@ pub fn reply(api: &str, rule: RuleId, verdict: &Verdict<'_>) -> Reply {
     if let Some(methods) = &allowed_methods {
         headers.push(("allow", methods.join(", ")));
     }
+    if let Some(challenge) = crate::security::challenge(api, rule) {
+        headers.push(("www-authenticate", challenge));
+    }
     let problem = Problem {
         kind: format!("urn:apiguard:rule:{}", rule.as_str()),
         title: rule.title(),
