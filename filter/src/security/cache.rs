@@ -71,6 +71,14 @@ impl TokenCache {
         entries.insert(key, Entry { claims, expires });
     }
 
+    /// Forgets every token: after a key rotation, a token signed with a retired key must
+    /// be verified (and refused) again.
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.try_borrow_mut() {
+            entries.clear();
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.entries.try_borrow().map_or(0, |e| e.len())
     }

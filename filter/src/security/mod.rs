@@ -301,11 +301,13 @@ impl Security {
             .chain(consumer)
     }
 
-    /// Installs a provider's fetched keys (the host calls this after each fetch).
+    /// Installs a provider's fetched keys (the host calls this when the fetched set
+    /// changed). Cached tokens are forgotten, so none outlives the key that signed it.
     pub fn install_keys(&self, provider: usize, keys: Rc<KeySet>) {
         if let Some(p) = self.providers.get(provider) {
             if let Ok(mut slot) = p.keys.try_borrow_mut() {
                 *slot = Some(keys);
+                self.cache.clear();
             }
         }
     }

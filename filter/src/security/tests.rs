@@ -505,6 +505,15 @@ fn remote_keys_are_unavailable_until_installed() {
         "an unknown kid asks for a refetch"
     );
     assert!(!p.security.take_refetch(0));
+    // A rotation that retires the key also retires the tokens cached under it.
+    assert_eq!(p.security.cached_tokens(), 1);
+    let rotated = json!({"keys": [rsa_jwk(&keys().other_rsa, "rotated")]}).to_string();
+    p.security
+        .install_keys(0, Rc::new(KeySet::parse(&rotated).unwrap()));
+    assert_eq!(
+        check(&p, "/pets", &[("authorization", &auth)], NOW).err(),
+        Some(RuleId::AuthInvalid)
+    );
 }
 
 #[test]
