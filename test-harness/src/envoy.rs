@@ -44,6 +44,8 @@ pub struct EnvoyOptions {
     pub with_filter: bool,
     /// How long to wait for `/ready` before giving up.
     pub ready_timeout: Duration,
+    /// A JWKS endpoint for `remote_jwks`, reachable as the `jwks` cluster.
+    pub jwks: Option<SocketAddr>,
 }
 
 impl Default for EnvoyOptions {
@@ -56,6 +58,7 @@ impl Default for EnvoyOptions {
             concurrency: 1,
             with_filter: true,
             ready_timeout: Duration::from_secs(20),
+            jwks: None,
         }
     }
 }
@@ -88,6 +91,7 @@ impl Envoy {
             wasm: &wasm,
             policy: bundle.as_ref(),
             with_filter: options.with_filter,
+            jwks: options.jwks,
         })?;
 
         let scratch = ScratchDir::create()?;
