@@ -119,6 +119,12 @@ fn detail(api: &str, rule: RuleId, verdict: &Verdict<'_>) -> String {
             "Ambiguous paths are refused rather than interpreted: encode the path plainly."
                 .to_owned()
         }
+        RuleId::AuthKeysUnavailable => {
+            "The keys to verify credentials could not be fetched yet; retry later.".to_owned()
+        }
+        rule if rule.as_str().starts_with("auth.") => {
+            "This operation's security requirement is not met; see `violations`.".to_owned()
+        }
         rule if rule.status() == 502 => {
             "The upstream's response does not match the API contract.".to_owned()
         }
