@@ -623,3 +623,50 @@ fn rfc8037_ed25519_example_verifies() {
     ));
     assert!(!jwt::verify(Algorithm::EdDsa, key, b"other", &signature));
 }
+
+#[test]
+fn a_key_with_its_own_alg_verifies_no_other() {
+    let mut jwk = rsa_jwk(&keys().rsa, "rsa");
+    jwk["alg"] = json!("PS256");
+    let p = policy_with(json!({"providers": {"jwt": {
+        "local_jwks": {"inline_string": json!({"keys": [jwk]}).to_string()}
+    }}, "api_keys": {"key": []}}));
+    let ps = bearer(&sign("PS256", "rsa", &claims()));
+    let rs = bearer(&sign("RS256", "rsa", &claims()));
+    assert!(check(&p, "/pets", &[("authorization", &ps)], NOW).is_ok());
+    assert_eq!(
+        check(&p, "/pets", &[("authorization", &rs)], NOW).err(),
+        Some(RuleId::AuthInvalid)
+    );
+}
+
+#[test]
+fn arbitrary_tokens_never_panic() {
+    // Deterministic xorshift noise over the bytes that matter to the token parser,
+    // mixed with valid parts so that decoding gets past the first checks.
+    let p = policy();
+    let valid = sign("HS256", "hmac", &claims());
+    let parts: Vec<&str> = valid.split('.').collect();
+    let alphabet = b"eyJ.-_=+/AQ0{}\"\\ \x00\xff";
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..5_000 {
+        let len = (next() % 96) as usize;
+        let noise: String = (0..len)
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize] as char)
+            .collect();
+        let token = match next() % 4 {
+            0 => noise,
+            1 => format!("{}.{noise}", parts[0]),
+            2 => format!("{}.{}.{noise}", parts[0], parts[1]),
+            _ => format!("{noise}.{}.{}", parts[1], parts[2]),
+        };
+        let auth = bearer(&token);
+        assert!(check(&p, "/pets", &[("authorization", &auth)], NOW).is_err());
+    }
+}

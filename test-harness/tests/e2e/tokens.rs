@@ -195,3 +195,97 @@ fn keys_unavailable_is_a_503_until_the_endpoint_comes_up() {
         get(&proxy, Some(&token), &[]).status == 200
     });
 }
+
+/// An HS256 token (secret from the policy) for `sub: bob`.
+fn hs256(secret: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let b64 = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let input = format!(
+        "{}.{}",
+        b64(json!({"alg": "HS256", "typ": "JWT"})),
+        b64(json!({"sub": "bob", "exp": 4_000_000_000u64}))
+    );
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(input.as_bytes());
+    format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    )
+}
+
+#[test]
+fn api_keys_and_local_keys_with_unspoofable_identity_headers() {
+    use sha2::Digest;
+    let secret = b"0123456789abcdef0123456789abcdef-local-test-secret";
+    let api_key = "shop-key-1";
+    let hash: String = sha2::Sha256::digest(api_key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut bundle = bundled("petstore");
+    let document = &mut bundle["openapi"]["document"];
+    document["security"] = json!([{"local": []}, {"shopKey": []}]);
+    document["components"]["securitySchemes"] = json!({
+        "local": {"type": "http", "scheme": "bearer"},
+        "shopKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"}
+    });
+    let jwks = json!({"keys": [{"kty": "oct", "k": URL_SAFE_NO_PAD.encode(secret)}]});
+    bundle["security"] = json!({
+        "providers": {"local": {
+            "local_jwks": {"inline_string": jwks.to_string()},
+            "from_headers": [{"name": "Authorization", "value_prefix": "Bearer "}],
+            "from_params": ["access_token"],
+            "forward": true
+        }},
+        "api_keys": {"shopKey": [{"sha256": hash, "consumer": "shop-17"}]}
+    });
+    let proxy = Proxy::start_with(EnvoyOptions {
+        policy: Policy::Bundle(bundle),
+        ready_timeout: PATIENCE * 2,
+        ..EnvoyOptions::default()
+    });
+
+    let spoof = ("x-apiguard-consumer", "admin");
+    let response = get(&proxy, None, &[("x-api-key", api_key), spoof]);
+    assert_eq!(response.status, 200, "{response:?}");
+    let seen = proxy.upstream.received().pop().unwrap();
+    let consumer = seen.headers.get("x-apiguard-consumer");
+    assert_eq!(consumer.map(String::as_str), Some("shop-17"));
+
+    // A token alone: the spoofed consumer header is removed, not passed on.
+    let token = hs256(secret);
+    let response = get(&proxy, Some(&token), &[spoof]);
+    assert_eq!(response.status, 200, "{response:?}");
+    let seen = proxy.upstream.received().pop().unwrap();
+    assert_eq!(seen.headers.get("x-apiguard-consumer"), None);
+    let forwarded = seen.headers.get("authorization").cloned();
+    assert_eq!(
+        forwarded,
+        Some(format!("Bearer {token}")),
+        "`forward: true`"
+    );
+    let delivered = proxy.upstream.received().len();
+
+    let response = get(&proxy, None, &[("x-api-key", "guessed")]);
+    assert_problem("unknown API key", &response, 401, "auth.invalid");
+    let client = proxy.client(apiguard_harness::HttpVersion::Http1);
+    let two_places = Request::get(format!("/v1/pets?access_token={token}"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(bytes::Bytes::new())
+        .unwrap();
+    let response = client.send(two_places).unwrap();
+    assert_problem("a token in two places", &response, 401, "auth.invalid");
+    let response = get(
+        &proxy,
+        Some(&hs256(b"another secret of at least 32 bytes!")),
+        &[],
+    );
+    assert_problem("another secret", &response, 401, "auth.invalid");
+    let response = get(&proxy, None, &[spoof]);
+    assert_problem("no credentials", &response, 401, "auth.missing");
+    assert_eq!(
+        proxy.upstream.received().len(),
+        delivered,
+        "refused requests never arrive"
+    );
+}
