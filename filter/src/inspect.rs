@@ -208,12 +208,14 @@ impl Policy {
         };
         let contract = &compiled.contract;
         // Credentials first, before any of the request is parsed; `off` skips the
-        // contract, never the credentials.
-        let enforced = contract.mode != OperationMode::Monitor;
-        match self
-            .security
-            .check(operation.id, head, unix_now(), enforced)
-        {
+        // contract, never the credentials (which then follow the policy's mode).
+        let enforced = match contract.mode {
+            OperationMode::Enforce => true,
+            OperationMode::Monitor => false,
+            OperationMode::Off => self.mode == crate::config::Mode::Enforce,
+        };
+        let now = crate::security::unix_now();
+        match self.security.check(operation.id, head, now, enforced) {
             Ok(identity) => verdict.identity = identity,
             Err(violation) => {
                 let blocks = violation.enforced;
@@ -468,14 +470,6 @@ fn lone_scalar(shape: &Shape, value: &Value) -> Option<Value> {
         }),
         _ => None,
     }
-}
-
-/// Seconds since the Unix epoch: the clock JWT time claims are read against. Under
-/// Envoy this is WASI's realtime clock, which Envoy serves from its own time source.
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn header_values<'h>(

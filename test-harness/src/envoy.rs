@@ -57,7 +57,10 @@ impl Default for EnvoyOptions {
             admin: loopback,
             concurrency: 1,
             with_filter: true,
-            ready_timeout: Duration::from_secs(20),
+            // A start takes a second or two on an idle machine, most of it V8 compiling the
+            // ~5.6 MB filter; with the full e2e suite starting Envoys in parallel on two
+            // busy cores that reached 20 s, so the bound is generous.
+            ready_timeout: Duration::from_secs(90),
             jwks: None,
         }
     }

@@ -12,7 +12,8 @@
 //! - `apiguard.jwks.<api>.<provider>.lease`: the unix second of the last fetch attempt.
 //!   A VM fetches only after winning a CAS write on it, and at most once per
 //!   [`RETRY_SECONDS`], so N workers make one request, and a down endpoint is retried
-//!   at a bounded rate.
+//!   at a bounded rate. (The very first write has no CAS to compare, so at start two
+//!   workers may both fetch once; harmless.)
 //!
 //! A fetch is due when no set was ever fetched, when the set is older than the
 //! provider's `cache_duration`, or when a token named an unknown `kid` (rotation) and the

@@ -521,6 +521,14 @@ impl Security {
     }
 }
 
+/// Seconds since the Unix epoch: the clock JWT time claims are read against. Under
+/// Envoy this is WASI's realtime clock, which Envoy serves from its own time source.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// The `WWW-Authenticate` challenge for a refused credential (RFC 6750 §3): no error
 /// code when none was presented, `invalid_token` or `insufficient_scope` otherwise. The
 /// realm is the API name, which the policy restricts to `[A-Za-z0-9._-]`.

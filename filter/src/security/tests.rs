@@ -670,3 +670,34 @@ fn arbitrary_tokens_never_panic() {
         assert!(check(&p, "/pets", &[("authorization", &auth)], NOW).is_err());
     }
 }
+
+#[test]
+fn an_off_operation_keeps_its_credentials_check_in_the_policy_mode() {
+    let config = |mode: &str| {
+        json!({"name": "a", "mode": mode, "operations": {"GET /a": {"mode": "off"}},
+               "security": {"providers": {"jwt": {"local_jwks": {"inline_string": jwks().to_string()}}}},
+               "openapi": {"document": {
+                   "openapi": "3.1.0", "security": [{"jwt": []}],
+                   "components": {"securitySchemes": {"jwt": {"type": "oauth2"}}},
+                   "paths": {"/a": {"get": {}}}}}})
+        .to_string()
+    };
+    let inspect = |mode: &str| {
+        let p = Policy::compile(config(mode).as_bytes()).unwrap();
+        let (v, _) = p.inspect(&RequestHead {
+            method: b"GET",
+            path: b"/a",
+            headers: &[],
+            has_body: false,
+        });
+        (v.action, v.rule())
+    };
+    assert_eq!(
+        inspect("enforce"),
+        (Action::Block, Some(RuleId::AuthMissing))
+    );
+    assert_eq!(
+        inspect("monitor"),
+        (Action::Monitor, Some(RuleId::AuthMissing))
+    );
+}

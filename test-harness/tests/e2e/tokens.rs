@@ -79,7 +79,6 @@ fn start(jwks: &JwksServer) -> Proxy {
     Proxy::start_with(EnvoyOptions {
         policy: Policy::Bundle(bundle),
         jwks: Some(jwks.addr()),
-        ready_timeout: PATIENCE * 2,
         ..EnvoyOptions::default()
     })
 }
@@ -241,7 +240,6 @@ fn api_keys_and_local_keys_with_unspoofable_identity_headers() {
     });
     let proxy = Proxy::start_with(EnvoyOptions {
         policy: Policy::Bundle(bundle),
-        ready_timeout: PATIENCE * 2,
         ..EnvoyOptions::default()
     });
 
