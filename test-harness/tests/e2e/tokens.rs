@@ -60,7 +60,8 @@ fn set(keys: &[&Key]) -> String {
 }
 
 /// The petstore policy with every operation behind the `idp` provider (scope
-/// `pets:read`), whose keys come from `jwks`, refreshed every 2 seconds.
+/// `pets:read`), whose keys come from `jwks`, refreshed every 2 seconds. Two workers,
+/// so that keys fetched by one reach the other through shared data.
 fn start(jwks: &JwksServer) -> Proxy {
     let mut bundle = bundled("petstore");
     let document = &mut bundle["openapi"]["document"];
@@ -79,6 +80,7 @@ fn start(jwks: &JwksServer) -> Proxy {
     Proxy::start_with(EnvoyOptions {
         policy: Policy::Bundle(bundle),
         jwks: Some(jwks.addr()),
+        concurrency: 2,
         ..EnvoyOptions::default()
     })
 }
