@@ -701,3 +701,37 @@ fn an_off_operation_keeps_its_credentials_check_in_the_policy_mode() {
         (Action::Monitor, Some(RuleId::AuthMissing))
     );
 }
+
+/// RFC 7515 Appendix A.3: the ES256 example (a fixed-length `R || S` signature).
+#[test]
+fn rfc7515_es256_example_verifies() {
+    let jwk = r#"{"keys": [{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
+    let token = "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q";
+    let set = KeySet::parse(jwk).unwrap();
+    let decoded = jwt::decode(token, 8192).unwrap();
+    assert_eq!(decoded.alg, Algorithm::Es256);
+    assert!(decoded.verify(&set.keys).is_ok());
+    let other = token.replace(".DtEh", ".DtEi");
+    assert_eq!(
+        jwt::decode(&other, 8192).unwrap().verify(&set.keys).err(),
+        Some(TokenError::BadSignature)
+    );
+}
+
+/// RFC 7515 Appendix A.2: the RS256 example.
+#[test]
+fn rfc7515_rs256_example_verifies() {
+    let n = "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ";
+    let jwk = json!({"keys": [{"kty": "RSA", "n": n, "e": "AQAB"}]}).to_string();
+    let token = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_IoypGlUPQGe77Rw";
+    let set = KeySet::parse(&jwk).unwrap();
+    let decoded = jwt::decode(token, 8192).unwrap();
+    assert_eq!(decoded.alg, Algorithm::Rs256);
+    assert!(decoded.verify(&set.keys).is_ok());
+    // The same signature under another alg header does not verify.
+    let ps = token.replacen("eyJhbGciOiJSUzI1NiJ9", &b64(br#"{"alg":"PS256"}"#), 1);
+    assert_eq!(
+        jwt::decode(&ps, 8192).unwrap().verify(&set.keys).err(),
+        Some(TokenError::BadSignature)
+    );
+}
