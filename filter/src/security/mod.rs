@@ -4,9 +4,10 @@
 //! An operation's requirement is a list of alternatives, each a set of schemes that
 //! must all hold (OpenAPI 3 "Security Requirement Object"). `oauth2`, `openIdConnect`
 //! and `http` `bearer` schemes are JWTs checked by the provider of the same name
-//! ([`jwt`], keys from [`jwks`]); `apiKey` schemes are keys checked against stored hashes
-//! ([`apikey`]). Everything is compiled at configure time; a request only reads
-//! credentials, verifies them (or finds them in the [`cache`]) and compares scopes.
+//! ([`Provider`]; tokens in [`jwt`], keys from [`jwks`]); `apiKey` schemes are keys
+//! checked against stored hashes ([`apikey`]). Everything is compiled at configure time
+//! from [`settings`]; a request only reads its credentials (`credentials`), verifies them
+//! (or finds them in the [`cache`]) and compares scopes.
 //!
 //! The document's requirements are enforced only when the policy has a `security` key,
 //! so that adding a contract that merely documents its security does not lock clients
@@ -19,12 +20,13 @@
 
 pub mod apikey;
 pub mod cache;
+mod credentials;
 pub mod jwks;
 pub mod jwt;
+mod provider;
 pub mod settings;
 
 use std::borrow::Cow;
-use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -33,13 +35,14 @@ use serde_json::Value;
 use crate::config::{pointer_token, Location, PolicyError};
 use crate::inspect::RequestHead;
 use crate::openapi::{SecurityRequirement, SecurityScheme};
-use crate::params;
 use crate::verdict::{RuleId, Violation};
 use apikey::ApiKey;
 use cache::{Claims, TokenCache};
+use credentials::{Credentials, Place};
 use jwks::KeySet;
-use jwt::{ClaimRules, TokenError};
-use settings::{KeysUnavailable, ProviderSettings, SecuritySettings};
+use jwt::TokenError;
+pub use provider::{Provider, Remote};
+use settings::{KeysUnavailable, SecuritySettings};
 
 /// Who made a request, once its credentials were accepted. Available to later stages
 /// (rate limits, events) through the verdict.
@@ -57,42 +60,6 @@ pub struct Identity {
     pub headers: Vec<(String, String)>,
     /// Headers that carried a token not to be forwarded upstream.
     pub remove: Vec<String>,
-}
-
-/// A compiled JWT provider.
-#[derive(Debug)]
-pub struct Provider {
-    pub name: String,
-    rules: ClaimRules,
-    locations: Vec<Place>,
-    forward: bool,
-    claim_to_headers: Vec<(String, String)>,
-    /// Local keys from the start; remote ones once the host installed a fetch.
-    keys: RefCell<Option<Rc<KeySet>>>,
-    /// Where remote keys come from; `None` for `local_jwks`.
-    pub remote: Option<Remote>,
-    /// Set when a token named a `kid` the keys do not have: the host refetches
-    /// (rate-limited), since the issuer may have rotated.
-    refetch: Cell<bool>,
-}
-
-/// Where a provider's JWKS is fetched (`remote_jwks`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Remote {
-    pub cluster: String,
-    pub authority: String,
-    pub path: String,
-    pub timeout_ms: u64,
-    /// Seconds fetched keys are used before a refresh.
-    pub cache_duration: u64,
-}
-
-/// Where a credential is read from a request.
-#[derive(Debug, Clone)]
-enum Place {
-    Header { name: String, prefix: String },
-    Query(String),
-    Cookie(String),
 }
 
 /// A compiled `apiKey` scheme.
@@ -161,7 +128,7 @@ impl Security {
         let mut providers = Vec::new();
         for (name, provider) in settings.providers {
             let at = format!("/security/providers/{}", pointer_token(&name));
-            providers.push(compile_provider(name, provider, &at).map_err(|(p, m)| invalid(p, m))?);
+            providers.push(provider::compile(name, provider, &at).map_err(|(p, m)| invalid(p, m))?);
         }
         let mut api_keys = settings.api_keys;
         let mut compiled = Vec::new();
@@ -462,7 +429,9 @@ impl Security {
         let headers = provider
             .claim_to_headers
             .iter()
-            .filter_map(|(header, claim)| Some((header.clone(), claim_text(claims.get(claim)?)?)))
+            .filter_map(|(header, claim)| {
+                Some((header.clone(), provider::claim_text(claims.get(claim)?)?))
+            })
             .collect();
         Outcome::Valid(Credential {
             scopes: scopes.clone(),
@@ -549,190 +518,6 @@ fn merge(into: &mut Identity, from: &Identity) {
     into.scopes.extend(from.scopes.iter().cloned());
     into.headers.extend(from.headers.iter().cloned());
     into.remove.extend(from.remove.iter().cloned());
-}
-
-/// A claim as a header value: strings as they are, numbers and booleans printed,
-/// arrays of those joined with `,` (as Envoy's `claim_to_headers`). Anything with a
-/// control character is left out rather than sent as a broken header.
-fn claim_text(value: &Value) -> Option<String> {
-    let scalar = |v: &Value| match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    };
-    let text = match value {
-        Value::Array(items) => items
-            .iter()
-            .map(scalar)
-            .collect::<Option<Vec<_>>>()?
-            .join(","),
-        other => scalar(other)?,
-    };
-    (!text.chars().any(char::is_control)).then_some(text)
-}
-
-fn compile_provider(
-    name: String,
-    settings: ProviderSettings,
-    at: &str,
-) -> Result<Provider, (String, String)> {
-    let err = |pointer: &str, message: String| (format!("{at}{pointer}"), message);
-    let (keys, remote) = match (settings.local_jwks, settings.remote_jwks) {
-        (Some(local), None) => {
-            let keys = KeySet::parse(&local.inline_string)
-                .map_err(|e| err("/local_jwks/inline_string", e.to_string()))?;
-            (Some(Rc::new(keys)), None)
-        }
-        (None, Some(remote)) => {
-            let uri = &remote.http_uri.uri;
-            let rest = uri
-                .strip_prefix("http://")
-                .or_else(|| uri.strip_prefix("https://"))
-                .ok_or_else(|| {
-                    err(
-                        "/remote_jwks/http_uri/uri",
-                        "must be an http:// or https:// URL".to_owned(),
-                    )
-                })?;
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let seconds = |pointer: &str, value: Option<&str>, default: u64| match value {
-                None => Ok(default),
-                Some(text) => text
-                    .strip_suffix('s')
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| {
-                        err(
-                            pointer,
-                            "must be a whole number of seconds, e.g. `300s`".to_owned(),
-                        )
-                    }),
-            };
-            let remote = Remote {
-                cluster: remote.http_uri.cluster,
-                authority: authority.to_owned(),
-                path: if path.is_empty() {
-                    "/".to_owned()
-                } else {
-                    path.to_owned()
-                },
-                timeout_ms: seconds(
-                    "/remote_jwks/http_uri/timeout",
-                    remote.http_uri.timeout.as_deref(),
-                    5,
-                )?
-                .saturating_mul(1000),
-                cache_duration: seconds(
-                    "/remote_jwks/cache_duration",
-                    remote.cache_duration.as_deref(),
-                    600,
-                )?,
-            };
-            (None, Some(remote))
-        }
-        _ => {
-            return Err(err(
-                "",
-                "needs exactly one of `local_jwks` and `remote_jwks`".to_owned(),
-            ))
-        }
-    };
-    let mut locations: Vec<Place> = settings
-        .from_headers
-        .into_iter()
-        .map(|h| Place::Header {
-            name: h.name.to_ascii_lowercase(),
-            prefix: h.value_prefix,
-        })
-        .chain(settings.from_params.into_iter().map(Place::Query))
-        .chain(settings.from_cookies.into_iter().map(Place::Cookie))
-        .collect();
-    if locations.is_empty() {
-        locations.push(Place::Header {
-            name: "authorization".to_owned(),
-            prefix: "Bearer ".to_owned(),
-        });
-    }
-    let claim_to_headers = settings
-        .claim_to_headers
-        .into_iter()
-        .map(|c| (c.header_name.to_ascii_lowercase(), c.claim_name))
-        .collect();
-    Ok(Provider {
-        name,
-        rules: ClaimRules {
-            issuer: settings.issuer,
-            audiences: settings.audiences,
-            leeway: settings.clock_skew_seconds,
-        },
-        locations,
-        forward: settings.forward,
-        claim_to_headers,
-        keys: RefCell::new(keys),
-        remote,
-        refetch: Cell::new(false),
-    })
-}
-
-/// The places credentials can be in, parsed once per request.
-struct Credentials<'a> {
-    headers: &'a [(&'a str, &'a str)],
-    query: Vec<(String, String)>,
-    cookies: Vec<(String, String)>,
-}
-
-impl<'a> Credentials<'a> {
-    fn read(head: &RequestHead<'a>) -> Credentials<'a> {
-        let query = head
-            .path
-            .iter()
-            .position(|&b| b == b'?')
-            .and_then(|q| head.path.get(q + 1..))
-            .and_then(|raw| params::parse_query(raw).ok())
-            .unwrap_or_default();
-        let cookie_lines: Vec<&str> = head
-            .headers
-            .iter()
-            .filter(|(n, _)| *n == "cookie")
-            .map(|(_, v)| *v)
-            .collect();
-        Credentials {
-            headers: head.headers,
-            query,
-            cookies: params::parse_cookies(&cookie_lines),
-        }
-    }
-
-    /// Every value at `location`, with the header name when it came from a header.
-    fn find(&self, location: &Place) -> Vec<(Option<&'a str>, &str)> {
-        match location {
-            Place::Header { name, prefix } => self
-                .headers
-                .iter()
-                .filter(|(n, _)| n == name)
-                .filter_map(|(n, v)| {
-                    // A value with another prefix (`Basic …`) is not ours. The auth
-                    // scheme is case-insensitive (RFC 9110 §11.1).
-                    let token = v
-                        .get(..prefix.len())
-                        .filter(|p| p.eq_ignore_ascii_case(prefix))
-                        .and_then(|_| v.get(prefix.len()..))?;
-                    Some((Some(*n), token.trim()))
-                })
-                .collect(),
-            Place::Query(name) => pairs(&self.query, name),
-            Place::Cookie(name) => pairs(&self.cookies, name),
-        }
-    }
-}
-
-fn pairs<'s>(pairs: &'s [(String, String)], name: &str) -> Vec<(Option<&'static str>, &'s str)> {
-    pairs
-        .iter()
-        .filter(|(n, _)| n == name)
-        .map(|(_, v)| (None, v.as_str()))
-        .collect()
 }
 
 #[cfg(test)]
