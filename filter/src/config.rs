@@ -44,6 +44,8 @@ pub struct PolicyConfig<'a> {
     /// policy wins.
     #[serde(default)]
     pub operations: BTreeMap<String, OperationSettings>,
+    /// Token checks (JWT providers, API keys): see [`crate::security`].
+    pub security: Option<crate::security::settings::SecuritySettings>,
     #[serde(borrow)]
     pub openapi: OpenApiSource<'a>,
 }

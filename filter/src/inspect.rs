@@ -207,6 +207,24 @@ impl Policy {
             return Ok(());
         };
         let contract = &compiled.contract;
+        // Credentials first, before any of the request is parsed; `off` skips the
+        // contract, never the credentials (which then follow the policy's mode).
+        let enforced = match contract.mode {
+            OperationMode::Enforce => true,
+            OperationMode::Monitor => false,
+            OperationMode::Off => self.mode == crate::config::Mode::Enforce,
+        };
+        let now = crate::security::unix_now();
+        match self.security.check(operation.id, head, now, enforced) {
+            Ok(identity) => verdict.identity = identity,
+            Err(violation) => {
+                let blocks = violation.enforced;
+                verdict.violations.push(violation);
+                if blocks {
+                    return Ok(());
+                }
+            }
+        }
         if contract.mode == OperationMode::Off {
             return Ok(());
         }

@@ -16,6 +16,7 @@
 //!    [`verdict::Verdict`] — [`path`] canonicalises the path, [`params`] reads parameters
 //!    in their OpenAPI styles, [`body`] reads bodies ([`percent`] decodes for both) — and
 //!    [`response`] does the same for the upstream's answer.
+//!    [`security`] checks credentials (JWT, API keys) and scopes before the contract.
 //! 5. [`problem`]: the RFC 9457 body a blocked client receives.
 //!
 //! [`host`] (wasm32 only) is the thin adapter that gathers the request view from Envoy,
@@ -34,6 +35,7 @@ pub mod problem;
 pub mod response;
 pub mod route;
 pub mod schema;
+pub mod security;
 pub mod shape;
 pub mod structpb;
 pub mod verdict;

@@ -30,6 +30,25 @@ pub struct Document {
     pub paths: BTreeMap<String, PathItem>,
     #[serde(default)]
     pub components: Components,
+    /// The default security requirement of every operation.
+    pub security: Option<Vec<SecurityRequirement>>,
+}
+
+/// One alternative of a security requirement: scheme names and the scopes each needs.
+pub type SecurityRequirement = BTreeMap<String, Vec<String>>;
+
+/// A `components.securitySchemes` entry, reduced to where credentials are read.
+#[derive(Debug, Deserialize)]
+pub struct SecurityScheme {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// `apiKey`: the header, query parameter or cookie name.
+    pub name: Option<String>,
+    /// `apiKey`: `header`, `query` or `cookie`.
+    #[serde(rename = "in")]
+    pub location: Option<String>,
+    /// `http`: the auth scheme, e.g. `bearer`.
+    pub scheme: Option<String>,
 }
 
 /// A `servers[]` entry; only the path of its URL matters to matching.
@@ -58,6 +77,8 @@ pub struct Components {
     pub request_bodies: BTreeMap<String, RequestBody>,
     #[serde(default)]
     pub responses: BTreeMap<String, Response>,
+    #[serde(default, rename = "securitySchemes")]
+    pub security_schemes: BTreeMap<String, SecurityScheme>,
 }
 
 /// A path item: the operations declared for one path template.
@@ -109,6 +130,8 @@ pub struct Operation {
     /// Per-operation settings inside the contract itself.
     #[serde(rename = "x-apiguard")]
     pub apiguard: Option<crate::config::OperationSettings>,
+    /// Overrides the document's `security`; `[]` means no credentials are needed.
+    pub security: Option<Vec<SecurityRequirement>>,
 }
 
 /// A parameter, or a `$ref` to one in `components.parameters`.

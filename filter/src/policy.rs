@@ -12,6 +12,7 @@ use crate::contract::{self, Contract};
 use crate::openapi::Document;
 use crate::route::Router;
 use crate::schema::SchemaSet;
+use crate::security::Security;
 use crate::structpb;
 use crate::verdict::Method;
 
@@ -32,6 +33,8 @@ pub struct Policy {
     pub operations: Vec<CompiledOperation>,
     /// The document's component schemas, which compiled schemas refer to.
     pub schemas: SchemaSet,
+    /// Credentials and scopes per operation.
+    pub security: Security,
 }
 
 /// One operation: what identifies it in verdicts, and its contract.
@@ -118,8 +121,15 @@ impl Policy {
             paths,
             servers,
             mut components,
+            security: document_security,
             ..
         } = document;
+        let mut security = Security::compile(
+            config.security,
+            &components.security_schemes,
+            origin,
+            &doc_origin,
+        )?;
         let component_schemas = std::mem::take(&mut components.schemas);
         let schemas = SchemaSet::new(version, component_schemas, &doc_origin);
         let settings = contract::Settings {
@@ -139,6 +149,12 @@ impl Policy {
             let key = format!("{} {}", site.method.as_str(), site.template);
             let operation_id = site.operation.operation_id.clone();
             used.extend(operation_id.iter().cloned().chain([key]));
+            let requirement = site.operation.security.as_ref();
+            security.add_operation(
+                requirement.or(document_security.as_ref()),
+                &site.pointer,
+                &doc_origin,
+            )?;
             operations.push(CompiledOperation {
                 method: site.method,
                 template: site.template.to_owned(),
@@ -163,6 +179,7 @@ impl Policy {
             responses: config.responses,
             operations,
             schemas,
+            security,
         };
         if config.schemas == SchemaCompilation::Eager {
             policy.compile_schemas()?;

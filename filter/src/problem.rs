@@ -72,6 +72,9 @@ pub fn reply(api: &str, rule: RuleId, verdict: &Verdict<'_>) -> Reply {
     if let Some(methods) = &allowed_methods {
         headers.push(("allow", methods.join(", ")));
     }
+    if let Some(challenge) = crate::security::challenge(api, rule) {
+        headers.push(("www-authenticate", challenge));
+    }
     let problem = Problem {
         kind: format!("urn:apiguard:rule:{}", rule.as_str()),
         title: rule.title(),
@@ -115,6 +118,12 @@ fn detail(api: &str, rule: RuleId, verdict: &Verdict<'_>) -> String {
         rule if rule.as_str().starts_with("path.") => {
             "Ambiguous paths are refused rather than interpreted: encode the path plainly."
                 .to_owned()
+        }
+        RuleId::AuthKeysUnavailable => {
+            "The keys to verify credentials could not be fetched yet; retry later.".to_owned()
+        }
+        rule if rule.as_str().starts_with("auth.") => {
+            "This operation's security requirement is not met; see `violations`.".to_owned()
         }
         rule if rule.status() == 502 => {
             "The upstream's response does not match the API contract.".to_owned()

@@ -56,11 +56,21 @@ pub enum RuleId {
     ResponseSchema,
     /// The response body is larger than the policy's limit, so it was not checked.
     ResponseTooLarge,
+    /// The operation needs credentials and the request carries none (401).
+    AuthMissing,
+    /// A token or API key was presented and refused: bad signature, expired, wrong
+    /// issuer or audience, unknown key, two tokens (401 `invalid_token`).
+    AuthInvalid,
+    /// Valid credentials without the scopes the operation needs (403).
+    AuthInsufficientScope,
+    /// A JWT provider has no keys (its JWKS could not be fetched yet): not the client's
+    /// fault, so 503 rather than 401.
+    AuthKeysUnavailable,
 }
 
 impl RuleId {
     /// Every rule, so the host can define one counter per rule and action up front.
-    pub const ALL: [RuleId; 22] = [
+    pub const ALL: [RuleId; 26] = [
         RuleId::UnknownPath,
         RuleId::MethodNotAllowed,
         RuleId::NotOriginForm,
@@ -83,6 +93,10 @@ impl RuleId {
         RuleId::ResponseMediaType,
         RuleId::ResponseSchema,
         RuleId::ResponseTooLarge,
+        RuleId::AuthMissing,
+        RuleId::AuthInvalid,
+        RuleId::AuthInsufficientScope,
+        RuleId::AuthKeysUnavailable,
     ];
 
     /// The stable id, `family.name`.
@@ -110,6 +124,10 @@ impl RuleId {
             RuleId::ResponseMediaType => "response.media_type",
             RuleId::ResponseSchema => "response.schema",
             RuleId::ResponseTooLarge => "response.too_large",
+            RuleId::AuthMissing => "auth.missing",
+            RuleId::AuthInvalid => "auth.invalid",
+            RuleId::AuthInsufficientScope => "auth.insufficient_scope",
+            RuleId::AuthKeysUnavailable => "auth.keys_unavailable",
         }
     }
 
@@ -139,6 +157,9 @@ impl RuleId {
             | RuleId::ResponseMediaType
             | RuleId::ResponseSchema
             | RuleId::ResponseTooLarge => 502,
+            RuleId::AuthMissing | RuleId::AuthInvalid => 401,
+            RuleId::AuthInsufficientScope => 403,
+            RuleId::AuthKeysUnavailable => 503,
         }
     }
 
@@ -167,6 +188,10 @@ impl RuleId {
             RuleId::ResponseMediaType => "The upstream answered with an undeclared media type",
             RuleId::ResponseSchema => "The upstream's response breaks the contract",
             RuleId::ResponseTooLarge => "The upstream's response is too large to check",
+            RuleId::AuthMissing => "This operation needs credentials",
+            RuleId::AuthInvalid => "The credentials are not valid",
+            RuleId::AuthInsufficientScope => "The credentials lack a required scope",
+            RuleId::AuthKeysUnavailable => "The keys to check credentials are unavailable",
         }
     }
 
@@ -312,6 +337,8 @@ pub struct Verdict<'p> {
     /// For `route.method_not_allowed`: the matched template and its declared methods,
     /// which become the `Allow` header.
     pub allowed: Option<(&'p str, Vec<Method>)>,
+    /// Who made the request, when the operation needed credentials and they held.
+    pub identity: Option<crate::security::Identity>,
 }
 
 impl Verdict<'_> {

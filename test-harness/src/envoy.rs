@@ -44,6 +44,8 @@ pub struct EnvoyOptions {
     pub with_filter: bool,
     /// How long to wait for `/ready` before giving up.
     pub ready_timeout: Duration,
+    /// A JWKS endpoint for `remote_jwks`, reachable as the `jwks` cluster.
+    pub jwks: Option<SocketAddr>,
 }
 
 impl Default for EnvoyOptions {
@@ -55,7 +57,11 @@ impl Default for EnvoyOptions {
             admin: loopback,
             concurrency: 1,
             with_filter: true,
-            ready_timeout: Duration::from_secs(20),
+            // A start takes a second or two on an idle machine, most of it V8 compiling the
+            // ~5.6 MB filter; with the full e2e suite starting Envoys in parallel on two
+            // busy cores that reached 20 s, so the bound is generous.
+            ready_timeout: Duration::from_secs(90),
+            jwks: None,
         }
     }
 }
@@ -88,6 +94,7 @@ impl Envoy {
             wasm: &wasm,
             policy: bundle.as_ref(),
             with_filter: options.with_filter,
+            jwks: options.jwks,
         })?;
 
         let scratch = ScratchDir::create()?;

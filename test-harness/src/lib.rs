@@ -11,6 +11,7 @@
 //! - [`contract`]: the requests a policy's OpenAPI document declares.
 //! - [`embed`]: keeps the policy embedded in `envoy/*.yaml` equal to the bundled policy file.
 //! - [`upstream`]: [`EchoUpstream`], an HTTP/1.1 + h2c server that echoes and records.
+//! - [`jwks`]: [`JwksServer`], a JWKS endpoint tests can rotate keys on and take down.
 //! - [`envoy`]: [`Envoy`], the process fixture: start, wait for `/ready`, stop on drop.
 //! - [`client`]: a small blocking client that sends request targets byte for byte (no URL
 //!   normalisation, which would hide the very encodings the filter must catch).
@@ -21,6 +22,7 @@ pub mod contract;
 pub mod embed;
 pub mod envoy;
 mod error;
+pub mod jwks;
 pub mod locate;
 pub mod render;
 pub mod stats;
@@ -29,5 +31,6 @@ pub mod upstream;
 pub use client::{Client, HttpVersion, Response};
 pub use envoy::{Envoy, EnvoyOptions, Policy};
 pub use error::Error;
+pub use jwks::JwksServer;
 pub use stats::Stats;
 pub use upstream::{EchoUpstream, RecordedRequest};

@@ -19,6 +19,8 @@ pub const LISTENER: &str = "ingress";
 pub const PLUGIN: &str = "apiguard";
 /// The cluster that stands for the protected API.
 pub const CLUSTER: &str = "upstream";
+/// The cluster a test's JWKS endpoint is reached through (`remote_jwks.http_uri.cluster`).
+pub const JWKS_CLUSTER: &str = "jwks";
 const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_connection_manager";
 
 /// What a local run changes in the shipped config.
@@ -37,6 +39,8 @@ pub struct RenderOptions<'a> {
     /// `false` removes apiguard from the filter chain: the baseline that shows what Envoy
     /// alone would do with a request.
     pub with_filter: bool,
+    /// A JWKS endpoint to add as the [`JWKS_CLUSTER`] cluster.
+    pub jwks: Option<SocketAddr>,
 }
 
 /// The shipped Envoy config, parsed, with typed access to the parts the harness touches.
@@ -146,6 +150,20 @@ impl Template {
                 Some(Value::Object(object)) => object.insert(key.to_owned(), value),
                 _ => return Err(self.error(format!("no object at {parent}"))),
             };
+        }
+        if let (Some(jwks), Some(Value::Array(clusters))) = (
+            options.jwks,
+            config.pointer_mut("/static_resources/clusters"),
+        ) {
+            clusters.push(json!({
+                "name": JWKS_CLUSTER,
+                "type": "STATIC",
+                "connect_timeout": "1s",
+                "load_assignment": {
+                    "cluster_name": JWKS_CLUSTER,
+                    "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address(jwks)}}]}],
+                },
+            }));
         }
         if !options.with_filter {
             let (filters, index) = self

@@ -23,6 +23,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action as Flow, BufferType, LogLevel, MapType};
 use serde::Serialize;
 
+use super::identity;
 use super::log;
 use super::metrics::Metrics;
 use crate::config::OperationMode;
@@ -133,6 +134,7 @@ impl HttpContext for Request {
         if self.apply(&policy, &verdict, phase) {
             return Flow::Pause;
         }
+        identity::apply(&policy, &verdict);
         self.operation = verdict.operation.map(|o| o.id);
         self.request_body = body;
         Flow::Continue

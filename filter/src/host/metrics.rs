@@ -84,7 +84,7 @@ impl Metrics {
 
 /// Defines a counter; a counter Envoy refuses is logged and then skipped, since stats
 /// must never decide a request.
-fn counter(name: &str) -> Option<u32> {
+pub(super) fn counter(name: &str) -> Option<u32> {
     match hostcalls::define_metric(MetricType::Counter, name) {
         Ok(id) => Some(id),
         Err(status) => {
@@ -97,7 +97,7 @@ fn counter(name: &str) -> Option<u32> {
     }
 }
 
-fn increment(id: Option<u32>) {
+pub(super) fn increment(id: Option<u32>) {
     if let Some(id) = id {
         let _ = hostcalls::increment_metric(id, 1);
     }

@@ -2,7 +2,8 @@
 //!
 //! It reads the plugin configuration and compiles it ([`root`]), gathers a request view
 //! from the headers, asks the engine for a verdict and applies it ([`http`]), and counts
-//! verdicts as Envoy stats ([`metrics`]). Host calls go through
+//! verdicts as Envoy stats ([`metrics`]); it fetches remote JWKS ([`jwks`]) and passes
+//! the resolved identity upstream ([`identity`]). Host calls go through
 //! `proxy_wasm::hostcalls`, which return `Result`, instead of the trait helpers that
 //! unwrap; a failed host call fails closed (the request is refused), never open.
 
@@ -10,6 +11,8 @@
 #![allow(unsafe_code)]
 
 mod http;
+mod identity;
+mod jwks;
 mod metrics;
 mod root;
 

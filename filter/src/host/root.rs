@@ -8,6 +8,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
 use super::http::Request;
+use super::jwks::{self, Jwks};
 use super::log;
 use super::metrics::Metrics;
 use crate::policy::Policy;
@@ -18,9 +19,17 @@ pub struct Root {
     /// were created with, so a reconfiguration never changes a request midway.
     policy: Option<Rc<Policy>>,
     metrics: Option<Rc<Metrics>>,
+    /// Fetches the policy's remote key sets; `None` when it has none.
+    jwks: Option<Jwks>,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body: usize, _: usize) {
+        if let Some(jwks) = &mut self.jwks {
+            jwks.on_response(token, body);
+        }
+    }
+}
 
 impl RootContext for Root {
     /// Compiles the policy. Returning `false` makes Envoy refuse the configuration: at
@@ -50,13 +59,30 @@ impl RootContext for Root {
                         policy.mode
                     ),
                 );
-                self.policy = Some(Rc::new(policy));
+                let policy = Rc::new(policy);
+                self.jwks = Jwks::new(Rc::clone(&policy));
+                if self.jwks.is_some() {
+                    if let Err(status) = hostcalls::set_tick_period(jwks::TICK) {
+                        log(
+                            LogLevel::Critical,
+                            &format!("cannot set a tick: {status:?}"),
+                        );
+                        return false;
+                    }
+                }
+                self.policy = Some(policy);
                 true
             }
             Err(error) => {
                 log(LogLevel::Critical, &format!("policy refused: {error}"));
                 false
             }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(jwks) = &mut self.jwks {
+            jwks.on_tick();
         }
     }
 

@@ -14,4 +14,5 @@ mod manifests;
 mod metrics;
 mod monitor;
 mod routing;
+mod tokens;
 mod validation;

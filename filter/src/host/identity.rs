@@ -1,0 +1,36 @@
+//! The resolved identity, as request headers for the upstream.
+//!
+//! Every header the filter owns (`claim_to_headers`, the API-key consumer header) is
+//! removed from every request first, whether or not the operation needs credentials, so
+//! a client cannot spoof an identity the upstream trusts. Then the identity's headers are
+//! set, and a token header not configured to be forwarded is removed.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{LogLevel, MapType};
+
+use super::log;
+use crate::policy::Policy;
+use crate::verdict::Verdict;
+
+pub fn apply(policy: &Policy, verdict: &Verdict<'_>) {
+    let set = |name: &str, value: Option<&str>| {
+        if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value) {
+            log(
+                LogLevel::Error,
+                &format!("cannot set request header {name}: {status:?}"),
+            );
+        }
+    };
+    for name in policy.security.managed_headers() {
+        set(name, None);
+    }
+    let Some(identity) = &verdict.identity else {
+        return;
+    };
+    for name in &identity.remove {
+        set(name, None);
+    }
+    for (name, value) in &identity.headers {
+        set(name, Some(value));
+    }
+}

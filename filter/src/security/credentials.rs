@@ -1,0 +1,73 @@
+//! Where credentials are in a request — headers (with an auth-scheme prefix), query
+//! parameters, cookies — read once per request for every scheme to look into.
+
+use crate::inspect::RequestHead;
+use crate::params;
+
+/// Where a credential is read from a request.
+#[derive(Debug, Clone)]
+pub enum Place {
+    Header { name: String, prefix: String },
+    Query(String),
+    Cookie(String),
+}
+
+/// The places credentials can be in, parsed once per request.
+pub struct Credentials<'a> {
+    headers: &'a [(&'a str, &'a str)],
+    query: Vec<(String, String)>,
+    cookies: Vec<(String, String)>,
+}
+
+impl<'a> Credentials<'a> {
+    pub fn read(head: &RequestHead<'a>) -> Credentials<'a> {
+        let query = head
+            .path
+            .iter()
+            .position(|&b| b == b'?')
+            .and_then(|q| head.path.get(q + 1..))
+            .and_then(|raw| params::parse_query(raw).ok())
+            .unwrap_or_default();
+        let cookie_lines: Vec<&str> = head
+            .headers
+            .iter()
+            .filter(|(n, _)| *n == "cookie")
+            .map(|(_, v)| *v)
+            .collect();
+        Credentials {
+            headers: head.headers,
+            query,
+            cookies: params::parse_cookies(&cookie_lines),
+        }
+    }
+
+    /// Every value at `location`, with the header name when it came from a header.
+    pub fn find(&self, location: &Place) -> Vec<(Option<&'a str>, &str)> {
+        match location {
+            Place::Header { name, prefix } => self
+                .headers
+                .iter()
+                .filter(|(n, _)| n == name)
+                .filter_map(|(n, v)| {
+                    // A value with another prefix (`Basic …`) is not ours. The auth
+                    // scheme is case-insensitive (RFC 9110 §11.1).
+                    let token = v
+                        .get(..prefix.len())
+                        .filter(|p| p.eq_ignore_ascii_case(prefix))
+                        .and_then(|_| v.get(prefix.len()..))?;
+                    Some((Some(*n), token.trim()))
+                })
+                .collect(),
+            Place::Query(name) => pairs(&self.query, name),
+            Place::Cookie(name) => pairs(&self.cookies, name),
+        }
+    }
+}
+
+fn pairs<'s>(pairs: &'s [(String, String)], name: &str) -> Vec<(Option<&'static str>, &'s str)> {
+    pairs
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, v)| (None, v.as_str()))
+        .collect()
+}

@@ -1,0 +1,524 @@
+//! Token checks: who may call which operation, from the document's `securitySchemes`
+//! and per-operation `security`, enforced with the policy's `security` settings.
+//!
+//! An operation's requirement is a list of alternatives, each a set of schemes that
+//! must all hold (OpenAPI 3 "Security Requirement Object"). `oauth2`, `openIdConnect`
+//! and `http` `bearer` schemes are JWTs checked by the provider of the same name
+//! ([`Provider`]; tokens in [`jwt`], keys from [`jwks`]); `apiKey` schemes are keys
+//! checked against stored hashes ([`apikey`]). Everything is compiled at configure time
+//! from [`settings`]; a request only reads its credentials (`credentials`), verifies them
+//! (or finds them in the [`cache`]) and compares scopes.
+//!
+//! The document's requirements are enforced only when the policy has a `security` key,
+//! so that adding a contract that merely documents its security does not lock clients
+//! out before keys are configured; once the key is there, every scheme the document
+//! uses must be configured, or the policy is refused.
+//!
+//! Remote key sets are fetched by the host and installed with
+//! [`Security::install_keys`]; this is the only state that changes after compile time
+//! apart from the token cache, both per VM and single-threaded (`RefCell`).
+
+pub mod apikey;
+pub mod cache;
+mod credentials;
+pub mod jwks;
+pub mod jwt;
+mod provider;
+pub mod settings;
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use serde_json::Value;
+
+use crate::config::{pointer_token, Location, PolicyError};
+use crate::inspect::RequestHead;
+use crate::openapi::{SecurityRequirement, SecurityScheme};
+use crate::verdict::{RuleId, Violation};
+use apikey::ApiKey;
+use cache::{Claims, TokenCache};
+use credentials::{Credentials, Place};
+use jwks::KeySet;
+use jwt::TokenError;
+pub use provider::{Provider, Remote};
+use settings::{KeysUnavailable, SecuritySettings};
+
+/// Who made a request, once its credentials were accepted. Available to later stages
+/// (rate limits, events) through the verdict.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// The JWT provider that accepted a token.
+    pub provider: Option<String>,
+    /// The token's `sub`.
+    pub subject: Option<String>,
+    /// The consumer an API key belongs to.
+    pub consumer: Option<String>,
+    /// Every scope granted by the accepted credentials.
+    pub scopes: Vec<String>,
+    /// Headers to set on the request sent upstream (`claim_to_headers`, consumer).
+    pub headers: Vec<(String, String)>,
+    /// Headers that carried a token not to be forwarded upstream.
+    pub remove: Vec<String>,
+}
+
+/// A compiled `apiKey` scheme.
+#[derive(Debug)]
+struct KeyScheme {
+    location: Place,
+    keys: Vec<ApiKey>,
+}
+
+#[derive(Debug)]
+enum Scheme {
+    Jwt(usize),
+    ApiKey(KeyScheme),
+}
+
+/// One scheme of an alternative with the scopes it must grant.
+#[derive(Debug)]
+struct Need {
+    scheme: usize,
+    scopes: Vec<String>,
+}
+
+/// The compiled `security` of the policy.
+#[derive(Debug, Default)]
+pub struct Security {
+    pub providers: Vec<Provider>,
+    schemes: Vec<(String, Scheme)>,
+    /// Per operation id: the alternatives; empty means no credentials are needed.
+    operations: Vec<Vec<Vec<Need>>>,
+    enabled: bool,
+    max_token_bytes: usize,
+    keys_unavailable: KeysUnavailable,
+    consumer_header: String,
+    cache: TokenCache,
+}
+
+/// What one scheme made of a request.
+enum Outcome {
+    Missing,
+    Invalid(Cow<'static, str>),
+    Unavailable,
+    Valid(Credential),
+}
+
+#[derive(Default)]
+struct Credential {
+    scopes: Vec<String>,
+    identity: Identity,
+}
+
+impl Security {
+    /// Compiles the settings against the document's schemes. `origin` names the policy.
+    pub fn compile(
+        settings: Option<SecuritySettings>,
+        schemes: &BTreeMap<String, SecurityScheme>,
+        origin: &str,
+        doc_origin: &str,
+    ) -> Result<Security, PolicyError> {
+        let Some(settings) = settings else {
+            return Ok(Security::default());
+        };
+        let invalid = |pointer: String, message: String| PolicyError::Invalid {
+            at: Location::new(origin, pointer),
+            message,
+        };
+        let mut providers = Vec::new();
+        for (name, provider) in settings.providers {
+            let at = format!("/security/providers/{}", pointer_token(&name));
+            providers.push(provider::compile(name, provider, &at).map_err(|(p, m)| invalid(p, m))?);
+        }
+        let mut api_keys = settings.api_keys;
+        let mut compiled = Vec::new();
+        for (name, scheme) in schemes {
+            let at = format!("/components/securitySchemes/{}", pointer_token(name));
+            let doc_error = |message: String| PolicyError::Invalid {
+                at: Location::new(doc_origin, at.clone()),
+                message,
+            };
+            let kind = scheme.kind.as_deref().unwrap_or_default();
+            let jwt = match (kind, scheme.scheme.as_deref()) {
+                ("oauth2" | "openIdConnect", _) => true,
+                ("http", Some(s)) if s.eq_ignore_ascii_case("bearer") => true,
+                ("apiKey", _) => false,
+                _ => {
+                    return Err(doc_error(format!(
+                        "security scheme type `{kind}` is not supported: apiguard checks \
+                         `oauth2`, `openIdConnect`, `http` `bearer` (JWT) and `apiKey`"
+                    )))
+                }
+            };
+            let compiled_scheme = if jwt {
+                let index = providers.iter().position(|p| &p.name == name).ok_or_else(|| {
+                    invalid(
+                        "/security/providers".to_owned(),
+                        format!("the document's security scheme `{name}` needs a JWT provider of the same name"),
+                    )
+                })?;
+                Scheme::Jwt(index)
+            } else {
+                let param = scheme.name.clone().unwrap_or_default();
+                let location =
+                    match scheme.location.as_deref() {
+                        Some("header") => Place::Header {
+                            name: param.to_ascii_lowercase(),
+                            prefix: String::new(),
+                        },
+                        Some("query") => Place::Query(param),
+                        Some("cookie") => Place::Cookie(param),
+                        _ => return Err(doc_error(
+                            "an `apiKey` scheme needs `in` (header, query or cookie) and `name`"
+                                .to_owned(),
+                        )),
+                    };
+                let Some(keys) = api_keys.remove(name) else {
+                    return Err(invalid(
+                        "/security/api_keys".to_owned(),
+                        format!("the document's `apiKey` scheme `{name}` has no keys"),
+                    ));
+                };
+                let keys = keys
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, key)| {
+                        let sha256 = apikey::parse_hash(&key.sha256).ok_or_else(|| {
+                            invalid(
+                                format!("/security/api_keys/{}/{i}/sha256", pointer_token(name)),
+                                "must be a hex SHA-256 digest (64 hex digits)".to_owned(),
+                            )
+                        })?;
+                        Ok(ApiKey {
+                            sha256,
+                            consumer: key.consumer,
+                            scopes: key.scopes,
+                        })
+                    })
+                    .collect::<Result<_, PolicyError>>()?;
+                Scheme::ApiKey(KeyScheme { location, keys })
+            };
+            compiled.push((name.clone(), compiled_scheme));
+        }
+        if let Some(unused) = api_keys.keys().next() {
+            return Err(invalid(
+                format!("/security/api_keys/{}", pointer_token(unused)),
+                "names no `apiKey` security scheme of the document".to_owned(),
+            ));
+        }
+        Ok(Security {
+            providers,
+            schemes: compiled,
+            operations: Vec::new(),
+            enabled: true,
+            max_token_bytes: settings.max_token_bytes,
+            keys_unavailable: settings.keys_unavailable,
+            consumer_header: settings.consumer_header.to_ascii_lowercase(),
+            cache: TokenCache::new(settings.token_cache_entries),
+        })
+    }
+
+    /// Compiles the requirement of the next operation (operations are added in id
+    /// order): its own `security`, else the document's.
+    pub fn add_operation(
+        &mut self,
+        requirement: Option<&Vec<SecurityRequirement>>,
+        pointer: &str,
+        doc_origin: &str,
+    ) -> Result<(), PolicyError> {
+        let mut alternatives = Vec::new();
+        if self.enabled {
+            for (i, alternative) in requirement.into_iter().flatten().enumerate() {
+                let mut needs = Vec::new();
+                for (name, scopes) in alternative {
+                    let scheme = self
+                        .schemes
+                        .iter()
+                        .position(|(n, _)| n == name)
+                        .ok_or_else(|| PolicyError::Invalid {
+                            at: Location::new(
+                                doc_origin,
+                                format!("{pointer}/security/{i}/{}", pointer_token(name)),
+                            ),
+                            message: "names no scheme in `components.securitySchemes`".to_owned(),
+                        })?;
+                    needs.push(Need {
+                        scheme,
+                        scopes: scopes.clone(),
+                    });
+                }
+                alternatives.push(needs);
+            }
+        }
+        self.operations.push(alternatives);
+        Ok(())
+    }
+
+    /// Request headers the filter owns: removed from every request before the
+    /// identity's are set, so a client cannot spoof them.
+    pub fn managed_headers(&self) -> impl Iterator<Item = &str> {
+        let consumer = self
+            .schemes
+            .iter()
+            .any(|(_, s)| matches!(s, Scheme::ApiKey(_)))
+            .then_some(self.consumer_header.as_str());
+        self.providers
+            .iter()
+            .flat_map(|p| p.claim_to_headers.iter().map(|(header, _)| header.as_str()))
+            .chain(consumer)
+    }
+
+    /// Installs a provider's fetched keys (the host calls this when the fetched set
+    /// changed). Cached tokens are forgotten, so none outlives the key that signed it.
+    pub fn install_keys(&self, provider: usize, keys: Rc<KeySet>) {
+        if let Some(p) = self.providers.get(provider) {
+            if let Ok(mut slot) = p.keys.try_borrow_mut() {
+                *slot = Some(keys);
+                self.cache.clear();
+            }
+        }
+    }
+
+    /// Whether a token asked for a refetch of the provider's keys; clears the request.
+    pub fn take_refetch(&self, provider: usize) -> bool {
+        self.providers
+            .get(provider)
+            .is_some_and(|p| p.refetch.replace(false))
+    }
+
+    /// Checks an operation's requirement. `Ok(None)` when it needs no credentials.
+    pub fn check(
+        &self,
+        operation: usize,
+        head: &RequestHead<'_>,
+        now: u64,
+        enforced: bool,
+    ) -> Result<Option<Identity>, Violation> {
+        let Some(alternatives) = self.operations.get(operation) else {
+            return Ok(None);
+        };
+        if alternatives.is_empty() || alternatives.iter().any(Vec::is_empty) {
+            return Ok(None);
+        }
+        let request = Credentials::read(head);
+        let mut outcomes: Vec<Option<Outcome>> = self.schemes.iter().map(|_| None).collect();
+        let mut worst: Option<(RuleId, Cow<'static, str>, usize)> = None;
+        let mut note = |rule: RuleId, reason: Cow<'static, str>, scheme: usize| {
+            let rank = |r: RuleId| match r {
+                RuleId::AuthKeysUnavailable => 0,
+                RuleId::AuthInvalid => 1,
+                RuleId::AuthInsufficientScope => 2,
+                _ => 3,
+            };
+            if worst.as_ref().is_none_or(|(w, _, _)| rank(rule) < rank(*w)) {
+                worst = Some((rule, reason, scheme));
+            }
+        };
+        for alternative in alternatives {
+            let mut holds = true;
+            for need in alternative {
+                let outcome = match outcomes.get_mut(need.scheme) {
+                    Some(slot) => {
+                        slot.get_or_insert_with(|| self.evaluate(need.scheme, &request, now))
+                    }
+                    None => continue,
+                };
+                match outcome {
+                    Outcome::Valid(c) if need.scopes.iter().all(|s| c.scopes.contains(s)) => {}
+                    Outcome::Valid(_) => {
+                        let reason = format!("requires the scopes: {}", need.scopes.join(" "));
+                        note(RuleId::AuthInsufficientScope, reason.into(), need.scheme);
+                        holds = false;
+                    }
+                    Outcome::Missing => {
+                        note(RuleId::AuthMissing, "no credentials".into(), need.scheme);
+                        holds = false;
+                    }
+                    Outcome::Invalid(reason) => {
+                        note(RuleId::AuthInvalid, reason.clone(), need.scheme);
+                        holds = false;
+                    }
+                    Outcome::Unavailable => {
+                        note(
+                            RuleId::AuthKeysUnavailable,
+                            "the provider's keys could not be fetched".into(),
+                            need.scheme,
+                        );
+                        holds = false;
+                    }
+                }
+            }
+            if holds {
+                let mut identity = Identity::default();
+                for need in alternative {
+                    if let Some(Some(Outcome::Valid(c))) = outcomes.get(need.scheme) {
+                        merge(&mut identity, &c.identity);
+                    }
+                }
+                return Ok(Some(identity));
+            }
+        }
+        let (rule, reason, scheme) =
+            worst.unwrap_or((RuleId::AuthMissing, "no credentials".into(), 0));
+        let open =
+            rule == RuleId::AuthKeysUnavailable && self.keys_unavailable == KeysUnavailable::Allow;
+        Err(Violation {
+            rule,
+            location: Some("security"),
+            name: self.schemes.get(scheme).map(|(name, _)| name.clone()),
+            reason,
+            enforced: enforced && !open,
+        })
+    }
+
+    fn evaluate(&self, scheme: usize, request: &Credentials<'_>, now: u64) -> Outcome {
+        match self.schemes.get(scheme).map(|(_, s)| s) {
+            Some(Scheme::Jwt(provider)) => match self.providers.get(*provider) {
+                Some(p) => self.jwt(*provider, p, request, now),
+                None => Outcome::Missing,
+            },
+            Some(Scheme::ApiKey(scheme)) => {
+                let values = request.find(&scheme.location);
+                match values.as_slice() {
+                    [] => Outcome::Missing,
+                    [(_, key)] => match apikey::find(&scheme.keys, key) {
+                        Some(key) => Outcome::Valid(Credential {
+                            scopes: key.scopes.clone(),
+                            identity: Identity {
+                                consumer: Some(key.consumer.clone()),
+                                scopes: key.scopes.clone(),
+                                headers: vec![(self.consumer_header.clone(), key.consumer.clone())],
+                                ..Identity::default()
+                            },
+                        }),
+                        None => Outcome::Invalid("the API key is not known".into()),
+                    },
+                    _ => Outcome::Invalid("more than one API key in the request".into()),
+                }
+            }
+            None => Outcome::Missing,
+        }
+    }
+
+    fn jwt(
+        &self,
+        index: usize,
+        provider: &Provider,
+        request: &Credentials<'_>,
+        now: u64,
+    ) -> Outcome {
+        let found: Vec<(Option<&str>, &str)> = provider
+            .locations
+            .iter()
+            .flat_map(|l| request.find(l))
+            .collect();
+        let (header, token) = match found.as_slice() {
+            [] => return Outcome::Missing,
+            [one] => *one,
+            _ => return Outcome::Invalid("more than one token in the request".into()),
+        };
+        let claims = match self.verified(index, provider, token, now) {
+            Ok(claims) => claims,
+            Err(Some(e)) => return Outcome::Invalid(Cow::Owned(e.to_string())),
+            Err(None) => return Outcome::Unavailable,
+        };
+        if let Err(e) = provider.rules.current(&claims, now) {
+            return Outcome::Invalid(Cow::Owned(e.to_string()));
+        }
+        let scopes = jwt::scopes(&claims);
+        let headers = provider
+            .claim_to_headers
+            .iter()
+            .filter_map(|(header, claim)| {
+                Some((header.clone(), provider::claim_text(claims.get(claim)?)?))
+            })
+            .collect();
+        Outcome::Valid(Credential {
+            scopes: scopes.clone(),
+            identity: Identity {
+                provider: Some(provider.name.clone()),
+                subject: claims.get("sub").and_then(Value::as_str).map(str::to_owned),
+                scopes,
+                headers,
+                remove: header
+                    .filter(|_| !provider.forward)
+                    .map(str::to_owned)
+                    .into_iter()
+                    .collect(),
+                ..Identity::default()
+            },
+        })
+    }
+
+    /// The claims of a token whose signature and issuer hold, from the cache when it
+    /// was seen before. `Err(None)`: the provider has no keys yet.
+    fn verified(
+        &self,
+        index: usize,
+        provider: &Provider,
+        token: &str,
+        now: u64,
+    ) -> Result<Claims, Option<TokenError>> {
+        let key = TokenCache::key(index, token);
+        if let Some(claims) = self.cache.get(&key) {
+            return Ok(claims);
+        }
+        let decoded = jwt::decode(token, self.max_token_bytes).map_err(Some)?;
+        provider.rules.issuer(&decoded.claims).map_err(Some)?;
+        let keys = provider
+            .keys
+            .try_borrow()
+            .ok()
+            .and_then(|k| k.clone())
+            .ok_or(None)?;
+        match decoded.verify(&keys.keys) {
+            Ok(_) => {}
+            Err(TokenError::NoKey) if provider.remote.is_some() && decoded.kid.is_some() => {
+                provider.refetch.set(true);
+                return Err(Some(TokenError::NoKey));
+            }
+            Err(e) => return Err(Some(e)),
+        }
+        let claims: Claims = Rc::new(decoded.claims);
+        self.cache.insert(key, Rc::clone(&claims), now);
+        Ok(claims)
+    }
+
+    /// How many verified tokens the cache holds (for tests and stats).
+    pub fn cached_tokens(&self) -> usize {
+        self.cache.len()
+    }
+}
+
+/// Seconds since the Unix epoch: the clock JWT time claims are read against. Under
+/// Envoy this is WASI's realtime clock, which Envoy serves from its own time source.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The `WWW-Authenticate` challenge for a refused credential (RFC 6750 §3): no error
+/// code when none was presented, `invalid_token` or `insufficient_scope` otherwise. The
+/// realm is the API name, which the policy restricts to `[A-Za-z0-9._-]`.
+pub fn challenge(api: &str, rule: RuleId) -> Option<String> {
+    let error = match rule {
+        RuleId::AuthMissing => return Some(format!("Bearer realm=\"{api}\"")),
+        RuleId::AuthInvalid => "invalid_token",
+        RuleId::AuthInsufficientScope => "insufficient_scope",
+        _ => return None,
+    };
+    Some(format!("Bearer realm=\"{api}\", error=\"{error}\""))
+}
+
+fn merge(into: &mut Identity, from: &Identity) {
+    into.provider = into.provider.take().or_else(|| from.provider.clone());
+    into.subject = into.subject.take().or_else(|| from.subject.clone());
+    into.consumer = into.consumer.take().or_else(|| from.consumer.clone());
+    into.scopes.extend(from.scopes.iter().cloned());
+    into.headers.extend(from.headers.iter().cloned());
+    into.remove.extend(from.remove.iter().cloned());
+}
+
+#[cfg(test)]
+mod tests;

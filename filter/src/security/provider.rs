@@ -1,0 +1,164 @@
+//! A JWT provider compiled from its settings: claim rules, where its tokens are, what
+//! goes upstream, and its keys (local from the start, remote once the host fetched them).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use serde_json::Value;
+
+use super::credentials::Place;
+use super::jwks::KeySet;
+use super::jwt::ClaimRules;
+use super::settings::ProviderSettings;
+
+/// A compiled JWT provider.
+#[derive(Debug)]
+pub struct Provider {
+    pub name: String,
+    pub(super) rules: ClaimRules,
+    pub(super) locations: Vec<Place>,
+    pub(super) forward: bool,
+    pub(super) claim_to_headers: Vec<(String, String)>,
+    /// Local keys from the start; remote ones once the host installed a fetch.
+    pub(super) keys: RefCell<Option<Rc<KeySet>>>,
+    /// Where remote keys come from; `None` for `local_jwks`.
+    pub remote: Option<Remote>,
+    /// Set when a token named a `kid` the keys do not have: the host refetches
+    /// (rate-limited), since the issuer may have rotated.
+    pub(super) refetch: Cell<bool>,
+}
+
+/// Where a provider's JWKS is fetched (`remote_jwks`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub timeout_ms: u64,
+    /// Seconds fetched keys are used before a refresh.
+    pub cache_duration: u64,
+}
+
+/// A claim as a header value: strings as they are, numbers and booleans printed,
+/// arrays of those joined with `,` (as Envoy's `claim_to_headers`). Anything with a
+/// control character is left out rather than sent as a broken header.
+pub(super) fn claim_text(value: &Value) -> Option<String> {
+    let scalar = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    let text = match value {
+        Value::Array(items) => items
+            .iter()
+            .map(scalar)
+            .collect::<Option<Vec<_>>>()?
+            .join(","),
+        other => scalar(other)?,
+    };
+    (!text.chars().any(char::is_control)).then_some(text)
+}
+
+pub(super) fn compile(
+    name: String,
+    settings: ProviderSettings,
+    at: &str,
+) -> Result<Provider, (String, String)> {
+    let err = |pointer: &str, message: String| (format!("{at}{pointer}"), message);
+    let (keys, remote) = match (settings.local_jwks, settings.remote_jwks) {
+        (Some(local), None) => {
+            let keys = KeySet::parse(&local.inline_string)
+                .map_err(|e| err("/local_jwks/inline_string", e.to_string()))?;
+            (Some(Rc::new(keys)), None)
+        }
+        (None, Some(remote)) => {
+            let uri = &remote.http_uri.uri;
+            let rest = uri
+                .strip_prefix("http://")
+                .or_else(|| uri.strip_prefix("https://"))
+                .ok_or_else(|| {
+                    err(
+                        "/remote_jwks/http_uri/uri",
+                        "must be an http:// or https:// URL".to_owned(),
+                    )
+                })?;
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let seconds = |pointer: &str, value: Option<&str>, default: u64| match value {
+                None => Ok(default),
+                Some(text) => text
+                    .strip_suffix('s')
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        err(
+                            pointer,
+                            "must be a whole number of seconds, e.g. `300s`".to_owned(),
+                        )
+                    }),
+            };
+            let remote = Remote {
+                cluster: remote.http_uri.cluster,
+                authority: authority.to_owned(),
+                path: if path.is_empty() {
+                    "/".to_owned()
+                } else {
+                    path.to_owned()
+                },
+                timeout_ms: seconds(
+                    "/remote_jwks/http_uri/timeout",
+                    remote.http_uri.timeout.as_deref(),
+                    5,
+                )?
+                .saturating_mul(1000),
+                cache_duration: seconds(
+                    "/remote_jwks/cache_duration",
+                    remote.cache_duration.as_deref(),
+                    600,
+                )?,
+            };
+            (None, Some(remote))
+        }
+        _ => {
+            return Err(err(
+                "",
+                "needs exactly one of `local_jwks` and `remote_jwks`".to_owned(),
+            ))
+        }
+    };
+    let mut locations: Vec<Place> = settings
+        .from_headers
+        .into_iter()
+        .map(|h| Place::Header {
+            name: h.name.to_ascii_lowercase(),
+            prefix: h.value_prefix,
+        })
+        .chain(settings.from_params.into_iter().map(Place::Query))
+        .chain(settings.from_cookies.into_iter().map(Place::Cookie))
+        .collect();
+    if locations.is_empty() {
+        locations.push(Place::Header {
+            name: "authorization".to_owned(),
+            prefix: "Bearer ".to_owned(),
+        });
+    }
+    let claim_to_headers = settings
+        .claim_to_headers
+        .into_iter()
+        .map(|c| (c.header_name.to_ascii_lowercase(), c.claim_name))
+        .collect();
+    Ok(Provider {
+        name,
+        rules: ClaimRules {
+            issuer: settings.issuer,
+            audiences: settings.audiences,
+            leeway: settings.clock_skew_seconds,
+        },
+        locations,
+        forward: settings.forward,
+        claim_to_headers,
+        keys: RefCell::new(keys),
+        remote,
+        refetch: Cell::new(false),
+    })
+}

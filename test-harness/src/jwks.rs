@@ -1,0 +1,127 @@
+//! [`JwksServer`]: an identity provider's JWKS endpoint, as far as the filter can tell.
+//! Tests change the key set it serves (rotation) and take it down and up again; it counts
+//! the fetches it answered, so a test can prove keys were fetched before any request.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+use crate::Error;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Default)]
+struct State {
+    keys: Mutex<String>,
+    /// When set, connections are closed unanswered, as by a crashed endpoint.
+    down: AtomicBool,
+    fetches: AtomicUsize,
+}
+
+/// A JWKS endpoint on an ephemeral loopback port; stopped on drop.
+#[derive(Debug)]
+pub struct JwksServer {
+    addr: SocketAddr,
+    state: Arc<State>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl JwksServer {
+    /// Starts serving `keys` (a JWK set as JSON text) on every path.
+    pub fn start(keys: &str) -> Result<JwksServer, Error> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(Error::io("starting the JWKS runtime"))?;
+        let listener = runtime
+            .block_on(TcpListener::bind(SocketAddr::from((
+                Ipv4Addr::LOCALHOST,
+                0,
+            ))))
+            .map_err(Error::io("binding the JWKS endpoint"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(Error::io("reading the JWKS address"))?;
+        let state = Arc::new(State::default());
+        *lock(&state.keys) = keys.to_owned();
+        runtime.spawn(serve(listener, Arc::clone(&state)));
+        Ok(JwksServer {
+            addr,
+            state,
+            runtime: Some(runtime),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves another key set from now on (a rotation).
+    pub fn set_keys(&self, keys: &str) {
+        *lock(&self.state.keys) = keys.to_owned();
+    }
+
+    /// Takes the endpoint down (connections closed unanswered) or brings it back.
+    pub fn set_down(&self, down: bool) {
+        self.state.down.store(down, Ordering::SeqCst);
+    }
+
+    /// How many fetches were answered with keys.
+    pub fn fetches(&self) -> usize {
+        self.state.fetches.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for JwksServer {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+async fn serve(listener: TcpListener, state: Arc<State>) {
+    loop {
+        let Ok((stream, _peer)) = listener.accept().await else {
+            continue;
+        };
+        if state.down.load(Ordering::SeqCst) {
+            drop(stream);
+            continue;
+        }
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let service = service_fn(move |_request: http::Request<hyper::body::Incoming>| {
+                answer(Arc::clone(&state))
+            });
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// The key set, or an error (which closes the connection unanswered) while down, also on
+/// connections opened before.
+async fn answer(state: Arc<State>) -> Result<http::Response<Full<Bytes>>, BoxError> {
+    if state.down.load(Ordering::SeqCst) {
+        return Err("the JWKS endpoint is down".into());
+    }
+    state.fetches.fetch_add(1, Ordering::SeqCst);
+    let keys = lock(&state.keys).clone();
+    Ok(http::Response::builder()
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(keys)))?)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
