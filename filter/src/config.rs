@@ -46,6 +46,9 @@ pub struct PolicyConfig<'a> {
     pub operations: BTreeMap<String, OperationSettings>,
     #[serde(borrow)]
     pub openapi: OpenApiSource<'a>,
+    /// Rate limits, anomaly checks and quarantine (see [`crate::abuse`]); none if absent.
+    #[serde(default)]
+    pub abuse: Option<crate::abuse::AbuseConfig>,
 }
 
 /// Size limits for what the filter buffers and parses.

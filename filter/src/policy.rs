@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use std::collections::BTreeSet;
 
+use crate::abuse::Abuse;
 use crate::config::{
     parse_json, parse_text, pointer_token, Limits, Location, Mode, OperationMode, PolicyConfig,
     PolicyError, ResponseSettings, SchemaCompilation,
@@ -32,6 +33,8 @@ pub struct Policy {
     pub operations: Vec<CompiledOperation>,
     /// The document's component schemas, which compiled schemas refer to.
     pub schemas: SchemaSet,
+    /// Rate limits, anomaly checks and quarantine, when the policy has `abuse`.
+    pub abuse: Option<Abuse>,
 }
 
 /// One operation: what identifies it in verdicts, and its contract.
@@ -155,7 +158,19 @@ impl Policy {
                     .to_owned(),
             });
         }
+        let find = |name: &str| {
+            operations.iter().position(|op| {
+                op.operation_id.as_deref() == Some(name)
+                    || format!("{} {}", op.method.as_str(), op.template) == name
+            })
+        };
+        let abuse = config
+            .abuse
+            .as_ref()
+            .map(|abuse| Abuse::compile(abuse, &name, &operations, &find, origin))
+            .transpose()?;
         let policy = Policy {
+            abuse,
             name,
             mode: config.mode,
             router,
