@@ -281,17 +281,25 @@ impl Abuse {
         Some(key)
     }
 
-    /// The quarantine holding this client, if any.
+    /// The client's quarantine key: `None` without a quarantine, for allowlisted clients
+    /// (they are never quarantined) and when a key source is absent.
+    pub fn quarantine_key(&self, client: &Client<'_>) -> Option<u64> {
+        let quarantine = self.quarantine.as_ref()?;
+        if quarantine.exempt(self.client_ip(client), client.consumer) {
+            return None;
+        }
+        self.key(&self.key, client).map(|key| fingerprint(&key))
+    }
+
+    /// The quarantine holding the client with `key`, if any.
     pub fn held<S: SharedStore>(
         &self,
         store: &S,
-        client: &Client<'_>,
+        key: u64,
         now: u64,
         enforce: bool,
     ) -> Option<Refusal> {
-        let quarantine = self.quarantine.as_ref()?;
-        let key = self.key(&self.key, client)?;
-        let held = quarantine.holds(store, fingerprint(&key), now)?;
+        let held = self.quarantine.as_ref()?.holds(store, key, now)?;
         Some(Refusal {
             rule: RuleId::Quarantined,
             headers: vec![("retry-after", held.retry_after.to_string())],
@@ -300,21 +308,12 @@ impl Abuse {
         })
     }
 
-    /// Records a blocked request; returns the quarantine it starts, if any. Exempt
-    /// clients collect no strikes.
-    pub fn strike<S: SharedStore>(
-        &self,
-        store: &S,
-        client: &Client<'_>,
-        now: u64,
-    ) -> Option<SlotReport> {
-        let quarantine = self.quarantine.as_ref()?;
-        if quarantine.exempt(self.client_ip(client), client.consumer) {
-            return None;
-        }
-        let key = self.key(&self.key, client)?;
-        quarantine
-            .strike(store, fingerprint(&key), now)
+    /// Records a blocked request of the client with `key`; returns the quarantine it
+    /// starts, if any.
+    pub fn strike<S: SharedStore>(&self, store: &S, key: u64, now: u64) -> Option<SlotReport> {
+        self.quarantine
+            .as_ref()?
+            .strike(store, key, now)
             .map(|held| held.report)
     }
 

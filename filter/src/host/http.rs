@@ -25,12 +25,14 @@ use serde::Serialize;
 
 use super::log;
 use super::metrics::Metrics;
+use super::shared::{self, HostStore};
+use crate::abuse::Client;
 use crate::config::OperationMode;
 use crate::inspect::{BodyCheck, RequestHead};
 use crate::policy::Policy;
 use crate::problem;
 use crate::response::ResponseBodyCheck;
-use crate::verdict::{Action, Verdict};
+use crate::verdict::{Action, RuleId, Verdict};
 
 pub struct Request {
     policy: Option<Rc<Policy>>,
@@ -43,6 +45,11 @@ pub struct Request {
     response_body: Option<ResponseBodyCheck>,
     /// Whether a verdict about the request recorded a violation.
     recorded: bool,
+    /// The client's quarantine key, when the policy has a quarantine: blocked requests
+    /// are strikes against it.
+    quarantine_key: Option<u64>,
+    /// Headers for our own reply (`Retry-After`, `RateLimit`), set by abuse refusals.
+    reply_headers: Vec<(&'static str, String)>,
 }
 
 /// Which verdict of a request's life is being applied.
@@ -64,6 +71,8 @@ impl Request {
             request_body: None,
             response_body: None,
             recorded: false,
+            quarantine_key: None,
+            reply_headers: Vec::new(),
         }
     }
 
@@ -93,12 +102,83 @@ impl Request {
                 // upstream's answer, so nothing more is checked.
                 self.operation = None;
                 self.response_body = None;
-                send(&problem::reply(&policy.name, rule, verdict));
+                if rule != RuleId::Quarantined {
+                    self.strike(policy);
+                }
+                let mut reply = problem::reply(&policy.name, rule, verdict);
+                reply.headers.append(&mut self.reply_headers);
+                send(&reply);
                 true
             }
             _ => false,
         }
     }
+}
+
+/// Abuse protection (`abuse` in the policy): quarantine before anything, rate limits for
+/// what the contract let through, strikes for what ends blocked.
+impl Request {
+    fn strike(&self, policy: &Policy) {
+        let (Some(abuse), Some(key)) = (&policy.abuse, self.quarantine_key) else {
+            return;
+        };
+        if let Some(report) = abuse.strike(&HostStore, key, shared::now()) {
+            if let Some(metrics) = &self.metrics {
+                metrics.quarantine_started();
+                metrics.slot(report);
+            }
+        }
+    }
+
+    /// The refusal of a quarantined client, if it is one.
+    fn quarantined<'p>(&mut self, policy: &'p Policy, client: &Client<'_>) -> Option<Verdict<'p>> {
+        let abuse = policy.abuse.as_ref()?;
+        self.quarantine_key = abuse.quarantine_key(client);
+        let refusal = abuse.held(
+            &HostStore,
+            self.quarantine_key?,
+            shared::now(),
+            enforcing(policy),
+        )?;
+        if refusal.enforced {
+            self.reply_headers = refusal.headers.clone();
+        }
+        Some(refusal.verdict(None))
+    }
+
+    /// Counts the request against the rate limits; a refusal joins the verdict.
+    fn rate_limit<'p>(
+        &mut self,
+        policy: &'p Policy,
+        client: &Client<'_>,
+        verdict: &mut Verdict<'p>,
+    ) {
+        let Some(abuse) = &policy.abuse else {
+            return;
+        };
+        let operation = verdict.operation.map(|o| o.id);
+        let admission = abuse.admit(
+            &HostStore,
+            client,
+            operation,
+            shared::now(),
+            enforcing(policy),
+        );
+        if let Some(metrics) = &self.metrics {
+            admission.reports.iter().for_each(|r| metrics.slot(*r));
+        }
+        if let Some(refusal) = admission.refusal {
+            if refusal.enforced {
+                self.reply_headers = refusal.headers.clone();
+            }
+            verdict.violations.extend(refusal.verdict(None).violations);
+            verdict.settle();
+        }
+    }
+}
+
+fn enforcing(policy: &Policy) -> bool {
+    policy.mode == crate::config::Mode::Enforce
 }
 
 impl Context for Request {}
@@ -117,14 +197,40 @@ impl HttpContext for Request {
         let headers = Headers::read(MapType::HttpRequestHeaders);
         let regular = headers.regular();
         let pairs = borrowed(&regular);
-        let (verdict, body) = policy.inspect(&RequestHead {
-            // A header the host cannot give reads as empty, which the engine refuses:
-            // failures close.
-            method: headers.get(":method").as_bytes(),
-            path: headers.get(":path").as_bytes(),
+        let downstream = policy
+            .abuse
+            .as_ref()
+            .and_then(|_| shared::downstream_address());
+        let client = Client {
+            downstream: downstream.as_deref(),
+            headers: &pairs,
+            // Filled once the token checks verify identities.
+            subject: None,
+            consumer: None,
+        };
+        if let Some(verdict) = self.quarantined(&policy, &client) {
+            // `RequestHead`: a monitored quarantine is not the request's last word.
+            if self.apply(&policy, &verdict, Phase::RequestHead) {
+                return Flow::Pause;
+            }
+        }
+        // A header the host cannot give reads as empty, which the engine refuses: failures
+        // close.
+        let (method, path) = (headers.get(":method"), headers.get(":path"));
+        let head = RequestHead {
+            method: method.as_bytes(),
+            path: path.as_bytes(),
             headers: &pairs,
             has_body: !end_of_stream,
-        });
+        };
+        let (mut verdict, mut body) = policy.inspect(&head);
+        policy.inspect_anomalies(&head, Some(&headers.get(":authority")), &mut verdict);
+        if verdict.action != Action::Block {
+            self.rate_limit(&policy, &client, &mut verdict);
+        }
+        if verdict.action == Action::Block {
+            body = None;
+        }
         let phase = if body.is_some() {
             Phase::RequestHead
         } else {
@@ -153,7 +259,8 @@ impl HttpContext for Request {
             return Flow::Pause;
         }
         let bytes = buffer(BufferType::HttpRequestBody, body_size);
-        let verdict = policy.inspect_body(check, &bytes);
+        let mut verdict = policy.inspect_body(check, &bytes);
+        policy.inspect_body_anomalies(check, &bytes, &mut verdict);
         self.request_body = None;
         if self.apply(&policy, &verdict, Phase::RequestEnd) {
             return Flow::Pause;

@@ -2,7 +2,8 @@
 //!
 //! It reads the plugin configuration and compiles it ([`root`]), gathers a request view
 //! from the headers, asks the engine for a verdict and applies it ([`http`]), and counts
-//! verdicts as Envoy stats ([`metrics`]). Host calls go through
+//! verdicts as Envoy stats ([`metrics`]); [`shared`] is the shared data and clock behind
+//! the rate limits and quarantine. Host calls go through
 //! `proxy_wasm::hostcalls`, which return `Result`, instead of the trait helpers that
 //! unwrap; a failed host call fails closed (the request is refused), never open.
 
@@ -12,6 +13,7 @@
 mod http;
 mod metrics;
 mod root;
+mod shared;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::RootContext;

@@ -10,6 +10,7 @@ use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 use super::http::Request;
 use super::log;
 use super::metrics::Metrics;
+use super::shared::HostStore;
 use crate::policy::Policy;
 
 #[derive(Default)]
@@ -50,6 +51,16 @@ impl RootContext for Root {
                         policy.mode
                     ),
                 );
+                if let Some(abuse) = &policy.abuse {
+                    // Every slot up front: memory is committed now, writes are CAS later.
+                    let refused: usize = abuse.tables().map(|t| t.create(&HostStore)).sum();
+                    if refused > 0 {
+                        log(
+                            LogLevel::Warn,
+                            &format!("shared data refused {refused} rate-limit slots"),
+                        );
+                    }
+                }
                 self.policy = Some(Rc::new(policy));
                 true
             }
