@@ -25,6 +25,9 @@ fn start(abuse: Value) -> Proxy {
     Proxy::start_with(EnvoyOptions {
         policy: Policy::Bundle(policy),
         concurrency: 2,
+        // Two workers' VMs on a machine shared with compilers: generous, it only bounds a
+        // failure.
+        ready_timeout: Duration::from_secs(60),
         ..EnvoyOptions::default()
     })
 }
