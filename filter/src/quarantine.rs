@@ -129,6 +129,11 @@ impl Quarantine {
         }
     }
 
+    /// How long a quarantine lasts, as the policy says.
+    pub fn duration_seconds(&self) -> u32 {
+        u32::try_from(self.duration / NANOS_PER_SECOND).unwrap_or(u32::MAX)
+    }
+
     /// The tables to create at configure time.
     pub fn tables(&self) -> impl Iterator<Item = &Table> {
         self.strikes

@@ -16,6 +16,7 @@
 //! resets the stream rather than deliver a body that breaks the contract.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
@@ -48,6 +49,8 @@ pub struct Request {
     /// The client's quarantine key, when the policy has a quarantine: blocked requests
     /// are strikes against it.
     quarantine_key: Option<u64>,
+    /// The client's address as the policy identifies it, for the quarantine event.
+    client_ip: Option<IpAddr>,
     /// Headers for our own reply (`Retry-After`, `RateLimit`), set by abuse refusals.
     reply_headers: Vec<(&'static str, String)>,
 }
@@ -72,6 +75,7 @@ impl Request {
             response_body: None,
             recorded: false,
             quarantine_key: None,
+            client_ip: None,
             reply_headers: Vec::new(),
         }
     }
@@ -102,7 +106,9 @@ impl Request {
                 // upstream's answer, so nothing more is checked.
                 self.operation = None;
                 self.response_body = None;
-                if rule != RuleId::Quarantined {
+                // A strike is the client's doing: not a refusal by the quarantine itself
+                // (it would never end), nor a response the upstream got wrong.
+                if rule != RuleId::Quarantined && phase != Phase::Response {
                     self.strike(policy);
                 }
                 let mut reply = problem::reply(&policy.name, rule, verdict);
@@ -122,11 +128,33 @@ impl Request {
         let (Some(abuse), Some(key)) = (&policy.abuse, self.quarantine_key) else {
             return;
         };
-        if let Some(report) = abuse.strike(&HostStore, key, shared::now()) {
-            if let Some(metrics) = &self.metrics {
-                metrics.quarantine_started();
-                metrics.slot(report);
-            }
+        let Some(report) = abuse.strike(&HostStore, key, shared::now()) else {
+            return;
+        };
+        if let Some(metrics) = &self.metrics {
+            metrics.quarantine_started();
+            metrics.slot(report);
+        }
+        // The event: a parsed address (never request text) and the policy's own values.
+        #[derive(Serialize)]
+        struct Event<'a> {
+            apiguard: &'a str,
+            event: &'a str,
+            rule: &'a str,
+            client_ip: Option<String>,
+            client_key: String,
+            duration_seconds: Option<u32>,
+        }
+        let event = Event {
+            apiguard: &policy.name,
+            event: "quarantine_started",
+            rule: RuleId::Quarantined.as_str(),
+            client_ip: self.client_ip.map(|ip| ip.to_string()),
+            client_key: format!("{key:016x}"),
+            duration_seconds: abuse.quarantine.as_ref().map(|q| q.duration_seconds()),
+        };
+        if let Ok(json) = serde_json::to_string(&event) {
+            log(LogLevel::Warn, &json);
         }
     }
 
@@ -134,6 +162,7 @@ impl Request {
     fn quarantined<'p>(&mut self, policy: &'p Policy, client: &Client<'_>) -> Option<Verdict<'p>> {
         let abuse = policy.abuse.as_ref()?;
         self.quarantine_key = abuse.quarantine_key(client);
+        self.client_ip = abuse.client_ip(client);
         let refusal = abuse.held(
             &HostStore,
             self.quarantine_key?,

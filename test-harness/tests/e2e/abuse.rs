@@ -184,6 +184,18 @@ fn quarantine_starts_at_the_nth_block_holds_on_every_worker_and_ends_on_time() {
         "allowlisted"
     );
     assert_eq!(proxy.counter("apiguard.abuse.quarantines_started"), 1.0);
+    let log = proxy.envoy.log();
+    let events: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains(r#""event":"quarantine_started""#))
+        .collect();
+    assert_eq!(events.len(), 1, "{log}");
+    assert!(
+        events[0].contains(r#""client_ip":"203.0.113.9""#)
+            && events[0].contains(r#""duration_seconds":3"#),
+        "{}",
+        events[0]
+    );
     assert_eq!(
         proxy.counter("apiguard.rule.abuse.quarantined.blocked"),
         8.0
