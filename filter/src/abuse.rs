@@ -111,6 +111,9 @@ impl Refusal {
 #[derive(Debug, Default)]
 pub struct Admission {
     pub refusal: Option<Refusal>,
+    /// For an admitted request, `RateLimit-Policy` / `RateLimit` of the limit closest to
+    /// refusing (fewest remaining), for the response: clients can slow down before a 429.
+    pub headers: Vec<(&'static str, String)>,
     /// Slot events, for the host to count.
     pub reports: Vec<SlotReport>,
 }
@@ -329,6 +332,7 @@ impl Abuse {
         enforce: bool,
     ) -> Admission {
         let mut admission = Admission::default();
+        let mut fewest = u32::MAX;
         for limit in self.rate_limits.iter().filter(|l| l.applies_to(operation)) {
             let Some(mut key) = self.key(&limit.key, client) else {
                 continue;
@@ -343,6 +347,10 @@ impl Abuse {
             }
             let decision = limit.check(store, fingerprint(&key), now);
             admission.reports.push(decision.report);
+            if decision.admitted && decision.remaining < fewest {
+                fewest = decision.remaining;
+                admission.headers = limit.headers(&decision).into();
+            }
             if !decision.admitted && admission.refusal.is_none() {
                 let mut headers = vec![("retry-after", decision.reset_seconds.to_string())];
                 headers.extend(limit.headers(&decision));
@@ -353,6 +361,9 @@ impl Abuse {
                     report: decision.report,
                 });
             }
+        }
+        if admission.refusal.is_some() {
+            admission.headers.clear();
         }
         admission
     }

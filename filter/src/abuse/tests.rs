@@ -113,6 +113,28 @@ fn limits_apply_by_scope_and_answer_with_ietf_headers() {
 }
 
 #[test]
+fn an_admitted_request_carries_the_headers_of_the_limit_closest_to_refusing() {
+    let a = abuse(json!({"rate_limits": [
+        {"name": "wide", "requests": 100, "window_seconds": 60},
+        {"name": "narrow", "requests": 3, "window_seconds": 30}
+    ]}));
+    let store = MemoryStore::default();
+    let c = client("192.0.2.1:1", &[]);
+    let first = a.admit(&store, &c, Some(0), T0, true);
+    assert_eq!(
+        first.headers,
+        [
+            ("ratelimit-policy", "\"narrow\";q=3;w=30".to_owned()),
+            ("ratelimit", "\"narrow\";r=2;t=10".to_owned())
+        ]
+    );
+    a.admit(&store, &c, Some(0), T0, true);
+    a.admit(&store, &c, Some(0), T0, true);
+    let refused = a.admit(&store, &c, Some(0), T0, true);
+    assert!(refused.refusal.is_some() && refused.headers.is_empty());
+}
+
+#[test]
 fn limits_keyed_on_an_absent_identity_do_not_apply() {
     let a = abuse(json!({"rate_limits": [
         {"name": "sub", "key": ["subject"], "requests": 1, "window_seconds": 60}]}));

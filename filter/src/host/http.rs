@@ -53,6 +53,8 @@ pub struct Request {
     client_ip: Option<IpAddr>,
     /// Headers for our own reply (`Retry-After`, `RateLimit`), set by abuse refusals.
     reply_headers: Vec<(&'static str, String)>,
+    /// `RateLimit-Policy` / `RateLimit` for the response to an admitted request.
+    response_headers: Vec<(&'static str, String)>,
 }
 
 /// Which verdict of a request's life is being applied.
@@ -77,6 +79,7 @@ impl Request {
             quarantine_key: None,
             client_ip: None,
             reply_headers: Vec::new(),
+            response_headers: Vec::new(),
         }
     }
 
@@ -196,6 +199,7 @@ impl Request {
         if let Some(metrics) = &self.metrics {
             admission.reports.iter().for_each(|r| metrics.slot(*r));
         }
+        self.response_headers = admission.headers;
         if let Some(refusal) = admission.refusal {
             if refusal.enforced {
                 self.reply_headers = refusal.headers.clone();
@@ -298,6 +302,10 @@ impl HttpContext for Request {
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Flow {
+        for (name, value) in std::mem::take(&mut self.response_headers) {
+            // Advice to the client only: a failure to add it changes no decision.
+            let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, &value);
+        }
         let (Some(policy), Some(operation)) = (self.policy.clone(), self.operation) else {
             return Flow::Continue;
         };

@@ -86,10 +86,15 @@ fn a_rate_limit_holds_across_workers_and_retry_after_is_enough() {
         {"name": "per-ip", "requests": 5, "window_seconds": 10}
     ]}));
     let started = Instant::now();
-    let statuses: Vec<u16> = (0..16)
-        .map(|_| get(&proxy, "/v1/pets", None).status.as_u16())
-        .collect();
+    let responses: Vec<Response> = (0..16).map(|_| get(&proxy, "/v1/pets", None)).collect();
     let elapsed = started.elapsed();
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status.as_u16()).collect();
+    // Admitted responses say how much is left: the first one spent 1 of 5, back in 2 s.
+    assert_eq!(
+        responses[0].header("ratelimit-policy"),
+        Some("\"per-ip\";q=5;w=10")
+    );
+    assert_eq!(responses[0].header("ratelimit"), Some("\"per-ip\";r=4;t=2"));
 
     let admitted = statuses.iter().filter(|s| **s == 200).count();
     let refused = statuses.iter().filter(|s| **s == 429).count();
