@@ -143,13 +143,23 @@ fn a_rate_limit_holds_across_workers_and_retry_after_is_enough() {
 
 #[test]
 fn quarantine_starts_at_the_nth_block_holds_on_every_worker_and_ends_on_time() {
+    const DURATION: Duration = Duration::from_secs(4);
     let proxy = start(json!({
         "client": {"trusted_hops": 1},
         "quarantine": {
-            "strikes": 3, "window_seconds": 60, "duration_seconds": 3,
+            "strikes": 3, "window_seconds": 60, "duration_seconds": DURATION.as_secs(),
             "allowlist": {"cidrs": ["198.51.100.0/24"]}
         }
     }));
+    let allowlisted = Some("198.51.100.7");
+    for _ in 0..5 {
+        assert_eq!(get(&proxy, "/v1/admin", allowlisted).status, 404);
+    }
+    assert_eq!(
+        get(&proxy, "/v1/pets", allowlisted).status,
+        200,
+        "allowlisted"
+    );
     let attacker = Some("203.0.113.9");
     for _ in 0..2 {
         assert_eq!(get(&proxy, "/v1/admin", attacker).status, 404);
@@ -162,33 +172,38 @@ fn quarantine_starts_at_the_nth_block_holds_on_every_worker_and_ends_on_time() {
     assert_eq!(get(&proxy, "/v1/admin", attacker).status, 404);
     let third_strike = Instant::now();
 
-    // Refused, good requests too, on fresh connections to both workers.
+    // Good requests are refused too, on fresh connections to both workers. Only those sent
+    // well within the quarantine are judged, so a slow machine cannot fail the test.
     let before = connections_per_worker(&proxy);
+    let mut judged = 0;
     for _ in 0..8 {
+        let sent = third_strike.elapsed();
         let response = get(&proxy, "/v1/pets", attacker);
-        assert_problem("GET /v1/pets", &response, 403, "abuse.quarantined");
-        assert!((1..=3).contains(&retry_after(&response)));
+        if sent < DURATION - Duration::from_millis(500) {
+            judged += 1;
+            assert_problem("GET /v1/pets", &response, 403, "abuse.quarantined");
+            assert!((1..=DURATION.as_secs()).contains(&retry_after(&response)));
+        }
     }
+    let other = get(&proxy, "/v1/pets", Some("203.0.113.10"));
     let after = connections_per_worker(&proxy);
+    assert!(judged >= 2, "only {judged} requests within the quarantine");
+    assert_eq!(other.status, 200, "another client is served");
     assert!(
         after.iter().zip(&before).all(|(a, b)| a > b),
-        "both workers refused: connections per worker {before:?} then {after:?}"
+        "both workers served: connections per worker {before:?} then {after:?}"
     );
-    assert_eq!(
-        get(&proxy, "/v1/pets", Some("203.0.113.10")).status,
-        200,
-        "another client is served"
+
+    // The quarantine began while the third strike was answered, so it has ended by then.
+    sleep(
+        (third_strike + DURATION + Duration::from_millis(250))
+            .saturating_duration_since(Instant::now()),
     );
-    let allowlisted = Some("198.51.100.7");
-    for _ in 0..5 {
-        assert_eq!(get(&proxy, "/v1/admin", allowlisted).status, 404);
-    }
-    assert_eq!(
-        get(&proxy, "/v1/pets", allowlisted).status,
-        200,
-        "allowlisted"
-    );
+    assert_eq!(get(&proxy, "/v1/pets", attacker).status, 200, "released");
+
     assert_eq!(proxy.counter("apiguard.abuse.quarantines_started"), 1.0);
+    let refused = proxy.counter("apiguard.rule.abuse.quarantined.blocked");
+    assert!((judged as f64..=8.0).contains(&refused), "{refused}");
     let log = proxy.envoy.log();
     let events: Vec<&str> = log
         .lines()
@@ -197,23 +212,13 @@ fn quarantine_starts_at_the_nth_block_holds_on_every_worker_and_ends_on_time() {
     assert_eq!(events.len(), 1, "{log}");
     assert!(
         events[0].contains(r#""client_ip":"203.0.113.9""#)
-            && events[0].contains(r#""duration_seconds":3"#),
+            && events[0].contains(r#""duration_seconds":4"#),
         "{}",
         events[0]
     );
-    assert_eq!(
-        proxy.counter("apiguard.rule.abuse.quarantined.blocked"),
-        8.0
-    );
-
-    // The quarantine began while the third strike was answered, so it has ended 3 s after.
-    sleep((third_strike + Duration::from_millis(3_250)).saturating_duration_since(Instant::now()));
-    assert_eq!(get(&proxy, "/v1/pets", attacker).status, 200, "released");
+    // Allowlisted, second client, the attacker before and after; none of the refused.
     let forwarded = proxy.upstream.received().len();
-    assert_eq!(
-        forwarded, 4,
-        "only the good requests of unquarantined clients"
-    );
+    assert_eq!(forwarded, 4 + 8 - refused as usize);
 }
 
 #[test]
