@@ -108,6 +108,7 @@ fn a_rate_limit_holds_across_workers_and_retry_after_is_enough() {
     );
     assert_eq!(proxy.upstream.received().len(), admitted);
     let workers = connections_per_worker(&proxy);
+    eprintln!("admitted {admitted} of 16 in {elapsed:?}; connections per worker {workers:?}");
     assert!(
         workers.iter().all(|n| *n > 0),
         "both workers served requests: {workers:?}"
