@@ -123,7 +123,8 @@ fn a_rate_limit_holds_across_workers_and_retry_after_is_enough() {
         .map(|_| get(&proxy, "/v1/pets", None))
         .find(|r| r.status == 429)
         .expect("a refusal once the bucket is empty");
-    assert_problem("GET /v1/pets", &refusal, 429, "ratelimit.exceeded");
+    let problem = assert_problem("GET /v1/pets", &refusal, 429, "ratelimit.exceeded");
+    assert!(problem["detail"].as_str().unwrap().contains("Retry-After"));
     let wait = retry_after(&refusal);
     assert!((1..=2).contains(&wait), "one request comes back every 2 s");
     assert_eq!(
@@ -182,7 +183,8 @@ fn quarantine_starts_at_the_nth_block_holds_on_every_worker_and_ends_on_time() {
         let response = get(&proxy, "/v1/pets", attacker);
         if sent < DURATION - Duration::from_millis(500) {
             judged += 1;
-            assert_problem("GET /v1/pets", &response, 403, "abuse.quarantined");
+            let problem = assert_problem("GET /v1/pets", &response, 403, "abuse.quarantined");
+            assert!(problem["detail"].as_str().unwrap().contains("Retry-After"));
             assert!((1..=DURATION.as_secs()).contains(&retry_after(&response)));
         }
     }
@@ -222,12 +224,50 @@ fn quarantine_starts_at_the_nth_block_holds_on_every_worker_and_ends_on_time() {
     assert_eq!(forwarded, 4 + 8 - refused as usize);
 }
 
+/// Regression: a response refused for breaking the contract (the upstream's fault) once
+/// counted as a strike against the client.
+#[test]
+fn upstream_contract_breaches_are_not_strikes_against_the_client() {
+    let mut policy = bundled("petstore");
+    policy["responses"] = json!({"mode": "enforce"});
+    // deletePet then answers 204 or 404 only; the echo upstream's 200 breaks that.
+    let delete = &mut policy["openapi"]["document"]["paths"]["/pets/{petId}"]["delete"];
+    delete["responses"]
+        .as_object_mut()
+        .unwrap()
+        .remove("default");
+    policy["abuse"] = json!({"quarantine": {
+        "strikes": 1, "window_seconds": 60, "duration_seconds": 60}});
+    let proxy = Proxy::start_with(EnvoyOptions {
+        policy: Policy::Bundle(policy),
+        ready_timeout: Duration::from_secs(60),
+        ..EnvoyOptions::default()
+    });
+    let delete = || {
+        let request = Request::delete("/v1/pets/7")
+            .header("user-agent", USER_AGENT)
+            .body(Bytes::new())
+            .unwrap();
+        proxy.client(HttpVersion::Http1).send(request).unwrap()
+    };
+    for _ in 0..2 {
+        assert_problem("DELETE /v1/pets/7", &delete(), 502, "response.status");
+    }
+    assert_eq!(proxy.counter("apiguard.abuse.quarantines_started"), 0.0);
+    // The client's own blocked request is one.
+    assert_eq!(get(&proxy, "/v1/admin", None).status, 404);
+    let response = get(&proxy, "/v1/pets", None);
+    assert_problem("GET /v1/pets", &response, 403, "abuse.quarantined");
+}
+
 #[test]
 fn anomalies_are_refused_before_the_upstream_and_look_alikes_pass() {
     let proxy = start(json!({"anomaly": {"free_text": ["/note"]}}));
 
     let sqli = "/v1/pets?cursor=1%27%20OR%20%271%27%3D%271";
-    assert_problem(sqli, &get(&proxy, sqli, None), 400, "anomaly.sql_injection");
+    let problem = assert_problem(sqli, &get(&proxy, sqli, None), 400, "anomaly.sql_injection");
+    assert_eq!(problem["violations"][0]["name"], "cursor", "{problem}");
+    assert!(!problem.to_string().contains("OR"), "no echo: {problem}");
     let duplicate = r#"{"name": "Rex", "name": "Max"}"#;
     let response = post_pet(&proxy, duplicate);
     assert_problem(duplicate, &response, 400, "anomaly.json_duplicate_key");
