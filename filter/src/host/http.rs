@@ -16,7 +16,6 @@
 //! resets the stream rather than deliver a body that breaks the contract.
 
 use std::borrow::Cow;
-use std::net::IpAddr;
 use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
@@ -24,16 +23,16 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action as Flow, BufferType, LogLevel, MapType};
 use serde::Serialize;
 
+use super::abuse::{self, Guard};
 use super::log;
 use super::metrics::Metrics;
-use super::shared::{self, HostStore};
 use crate::abuse::Client;
 use crate::config::OperationMode;
 use crate::inspect::{BodyCheck, RequestHead};
 use crate::policy::Policy;
 use crate::problem;
 use crate::response::ResponseBodyCheck;
-use crate::verdict::{Action, RuleId, Verdict};
+use crate::verdict::{Action, Verdict};
 
 pub struct Request {
     policy: Option<Rc<Policy>>,
@@ -46,15 +45,8 @@ pub struct Request {
     response_body: Option<ResponseBodyCheck>,
     /// Whether a verdict about the request recorded a violation.
     recorded: bool,
-    /// The client's quarantine key, when the policy has a quarantine: blocked requests
-    /// are strikes against it.
-    quarantine_key: Option<u64>,
-    /// The client's address as the policy identifies it, for the quarantine event.
-    client_ip: Option<IpAddr>,
-    /// Headers for our own reply (`Retry-After`, `RateLimit`), set by abuse refusals.
-    reply_headers: Vec<(&'static str, String)>,
-    /// `RateLimit-Policy` / `RateLimit` for the response to an admitted request.
-    response_headers: Vec<(&'static str, String)>,
+    /// Quarantine, rate limits and what they add to replies.
+    abuse: Guard,
 }
 
 /// Which verdict of a request's life is being applied.
@@ -76,10 +68,7 @@ impl Request {
             request_body: None,
             response_body: None,
             recorded: false,
-            quarantine_key: None,
-            client_ip: None,
-            reply_headers: Vec::new(),
-            response_headers: Vec::new(),
+            abuse: Guard::default(),
         }
     }
 
@@ -109,109 +98,16 @@ impl Request {
                 // upstream's answer, so nothing more is checked.
                 self.operation = None;
                 self.response_body = None;
-                // A strike is the client's doing: not a refusal by the quarantine itself
-                // (it would never end), nor a response the upstream got wrong.
-                if rule != RuleId::Quarantined && phase != Phase::Response {
-                    self.strike(policy);
-                }
+                let by_client = phase != Phase::Response;
+                let metrics = self.metrics.as_deref();
                 let mut reply = problem::reply(&policy.name, rule, verdict);
-                reply.headers.append(&mut self.reply_headers);
+                (reply.headers).extend(self.abuse.blocked(policy, metrics, rule, by_client));
                 send(&reply);
                 true
             }
             _ => false,
         }
     }
-}
-
-/// Abuse protection (`abuse` in the policy): quarantine before anything, rate limits for
-/// what the contract let through, strikes for what ends blocked.
-impl Request {
-    fn strike(&self, policy: &Policy) {
-        let (Some(abuse), Some(key)) = (&policy.abuse, self.quarantine_key) else {
-            return;
-        };
-        let Some(report) = abuse.strike(&HostStore, key, shared::now()) else {
-            return;
-        };
-        if let Some(metrics) = &self.metrics {
-            metrics.quarantine_started();
-            metrics.slot(report);
-        }
-        // The event: a parsed address (never request text) and the policy's own values.
-        #[derive(Serialize)]
-        struct Event<'a> {
-            apiguard: &'a str,
-            event: &'a str,
-            rule: &'a str,
-            client_ip: Option<String>,
-            client_key: String,
-            duration_seconds: Option<u32>,
-        }
-        let event = Event {
-            apiguard: &policy.name,
-            event: "quarantine_started",
-            rule: RuleId::Quarantined.as_str(),
-            client_ip: self.client_ip.map(|ip| ip.to_string()),
-            client_key: format!("{key:016x}"),
-            duration_seconds: abuse.quarantine.as_ref().map(|q| q.duration_seconds()),
-        };
-        if let Ok(json) = serde_json::to_string(&event) {
-            log(LogLevel::Warn, &json);
-        }
-    }
-
-    /// The refusal of a quarantined client, if it is one.
-    fn quarantined<'p>(&mut self, policy: &'p Policy, client: &Client<'_>) -> Option<Verdict<'p>> {
-        let abuse = policy.abuse.as_ref()?;
-        self.quarantine_key = abuse.quarantine_key(client);
-        self.client_ip = abuse.client_ip(client);
-        let refusal = abuse.held(
-            &HostStore,
-            self.quarantine_key?,
-            shared::now(),
-            enforcing(policy),
-        )?;
-        if refusal.enforced {
-            self.reply_headers = refusal.headers.clone();
-        }
-        Some(refusal.verdict(None))
-    }
-
-    /// Counts the request against the rate limits; a refusal joins the verdict.
-    fn rate_limit<'p>(
-        &mut self,
-        policy: &'p Policy,
-        client: &Client<'_>,
-        verdict: &mut Verdict<'p>,
-    ) {
-        let Some(abuse) = &policy.abuse else {
-            return;
-        };
-        let operation = verdict.operation.map(|o| o.id);
-        let admission = abuse.admit(
-            &HostStore,
-            client,
-            operation,
-            shared::now(),
-            enforcing(policy),
-        );
-        if let Some(metrics) = &self.metrics {
-            admission.reports.iter().for_each(|r| metrics.slot(*r));
-        }
-        self.response_headers = admission.headers;
-        if let Some(refusal) = admission.refusal {
-            if refusal.enforced {
-                self.reply_headers = refusal.headers.clone();
-            }
-            verdict.violations.extend(refusal.verdict(None).violations);
-            verdict.settle();
-        }
-    }
-}
-
-fn enforcing(policy: &Policy) -> bool {
-    policy.mode == crate::config::Mode::Enforce
 }
 
 impl Context for Request {}
@@ -230,10 +126,7 @@ impl HttpContext for Request {
         let headers = Headers::read(MapType::HttpRequestHeaders);
         let regular = headers.regular();
         let pairs = borrowed(&regular);
-        let downstream = policy
-            .abuse
-            .as_ref()
-            .and_then(|_| shared::downstream_address());
+        let downstream = abuse::downstream(&policy);
         let client = Client {
             downstream: downstream.as_deref(),
             headers: &pairs,
@@ -241,7 +134,7 @@ impl HttpContext for Request {
             subject: None,
             consumer: None,
         };
-        if let Some(verdict) = self.quarantined(&policy, &client) {
+        if let Some(verdict) = self.abuse.quarantined(&policy, &client) {
             // `RequestHead`: a monitored quarantine is not the request's last word.
             if self.apply(&policy, &verdict, Phase::RequestHead) {
                 return Flow::Pause;
@@ -259,7 +152,8 @@ impl HttpContext for Request {
         let (mut verdict, mut body) = policy.inspect(&head);
         policy.inspect_anomalies(&head, Some(&headers.get(":authority")), &mut verdict);
         if verdict.action != Action::Block {
-            self.rate_limit(&policy, &client, &mut verdict);
+            let metrics = self.metrics.as_deref();
+            (self.abuse).rate_limit(&policy, metrics, &client, &mut verdict);
         }
         if verdict.action == Action::Block {
             body = None;
@@ -302,10 +196,7 @@ impl HttpContext for Request {
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Flow {
-        for (name, value) in std::mem::take(&mut self.response_headers) {
-            // Advice to the client only: a failure to add it changes no decision.
-            let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, &value);
-        }
+        self.abuse.add_response_headers();
         let (Some(policy), Some(operation)) = (self.policy.clone(), self.operation) else {
             return Flow::Continue;
         };

@@ -2,14 +2,17 @@
 //!
 //! It reads the plugin configuration and compiles it ([`root`]), gathers a request view
 //! from the headers, asks the engine for a verdict and applies it ([`http`]), and counts
-//! verdicts as Envoy stats ([`metrics`]); [`shared`] is the shared data and clock behind
-//! the rate limits and quarantine. Host calls go through
+//! verdicts as Envoy stats ([`metrics`]); [`abuse`] applies the quarantine and rate
+//! limits over the shared data and clock of [`shared`]. Host calls go through
 //! `proxy_wasm::hostcalls`, which return `Result`, instead of the trait helpers that
-//! unwrap; a failed host call fails closed (the request is refused), never open.
+//! unwrap; a failed host call fails closed (the request is refused), never open. The one
+//! exception is shared data for the rate limits and quarantine, which admits when it
+//! cannot be read (see [`shared`] for why).
 
 // The SDK's entry-point macro expands to an `unsafe` `#[no_mangle]` export.
 #![allow(unsafe_code)]
 
+mod abuse;
 mod http;
 mod metrics;
 mod root;
