@@ -48,6 +48,9 @@ pub struct PolicyConfig<'a> {
     pub security: Option<crate::security::settings::SecuritySettings>,
     #[serde(borrow)]
     pub openapi: OpenApiSource<'a>,
+    /// Rate limits, anomaly checks and quarantine (see [`crate::abuse`]); none if absent.
+    #[serde(default)]
+    pub abuse: Option<crate::abuse::AbuseConfig>,
 }
 
 /// Size limits for what the filter buffers and parses.

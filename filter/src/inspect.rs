@@ -41,6 +41,21 @@ pub struct BodyCheck {
     read: Read,
 }
 
+impl BodyCheck {
+    /// The operation whose body this is (for the anomaly checks, which read it too).
+    pub fn operation(&self) -> usize {
+        self.operation
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.read == Read::Json
+    }
+
+    pub fn is_form(&self) -> bool {
+        self.read == Read::Form
+    }
+}
+
 /// How the body is parsed, from the request's own `Content-Type`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Read {

@@ -19,9 +19,15 @@
 //!    [`security`] checks credentials (JWT, API keys) and scopes before the contract.
 //! 5. [`problem`]: the RFC 9457 body a blocked client receives.
 //!
+//! [`abuse`] adds what a contract cannot say: HTTP [`anomaly`] checks with scoring, and
+//! per-client [`ratelimit`]s and [`quarantine`] kept in fixed [`slots`] of state shared by
+//! every worker.
+//!
 //! [`host`] (wasm32 only) is the thin adapter that gathers the request view from Envoy,
 //! applies the verdicts and counts them.
 
+pub mod abuse;
+pub mod anomaly;
 pub mod body;
 pub mod config;
 pub mod contract;
@@ -32,11 +38,14 @@ pub mod path;
 pub mod percent;
 pub mod policy;
 pub mod problem;
+pub mod quarantine;
+pub mod ratelimit;
 pub mod response;
 pub mod route;
 pub mod schema;
 pub mod security;
 pub mod shape;
+pub mod slots;
 pub mod structpb;
 pub mod verdict;
 

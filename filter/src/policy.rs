@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use std::collections::BTreeSet;
 
+use crate::abuse::Abuse;
 use crate::config::{
     parse_json, parse_text, pointer_token, Limits, Location, Mode, OperationMode, PolicyConfig,
     PolicyError, ResponseSettings, SchemaCompilation,
@@ -35,6 +36,8 @@ pub struct Policy {
     pub schemas: SchemaSet,
     /// Credentials and scopes per operation.
     pub security: Security,
+    /// Rate limits, anomaly checks and quarantine, when the policy has `abuse`.
+    pub abuse: Option<Abuse>,
 }
 
 /// One operation: what identifies it in verdicts, and its contract.
@@ -171,7 +174,19 @@ impl Policy {
                     .to_owned(),
             });
         }
+        let find = |name: &str| {
+            operations.iter().position(|op| {
+                op.operation_id.as_deref() == Some(name)
+                    || format!("{} {}", op.method.as_str(), op.template) == name
+            })
+        };
+        let abuse = config
+            .abuse
+            .as_ref()
+            .map(|abuse| Abuse::compile(abuse, &name, &operations, &find, origin))
+            .transpose()?;
         let policy = Policy {
+            abuse,
             name,
             mode: config.mode,
             router,

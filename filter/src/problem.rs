@@ -125,6 +125,17 @@ fn detail(api: &str, rule: RuleId, verdict: &Verdict<'_>) -> String {
         rule if rule.as_str().starts_with("auth.") => {
             "This operation's security requirement is not met; see `violations`.".to_owned()
         }
+        // Abuse protection: what the client can do about it.
+        RuleId::RateLimited => {
+            "Too many requests from this client: retry after `Retry-After` seconds.".to_owned()
+        }
+        RuleId::Quarantined => {
+            "Too many of this client's requests were refused: it is refused until `Retry-After` seconds have passed."
+                .to_owned()
+        }
+        rule if rule.as_str().starts_with("anomaly.") => {
+            "The request has traits no client of this API sends; see `violations`.".to_owned()
+        }
         rule if rule.status() == 502 => {
             "The upstream's response does not match the API contract.".to_owned()
         }

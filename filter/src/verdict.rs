@@ -66,11 +66,60 @@ pub enum RuleId {
     /// A JWT provider has no keys (its JWKS could not be fetched yet): not the client's
     /// fault, so 503 rather than 401.
     AuthKeysUnavailable,
+    // Abuse protection (`abuse` in the policy): rate limits, quarantine, anomaly checks.
+    /// A rate limit of the policy refused the request (`Retry-After` says when to retry).
+    RateLimited,
+    /// The client collected too many blocked requests and is refused until its quarantine ends.
+    Quarantined,
+    /// No `User-Agent`, or an empty one: no real client of the API sends that.
+    AnomalyUserAgent,
+    /// No `:authority`/`Host`, or a second `Host`.
+    AnomalyHost,
+    /// The path and query are longer than `abuse.anomaly.limits.max_uri_bytes`.
+    AnomalyUriLength,
+    /// A header value is longer than `max_header_bytes`.
+    AnomalyHeaderSize,
+    /// More headers than `max_headers`.
+    AnomalyHeaderCount,
+    /// A method no operation of the API declares, or `TRACE`/`CONNECT`.
+    AnomalyMethod,
+    /// A `GET` or `HEAD` with a body (request smuggling, cache poisoning).
+    AnomalyBodyOnGet,
+    /// The body does not look like its `Content-Type` (JSON that is not, a form that is JSON).
+    AnomalyContentType,
+    /// A JSON object has a key twice: parsers disagree on which one counts.
+    AnomalyJsonDuplicateKey,
+    /// A JSON object or array has more members than `max_width`.
+    AnomalyJsonWidth,
+    /// A JSON string or key is longer than `max_string_bytes`.
+    AnomalyJsonStringLength,
+    /// A JSON number literal is longer than `max_number_chars`.
+    AnomalyJsonNumberSize,
+    /// A query value, form field or header is not valid UTF-8.
+    AnomalyInvalidUtf8,
+    /// NUL or another control byte in a query value, form field or header.
+    AnomalyControlChar,
+    /// A query or form parameter the contract does not declare is given twice (parameter pollution).
+    AnomalyRepeatedParam,
+    /// A string value looks like SQL injection (heuristic).
+    AnomalySqlInjection,
+    /// A string value looks like cross-site scripting (heuristic).
+    AnomalyXss,
+    /// A string value looks like OS command injection (heuristic).
+    AnomalyCommandInjection,
+    /// A NoSQL operator (`$ne`, `$where`, ...) as a key or in a value (heuristic).
+    AnomalyNoSqlInjection,
+    /// A string value looks like server-side template or JNDI injection (heuristic).
+    AnomalyTemplateInjection,
+    /// A string value looks like LDAP filter injection (heuristic).
+    AnomalyLdapInjection,
+    /// A string value holds `../`, an encoded dot segment or a system file path (heuristic).
+    AnomalyPathTraversal,
 }
 
 impl RuleId {
     /// Every rule, so the host can define one counter per rule and action up front.
-    pub const ALL: [RuleId; 26] = [
+    pub const ALL: [RuleId; 50] = [
         RuleId::UnknownPath,
         RuleId::MethodNotAllowed,
         RuleId::NotOriginForm,
@@ -97,6 +146,30 @@ impl RuleId {
         RuleId::AuthInvalid,
         RuleId::AuthInsufficientScope,
         RuleId::AuthKeysUnavailable,
+        RuleId::RateLimited,
+        RuleId::Quarantined,
+        RuleId::AnomalyUserAgent,
+        RuleId::AnomalyHost,
+        RuleId::AnomalyUriLength,
+        RuleId::AnomalyHeaderSize,
+        RuleId::AnomalyHeaderCount,
+        RuleId::AnomalyMethod,
+        RuleId::AnomalyBodyOnGet,
+        RuleId::AnomalyContentType,
+        RuleId::AnomalyJsonDuplicateKey,
+        RuleId::AnomalyJsonWidth,
+        RuleId::AnomalyJsonStringLength,
+        RuleId::AnomalyJsonNumberSize,
+        RuleId::AnomalyInvalidUtf8,
+        RuleId::AnomalyControlChar,
+        RuleId::AnomalyRepeatedParam,
+        RuleId::AnomalySqlInjection,
+        RuleId::AnomalyXss,
+        RuleId::AnomalyCommandInjection,
+        RuleId::AnomalyNoSqlInjection,
+        RuleId::AnomalyTemplateInjection,
+        RuleId::AnomalyLdapInjection,
+        RuleId::AnomalyPathTraversal,
     ];
 
     /// The stable id, `family.name`.
@@ -128,6 +201,30 @@ impl RuleId {
             RuleId::AuthInvalid => "auth.invalid",
             RuleId::AuthInsufficientScope => "auth.insufficient_scope",
             RuleId::AuthKeysUnavailable => "auth.keys_unavailable",
+            RuleId::RateLimited => "ratelimit.exceeded",
+            RuleId::Quarantined => "abuse.quarantined",
+            RuleId::AnomalyUserAgent => "anomaly.user_agent",
+            RuleId::AnomalyHost => "anomaly.host",
+            RuleId::AnomalyUriLength => "anomaly.uri_length",
+            RuleId::AnomalyHeaderSize => "anomaly.header_size",
+            RuleId::AnomalyHeaderCount => "anomaly.header_count",
+            RuleId::AnomalyMethod => "anomaly.method",
+            RuleId::AnomalyBodyOnGet => "anomaly.body_on_get",
+            RuleId::AnomalyContentType => "anomaly.content_type",
+            RuleId::AnomalyJsonDuplicateKey => "anomaly.json_duplicate_key",
+            RuleId::AnomalyJsonWidth => "anomaly.json_width",
+            RuleId::AnomalyJsonStringLength => "anomaly.json_string_length",
+            RuleId::AnomalyJsonNumberSize => "anomaly.json_number_size",
+            RuleId::AnomalyInvalidUtf8 => "anomaly.invalid_utf8",
+            RuleId::AnomalyControlChar => "anomaly.control_char",
+            RuleId::AnomalyRepeatedParam => "anomaly.repeated_param",
+            RuleId::AnomalySqlInjection => "anomaly.sql_injection",
+            RuleId::AnomalyXss => "anomaly.xss",
+            RuleId::AnomalyCommandInjection => "anomaly.command_injection",
+            RuleId::AnomalyNoSqlInjection => "anomaly.nosql_injection",
+            RuleId::AnomalyTemplateInjection => "anomaly.template_injection",
+            RuleId::AnomalyLdapInjection => "anomaly.ldap_injection",
+            RuleId::AnomalyPathTraversal => "anomaly.path_traversal",
         }
     }
 
@@ -150,6 +247,30 @@ impl RuleId {
             | RuleId::BodyUndeclared
             | RuleId::BodyMalformed
             | RuleId::BodySchema => 400,
+            RuleId::RateLimited => 429,
+            RuleId::Quarantined => 403,
+            RuleId::AnomalyUserAgent
+            | RuleId::AnomalyHost
+            | RuleId::AnomalyUriLength
+            | RuleId::AnomalyHeaderSize
+            | RuleId::AnomalyHeaderCount
+            | RuleId::AnomalyMethod
+            | RuleId::AnomalyBodyOnGet
+            | RuleId::AnomalyContentType
+            | RuleId::AnomalyJsonDuplicateKey
+            | RuleId::AnomalyJsonWidth
+            | RuleId::AnomalyJsonStringLength
+            | RuleId::AnomalyJsonNumberSize
+            | RuleId::AnomalyInvalidUtf8
+            | RuleId::AnomalyControlChar
+            | RuleId::AnomalyRepeatedParam
+            | RuleId::AnomalySqlInjection
+            | RuleId::AnomalyXss
+            | RuleId::AnomalyCommandInjection
+            | RuleId::AnomalyNoSqlInjection
+            | RuleId::AnomalyTemplateInjection
+            | RuleId::AnomalyLdapInjection
+            | RuleId::AnomalyPathTraversal => 400,
             RuleId::BodyTooLarge => 413,
             RuleId::BodyMediaType => 415,
             // The client did nothing wrong: the upstream broke the contract.
@@ -192,6 +313,30 @@ impl RuleId {
             RuleId::AuthInvalid => "The credentials are not valid",
             RuleId::AuthInsufficientScope => "The credentials lack a required scope",
             RuleId::AuthKeysUnavailable => "The keys to check credentials are unavailable",
+            RuleId::RateLimited => "The client sent too many requests",
+            RuleId::Quarantined => "The client is quarantined",
+            RuleId::AnomalyUserAgent => "The request has no User-Agent",
+            RuleId::AnomalyHost => "The request's Host is missing or repeated",
+            RuleId::AnomalyUriLength => "The request target is too long",
+            RuleId::AnomalyHeaderSize => "A header value is too long",
+            RuleId::AnomalyHeaderCount => "The request has too many headers",
+            RuleId::AnomalyMethod => "The API never uses this method",
+            RuleId::AnomalyBodyOnGet => "A GET or HEAD request has a body",
+            RuleId::AnomalyContentType => "The body contradicts its Content-Type",
+            RuleId::AnomalyJsonDuplicateKey => "A JSON object repeats a key",
+            RuleId::AnomalyJsonWidth => "A JSON object or array is too wide",
+            RuleId::AnomalyJsonStringLength => "A JSON string is too long",
+            RuleId::AnomalyJsonNumberSize => "A JSON number is too long",
+            RuleId::AnomalyInvalidUtf8 => "The request has invalid UTF-8",
+            RuleId::AnomalyControlChar => "The request has control characters",
+            RuleId::AnomalyRepeatedParam => "A parameter is repeated",
+            RuleId::AnomalySqlInjection => "A value looks like SQL injection",
+            RuleId::AnomalyXss => "A value looks like cross-site scripting",
+            RuleId::AnomalyCommandInjection => "A value looks like OS command injection",
+            RuleId::AnomalyNoSqlInjection => "A value looks like NoSQL injection",
+            RuleId::AnomalyTemplateInjection => "A value looks like template injection",
+            RuleId::AnomalyLdapInjection => "A value looks like LDAP injection",
+            RuleId::AnomalyPathTraversal => "A value looks like path traversal",
         }
     }
 

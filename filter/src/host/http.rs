@@ -24,8 +24,10 @@ use proxy_wasm::types::{Action as Flow, BufferType, LogLevel, MapType};
 use serde::Serialize;
 
 use super::identity;
+use super::abuse::{self, Guard};
 use super::log;
 use super::metrics::Metrics;
+use crate::abuse::Client;
 use crate::config::OperationMode;
 use crate::inspect::{BodyCheck, RequestHead};
 use crate::policy::Policy;
@@ -44,6 +46,8 @@ pub struct Request {
     response_body: Option<ResponseBodyCheck>,
     /// Whether a verdict about the request recorded a violation.
     recorded: bool,
+    /// Quarantine, rate limits and what they add to replies.
+    abuse: Guard,
 }
 
 /// Which verdict of a request's life is being applied.
@@ -65,6 +69,7 @@ impl Request {
             request_body: None,
             response_body: None,
             recorded: false,
+            abuse: Guard::default(),
         }
     }
 
@@ -94,7 +99,11 @@ impl Request {
                 // upstream's answer, so nothing more is checked.
                 self.operation = None;
                 self.response_body = None;
-                send(&problem::reply(&policy.name, rule, verdict));
+                let by_client = phase != Phase::Response;
+                let metrics = self.metrics.as_deref();
+                let mut reply = problem::reply(&policy.name, rule, verdict);
+                (reply.headers).extend(self.abuse.blocked(policy, metrics, rule, by_client));
+                send(&reply);
                 true
             }
             _ => false,
@@ -118,14 +127,43 @@ impl HttpContext for Request {
         let headers = Headers::read(MapType::HttpRequestHeaders);
         let regular = headers.regular();
         let pairs = borrowed(&regular);
-        let (verdict, body) = policy.inspect(&RequestHead {
-            // A header the host cannot give reads as empty, which the engine refuses:
-            // failures close.
-            method: headers.get(":method").as_bytes(),
-            path: headers.get(":path").as_bytes(),
+        // A header the host cannot give reads as empty, which the engine refuses: failures
+        // close.
+        let (method, path) = (headers.get(":method"), headers.get(":path"));
+        let head = RequestHead {
+            method: method.as_bytes(),
+            path: path.as_bytes(),
             headers: &pairs,
             has_body: !end_of_stream,
-        });
+        };
+        let (mut verdict, mut body) = policy.inspect(&head);
+        // The quarantine and the rate limits know the client by the identity the token
+        // checks (part of `inspect`) verified, as well as by its address and headers.
+        let (subject, consumer) = match &verdict.identity {
+            Some(identity) => (identity.subject.clone(), identity.consumer.clone()),
+            None => (None, None),
+        };
+        let downstream = abuse::downstream(&policy);
+        let client = Client {
+            downstream: downstream.as_deref(),
+            headers: &pairs,
+            subject: subject.as_deref(),
+            consumer: consumer.as_deref(),
+        };
+        if let Some(refusal) = self.abuse.quarantined(&policy, &client) {
+            // `RequestHead`: a monitored quarantine is not the request's last word.
+            if self.apply(&policy, &refusal, Phase::RequestHead) {
+                return Flow::Pause;
+            }
+        }
+        policy.inspect_anomalies(&head, Some(&headers.get(":authority")), &mut verdict);
+        if verdict.action != Action::Block {
+            let metrics = self.metrics.as_deref();
+            (self.abuse).rate_limit(&policy, metrics, &client, &mut verdict);
+        }
+        if verdict.action == Action::Block {
+            body = None;
+        }
         let phase = if body.is_some() {
             Phase::RequestHead
         } else {
@@ -155,7 +193,8 @@ impl HttpContext for Request {
             return Flow::Pause;
         }
         let bytes = buffer(BufferType::HttpRequestBody, body_size);
-        let verdict = policy.inspect_body(check, &bytes);
+        let mut verdict = policy.inspect_body(check, &bytes);
+        policy.inspect_body_anomalies(check, &bytes, &mut verdict);
         self.request_body = None;
         if self.apply(&policy, &verdict, Phase::RequestEnd) {
             return Flow::Pause;
@@ -164,6 +203,7 @@ impl HttpContext for Request {
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Flow {
+        self.abuse.add_response_headers();
         let (Some(policy), Some(operation)) = (self.policy.clone(), self.operation) else {
             return Flow::Continue;
         };

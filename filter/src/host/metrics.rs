@@ -4,12 +4,15 @@
 //! turned into underscores):
 //! - `apiguard.requests_inspected`, `…_allowed`, `…_blocked`, `…_monitored`;
 //! - `apiguard.rule.<rule id>.blocked` and `….monitored`, one pair per rule;
-//! - `apiguard.response_properties_redacted`.
+//! - `apiguard.response_properties_redacted`;
+//! - `apiguard.abuse.quarantines_started`, `apiguard.abuse.slot_collisions` (a live entry
+//!   of another client shared), `apiguard.abuse.slot_lost` (an update not stored).
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType};
 
 use super::log;
+use crate::slots::SlotReport;
 use crate::verdict::{Action, RuleId, Verdict};
 
 pub struct Metrics {
@@ -18,6 +21,9 @@ pub struct Metrics {
     blocked: Option<u32>,
     monitored: Option<u32>,
     redacted: Option<u32>,
+    quarantines: Option<u32>,
+    collisions: Option<u32>,
+    lost: Option<u32>,
     /// `[blocked, monitored]` per rule, indexed like [`RuleId::ALL`].
     rules: Vec<[Option<u32>; 2]>,
 }
@@ -30,6 +36,9 @@ impl Metrics {
             blocked: counter("apiguard.requests_blocked"),
             monitored: counter("apiguard.requests_monitored"),
             redacted: counter("apiguard.response_properties_redacted"),
+            quarantines: counter("apiguard.abuse.quarantines_started"),
+            collisions: counter("apiguard.abuse.slot_collisions"),
+            lost: counter("apiguard.abuse.slot_lost"),
             rules: RuleId::ALL
                 .iter()
                 .map(|rule| {
@@ -72,6 +81,20 @@ impl Metrics {
                     .and_then(|ids| ids[slot]),
             );
         }
+    }
+
+    /// What happened in a shared-data slot.
+    pub fn slot(&self, report: SlotReport) {
+        if report.collision {
+            increment(self.collisions);
+        }
+        if report.lost {
+            increment(self.lost);
+        }
+    }
+
+    pub fn quarantine_started(&self) {
+        increment(self.quarantines);
     }
 
     /// Properties removed from response bodies.

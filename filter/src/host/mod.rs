@@ -3,18 +3,23 @@
 //! It reads the plugin configuration and compiles it ([`root`]), gathers a request view
 //! from the headers, asks the engine for a verdict and applies it ([`http`]), and counts
 //! verdicts as Envoy stats ([`metrics`]); it fetches remote JWKS ([`jwks`]) and passes
-//! the resolved identity upstream ([`identity`]). Host calls go through
+//! the resolved identity upstream ([`identity`]); [`abuse`] applies the quarantine and
+//! rate limits over the shared data and clock of [`shared`]. Host calls go through
 //! `proxy_wasm::hostcalls`, which return `Result`, instead of the trait helpers that
-//! unwrap; a failed host call fails closed (the request is refused), never open.
+//! unwrap; a failed host call fails closed (the request is refused), never open. The one
+//! exception is shared data for the rate limits and quarantine, which admits when it
+//! cannot be read (see [`shared`] for why).
 
 // The SDK's entry-point macro expands to an `unsafe` `#[no_mangle]` export.
 #![allow(unsafe_code)]
 
+mod abuse;
 mod http;
 mod identity;
 mod jwks;
 mod metrics;
 mod root;
+mod shared;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::RootContext;

@@ -11,6 +11,7 @@ use super::http::Request;
 use super::jwks::{self, Jwks};
 use super::log;
 use super::metrics::Metrics;
+use super::shared::HostStore;
 use crate::policy::Policy;
 
 #[derive(Default)]
@@ -59,6 +60,16 @@ impl RootContext for Root {
                         policy.mode
                     ),
                 );
+                if let Some(abuse) = &policy.abuse {
+                    // Every slot up front: memory is committed now, writes are CAS later.
+                    let refused: usize = abuse.tables().map(|t| t.create(&HostStore)).sum();
+                    if refused > 0 {
+                        log(
+                            LogLevel::Warn,
+                            &format!("shared data refused {refused} rate-limit slots"),
+                        );
+                    }
+                }
                 let policy = Rc::new(policy);
                 self.jwks = Jwks::new(Rc::clone(&policy));
                 if self.jwks.is_some() {

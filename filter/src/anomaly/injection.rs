@@ -1,0 +1,230 @@
+//! Injection heuristics for string parameters and JSON string values.
+//!
+//! These are *heuristics*: a positive security model already refuses most payloads through
+//! the contract (an `integer` id cannot carry SQL). What is left are free strings, where a
+//! pattern can only say "this looks like an attack". Each family is a `RegexSet` compiled
+//! once per policy; patterns are chosen to need the *syntax* of an attack, not its words:
+//! `select` in prose, a surname with an apostrophe or `<` in a comparison must pass (see
+//! `corpus/` and the test that counts detections and false positives).
+//!
+//! Values are matched lowercased, with SQL comments and runs of whitespace folded to one
+//! space, so `UNION/**/SELECT` and `UnIoN   sElEcT` read the same.
+
+use regex::RegexSet;
+
+use crate::verdict::RuleId;
+
+/// One family of patterns and the rule it reports.
+#[derive(Debug)]
+struct Family {
+    rule: RuleId,
+    patterns: RegexSet,
+}
+
+/// Every family, compiled.
+#[derive(Debug)]
+pub struct Detector {
+    families: Vec<Family>,
+}
+
+const SQL: &[&str] = &[
+    // ' OR '1'='1   " or 1=1   ') or ('a'='a
+    r#"['"`)]\s*(or|and|xor|\|\||&&)\s*[('"`]?\s*[\w'"]+\s*['"`]?\s*(=|<>|!=|like|>|<)"#,
+    r#"['"`)]\s*(or|and)\s+(true|false|not|\d+\s*(=|<|>))"#,
+    r"\b(or|and)\s+(\d+)\s*=\s*\d+\s*($|--|#|;|\))",
+    r"\bunion(\s+(all|distinct))?\s+select\b",
+    r"\bselect\s+(\*|@@|null\b|\d+\s*,|concat\s*\(|char\s*\(|version\s*\(|user\s*\(|load_file)",
+    r#"['"`)]\s*;\s*(drop|delete|insert|update|alter|create|truncate|shutdown|exec|execute|declare)\s+\w"#,
+    r";\s*(drop|truncate)\s+(table|database|schema)\b|;\s*shutdown\s*(--|#|;|$)",
+    r#"['"`]\s*(--|#|/\*)"#,
+    r"\b(sleep|pg_sleep|benchmark)\s*\(\s*\d",
+    r"\bwaitfor\s+delay\s+'",
+    r"\b(information_schema|xp_cmdshell|sysobjects|pg_catalog)\b",
+    r"\bextractvalue\s*\(|\bupdatexml\s*\(",
+];
+
+const XSS: &[&str] = &[
+    r"<\s*/?\s*(script|iframe|frame|object|embed|applet|meta|base|form|svg|math|style|link)\b",
+    r#"<[a-z][^>]*\s(on[a-z]+)\s*=|\bon(error|load|mouseover|focus|click|toggle|begin)\s*=\s*['"]?[\w(]"#,
+    r"(javascript|vbscript|livescript)\s*:",
+    r"data\s*:\s*text/html",
+    r"\bdocument\s*\.\s*(cookie|write|location)|\bwindow\s*\.\s*location",
+    r"\b(alert|prompt|confirm|eval)\s*(\(|`)",
+    r"\bexpression\s*\(",
+    r"<\s*img[^>]+src\s*=",
+];
+
+const COMMAND: &[&str] = &[
+    r"(;|\||&&|\|\||\n|`|\$\()\s*(cat|tac|less|more|head|tail|ls|wget|curl|nc|ncat|netcat|bash|sh|zsh|rm|chmod|chown|python[23]?|perl|ruby|php|ping|nslookup|telnet|uname)\s+([-/.~$'\x22]|https?:)",
+    r"(;|\||&&|\|\||`|\$\()\s*echo\s+\S+\s*>",
+    r"(;|\||&&|\|\||`|\$\()\s*(id|whoami|uname|pwd|ifconfig|hostname|env|reboot)\s*($|[;|&`)#])",
+    r"\$\(\s*[a-z]+[^)]*\)",
+    r"`\s*[a-z]+(\s+[^`]*)?`",
+    r"/bin/(ba|z|da)?sh\b|\bcmd(\.exe)?\s+/c\b|\bpowershell(\.exe)?\s+-",
+    r"\$\{ifs\}|\$ifs\b",
+];
+
+const NOSQL: &[&str] = &[
+    r"\[\s*\$(ne|eq|gt|gte|lt|lte|in|nin|regex|where|exists|expr|or|and|not|nor|elemmatch)\s*\]",
+    r#"\{\s*['"]?\$(ne|eq|gt|gte|lt|lte|in|nin|regex|where|exists|expr|or|and|not|nor|function|accumulator)['"]?\s*:"#,
+    r#"\$where\s*['"]?\s*:"#,
+    r#"['"]\s*;\s*return\s+(true|1|this)\b"#,
+    r"\bthis\s*\.\s*\w+\s*(==|!=)",
+];
+
+const TEMPLATE: &[&str] = &[
+    r"\{\{[^}]*(\d\s*[*+/-]\s*\d|__|\(|\[|\bconfig\b|\bself\b|\brequest\b|\blipsum\b|\bcycler\b|\bjoiner\b)[^}]*\}\}",
+    r"\$\{[^}]*(\d\s*[*+/-]\s*\d|jndi\s*:|::|\(|\bt\s*\()",
+    r"#\{[^}]*(\d\s*[*+/-]\s*\d|\()",
+    r"<%=?[^%]*%>",
+    r"\{%[^%]*(import|include|set|for)\b[^%]*%\}",
+    r"\{\{\s*(7\s*\*\s*7|constructor|_self|dump|app)",
+];
+
+const LDAP: &[&str] = &[
+    r"\)\s*\(\s*[|&!]?\s*[a-z][\w-]*\s*[~<>]?=",
+    r"\*\s*\)\s*\(",
+    r"\)\s*\(\s*[|&!]\s*\(",
+    r"\(\s*[|&]\s*\(\s*[a-z][\w-]*\s*=",
+    r"\)\s*\)\s*\(\s*[|&]",
+];
+
+const TRAVERSAL: &[&str] = &[
+    r"(^|[/\\])\.\.([/\\]|$)",
+    r"%2e%2e|%252e|\.\.%2f|\.\.%5c|%c0%ae|%c0%af|%uff0e",
+    r"(^|/)etc/(passwd|shadow|hosts)\b|\bboot\.ini\b|\bwin\.ini\b|c:\\windows\\",
+];
+
+/// Every family in the order findings are reported.
+const FAMILIES: [(RuleId, &[&str]); 7] = [
+    (RuleId::AnomalySqlInjection, SQL),
+    (RuleId::AnomalyXss, XSS),
+    (RuleId::AnomalyCommandInjection, COMMAND),
+    (RuleId::AnomalyNoSqlInjection, NOSQL),
+    (RuleId::AnomalyTemplateInjection, TEMPLATE),
+    (RuleId::AnomalyLdapInjection, LDAP),
+    (RuleId::AnomalyPathTraversal, TRAVERSAL),
+];
+
+impl Detector {
+    /// Compiles every family; the patterns are constants, so an error is a bug that the
+    /// unit tests catch (and the engine then detects nothing rather than stop).
+    pub fn new() -> Result<Detector, regex::Error> {
+        let families = FAMILIES
+            .iter()
+            .map(|(rule, patterns)| {
+                Ok(Family {
+                    rule: *rule,
+                    patterns: RegexSet::new(patterns.iter())?,
+                })
+            })
+            .collect::<Result<_, regex::Error>>()?;
+        Ok(Detector { families })
+    }
+
+    /// The rules `value` looks like an attack on, each once.
+    pub fn scan(&self, value: &str) -> Vec<RuleId> {
+        // Short values cannot hold any pattern here; most parameters are short.
+        if value.len() < 2 {
+            return Vec::new();
+        }
+        let folded = fold(value);
+        self.families
+            .iter()
+            .filter(|f| f.patterns.is_match(&folded))
+            .map(|f| f.rule)
+            .collect()
+    }
+}
+
+/// Lowercases, turns SQL comments into a space and folds whitespace runs to one space.
+fn fold(value: &str) -> String {
+    let lower = value.to_lowercase();
+    let mut out = String::with_capacity(lower.len());
+    let mut rest = lower.as_str();
+    while let Some(start) = rest.find("/*") {
+        out.push_str(rest.get(..start).unwrap_or_default());
+        out.push(' ');
+        rest = match rest.get(start + 2..).and_then(|r| r.find("*/")) {
+            Some(end) => rest.get(start + 2 + end + 2..).unwrap_or_default(),
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    let mut folded = String::with_capacity(out.len());
+    let mut space = false;
+    for c in out.chars() {
+        if c.is_whitespace() && c != '\n' {
+            if !space {
+                folded.push(' ');
+            }
+            space = true;
+        } else {
+            folded.push(c);
+            space = false;
+        }
+    }
+    folded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `corpus/attacks.txt` and `corpus/benign.txt`: one value per line, `#` comments.
+    /// Attack lines are `<rule id> <payload>`.
+    const ATTACKS: &str = include_str!("corpus/attacks.txt");
+    const BENIGN: &str = include_str!("corpus/benign.txt");
+
+    fn lines(text: &str) -> impl Iterator<Item = &str> {
+        text.lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    }
+
+    #[test]
+    fn corpus_detection_and_false_positives() {
+        let detector = Detector::new().unwrap();
+        let mut missed = Vec::new();
+        let mut attacks = 0;
+        for line in lines(ATTACKS) {
+            let (rule, payload) = line.split_once(' ').unwrap();
+            attacks += 1;
+            let found = detector.scan(payload);
+            if !found.iter().any(|r| r.as_str() == rule) {
+                missed.push(format!("{rule}: {payload} (found {found:?})"));
+            }
+        }
+        let mut false_positives = Vec::new();
+        let mut benign = 0;
+        for line in lines(BENIGN) {
+            benign += 1;
+            let found = detector.scan(line);
+            if !found.is_empty() {
+                false_positives.push(format!("{line} ({found:?})"));
+            }
+        }
+        println!(
+            "corpus: {attacks} attacks, {} detected; {benign} benign, {} false positives",
+            attacks - missed.len(),
+            false_positives.len()
+        );
+        assert!(missed.is_empty(), "missed:\n{}", missed.join("\n"));
+        assert!(
+            false_positives.is_empty(),
+            "false positives:\n{}",
+            false_positives.join("\n")
+        );
+        assert!(attacks >= 100 && benign >= 100, "{attacks} {benign}");
+    }
+
+    #[test]
+    fn comments_and_case_do_not_hide_a_payload() {
+        let detector = Detector::new().unwrap();
+        assert_eq!(
+            detector.scan("1 UnIoN/**/SeLeCt password FROM users"),
+            [RuleId::AnomalySqlInjection]
+        );
+        assert_eq!(fold("a/*x*/b   c/*open"), "a b c ");
+        assert!(detector.scan("x").is_empty());
+    }
+}

@@ -1,0 +1,665 @@
+//! HTTP anomaly checks and their scoring.
+//!
+//! Most attacks on APIs that get mitigated are HTTP anomalies: requests no real client of
+//! the API sends (no `User-Agent`, `TRACE`, a body on `GET`, a 50 KB header, duplicate
+//! JSON keys, a `' OR '1'='1` in a name). Each check has a stable rule id, a severity and
+//! the score that follows from it (CRS's scale: critical 5, error 4, warning 3, notice 2),
+//! and an action the policy can set: `block`, `monitor` or `off`. The scores of the
+//! distinct `block` findings of a request add up; the findings are enforced when the sum
+//! reaches the threshold (per API, overridable per operation). So one critical finding
+//! blocks at the default threshold of 5, and a lone notice is only recorded.
+//!
+//! What the contract already checks is not checked twice: ambiguous path encodings and
+//! traversal in the path are `path.*`, invalid or too deep JSON is `body.malformed`, a
+//! declared scalar parameter given twice is `params.invalid`, media types are `body.*`.
+
+pub mod injection;
+pub mod json;
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::config::{Location, Mode, PolicyError};
+use crate::inspect::{BodyCheck, RequestHead};
+use crate::params::In;
+use crate::percent::hex_value;
+use crate::policy::{CompiledOperation, Policy};
+use crate::verdict::{sanitize, Method, RuleId, Verdict, Violation};
+use injection::Detector;
+
+/// MongoDB query operators: a JSON key that is one of these reaches a query as an operator.
+pub const NOSQL_OPERATORS: &[&str] = &[
+    "$ne",
+    "$eq",
+    "$gt",
+    "$gte",
+    "$lt",
+    "$lte",
+    "$in",
+    "$nin",
+    "$regex",
+    "$where",
+    "$exists",
+    "$expr",
+    "$or",
+    "$and",
+    "$not",
+    "$nor",
+    "$function",
+    "$accumulator",
+    "$elemMatch",
+];
+
+/// How bad a finding is; the score follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Critical,
+    Error,
+    Warning,
+    Notice,
+}
+
+impl Severity {
+    pub const fn score(self) -> u32 {
+        match self {
+            Severity::Critical => 5,
+            Severity::Error => 4,
+            Severity::Warning => 3,
+            Severity::Notice => 2,
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Notice => "notice",
+        }
+    }
+}
+
+/// What a check does when it finds something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckAction {
+    /// Counts toward the threshold; enforced once it is reached.
+    Block,
+    /// Recorded, never counted.
+    Monitor,
+    Off,
+}
+
+/// Every check: rule, severity, default action.
+pub const CHECKS: [(RuleId, Severity, CheckAction); 22] = [
+    (
+        RuleId::AnomalyUserAgent,
+        Severity::Notice,
+        CheckAction::Block,
+    ),
+    (RuleId::AnomalyHost, Severity::Error, CheckAction::Block),
+    (
+        RuleId::AnomalyUriLength,
+        Severity::Error,
+        CheckAction::Block,
+    ),
+    (
+        RuleId::AnomalyHeaderSize,
+        Severity::Error,
+        CheckAction::Block,
+    ),
+    (
+        RuleId::AnomalyHeaderCount,
+        Severity::Error,
+        CheckAction::Block,
+    ),
+    (
+        RuleId::AnomalyMethod,
+        Severity::Critical,
+        CheckAction::Block,
+    ),
+    (
+        RuleId::AnomalyBodyOnGet,
+        Severity::Error,
+        CheckAction::Block,
+    ),
+    (
+        RuleId::AnomalyContentType,
+        Severity::Error,
+        CheckAction::Block,
+    ),
+    (
+        RuleId::AnomalyJsonDuplicateKey,
+        Severity::Critical,
+        CheckAction::Block,
+    ),
+    (
+        RuleId::AnomalyJsonWidth,
+        Severity::Error,
+        CheckAction::Block,
+    ),
+    (
+        RuleId::AnomalyJsonStringLength,
+        Severity::Error,
+        CheckAction::Block,
+    ),
+    (
+        RuleId::AnomalyJsonNumberSize,
+        Severity::Error,
+        CheckAction::Block,
+    ),
+    (
+        RuleId::AnomalyInvalidUtf8,
+        Severity::Error,
+        CheckAction::Block,
+    ),
+    (
+        RuleId::AnomalyControlChar,
+        Severity::Critical,
+        CheckAction::Block,
+    ),
+    (
+        RuleId::AnomalyRepeatedParam,
+        Severity::Notice,
+        CheckAction::Block,
+    ),
+    (
+        RuleId::AnomalySqlInjection,
+        Severity::Critical,
+        CheckAction::Block,
+    ),
+    (RuleId::AnomalyXss, Severity::Critical, CheckAction::Block),
+    (
+        RuleId::AnomalyCommandInjection,
+        Severity::Critical,
+        CheckAction::Block,
+    ),
+    (
+        RuleId::AnomalyNoSqlInjection,
+        Severity::Critical,
+        CheckAction::Block,
+    ),
+    (
+        RuleId::AnomalyTemplateInjection,
+        Severity::Critical,
+        CheckAction::Block,
+    ),
+    (
+        RuleId::AnomalyLdapInjection,
+        Severity::Critical,
+        CheckAction::Block,
+    ),
+    (
+        RuleId::AnomalyPathTraversal,
+        Severity::Critical,
+        CheckAction::Block,
+    ),
+];
+
+/// `anomaly:` in the policy's `abuse` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnomalyConfig {
+    /// The score at which `block` findings are enforced.
+    pub threshold: u32,
+    /// Per rule id: `block`, `monitor` or `off`.
+    pub checks: BTreeMap<String, CheckAction>,
+    pub limits: Limits,
+    /// Query parameter names and JSON pointers (`/comment`, `/items/*/note`) whose values
+    /// are free text: the injection heuristics skip them.
+    pub free_text: Vec<String>,
+    /// Per operation (operationId or `METHOD /template`): its own threshold.
+    pub operations: BTreeMap<String, OperationAnomaly>,
+}
+
+impl Default for AnomalyConfig {
+    fn default() -> Self {
+        AnomalyConfig {
+            threshold: 5,
+            checks: BTreeMap::new(),
+            limits: Limits::default(),
+            free_text: Vec::new(),
+            operations: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationAnomaly {
+    pub threshold: u32,
+}
+
+/// Sizes past which a request is an anomaly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// `:path`, query included.
+    pub max_uri_bytes: usize,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    /// Members of one JSON object or items of one array.
+    pub max_width: usize,
+    pub max_string_bytes: usize,
+    /// Characters of one JSON number literal.
+    pub max_number_chars: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_uri_bytes: 4096,
+            max_header_bytes: 8192,
+            max_headers: 64,
+            max_width: 1000,
+            max_string_bytes: 65536,
+            max_number_chars: 40,
+        }
+    }
+}
+
+/// The compiled checks.
+#[derive(Debug)]
+pub struct Anomaly {
+    actions: [CheckAction; CHECKS.len()],
+    threshold: u32,
+    /// Per operation id, its threshold override.
+    thresholds: Vec<Option<u32>>,
+    limits: Limits,
+    free_text: Vec<String>,
+    detector: Detector,
+    /// Every method some operation of the API declares.
+    methods: Vec<Method>,
+}
+
+/// A finding before scoring.
+struct Finding {
+    rule: RuleId,
+    location: &'static str,
+    name: Option<String>,
+}
+
+impl Anomaly {
+    pub fn compile(
+        config: &AnomalyConfig,
+        operations: &[CompiledOperation],
+        find: &dyn Fn(&str) -> Option<usize>,
+        origin: &str,
+    ) -> Result<Anomaly, PolicyError> {
+        let invalid = |pointer: String, message: String| PolicyError::Invalid {
+            at: Location::new(origin, pointer),
+            message,
+        };
+        let mut actions = CHECKS.map(|(_, _, action)| action);
+        for (rule, action) in &config.checks {
+            let index = CHECKS
+                .iter()
+                .position(|(id, _, _)| id.as_str() == rule)
+                .ok_or_else(|| {
+                    invalid(
+                        format!(
+                            "/abuse/anomaly/checks/{}",
+                            crate::config::pointer_token(rule)
+                        ),
+                        "is not an anomaly rule id: see the README's anomaly table".to_owned(),
+                    )
+                })?;
+            if let Some(slot) = actions.get_mut(index) {
+                *slot = *action;
+            }
+        }
+        let mut thresholds = vec![None; operations.len()];
+        for (name, settings) in &config.operations {
+            let id = find(name).ok_or_else(|| {
+                invalid(
+                    format!(
+                        "/abuse/anomaly/operations/{}",
+                        crate::config::pointer_token(name)
+                    ),
+                    "names no operation of the document".to_owned(),
+                )
+            })?;
+            if let Some(slot) = thresholds.get_mut(id) {
+                *slot = Some(settings.threshold);
+            }
+        }
+        let detector = Detector::new().map_err(|e| {
+            invalid(
+                "/abuse/anomaly".to_owned(),
+                format!("internal pattern error: {e}"),
+            )
+        })?;
+        let mut methods: Vec<Method> = operations.iter().map(|op| op.method).collect();
+        methods.sort();
+        methods.dedup();
+        Ok(Anomaly {
+            actions,
+            threshold: config.threshold.max(1),
+            thresholds,
+            limits: config.limits,
+            free_text: config.free_text.clone(),
+            detector,
+            methods,
+        })
+    }
+
+    fn action(&self, rule: RuleId) -> CheckAction {
+        CHECKS
+            .iter()
+            .position(|(id, _, _)| *id == rule)
+            .and_then(|i| self.actions.get(i))
+            .copied()
+            .unwrap_or(CheckAction::Off)
+    }
+
+    /// Whether a query parameter name or JSON pointer is free text.
+    fn free_text(&self, name: &str) -> bool {
+        self.free_text.iter().any(|pattern| {
+            pattern == name
+                || (pattern.starts_with('/') && {
+                    let mut a = pattern.split('/');
+                    let mut b = name.split('/');
+                    loop {
+                        match (a.next(), b.next()) {
+                            (None, None) => break true,
+                            (Some(p), Some(s)) if p == "*" || p == s => continue,
+                            _ => break false,
+                        }
+                    }
+                })
+        })
+    }
+
+    /// Scores findings into violations.
+    fn score(
+        &self,
+        findings: Vec<Finding>,
+        operation: Option<usize>,
+        enforce: bool,
+    ) -> Vec<Violation> {
+        let findings: Vec<_> = findings
+            .into_iter()
+            .filter(|f| self.action(f.rule) != CheckAction::Off)
+            .collect();
+        let mut counted: Vec<RuleId> = findings
+            .iter()
+            .filter(|f| self.action(f.rule) == CheckAction::Block)
+            .map(|f| f.rule)
+            .collect();
+        counted.sort_by_key(|r| r.as_str());
+        counted.dedup();
+        let score: u32 = counted.iter().map(|r| severity(*r).score()).sum();
+        let threshold = operation
+            .and_then(|op| self.thresholds.get(op).copied().flatten())
+            .unwrap_or(self.threshold);
+        let over = score >= threshold;
+        findings
+            .into_iter()
+            .map(|f| Violation {
+                enforced: enforce && over && self.action(f.rule) == CheckAction::Block,
+                reason: Cow::Owned(format!(
+                    "{} ({}, score {}; request score {score} of {threshold})",
+                    f.rule.title(),
+                    severity(f.rule).as_str(),
+                    severity(f.rule).score()
+                )),
+                rule: f.rule,
+                location: Some(f.location),
+                name: f.name,
+            })
+            .collect()
+    }
+
+    fn head(
+        &self,
+        head: &RequestHead<'_>,
+        authority: Option<&str>,
+        declared: &[&str],
+    ) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let mut push = |rule, location, name: Option<&str>| {
+            let finding = Finding {
+                rule,
+                location,
+                name: name.map(sanitize),
+            };
+            if !out
+                .iter()
+                .any(|f: &Finding| f.rule == finding.rule && f.name == finding.name)
+            {
+                out.push(finding);
+            }
+        };
+        let method = Method::from_request(head.method);
+        if method.is_none_or(|m| m == Method::Trace || !self.methods.contains(&m)) {
+            push(RuleId::AnomalyMethod, "method", None);
+        }
+        if head.has_body && matches!(method, Some(Method::Get | Method::Head)) {
+            push(RuleId::AnomalyBodyOnGet, "body", None);
+        }
+        if head.path.len() > self.limits.max_uri_bytes {
+            push(RuleId::AnomalyUriLength, "path", None);
+        }
+        if head.headers.len() > self.limits.max_headers {
+            push(RuleId::AnomalyHeaderCount, "header", None);
+        }
+        let user_agent = head.headers.iter().find(|(n, _)| *n == "user-agent");
+        if user_agent.is_none_or(|(_, v)| v.trim().is_empty()) {
+            push(RuleId::AnomalyUserAgent, "header", Some("user-agent"));
+        }
+        if authority.is_none_or(|a| a.trim().is_empty())
+            || head.headers.iter().any(|(n, _)| *n == "host")
+        {
+            push(RuleId::AnomalyHost, "header", Some("host"));
+        }
+        for (name, value) in head.headers {
+            if value.len() > self.limits.max_header_bytes {
+                push(RuleId::AnomalyHeaderSize, "header", Some(name));
+            }
+            if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+                push(RuleId::AnomalyControlChar, "header", Some(name));
+            }
+            // The host reads header bytes lossily: U+FFFD is what invalid UTF-8 became.
+            if value.contains('\u{FFFD}') {
+                push(RuleId::AnomalyInvalidUtf8, "header", Some(name));
+            }
+            if matches!(*name, "user-agent" | "referer" | "x-forwarded-for") {
+                for rule in self.detector.scan(value) {
+                    push(rule, "header", Some(name));
+                }
+            }
+        }
+        let (path, query) = match head.path.iter().position(|&b| b == b'?') {
+            Some(at) => head.path.split_at(at),
+            None => (head.path, &b""[..]),
+        };
+        for segment in path.split(|&b| b == b'/') {
+            let decoded = String::from_utf8_lossy(&percent_decode(segment, false)).into_owned();
+            // Traversal and encodings in the path are the contract's `path.*` rules.
+            for rule in self.detector.scan(&decoded) {
+                if rule != RuleId::AnomalyPathTraversal {
+                    push(rule, "path", None);
+                }
+            }
+        }
+        self.pairs(
+            query.get(1..).unwrap_or_default(),
+            "query",
+            declared,
+            &mut push,
+        );
+        out
+    }
+
+    /// Checks `name=value&…` pairs (a query, or a form body).
+    fn pairs(
+        &self,
+        raw: &[u8],
+        location: &'static str,
+        declared: &[&str],
+        push: &mut dyn FnMut(RuleId, &'static str, Option<&str>),
+    ) {
+        let mut seen: Vec<String> = Vec::new();
+        for pair in raw.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+            let mut parts = pair.splitn(2, |&b| b == b'=');
+            let name = percent_decode(parts.next().unwrap_or_default(), true);
+            let value = percent_decode(parts.next().unwrap_or_default(), true);
+            let name_text = String::from_utf8_lossy(&name).into_owned();
+            for bytes in [&name, &value] {
+                if std::str::from_utf8(bytes).is_err() {
+                    push(RuleId::AnomalyInvalidUtf8, location, Some(&name_text));
+                }
+                if bytes.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+                    push(RuleId::AnomalyControlChar, location, Some(&name_text));
+                }
+            }
+            if seen.contains(&name_text) && !declared.contains(&name_text.as_str()) {
+                push(RuleId::AnomalyRepeatedParam, location, Some(&name_text));
+            }
+            for rule in self.detector.scan(&name_text) {
+                push(rule, location, Some(&name_text));
+            }
+            if !self.free_text(&name_text) {
+                for rule in self.detector.scan(&String::from_utf8_lossy(&value)) {
+                    push(rule, location, Some(&name_text));
+                }
+            }
+            seen.push(name_text);
+        }
+    }
+}
+
+/// The severity of an anomaly rule (others never reach the scorer).
+fn severity(rule: RuleId) -> Severity {
+    CHECKS
+        .iter()
+        .find(|(id, _, _)| *id == rule)
+        .map_or(Severity::Notice, |(_, severity, _)| *severity)
+}
+
+/// Percent-decodes to bytes, whatever they are; a bad escape stays as it was (the
+/// contract's encoding rules refuse it). `form`: `+` is a space.
+fn percent_decode(raw: &[u8], form: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        let escape = (b == b'%')
+            .then(|| Some((hex_value(*raw.get(i + 1)?)?, hex_value(*raw.get(i + 2)?)?)))
+            .flatten();
+        match (b, escape) {
+            (_, Some((hi, lo))) => {
+                out.push((hi << 4) | lo);
+                i += 3;
+            }
+            (b'+', None) if form => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+impl Policy {
+    /// Adds the anomaly findings of a request head to its verdict (and settles it again).
+    /// `authority` is the `:authority` (HTTP/1.1 `Host`) the host saw.
+    pub fn inspect_anomalies<'p>(
+        &'p self,
+        head: &RequestHead<'_>,
+        authority: Option<&str>,
+        verdict: &mut Verdict<'p>,
+    ) {
+        let Some(anomaly) = self.abuse.as_ref().map(|a| &a.anomaly) else {
+            return;
+        };
+        let operation = verdict.operation.map(|o| o.id);
+        let declared: Vec<&str> = operation
+            .and_then(|id| self.operations.get(id))
+            .map(|op| {
+                op.contract
+                    .params
+                    .iter()
+                    .filter(|p| p.location == In::Query)
+                    .map(|p| p.name.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let findings = anomaly.head(head, authority, &declared);
+        let found = anomaly.score(findings, operation, self.mode == Mode::Enforce);
+        if !found.is_empty() {
+            verdict.violations.extend(found);
+            verdict.settle();
+        }
+    }
+
+    /// Adds the anomaly findings of a buffered body to its verdict.
+    pub fn inspect_body_anomalies(
+        &self,
+        check: &BodyCheck,
+        bytes: &[u8],
+        verdict: &mut Verdict<'_>,
+    ) {
+        let Some(anomaly) = self.abuse.as_ref().map(|a| &a.anomaly) else {
+            return;
+        };
+        let mut findings = Vec::new();
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if check.is_json() {
+            let text = bytes.trim_ascii_start();
+            let literal = [&b"true"[..], b"false", b"null"]
+                .iter()
+                .any(|l| text.starts_with(l));
+            if first.is_some_and(|b| !b"{[\"-0123456789".contains(b)) && !literal {
+                findings.push(Finding {
+                    rule: RuleId::AnomalyContentType,
+                    location: "body",
+                    name: None,
+                });
+            } else {
+                let free = |pointer: &str| anomaly.free_text(pointer);
+                for (rule, pointer) in json::scan(bytes, &anomaly.limits, &anomaly.detector, &free)
+                {
+                    findings.push(Finding {
+                        rule,
+                        location: "body",
+                        name: Some(pointer),
+                    });
+                }
+            }
+        } else if check.is_form() {
+            if first.is_some_and(|b| b"{[<".contains(b)) {
+                findings.push(Finding {
+                    rule: RuleId::AnomalyContentType,
+                    location: "body",
+                    name: None,
+                });
+            }
+            let mut push = |rule, location, name: Option<&str>| {
+                findings.push(Finding {
+                    rule,
+                    location,
+                    name: name.map(sanitize),
+                });
+            };
+            anomaly.pairs(bytes, "body", &[], &mut push);
+        }
+        let found = anomaly.score(
+            findings,
+            Some(check.operation()),
+            self.mode == Mode::Enforce,
+        );
+        if !found.is_empty() {
+            verdict.violations.extend(found);
+            verdict.settle();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

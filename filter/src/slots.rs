@@ -1,0 +1,313 @@
+//! Per-client state shared by every worker of an Envoy process, in a fixed number of slots.
+//!
+//! Envoy runs one Wasm VM per worker thread; the only memory they share is proxy-wasm
+//! *shared data*, a process-wide key/value map with compare-and-swap but with no delete
+//! and no expiry. So per-client state cannot be a key per client (the map would grow with
+//! every address that ever connected). Instead each table (one per rate limit, one for
+//! quarantine) is a fixed array of slots, keys `apiguard.<table>.<i>`: a client's key is
+//! hashed to a [`fingerprint`], the fingerprint picks the slot, and the slot holds that
+//! fingerprint and one instant. An entry whose instant has passed is *stale* (a full
+//! bucket, an ended quarantine: there is nothing left to remember) and the next client
+//! hashed there reuses it. Memory is therefore bounded by `slots ×` [`SLOT_BYTES`] per
+//! table (plus Envoy's per-key overhead), whatever the number of clients.
+//!
+//! The engine reaches shared data only through [`SharedStore`], which the host implements
+//! over `proxy_wasm::hostcalls`; tests use an in-memory store that simulates other workers
+//! writing between a read and a write.
+
+use std::cell::Cell;
+
+use governor::nanos::Nanos;
+use governor::state::{NotKeyed, StateStore};
+
+/// Bytes of one slot's value: the client fingerprint and an instant, both u64 LE.
+pub const SLOT_BYTES: usize = 16;
+
+/// How many times a write that lost a compare-and-swap race is retried.
+const MAX_ATTEMPTS: usize = 8;
+
+/// Why the store could not be read or written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreError {
+    /// Another worker wrote the key since it was read; read again.
+    CasMismatch,
+    /// Anything else the host refused.
+    Unavailable,
+}
+
+/// Process-wide key/value data with compare-and-swap, as proxy-wasm shared data offers.
+pub trait SharedStore {
+    /// The value and its CAS token; `(None, None)` when the key was never written.
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError>;
+    /// Writes `value` if the key still has the token `cas` (`None`: unconditionally).
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError>;
+}
+
+/// A stable 64-bit FNV-1a hash of a client key. Stable across VMs and restarts (unlike
+/// std's randomly seeded hasher), since every worker must find the same slot.
+pub fn fingerprint(key: &[u8]) -> u64 {
+    key.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// One fixed-size table of slots in shared data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    /// The shared-data key prefix, e.g. `apiguard.rl.petstore.per-ip`.
+    prefix: String,
+    slots: u32,
+}
+
+/// What a slot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Entry {
+    pub fingerprint: u64,
+    /// Nanoseconds since the Unix epoch: a rate limit's theoretical arrival time, or the
+    /// end of a quarantine.
+    pub until: u64,
+}
+
+impl Entry {
+    fn encode(self) -> [u8; SLOT_BYTES] {
+        let mut bytes = [0; SLOT_BYTES];
+        let (fp, until) = bytes.split_at_mut(8);
+        fp.copy_from_slice(&self.fingerprint.to_le_bytes());
+        until.copy_from_slice(&self.until.to_le_bytes());
+        bytes
+    }
+
+    /// Anything that is not exactly one entry (another plugin's key, a newer format)
+    /// reads as empty, and is overwritten.
+    fn decode(bytes: &[u8]) -> Option<Entry> {
+        let (fp, until) = bytes.split_at_checked(8)?;
+        Some(Entry {
+            fingerprint: u64::from_le_bytes(fp.try_into().ok()?),
+            until: u64::from_le_bytes(until.try_into().ok()?),
+        })
+    }
+
+    /// Whether the entry still means something at `now`.
+    pub fn live(self, now: u64) -> bool {
+        self.until > now
+    }
+}
+
+impl Table {
+    pub fn new(prefix: String, slots: u32) -> Table {
+        Table {
+            prefix,
+            slots: slots.max(1),
+        }
+    }
+
+    pub fn slots(&self) -> u32 {
+        self.slots
+    }
+
+    /// The shared-data key of the slot a fingerprint hashes to.
+    pub fn key_for(&self, fingerprint: u64) -> String {
+        self.slot_key(fingerprint % u64::from(self.slots))
+    }
+
+    fn slot_key(&self, index: u64) -> String {
+        format!("{}.{index}", self.prefix)
+    }
+
+    /// Every slot key, for the host to create them all at configure time: memory is then
+    /// committed up front, and every later write is a compare-and-swap (shared data has no
+    /// "insert if absent", so a first write could otherwise overwrite a concurrent one).
+    pub fn all_keys(&self) -> impl Iterator<Item = String> + '_ {
+        (0..u64::from(self.slots)).map(|i| self.slot_key(i))
+    }
+
+    /// Creates the slots that do not exist yet. Existing ones (another worker's, or the
+    /// previous configuration's) are kept. Returns how many the store refused.
+    pub fn create<S: SharedStore>(&self, store: &S) -> usize {
+        let empty = Entry::default().encode();
+        self.all_keys()
+            .filter(|key| {
+                !matches!(store.get(key), Ok((Some(_), _))) && store.set(key, &empty, None).is_err()
+            })
+            .count()
+    }
+
+    /// Reads the slot of `fingerprint`.
+    pub fn read<S: SharedStore>(&self, store: &S, fingerprint: u64) -> Option<Entry> {
+        match store.get(&self.key_for(fingerprint)) {
+            Ok((Some(bytes), _)) => Entry::decode(&bytes),
+            _ => None,
+        }
+    }
+
+    /// Writes `entry` into its slot unconditionally (the last writer wins).
+    pub fn write<S: SharedStore>(&self, store: &S, entry: Entry) -> Result<(), StoreError> {
+        store.set(&self.key_for(entry.fingerprint), &entry.encode(), None)
+    }
+}
+
+/// What happened in a slot during one decision, for the host to count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlotReport {
+    /// The slot held a live entry of another client, whose bucket this client now shares.
+    pub collision: bool,
+    /// The update could not be stored (host error, or [`MAX_ATTEMPTS`] lost races): the
+    /// decision stands, but this request was not counted.
+    pub lost: bool,
+}
+
+/// governor's [`StateStore`] over one slot, for one decision at one instant.
+///
+/// governor keeps each theoretical arrival time (TAT) relative to the instant its
+/// `RateLimiter` was created, and each worker VM would create its own at a different
+/// instant. So a limiter is made per decision, anchored at `now` (the host's clock), and
+/// this store translates: slots hold absolute TATs (ns since the epoch), governor sees
+/// them relative to `now`. A TAT already past reads as "no state", which GCRA treats the
+/// same way.
+pub struct SlotState<'s, S> {
+    store: &'s S,
+    key: String,
+    fingerprint: u64,
+    now: u64,
+    report: Cell<SlotReport>,
+}
+
+impl<'s, S: SharedStore> SlotState<'s, S> {
+    pub fn new(store: &'s S, table: &Table, fingerprint: u64, now: u64) -> Self {
+        SlotState {
+            store,
+            key: table.key_for(fingerprint),
+            fingerprint,
+            now,
+            report: Cell::new(SlotReport::default()),
+        }
+    }
+
+    pub fn report(&self) -> SlotReport {
+        self.report.get()
+    }
+
+    fn note(&self, change: impl FnOnce(&mut SlotReport)) {
+        let mut report = self.report.get();
+        change(&mut report);
+        self.report.set(report);
+    }
+}
+
+impl<S: SharedStore> StateStore for SlotState<'_, S> {
+    type Key = NotKeyed;
+
+    /// Read with the CAS token, decide, write with it; on a lost race read again.
+    fn measure_and_replace<T, F, E>(&self, _key: &NotKeyed, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (bytes, cas) = self.store.get(&self.key).unwrap_or((None, None));
+            let previous = bytes.as_deref().and_then(Entry::decode);
+            let tat = previous.filter(|e| e.live(self.now)).map(|e| {
+                if e.fingerprint != self.fingerprint {
+                    self.note(|r| r.collision = true);
+                }
+                Nanos::from(e.until.saturating_sub(self.now))
+            });
+            let (outcome, next) = f(tat)?;
+            let entry = Entry {
+                fingerprint: self.fingerprint,
+                until: self.now.saturating_add(next.as_u64()),
+            };
+            match self.store.set(&self.key, &entry.encode(), cas) {
+                Ok(()) => return Ok(outcome),
+                Err(StoreError::CasMismatch) if attempts < MAX_ATTEMPTS => {
+                    self.note(|r| r.collision = false);
+                }
+                Err(_) => {
+                    self.note(|r| r.lost = true);
+                    return Ok(outcome);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    use super::*;
+
+    /// Shared data in memory, with CAS tokens as Envoy hands them out. `interfere` makes
+    /// the next `n` writes find that "another worker" wrote first.
+    #[derive(Default)]
+    pub struct MemoryStore {
+        pub map: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+        pub interfere: Cell<usize>,
+        pub conflicts: Cell<usize>,
+    }
+
+    impl SharedStore for MemoryStore {
+        fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+            Ok(match self.map.borrow().get(key) {
+                Some((value, cas)) => (Some(value.clone()), Some(*cas)),
+                None => (None, None),
+            })
+        }
+
+        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+            let mut map = self.map.borrow_mut();
+            if self.interfere.get() > 0 {
+                self.interfere.set(self.interfere.get() - 1);
+                if let Some((_, token)) = map.get_mut(key) {
+                    *token += 1;
+                }
+            }
+            let current = map.get(key).map(|(_, token)| *token);
+            if cas.is_some() && cas != current {
+                self.conflicts.set(self.conflicts.get() + 1);
+                return Err(StoreError::CasMismatch);
+            }
+            map.insert(key.to_owned(), (value.to_vec(), current.unwrap_or(0) + 1));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn fingerprints_are_stable_and_spread() {
+        assert_eq!(fingerprint(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fingerprint(b"a"), 0xaf63_dc4c_8601_ec8c);
+        let table = Table::new("t".into(), 64);
+        let used: std::collections::HashSet<_> = (0..1000)
+            .map(|i| table.key_for(fingerprint(format!("10.0.0.{i}").as_bytes())))
+            .collect();
+        assert_eq!(used.len(), 64, "1000 clients reach every one of 64 slots");
+    }
+
+    #[test]
+    fn slots_are_created_once_and_kept() {
+        let store = MemoryStore::default();
+        let table = Table::new("apiguard.t".into(), 4);
+        assert_eq!(table.create(&store), 0);
+        assert_eq!(store.map.borrow().len(), 4);
+        let entry = Entry {
+            fingerprint: 9,
+            until: 5,
+        };
+        table.write(&store, entry).unwrap();
+        table.create(&store);
+        assert_eq!(table.read(&store, 9), Some(entry));
+        assert_eq!(
+            store.map.borrow().get("apiguard.t.1").map(|v| v.0.len()),
+            Some(SLOT_BYTES)
+        );
+    }
+
+    #[test]
+    fn undecodable_values_read_as_empty() {
+        assert_eq!(Entry::decode(b"short"), None);
+        assert_eq!(Entry::decode(&[0; 17]), None);
+        assert_eq!(Entry::decode(&[0; 16]), Some(Entry::default()));
+    }
+}
