@@ -44,6 +44,9 @@ pub struct PolicyConfig<'a> {
     /// policy wins.
     #[serde(default)]
     pub operations: BTreeMap<String, OperationSettings>,
+    /// Security events: the API's owner and the log level of event lines.
+    #[serde(default)]
+    pub events: crate::events::EventsConfig,
     #[serde(borrow)]
     pub openapi: OpenApiSource<'a>,
 }

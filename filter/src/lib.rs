@@ -17,6 +17,8 @@
 //!    in their OpenAPI styles, [`body`] reads bodies ([`percent`] decodes for both) — and
 //!    [`response`] does the same for the upstream's answer.
 //! 5. [`problem`]: the RFC 9457 body a blocked client receives.
+//! 6. [`events`]: each finding as a structured security event (OCSF), folded and
+//!    formatted for the collector by the one sender per Envoy process.
 //!
 //! [`host`] (wasm32 only) is the thin adapter that gathers the request view from Envoy,
 //! applies the verdicts and counts them.
@@ -24,6 +26,7 @@
 pub mod body;
 pub mod config;
 pub mod contract;
+pub mod events;
 pub mod inspect;
 pub mod openapi;
 pub mod params;

@@ -9,6 +9,7 @@ use crate::config::{
     PolicyError, ResponseSettings, SchemaCompilation,
 };
 use crate::contract::{self, Contract};
+use crate::events::EventSettings;
 use crate::openapi::Document;
 use crate::route::Router;
 use crate::schema::SchemaSet;
@@ -32,6 +33,8 @@ pub struct Policy {
     pub operations: Vec<CompiledOperation>,
     /// The document's component schemas, which compiled schemas refer to.
     pub schemas: SchemaSet,
+    /// What every security event of this policy carries (owner, bundle hash).
+    pub events: EventSettings,
 }
 
 /// One operation: what identifies it in verdicts, and its contract.
@@ -114,6 +117,12 @@ impl Policy {
                 ),
             });
         };
+        let events = EventSettings::new(
+            &name,
+            configuration,
+            &config.events,
+            document.info.owner.as_ref(),
+        );
         let Document {
             paths,
             servers,
@@ -163,6 +172,7 @@ impl Policy {
             responses: config.responses,
             operations,
             schemas,
+            events,
         };
         if config.schemas == SchemaCompilation::Eager {
             policy.compile_schemas()?;
