@@ -55,7 +55,9 @@ impl Default for EnvoyOptions {
             admin: loopback,
             concurrency: 1,
             with_filter: true,
-            ready_timeout: Duration::from_secs(20),
+            // V8 compiles a 5 MB module at start; on a loaded 2-core machine (parallel
+            // tests, other builds) that alone has taken over 20 s.
+            ready_timeout: Duration::from_secs(60),
         }
     }
 }

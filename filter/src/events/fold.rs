@@ -29,15 +29,6 @@ struct Window {
     repeats: Option<Event>,
 }
 
-/// What [`Folder::offer`] did with an event.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Offered {
-    /// Send it now.
-    Send(Event),
-    /// Counted in an open window.
-    Folded,
-}
-
 impl Folder {
     pub fn new(window_ms: u64, max_keys: usize) -> Folder {
         Folder {
@@ -47,10 +38,11 @@ impl Folder {
         }
     }
 
-    /// Takes one event observed at `now_ms`.
-    pub fn offer(&mut self, event: Event, now_ms: u64) -> Offered {
+    /// Takes one event observed at `now_ms`: returns it if it is to be sent now, `None`
+    /// if it was counted in an open window.
+    pub fn offer(&mut self, event: Event, now_ms: u64) -> Option<Event> {
         if self.window_ms == 0 {
-            return Offered::Send(event);
+            return Some(event);
         }
         let key = key(&event);
         if let Some(window) = self.open.get_mut(&key) {
@@ -62,7 +54,7 @@ impl Folder {
                     }
                     None => window.repeats = Some(event),
                 }
-                return Offered::Folded;
+                return None;
             }
         }
         if self.open.len() < self.max_keys || self.open.contains_key(&key) {
@@ -72,7 +64,7 @@ impl Folder {
                 repeats: Some(_), ..
             }) = self.open.get(&key)
             {
-                return Offered::Send(event);
+                return Some(event);
             }
             self.open.insert(
                 key,
@@ -82,7 +74,7 @@ impl Folder {
                 },
             );
         }
-        Offered::Send(event)
+        Some(event)
     }
 
     /// Closes the windows that ended by `now_ms` and returns one event per window that
@@ -138,8 +130,8 @@ mod tests {
         e
     }
 
-    fn sent(offered: Offered) -> bool {
-        matches!(offered, Offered::Send(_))
+    fn sent(offered: Option<Event>) -> bool {
+        offered.is_some()
     }
 
     #[test]
@@ -147,10 +139,7 @@ mod tests {
         let mut folder = Folder::new(1_000, 16);
         assert!(sent(folder.offer(event("r", "a", 0), 0)));
         for t in 1..=5 {
-            assert_eq!(
-                folder.offer(event("r", "a", t * 10), t * 10),
-                Offered::Folded
-            );
+            assert_eq!(folder.offer(event("r", "a", t * 10), t * 10), None);
         }
         assert!(folder.expire(999).is_empty(), "the window is still open");
         let folded = folder.expire(1_000);
@@ -186,7 +175,7 @@ mod tests {
         assert!(sent(folder.offer(event("r", "a", 0), 0)));
         assert!(sent(folder.offer(event("r", "b", 1), 1)));
         assert!(sent(folder.offer(event("r", "b", 2), 2)));
-        assert_eq!(folder.offer(event("r", "a", 3), 3), Offered::Folded);
+        assert_eq!(folder.offer(event("r", "a", 3), 3), None);
     }
 
     #[test]

@@ -297,6 +297,18 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
     })
 }
 
+/// The IP of a `source.address` (`10.0.0.7:51234`, `[::1]:51234`): the port changes per
+/// connection and would defeat folding by client.
+pub fn client_ip(address: &str) -> &str {
+    if let Some(rest) = address.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match address.rsplit_once(':') {
+        Some((ip, port)) if !ip.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => ip,
+        _ => address,
+    }
+}
+
 fn truncate(text: &str, max_chars: usize) -> String {
     match text.char_indices().nth(max_chars) {
         Some((end, _)) => format!("{}…", &text[..end]),
@@ -385,6 +397,14 @@ mod tests {
         let cut = event.request.unwrap().path.unwrap();
         assert_eq!(cut.chars().count(), MAX_PATH_CHARS + 1);
         assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn client_ip_drops_the_port() {
+        assert_eq!(client_ip("10.0.0.7:51234"), "10.0.0.7");
+        assert_eq!(client_ip("[::1]:51234"), "::1");
+        assert_eq!(client_ip("::1"), "::1");
+        assert_eq!(client_ip("10.0.0.7"), "10.0.0.7");
     }
 
     #[test]

@@ -52,6 +52,26 @@ pub struct SenderConfig {
     pub timeout_ms: u64,
 }
 
+impl SenderDocument {
+    /// Reads a plugin configuration as a sender's: `None` when it is not one (it has no
+    /// top-level `sender` key — then it is a policy), else the configuration or why it is
+    /// refused. Envoy hands it over as a serialised `Struct` or as JSON text.
+    pub fn detect(configuration: &[u8]) -> Option<Result<SenderConfig, String>> {
+        let json = match crate::structpb::to_json_if_struct(configuration) {
+            Some(Ok(json)) => json,
+            Some(Err(_)) => return None,
+            None => std::str::from_utf8(configuration).ok()?.to_owned(),
+        };
+        let value: Value = serde_json::from_str(&json).ok()?;
+        value.get("sender")?;
+        Some(
+            serde_path_to_error::deserialize::<_, SenderDocument>(value)
+                .map(|document| document.sender)
+                .map_err(|e| format!("sender configuration at `{}`: {}", e.path(), e.inner())),
+        )
+    }
+}
+
 mod defaults {
     pub fn batch_max() -> usize {
         100
@@ -168,6 +188,20 @@ mod tests {
         assert_eq!(lines[0]["time"], 1_700_000_000.123);
         assert_eq!(lines[0]["sourcetype"], "ocsf:detection_finding");
         assert_eq!(lines[0]["event"]["class_uid"], 2004);
+    }
+
+    #[test]
+    fn a_sender_configuration_is_told_apart_from_a_policy() {
+        let sender = br#"{"sender": {"cluster": "c", "path": "/e", "format": "webhook"}}"#;
+        let config = SenderDocument::detect(sender).unwrap().unwrap();
+        assert_eq!((config.format, config.batch_max), (Format::Webhook, 100));
+        assert!(SenderDocument::detect(br#"{"name": "pets", "openapi": {}}"#).is_none());
+        assert!(SenderDocument::detect(b"name: pets").is_none());
+        let typo = SenderDocument::detect(
+            br#"{"sender": {"cluster": "c", "path": "/e", "format": "xml"}}"#,
+        );
+        let error = typo.unwrap().unwrap_err();
+        assert!(error.contains("`sender.format`"), "{error}");
     }
 
     #[test]

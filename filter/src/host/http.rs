@@ -21,11 +21,12 @@ use std::rc::Rc;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action as Flow, BufferType, LogLevel, MapType};
-use serde::Serialize;
 
+use super::events::{self as host_events, Emitter, OperationCounters};
 use super::log;
 use super::metrics::Metrics;
 use crate::config::OperationMode;
+use crate::events::RequestContext;
 use crate::inspect::{BodyCheck, RequestHead};
 use crate::policy::Policy;
 use crate::problem;
@@ -43,6 +44,18 @@ pub struct Request {
     response_body: Option<ResponseBodyCheck>,
     /// Whether a verdict about the request recorded a violation.
     recorded: bool,
+    events: Rc<Emitter>,
+    operations: Option<Rc<OperationCounters>>,
+    /// What events say about the request: method, path, `x-request-id`, upstream status.
+    facts: Facts,
+}
+
+#[derive(Default)]
+struct Facts {
+    method: String,
+    path: String,
+    request_id: Option<String>,
+    status: Option<u16>,
 }
 
 /// Which verdict of a request's life is being applied.
@@ -56,7 +69,12 @@ enum Phase {
 }
 
 impl Request {
-    pub fn new(policy: Option<Rc<Policy>>, metrics: Option<Rc<Metrics>>) -> Self {
+    pub fn new(
+        policy: Option<Rc<Policy>>,
+        metrics: Option<Rc<Metrics>>,
+        events: Rc<Emitter>,
+        operations: Option<Rc<OperationCounters>>,
+    ) -> Self {
         Request {
             policy,
             metrics,
@@ -64,6 +82,9 @@ impl Request {
             request_body: None,
             response_body: None,
             recorded: false,
+            events,
+            operations,
+            facts: Facts::default(),
         }
     }
 
@@ -76,16 +97,37 @@ impl Request {
         }
         if let Some(metrics) = &self.metrics {
             metrics.rules(verdict);
-            if phase == Phase::RequestEnd || (phase == Phase::RequestHead && blocked) {
-                metrics.outcome(match (blocked, self.recorded) {
-                    (true, _) => Action::Block,
-                    (false, true) => Action::Monitor,
-                    (false, false) => Action::Allow,
-                });
+        }
+        if phase == Phase::RequestEnd || (phase == Phase::RequestHead && blocked) {
+            let outcome = match (blocked, self.recorded) {
+                (true, _) => Action::Block,
+                (false, true) => Action::Monitor,
+                (false, false) => Action::Allow,
+            };
+            if let Some(metrics) = &self.metrics {
+                metrics.outcome(outcome);
             }
+            let operation = verdict.operation.map(|o| o.id).or(self.operation);
+            if let Some(operations) = &self.operations {
+                operations.outcome(operation, blocked);
+            }
+            let label = operation
+                .and_then(|id| policy.operations.get(id))
+                .map(host_events::stat_name);
+            host_events::annotate(outcome, verdict, label.as_deref());
         }
         if !verdict.violations.is_empty() {
-            log_verdict(policy, verdict);
+            let client = host_events::client_ip();
+            let context = RequestContext {
+                time_ms: host_events::now_ms(),
+                method: &self.facts.method,
+                path: &self.facts.path,
+                client: client.as_deref(),
+                identity: None,
+                request_id: self.facts.request_id.as_deref(),
+                status: self.facts.status,
+            };
+            self.events.verdict(policy, verdict, &context);
         }
         match (blocked, verdict.rule()) {
             (true, Some(rule)) => {
@@ -115,6 +157,10 @@ impl HttpContext for Request {
             metrics.inspected();
         }
         let headers = Headers::read(MapType::HttpRequestHeaders);
+        self.facts.method = headers.get(":method").into_owned();
+        self.facts.path = headers.get(":path").into_owned();
+        self.facts.request_id =
+            Some(headers.get("x-request-id").into_owned()).filter(|id| !id.is_empty());
         let regular = headers.regular();
         let pairs = borrowed(&regular);
         let (verdict, body) = policy.inspect(&RequestHead {
@@ -170,6 +216,7 @@ impl HttpContext for Request {
         }
         let headers = Headers::read(MapType::HttpResponseHeaders);
         let status = headers.get(":status").parse().unwrap_or(0);
+        self.facts.status = Some(status);
         let regular = headers.regular();
         let (verdict, check) =
             policy.inspect_response(operation, status, &borrowed(&regular), !end_of_stream);
@@ -275,40 +322,5 @@ fn send(reply: &problem::Reply) {
             LogLevel::Error,
             &format!("cannot send the local reply: {status:?}"),
         );
-    }
-}
-
-/// One JSON line per verdict with violations in Envoy's log. Only the policy's own
-/// strings, rule ids and sanitised pointers appear: nothing from the request verbatim,
-/// so the log cannot be forged through it.
-fn log_verdict(policy: &Policy, verdict: &Verdict<'_>) {
-    #[derive(Serialize)]
-    struct Line<'a> {
-        apiguard: &'a str,
-        rule: Option<&'a str>,
-        action: &'a str,
-        method: Option<&'a str>,
-        path_template: Option<&'a str>,
-        operation_id: Option<&'a str>,
-        violations: Vec<(&'a str, Option<&'a str>, Option<&'a str>)>,
-    }
-    let operation = verdict.operation;
-    let line = Line {
-        apiguard: &policy.name,
-        rule: verdict.rule().map(|r| r.as_str()),
-        action: verdict.action.as_str(),
-        method: operation.map(|o| o.method.as_str()),
-        path_template: operation
-            .map(|o| o.template)
-            .or(verdict.allowed.as_ref().map(|(t, _)| *t)),
-        operation_id: operation.and_then(|o| o.operation_id),
-        violations: verdict
-            .violations
-            .iter()
-            .map(|v| (v.rule.as_str(), v.location, v.name.as_deref()))
-            .collect(),
-    };
-    if let Ok(json) = serde_json::to_string(&line) {
-        log(LogLevel::Info, &json);
     }
 }

@@ -9,9 +9,11 @@
 // The SDK's entry-point macro expands to an `unsafe` `#[no_mangle]` export.
 #![allow(unsafe_code)]
 
+mod events;
 mod http;
 mod metrics;
 mod root;
+mod sender;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::RootContext;

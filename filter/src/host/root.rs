@@ -7,9 +7,13 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
+use super::events::{self, Emitter, OperationCounters};
 use super::http::Request;
 use super::log;
 use super::metrics::Metrics;
+use super::sender::Sender;
+use crate::events::sink::SenderDocument;
+use crate::events::{Event, Severity, POLICY_LOADED};
 use crate::policy::Policy;
 
 #[derive(Default)]
@@ -18,17 +22,24 @@ pub struct Root {
     /// were created with, so a reconfiguration never changes a request midway.
     policy: Option<Rc<Policy>>,
     metrics: Option<Rc<Metrics>>,
+    events: Rc<Emitter>,
+    operations: Option<Rc<OperationCounters>>,
+    /// `Some` when this root is the event sender (a bootstrap service), not a filter.
+    sender: Option<Sender>,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, _body: usize, _: usize) {
+        if let Some(sender) = &mut self.sender {
+            sender.on_http_call_response(token);
+        }
+    }
+}
 
 impl RootContext for Root {
     /// Compiles the policy. Returning `false` makes Envoy refuse the configuration: at
     /// start-up Envoy does not start, on an update it keeps serving the previous one.
     fn on_configure(&mut self, size: usize) -> bool {
-        if self.metrics.is_none() {
-            self.metrics = Some(Rc::new(Metrics::define()));
-        }
         let configuration = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size) {
             Ok(bytes) => bytes.unwrap_or_default(),
             Err(status) => {
@@ -39,6 +50,24 @@ impl RootContext for Root {
                 return false;
             }
         };
+        if let Some(sender) = SenderDocument::detect(&configuration) {
+            return match sender {
+                Ok(config) => {
+                    self.sender = Sender::start(config);
+                    self.sender.is_some()
+                }
+                Err(error) => {
+                    log(
+                        LogLevel::Critical,
+                        &format!("event sender refused: {error}"),
+                    );
+                    false
+                }
+            };
+        }
+        if self.metrics.is_none() {
+            self.metrics = Some(Rc::new(Metrics::define()));
+        }
         match Policy::compile(&configuration) {
             Ok(policy) => {
                 log(
@@ -50,6 +79,16 @@ impl RootContext for Root {
                         policy.mode
                     ),
                 );
+                self.operations = Some(Rc::new(OperationCounters::define(&policy)));
+                // An audit trail of configuration changes, with the bundle hash.
+                let loaded = Event::system(
+                    &policy.events,
+                    events::now_ms(),
+                    POLICY_LOADED,
+                    Severity::Informational,
+                    "policy loaded",
+                );
+                self.events.emit(&policy, &loaded);
                 self.policy = Some(Rc::new(policy));
                 true
             }
@@ -57,6 +96,18 @@ impl RootContext for Root {
                 log(LogLevel::Critical, &format!("policy refused: {error}"));
                 false
             }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(sender) = &mut self.sender {
+            sender.on_tick();
+        }
+    }
+
+    fn on_queue_ready(&mut self, queue: u32) {
+        if let Some(sender) = &mut self.sender {
+            sender.on_queue_ready(queue);
         }
     }
 
@@ -68,6 +119,8 @@ impl RootContext for Root {
         Some(Box::new(Request::new(
             self.policy.clone(),
             self.metrics.clone(),
+            Rc::clone(&self.events),
+            self.operations.clone(),
         )))
     }
 }
