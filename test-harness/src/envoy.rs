@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::client::{Client, HttpVersion};
 use crate::render::{RenderOptions, Template, LISTENER};
-use crate::{embed, locate, Error, Stats};
+use crate::{embed, locate, Delivery, Error, Stats};
 
 /// How often readiness is polled while Envoy starts (a start takes about a second).
 const POLL_INTERVAL: Duration = Duration::from_millis(25);
@@ -44,6 +44,8 @@ pub struct EnvoyOptions {
     pub with_filter: bool,
     /// How long to wait for `/ready` before giving up.
     pub ready_timeout: Duration,
+    /// `Some` adds the security event sender, posting to a collector.
+    pub delivery: Option<Delivery>,
 }
 
 impl Default for EnvoyOptions {
@@ -58,6 +60,7 @@ impl Default for EnvoyOptions {
             // V8 compiles a 5 MB module at start; on a loaded 2-core machine (parallel
             // tests, other builds) that alone has taken over 20 s.
             ready_timeout: Duration::from_secs(60),
+            delivery: None,
         }
     }
 }
@@ -83,7 +86,7 @@ impl Envoy {
             Policy::File(path) => Some(embed::bundle(path)?),
             Policy::Bundle(bundle) => Some(bundle.clone()),
         };
-        let config = Template::load(&locate::envoy_yaml())?.render(&RenderOptions {
+        let mut config = Template::load(&locate::envoy_yaml())?.render(&RenderOptions {
             listen: options.listen,
             admin: options.admin,
             upstream,
@@ -91,6 +94,9 @@ impl Envoy {
             policy: bundle.as_ref(),
             with_filter: options.with_filter,
         })?;
+        if let Some(delivery) = &options.delivery {
+            delivery.merge_into(&mut config, &wasm)?;
+        }
 
         let scratch = ScratchDir::create()?;
         let config_path = scratch.path().join("envoy.json");

@@ -9,6 +9,7 @@
 mod config_errors;
 mod contract;
 mod encoding;
+mod events;
 mod fixture;
 mod manifests;
 mod metrics;
