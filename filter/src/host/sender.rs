@@ -100,6 +100,11 @@ impl Sender {
         for event in self.folder.expire(now_ms()) {
             self.wait(event);
         }
+        self.flush();
+    }
+
+    /// Posts the oldest waiting events as one batch, unless a batch is in flight.
+    fn flush(&mut self) {
         if self.in_flight.is_some() || self.waiting.is_empty() {
             return;
         }
@@ -160,7 +165,14 @@ impl Sender {
                     .and_then(|(_, value)| value.parse::<u16>().ok())
             });
         match status {
-            Some(200..=299) => add(self.sent, count),
+            Some(200..=299) => {
+                add(self.sent, count);
+                // A backlog goes out batch after batch rather than one per tick, so a
+                // healthy collector is not limited to `batch_max` events per `flush_ms`.
+                if self.waiting.len() >= self.config.batch_max {
+                    self.flush();
+                }
+            }
             _ => {
                 log(
                     LogLevel::Warn,
