@@ -17,6 +17,7 @@ pub mod sink;
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::CompiledOperation;
 use crate::verdict::{Action, Verdict};
 
 /// The name of the proxy-wasm shared queue between the filter VMs and the sender.
@@ -94,6 +95,9 @@ impl Severity {
 pub enum EventAction {
     Blocked,
     Monitored,
+    /// The response went out with properties its schema does not declare removed
+    /// (`responses.redact`).
+    Redacted,
     /// Nothing was done to a request: a system occurrence (a policy loaded, …).
     Observed,
 }
@@ -149,6 +153,27 @@ pub struct Finding {
     pub location: Option<String>,
     pub name: Option<String>,
     pub reason: String,
+}
+
+impl RequestFacts {
+    /// `status` is the filter's own answer, if it gave one; else the upstream's.
+    fn new(
+        request: &RequestContext<'_>,
+        template: Option<&str>,
+        operation_id: Option<&str>,
+        status: Option<u16>,
+    ) -> RequestFacts {
+        RequestFacts {
+            method: Some(truncate(request.method, 32)),
+            path: Some(truncate(request.path, MAX_PATH_CHARS)),
+            path_template: template.map(str::to_owned),
+            operation_id: operation_id.map(str::to_owned),
+            status: status.or(request.status),
+            client: request.client.map(str::to_owned),
+            identity: request.identity.map(str::to_owned),
+            request_id: request.request_id.map(|id| truncate(id, 128)),
+        }
+    }
 }
 
 /// What the host knows about a request that the verdict does not carry.
@@ -211,19 +236,11 @@ impl Event {
             Action::Monitor | Action::Allow => (EventAction::Monitored, Severity::Low, None),
         };
         let operation = verdict.operation;
-        let facts = RequestFacts {
-            method: Some(truncate(request.method, 32)),
-            path: Some(truncate(request.path, MAX_PATH_CHARS)),
-            path_template: operation
-                .map(|o| o.template)
-                .or(verdict.allowed.as_ref().map(|(t, _)| *t))
-                .map(str::to_owned),
-            operation_id: operation.and_then(|o| o.operation_id).map(str::to_owned),
-            status: status.or(request.status),
-            client: request.client.map(str::to_owned),
-            identity: request.identity.map(str::to_owned),
-            request_id: request.request_id.map(|id| truncate(id, 128)),
-        };
+        let template = operation
+            .map(|o| o.template)
+            .or(verdict.allowed.as_ref().map(|(t, _)| *t));
+        let operation_id = operation.and_then(|o| o.operation_id);
+        let facts = RequestFacts::new(request, template, operation_id, status);
         Some(
             Event {
                 violations: verdict
@@ -240,6 +257,34 @@ impl Event {
             }
             .with_request(facts),
         )
+    }
+
+    /// Properties the response schema does not declare were removed from a response
+    /// (`responses.redact`): not a contract violation, but an API that leaks fields is
+    /// something its owner should hear about. `count` is how many were removed.
+    pub fn redacted(
+        settings: &EventSettings,
+        operation: &CompiledOperation,
+        count: usize,
+        request: &RequestContext<'_>,
+    ) -> Event {
+        let facts = RequestFacts::new(
+            request,
+            Some(&operation.template),
+            operation.operation_id.as_deref(),
+            None,
+        );
+        Event {
+            detail: Some(format!("{count} undeclared response properties removed")),
+            ..Event::base(
+                settings,
+                request.time_ms,
+                REDACTED,
+                Severity::Low,
+                EventAction::Redacted,
+            )
+        }
+        .with_request(facts)
     }
 
     /// An event that is not about one request: a policy loaded, a key set that cannot be
@@ -288,6 +333,10 @@ impl Event {
 
 /// The policy system event the root emits each time a configuration is accepted.
 pub const POLICY_LOADED: &str = "apiguard.policy_loaded";
+
+/// The rule id of [`Event::redacted`]; not a [`crate::verdict::RuleId`], since redaction
+/// is no verdict: the response is delivered.
+pub const REDACTED: &str = "response.redacted";
 
 /// FNV-1a, 64 bits: cheap, dependency-free, and enough to tell configurations apart (it
 /// is an identifier, not a security boundary).
@@ -381,6 +430,26 @@ mod tests {
             Event::from_verdict(&policy.events, &verdict, &context("/pets")),
             None
         );
+    }
+
+    #[test]
+    fn a_redaction_is_an_event_about_its_operation() {
+        let policy = Policy::compile(POLICY.as_bytes()).unwrap();
+        let mut request = context("/pets");
+        request.status = Some(200);
+        let event = Event::redacted(&policy.events, &policy.operations[0], 3, &request);
+        assert_eq!(
+            (event.rule.as_str(), event.action),
+            (REDACTED, EventAction::Redacted)
+        );
+        assert_eq!(
+            event.detail.as_deref(),
+            Some("3 undeclared response properties removed")
+        );
+        let facts = event.request.unwrap();
+        assert_eq!(facts.operation_id.as_deref(), Some("listPets"));
+        assert_eq!(facts.path_template.as_deref(), Some("/pets"));
+        assert_eq!(facts.status, Some(200));
     }
 
     #[test]

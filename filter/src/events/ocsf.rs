@@ -23,6 +23,7 @@ pub fn detection_finding(event: &Event) -> Value {
     let (action_id, action) = match event.action {
         EventAction::Blocked => (2, "Denied"),
         EventAction::Monitored => (1, "Allowed"),
+        EventAction::Redacted => (4, "Modified"),
         EventAction::Observed => (0, "Unknown"),
     };
     let title = event
@@ -115,6 +116,7 @@ fn action_verb(action: EventAction) -> &'static str {
     match action {
         EventAction::Blocked => "blocked",
         EventAction::Monitored => "monitored",
+        EventAction::Redacted => "redacted",
         EventAction::Observed => "observed",
     }
 }

@@ -9,7 +9,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType};
 
 use super::log;
-use crate::events::{self, ocsf, Event, RequestContext};
+use crate::events::{self, ocsf, Event};
 use crate::policy::Policy;
 use crate::verdict::{Action, Verdict};
 
@@ -45,13 +45,6 @@ impl Emitter {
             if hostcalls::enqueue_shared_queue(queue, Some(&json)).is_err() {
                 self.queue.set(None);
             }
-        }
-    }
-
-    /// Emits the event for a verdict with findings (a clean verdict has none).
-    pub fn verdict(&self, policy: &Policy, verdict: &Verdict<'_>, request: &RequestContext<'_>) {
-        if let Some(event) = Event::from_verdict(&policy.events, verdict, request) {
-            self.emit(policy, &event);
         }
     }
 

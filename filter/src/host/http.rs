@@ -26,7 +26,7 @@ use super::events::{self as host_events, Emitter, OperationCounters};
 use super::log;
 use super::metrics::Metrics;
 use crate::config::OperationMode;
-use crate::events::RequestContext;
+use crate::events::{Event, RequestContext};
 use crate::inspect::{BodyCheck, RequestHead};
 use crate::policy::Policy;
 use crate::problem;
@@ -88,6 +88,21 @@ impl Request {
         }
     }
 
+    /// Builds something from what events say about this request, read now.
+    fn with_context<T>(&self, build: impl FnOnce(&RequestContext<'_>) -> T) -> T {
+        let client = host_events::client_ip();
+        build(&RequestContext {
+            time_ms: host_events::now_ms(),
+            method: &self.facts.method,
+            path: &self.facts.path,
+            client: client.as_deref(),
+            // The token checks (issue 4) will supply the hashed subject or consumer id.
+            identity: None,
+            request_id: self.facts.request_id.as_deref(),
+            status: self.facts.status,
+        })
+    }
+
     /// Counts and logs a verdict; sends the problem when it blocks. Returns whether it
     /// blocked.
     fn apply(&mut self, policy: &Policy, verdict: &Verdict<'_>, phase: Phase) -> bool {
@@ -117,17 +132,11 @@ impl Request {
             host_events::annotate(outcome, verdict, label.as_deref());
         }
         if !verdict.violations.is_empty() {
-            let client = host_events::client_ip();
-            let context = RequestContext {
-                time_ms: host_events::now_ms(),
-                method: &self.facts.method,
-                path: &self.facts.path,
-                client: client.as_deref(),
-                identity: None,
-                request_id: self.facts.request_id.as_deref(),
-                status: self.facts.status,
-            };
-            self.events.verdict(policy, verdict, &context);
+            let event =
+                self.with_context(|request| Event::from_verdict(&policy.events, verdict, request));
+            if let Some(event) = event {
+                self.events.emit(policy, &event);
+            }
         }
         match (blocked, verdict.rule()) {
             (true, Some(rule)) => {
@@ -256,6 +265,13 @@ impl HttpContext for Request {
         if let Some(redacted) = checked.redacted {
             if let Some(metrics) = &self.metrics {
                 metrics.redacted(checked.redacted_count);
+            }
+            if let Some(operation) = self.operation.and_then(|id| policy.operations.get(id)) {
+                let count = checked.redacted_count;
+                let event = self.with_context(|request| {
+                    Event::redacted(&policy.events, operation, count, request)
+                });
+                self.events.emit(&policy, &event);
             }
             if hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body_size, &redacted).is_err()
             {

@@ -216,12 +216,17 @@ fn a_flood_of_identical_findings_is_folded_into_a_count() {
 }
 
 /// The same finding in Envoy's log as an OCSF line, and in the access log as filter state,
-/// correlated by the request id; and the per-operation counters.
+/// correlated by the request id; a redacted response as an event of its own; and the
+/// per-operation counters.
 #[test]
-fn the_log_and_the_access_log_carry_the_verdict() {
-    let proxy = Proxy::start(Policy::Bundle(owned_policy()));
+fn the_log_carries_each_event_and_the_access_log_the_verdict() {
+    let mut policy = owned_policy();
+    policy["responses"] = json!({"mode": "monitor", "redact": true});
+    let proxy = Proxy::start(Policy::Bundle(policy));
     assert_eq!(proxy.get("/v1/pets").status, 200);
     assert_eq!(proxy.get("/v1/admin").status, 404);
+    // Pet declares none of the echo's five members.
+    assert_eq!(proxy.get("/v1/pets/1").json().unwrap(), json!({}));
 
     // Access log lines are JSON objects of their own; event lines follow Envoy's prefix.
     let lines = |log: &str, marker: &str| -> Vec<Value> {
@@ -230,10 +235,10 @@ fn the_log_and_the_access_log_carry_the_verdict() {
             .filter_map(|json| serde_json::from_str(json).ok())
             .collect()
     };
-    let (access, events) = wait_for("both access log lines", || {
+    let (access, events) = wait_for("three access log lines", || {
         let log = proxy.envoy.log();
         let access = lines(&log, r#"{"apiguard_action""#);
-        let access = (access.len() == 2).then_some(access)?;
+        let access = (access.len() == 3).then_some(access)?;
         Some((access, lines(&log, r#"{"action""#)))
     });
     let blocked = access.iter().find(|l| l["apiguard_action"] == "blocked");
@@ -249,6 +254,18 @@ fn the_log_and_the_access_log_carry_the_verdict() {
         .unwrap_or_else(|| panic!("no event line in {events:#?}"));
     assert_eq!(event["class_uid"], 2004);
     assert_eq!(event["http_request"]["uid"], blocked["request_id"]);
+
+    let redacted = events
+        .iter()
+        .find(|e| e["finding_info"]["analytic"]["uid"] == "response.redacted")
+        .unwrap_or_else(|| panic!("no redaction event in {events:#?}"));
+    assert_eq!(redacted["unmapped"]["apiguard_action"], "redacted");
+    assert_eq!(
+        redacted["message"],
+        "5 undeclared response properties removed"
+    );
+    assert_eq!(redacted["api"]["operation"], "showPetById");
+    assert_eq!(redacted["http_response"]["code"], 200);
 
     assert_eq!(proxy.counter("apiguard.operation.listPets.allowed"), 1.0);
     assert_eq!(proxy.counter("apiguard.operation.listPets.blocked"), 0.0);
