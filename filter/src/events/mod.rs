@@ -163,9 +163,15 @@ impl RequestFacts {
         operation_id: Option<&str>,
         status: Option<u16>,
     ) -> RequestFacts {
+        // The query is left out: it may carry credentials (`?api_key=…`), which an event
+        // must never hold, and the violations already name the parameter at fault.
+        let path = request
+            .path
+            .split_once('?')
+            .map_or(request.path, |(path, _)| path);
         RequestFacts {
             method: Some(truncate(request.method, 32)),
-            path: Some(truncate(request.path, MAX_PATH_CHARS)),
+            path: Some(truncate(path, MAX_PATH_CHARS)),
             path_template: template.map(str::to_owned),
             operation_id: operation_id.map(str::to_owned),
             status: status.or(request.status),
@@ -430,6 +436,20 @@ mod tests {
             Event::from_verdict(&policy.events, &verdict, &context("/pets")),
             None
         );
+    }
+
+    #[test]
+    fn the_query_stays_out_of_the_event() {
+        let policy = Policy::compile(POLICY.as_bytes()).unwrap();
+        let target = "/pets?api_key=secret";
+        let (verdict, _) = policy.inspect(&RequestHead {
+            method: b"DELETE",
+            path: target.as_bytes(),
+            headers: &[],
+            has_body: false,
+        });
+        let event = Event::from_verdict(&policy.events, &verdict, &context(target)).unwrap();
+        assert_eq!(event.request.unwrap().path.as_deref(), Some("/pets"));
     }
 
     #[test]

@@ -92,10 +92,8 @@ fn assert_delivered(format: &str, path: &str, headers: Value) -> Vec<RecordedReq
     assert_eq!(finding["metadata"]["product"]["name"], "apiguard");
     assert!(finding["time"].as_u64().unwrap() > 1_600_000_000_000);
     assert_eq!(finding["http_request"]["http_method"], "GET");
-    assert_eq!(
-        finding["http_request"]["url"]["path"],
-        "/v1/pets?limit=1000"
-    );
+    // The query may carry credentials: it stays out of events.
+    assert_eq!(finding["http_request"]["url"]["path"], "/v1/pets");
     assert!(finding["http_request"]["uid"]
         .as_str()
         .is_some_and(|id| !id.is_empty()));
