@@ -178,6 +178,29 @@ fn a_collector_outage_drops_events_but_not_requests_and_delivery_resumes() {
 }
 
 #[test]
+fn a_collector_that_never_answers_costs_events_not_requests() {
+    // The kernel completes connections into the backlog; nothing ever answers them.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sender = json!({"format": "ocsf", "path": "/ocsf", "flush_ms": 200,
+        "fold_window_ms": 0, "timeout_ms": 500, "queue_max": 2, "batch_max": 1});
+    let proxy = start(silent.local_addr().unwrap(), sender);
+
+    for i in 0..10 {
+        let response = proxy.get(&format!("/v1/admin/{i}"));
+        assert_eq!(response.status, 404, "{response:?}");
+    }
+    assert_eq!(proxy.get("/v1/pets").status, 200);
+    // Batches time out, and beyond two waiting events the rest are dropped at once.
+    wait_for("timed-out batches", || {
+        (proxy.counter("apiguard.events.batches_failed") >= 1.0).then_some(())
+    });
+    wait_for("every event to be dropped", || {
+        (proxy.counter("apiguard.events.dropped") >= 10.0).then_some(())
+    });
+    assert_eq!(proxy.counter("apiguard.events.sent"), 0.0);
+}
+
+#[test]
 fn a_flood_of_identical_findings_is_folded_into_a_count() {
     let collector = EchoUpstream::start().unwrap();
     let sender =
