@@ -88,6 +88,14 @@ impl Request {
         }
     }
 
+    /// Runs an inspection, timed into `apiguard.inspection_us` when stats are on.
+    fn timed<T>(&self, inspect: impl FnOnce() -> T) -> T {
+        match &self.metrics {
+            Some(metrics) => metrics.timed(inspect),
+            None => inspect(),
+        }
+    }
+
     /// Builds something from what events say about this request, read now.
     fn with_context<T>(&self, build: impl FnOnce(&RequestContext<'_>) -> T) -> T {
         let client = host_events::client_ip();
@@ -172,13 +180,15 @@ impl HttpContext for Request {
             Some(headers.get("x-request-id").into_owned()).filter(|id| !id.is_empty());
         let regular = headers.regular();
         let pairs = borrowed(&regular);
-        let (verdict, body) = policy.inspect(&RequestHead {
-            // A header the host cannot give reads as empty, which the engine refuses:
-            // failures close.
-            method: headers.get(":method").as_bytes(),
-            path: headers.get(":path").as_bytes(),
-            headers: &pairs,
-            has_body: !end_of_stream,
+        let (verdict, body) = self.timed(|| {
+            policy.inspect(&RequestHead {
+                // A header the host cannot give reads as empty, which the engine refuses:
+                // failures close.
+                method: headers.get(":method").as_bytes(),
+                path: headers.get(":path").as_bytes(),
+                headers: &pairs,
+                has_body: !end_of_stream,
+            })
         });
         let phase = if body.is_some() {
             Phase::RequestHead
@@ -208,7 +218,7 @@ impl HttpContext for Request {
             return Flow::Pause;
         }
         let bytes = buffer(BufferType::HttpRequestBody, body_size);
-        let verdict = policy.inspect_body(check, &bytes);
+        let verdict = self.timed(|| policy.inspect_body(check, &bytes));
         self.request_body = None;
         if self.apply(&policy, &verdict, Phase::RequestEnd) {
             return Flow::Pause;

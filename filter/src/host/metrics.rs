@@ -4,7 +4,9 @@
 //! turned into underscores):
 //! - `apiguard.requests_inspected`, `…_allowed`, `…_blocked`, `…_monitored`;
 //! - `apiguard.rule.<rule id>.blocked` and `….monitored`, one pair per rule;
-//! - `apiguard.response_properties_redacted`.
+//! - `apiguard.response_properties_redacted`;
+//! - `apiguard.inspection_us`, a histogram: microseconds the engine took, one sample per
+//!   request head and per request body inspected.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType};
@@ -18,6 +20,7 @@ pub struct Metrics {
     blocked: Option<u32>,
     monitored: Option<u32>,
     redacted: Option<u32>,
+    inspection: Option<u32>,
     /// `[blocked, monitored]` per rule, indexed like [`RuleId::ALL`].
     rules: Vec<[Option<u32>; 2]>,
 }
@@ -30,6 +33,8 @@ impl Metrics {
             blocked: counter("apiguard.requests_blocked"),
             monitored: counter("apiguard.requests_monitored"),
             redacted: counter("apiguard.response_properties_redacted"),
+            inspection: hostcalls::define_metric(MetricType::Histogram, "apiguard.inspection_us")
+                .ok(),
             rules: RuleId::ALL
                 .iter()
                 .map(|rule| {
@@ -74,6 +79,20 @@ impl Metrics {
         }
     }
 
+    /// Runs one inspection and records how long it took. The host clock is wall time, so
+    /// a sample includes any preemption of the worker; a clock that cannot be read (or
+    /// goes backwards) records nothing.
+    pub fn timed<T>(&self, inspect: impl FnOnce() -> T) -> T {
+        let started = clock_us();
+        let result = inspect();
+        if let (Some(id), Some(started), Some(ended)) = (self.inspection, started, clock_us()) {
+            if let Some(elapsed) = ended.checked_sub(started) {
+                let _ = hostcalls::record_metric(id, elapsed);
+            }
+        }
+        result
+    }
+
     /// Properties removed from response bodies.
     pub fn redacted(&self, count: usize) {
         if let Some(id) = self.redacted {
@@ -101,4 +120,10 @@ fn increment(id: Option<u32>) {
     if let Some(id) = id {
         let _ = hostcalls::increment_metric(id, 1);
     }
+}
+
+fn clock_us() -> Option<u64> {
+    let now = hostcalls::get_current_time().ok()?;
+    let since_epoch = now.duration_since(std::time::UNIX_EPOCH).ok()?;
+    u64::try_from(since_epoch.as_micros()).ok()
 }
