@@ -40,8 +40,9 @@ impl Emitter {
             return;
         };
         if let Ok(json) = serde_json::to_vec(event) {
-            // A full or gone queue loses the event for the collector only; the log line
-            // above has it, and the request is never held up for delivery.
+            // A queue that is gone (the sender's VM was replaced) loses the event for the
+            // collector only: the log line above has it, and the request never waits for
+            // delivery. The next event resolves the queue again.
             if hostcalls::enqueue_shared_queue(queue, Some(&json)).is_err() {
                 self.queue.set(None);
             }
