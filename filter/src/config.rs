@@ -46,6 +46,9 @@ pub struct PolicyConfig<'a> {
     pub operations: BTreeMap<String, OperationSettings>,
     /// Token checks (JWT providers, API keys): see [`crate::security`].
     pub security: Option<crate::security::settings::SecuritySettings>,
+    /// Security events: the API's owner and the log level of event lines.
+    #[serde(default)]
+    pub events: crate::events::EventsConfig,
     #[serde(borrow)]
     pub openapi: OpenApiSource<'a>,
     /// Rate limits, anomaly checks and quarantine (see [`crate::abuse`]); none if absent.

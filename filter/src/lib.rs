@@ -18,6 +18,8 @@
 //!    [`response`] does the same for the upstream's answer.
 //!    [`security`] checks credentials (JWT, API keys) and scopes before the contract.
 //! 5. [`problem`]: the RFC 9457 body a blocked client receives.
+//! 6. [`events`]: each finding as a structured security event (OCSF), folded and
+//!    formatted for the collector by the one sender per Envoy process.
 //!
 //! [`abuse`] adds what a contract cannot say: HTTP [`anomaly`] checks with scoring, and
 //! per-client [`ratelimit`]s and [`quarantine`] kept in fixed [`slots`] of state shared by
@@ -31,6 +33,7 @@ pub mod anomaly;
 pub mod body;
 pub mod config;
 pub mod contract;
+pub mod events;
 pub mod inspect;
 pub mod openapi;
 pub mod params;

@@ -25,6 +25,8 @@ pub struct Document {
     /// `3.0.x` or `3.1.x`; anything else is refused at compile time.
     pub openapi: String,
     #[serde(default)]
+    pub info: Info,
+    #[serde(default)]
     pub servers: Vec<Server>,
     #[serde(default)]
     pub paths: BTreeMap<String, PathItem>,
@@ -49,6 +51,14 @@ pub struct SecurityScheme {
     pub location: Option<String>,
     /// `http`: the auth scheme, e.g. `bearer`.
     pub scheme: Option<String>,
+}
+
+/// The document's `info`; only the owner extension matters (for events).
+#[derive(Debug, Default, Deserialize)]
+pub struct Info {
+    /// `x-owner: {team, contact}`: who owns the API, for routing security events.
+    #[serde(rename = "x-owner")]
+    pub owner: Option<crate::events::Owner>,
 }
 
 /// A `servers[]` entry; only the path of its URL matters to matching.

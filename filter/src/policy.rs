@@ -10,6 +10,7 @@ use crate::config::{
     PolicyError, ResponseSettings, SchemaCompilation,
 };
 use crate::contract::{self, Contract};
+use crate::events::EventSettings;
 use crate::openapi::Document;
 use crate::route::Router;
 use crate::schema::SchemaSet;
@@ -38,6 +39,8 @@ pub struct Policy {
     pub security: Security,
     /// Rate limits, anomaly checks and quarantine, when the policy has `abuse`.
     pub abuse: Option<Abuse>,
+    /// What every security event of this policy carries (owner, bundle hash).
+    pub events: EventSettings,
 }
 
 /// One operation: what identifies it in verdicts, and its contract.
@@ -120,6 +123,12 @@ impl Policy {
                 ),
             });
         };
+        let events = EventSettings::new(
+            &name,
+            configuration,
+            &config.events,
+            document.info.owner.as_ref(),
+        );
         let Document {
             paths,
             servers,
@@ -195,6 +204,7 @@ impl Policy {
             operations,
             schemas,
             security,
+            events,
         };
         if config.schemas == SchemaCompilation::Eager {
             policy.compile_schemas()?;

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::client::{Client, HttpVersion};
 use crate::render::{RenderOptions, Template, LISTENER};
-use crate::{embed, locate, Error, Stats};
+use crate::{embed, locate, Delivery, Error, Stats};
 
 /// How often readiness is polled while Envoy starts (a start takes about a second).
 const POLL_INTERVAL: Duration = Duration::from_millis(25);
@@ -46,6 +46,8 @@ pub struct EnvoyOptions {
     pub ready_timeout: Duration,
     /// A JWKS endpoint for `remote_jwks`, reachable as the `jwks` cluster.
     pub jwks: Option<SocketAddr>,
+    /// `Some` adds the security event sender, posting to a collector.
+    pub delivery: Option<Delivery>,
 }
 
 impl Default for EnvoyOptions {
@@ -62,6 +64,7 @@ impl Default for EnvoyOptions {
             // busy cores that reached 20 s, so the bound is generous.
             ready_timeout: Duration::from_secs(90),
             jwks: None,
+            delivery: None,
         }
     }
 }
@@ -87,7 +90,7 @@ impl Envoy {
             Policy::File(path) => Some(embed::bundle(path)?),
             Policy::Bundle(bundle) => Some(bundle.clone()),
         };
-        let config = Template::load(&locate::envoy_yaml())?.render(&RenderOptions {
+        let mut config = Template::load(&locate::envoy_yaml())?.render(&RenderOptions {
             listen: options.listen,
             admin: options.admin,
             upstream,
@@ -96,6 +99,9 @@ impl Envoy {
             with_filter: options.with_filter,
             jwks: options.jwks,
         })?;
+        if let Some(delivery) = &options.delivery {
+            delivery.merge_into(&mut config, &wasm)?;
+        }
 
         let scratch = ScratchDir::create()?;
         let config_path = scratch.path().join("envoy.json");

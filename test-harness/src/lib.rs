@@ -9,6 +9,7 @@
 //!   ports, local upstream, the policy under test), so tests exercise the same file that
 //!   docker-compose mounts rather than a look-alike.
 //! - [`contract`]: the requests a policy's OpenAPI document declares.
+//! - [`delivery`]: the security event sender and its collector, from `envoy/events.yaml`.
 //! - [`embed`]: keeps the policy embedded in `envoy/*.yaml` equal to the bundled policy file.
 //! - [`upstream`]: [`EchoUpstream`], an HTTP/1.1 + h2c server that echoes and records.
 //! - [`jwks`]: [`JwksServer`], a JWKS endpoint tests can rotate keys on and take down.
@@ -19,6 +20,7 @@
 
 pub mod client;
 pub mod contract;
+pub mod delivery;
 pub mod embed;
 pub mod envoy;
 mod error;
@@ -29,6 +31,7 @@ pub mod stats;
 pub mod upstream;
 
 pub use client::{Client, HttpVersion, Response};
+pub use delivery::Delivery;
 pub use envoy::{Envoy, EnvoyOptions, Policy};
 pub use error::Error;
 pub use jwks::JwksServer;

@@ -29,6 +29,12 @@ pub fn envoy_yaml() -> PathBuf {
     workspace_root().join("envoy/envoy.yaml")
 }
 
+/// The event sender and collector cluster that are added to `envoy.yaml` to deliver
+/// security events.
+pub fn events_yaml() -> PathBuf {
+    workspace_root().join("envoy/events.yaml")
+}
+
 /// The Istio `WasmPlugin` manifest shipping the same policy.
 pub fn istio_wasmplugin_yaml() -> PathBuf {
     workspace_root().join("envoy/istio-wasmplugin.yaml")

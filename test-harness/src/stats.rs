@@ -40,11 +40,15 @@ impl Stats {
     /// A counter the plugin defined, by the name it gave the host
     /// (`apiguard.requests_blocked`).
     pub fn wasm_counter(&self, name: &str) -> Option<f64> {
-        let tagged = name
-            .strip_prefix("apiguard.rule.")
-            .and_then(|rest| rest.rsplit_once('.'));
+        // The families `envoy.yaml` tags: `apiguard.<tag>.<value>.<last>` is printed as
+        // `apiguard_<tag>_<last>{<tag>="<value>"}`.
+        let tagged = ["rule", "operation"].into_iter().find_map(|tag| {
+            let rest = name.strip_prefix(&format!("apiguard.{tag}."))?;
+            let (value, last) = rest.rsplit_once('.')?;
+            Some(format!("apiguard_{tag}_{last}{{{tag}=\"{value}\"}}"))
+        });
         match tagged {
-            Some((rule, action)) => self.get(&format!("apiguard_rule_{action}{{rule=\"{rule}\"}}")),
+            Some(series) => self.get(&series),
             None => self.get(&format!("{}{{}}", prometheus_name(name))),
         }
     }

@@ -10,10 +10,8 @@
 use std::net::IpAddr;
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MapType};
-use serde::Serialize;
+use proxy_wasm::types::MapType;
 
-use super::log;
 use super::metrics::Metrics;
 use super::shared::{self, HostStore};
 use crate::abuse::Client;
@@ -98,7 +96,8 @@ impl Guard {
     }
 
     /// The request is refused for `rule`: counts a strike when the client caused it, and
-    /// returns the headers the reply carries. `by_client`: `false` for a response the
+    /// returns the headers the reply carries, and the duration of the quarantine this
+    /// strike started, if it did. `by_client`: `false` for a response the
     /// upstream got wrong, which is not the client's doing; a refusal by the quarantine
     /// itself is no strike either, or a quarantine would never end.
     pub fn blocked(
@@ -107,11 +106,18 @@ impl Guard {
         metrics: Option<&Metrics>,
         rule: RuleId,
         by_client: bool,
-    ) -> Vec<(&'static str, String)> {
-        if by_client && rule != RuleId::Quarantined {
-            self.strike(policy, metrics);
-        }
-        std::mem::take(&mut self.reply_headers)
+    ) -> (Vec<(&'static str, String)>, Option<u32>) {
+        let started = if by_client && rule != RuleId::Quarantined {
+            self.strike(policy, metrics)
+        } else {
+            None
+        };
+        (std::mem::take(&mut self.reply_headers), started)
+    }
+
+    /// The client's address as the policy identifies it (`trusted_hops`), for events.
+    pub fn client_ip(&self) -> Option<IpAddr> {
+        self.client_ip
     }
 
     /// Adds `RateLimit-Policy` / `RateLimit` to the response of an admitted request.
@@ -122,38 +128,17 @@ impl Guard {
         }
     }
 
-    fn strike(&self, policy: &Policy, metrics: Option<&Metrics>) {
+    /// Counts a strike; `Some(duration in seconds)` when it started a quarantine.
+    fn strike(&self, policy: &Policy, metrics: Option<&Metrics>) -> Option<u32> {
         let (Some(abuse), Some(key)) = (&policy.abuse, self.quarantine_key) else {
-            return;
+            return None;
         };
-        let Some(report) = abuse.strike(&HostStore, key, shared::now()) else {
-            return;
-        };
+        let report = abuse.strike(&HostStore, key, shared::now())?;
         if let Some(metrics) = metrics {
             metrics.quarantine_started();
             metrics.slot(report);
         }
-        // The event: a parsed address (never request text) and the policy's own values.
-        #[derive(Serialize)]
-        struct Event<'a> {
-            apiguard: &'a str,
-            event: &'a str,
-            rule: &'a str,
-            client_ip: Option<String>,
-            client_key: String,
-            duration_seconds: Option<u32>,
-        }
-        let event = Event {
-            apiguard: &policy.name,
-            event: "quarantine_started",
-            rule: RuleId::Quarantined.as_str(),
-            client_ip: self.client_ip.map(|ip| ip.to_string()),
-            client_key: format!("{key:016x}"),
-            duration_seconds: abuse.quarantine.as_ref().map(|q| q.duration_seconds()),
-        };
-        if let Ok(json) = serde_json::to_string(&event) {
-            log(LogLevel::Warn, &json);
-        }
+        abuse.quarantine.as_ref().map(|q| q.duration_seconds())
     }
 }
 

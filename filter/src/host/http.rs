@@ -21,14 +21,15 @@ use std::rc::Rc;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action as Flow, BufferType, LogLevel, MapType};
-use serde::Serialize;
 
-use super::identity;
 use super::abuse::{self, Guard};
+use super::events::{self as host_events, Emitter, OperationCounters};
+use super::identity;
 use super::log;
 use super::metrics::Metrics;
 use crate::abuse::Client;
 use crate::config::OperationMode;
+use crate::events::{Event, RequestContext};
 use crate::inspect::{BodyCheck, RequestHead};
 use crate::policy::Policy;
 use crate::problem;
@@ -48,6 +49,20 @@ pub struct Request {
     recorded: bool,
     /// Quarantine, rate limits and what they add to replies.
     abuse: Guard,
+    events: Rc<Emitter>,
+    operations: Option<Rc<OperationCounters>>,
+    /// What events say about the request: method, path, `x-request-id`, upstream status.
+    facts: Facts,
+}
+
+#[derive(Default)]
+struct Facts {
+    method: String,
+    path: String,
+    request_id: Option<String>,
+    /// Who the token checks verified, as events may name it (never the token).
+    identity: Option<String>,
+    status: Option<u16>,
 }
 
 /// Which verdict of a request's life is being applied.
@@ -61,7 +76,12 @@ enum Phase {
 }
 
 impl Request {
-    pub fn new(policy: Option<Rc<Policy>>, metrics: Option<Rc<Metrics>>) -> Self {
+    pub fn new(
+        policy: Option<Rc<Policy>>,
+        metrics: Option<Rc<Metrics>>,
+        events: Rc<Emitter>,
+        operations: Option<Rc<OperationCounters>>,
+    ) -> Self {
         Request {
             policy,
             metrics,
@@ -70,7 +90,32 @@ impl Request {
             response_body: None,
             recorded: false,
             abuse: Guard::default(),
+            events,
+            operations,
+            facts: Facts::default(),
         }
+    }
+
+    /// Runs an inspection, timed into `apiguard.inspection_us` when stats are on.
+    fn timed<T>(&self, inspect: impl FnOnce() -> T) -> T {
+        match &self.metrics {
+            Some(metrics) => metrics.timed(inspect),
+            None => inspect(),
+        }
+    }
+
+    /// Builds something from what events say about this request, read now.
+    fn with_context<T>(&self, build: impl FnOnce(&RequestContext<'_>) -> T) -> T {
+        let client = host_events::client_ip();
+        build(&RequestContext {
+            time_ms: host_events::now_ms(),
+            method: &self.facts.method,
+            path: &self.facts.path,
+            client: client.as_deref(),
+            identity: self.facts.identity.as_deref(),
+            request_id: self.facts.request_id.as_deref(),
+            status: self.facts.status,
+        })
     }
 
     /// Counts and logs a verdict; sends the problem when it blocks. Returns whether it
@@ -82,16 +127,31 @@ impl Request {
         }
         if let Some(metrics) = &self.metrics {
             metrics.rules(verdict);
-            if phase == Phase::RequestEnd || (phase == Phase::RequestHead && blocked) {
-                metrics.outcome(match (blocked, self.recorded) {
-                    (true, _) => Action::Block,
-                    (false, true) => Action::Monitor,
-                    (false, false) => Action::Allow,
-                });
+        }
+        if phase == Phase::RequestEnd || (phase == Phase::RequestHead && blocked) {
+            let outcome = match (blocked, self.recorded) {
+                (true, _) => Action::Block,
+                (false, true) => Action::Monitor,
+                (false, false) => Action::Allow,
+            };
+            if let Some(metrics) = &self.metrics {
+                metrics.outcome(outcome);
             }
+            let operation = verdict.operation.map(|o| o.id).or(self.operation);
+            if let Some(operations) = &self.operations {
+                operations.outcome(operation, blocked);
+            }
+            let label = operation
+                .and_then(|id| policy.operations.get(id))
+                .map(host_events::stat_name);
+            host_events::annotate(outcome, verdict, label.as_deref());
         }
         if !verdict.violations.is_empty() {
-            log_verdict(policy, verdict);
+            let event =
+                self.with_context(|request| Event::from_verdict(&policy.events, verdict, request));
+            if let Some(event) = event {
+                self.events.emit(policy, &event);
+            }
         }
         match (blocked, verdict.rule()) {
             (true, Some(rule)) => {
@@ -102,8 +162,20 @@ impl Request {
                 let by_client = phase != Phase::Response;
                 let metrics = self.metrics.as_deref();
                 let mut reply = problem::reply(&policy.name, rule, verdict);
-                (reply.headers).extend(self.abuse.blocked(policy, metrics, rule, by_client));
+                let (headers, quarantine) = self.abuse.blocked(policy, metrics, rule, by_client);
+                reply.headers.extend(headers);
                 send(&reply);
+                if let Some(duration) = quarantine {
+                    let ip = self.abuse.client_ip().map(|ip| ip.to_string());
+                    let event = self.with_context(|request| {
+                        let request = RequestContext {
+                            client: ip.as_deref().or(request.client),
+                            ..*request
+                        };
+                        Event::quarantine_started(&policy.events, duration, &request)
+                    });
+                    self.events.emit(policy, &event);
+                }
                 true
             }
             _ => false,
@@ -125,6 +197,10 @@ impl HttpContext for Request {
             metrics.inspected();
         }
         let headers = Headers::read(MapType::HttpRequestHeaders);
+        self.facts.method = headers.get(":method").into_owned();
+        self.facts.path = headers.get(":path").into_owned();
+        self.facts.request_id =
+            Some(headers.get("x-request-id").into_owned()).filter(|id| !id.is_empty());
         let regular = headers.regular();
         let pairs = borrowed(&regular);
         // A header the host cannot give reads as empty, which the engine refuses: failures
@@ -136,13 +212,18 @@ impl HttpContext for Request {
             headers: &pairs,
             has_body: !end_of_stream,
         };
-        let (mut verdict, mut body) = policy.inspect(&head);
+        let (mut verdict, mut body) = self.timed(|| {
+            let (mut verdict, body) = policy.inspect(&head);
+            policy.inspect_anomalies(&head, Some(&headers.get(":authority")), &mut verdict);
+            (verdict, body)
+        });
         // The quarantine and the rate limits know the client by the identity the token
         // checks (part of `inspect`) verified, as well as by its address and headers.
         let (subject, consumer) = match &verdict.identity {
             Some(identity) => (identity.subject.clone(), identity.consumer.clone()),
             None => (None, None),
         };
+        self.facts.identity = verdict.identity.as_ref().and_then(|i| i.label());
         let downstream = abuse::downstream(&policy);
         let client = Client {
             downstream: downstream.as_deref(),
@@ -156,7 +237,6 @@ impl HttpContext for Request {
                 return Flow::Pause;
             }
         }
-        policy.inspect_anomalies(&head, Some(&headers.get(":authority")), &mut verdict);
         if verdict.action != Action::Block {
             let metrics = self.metrics.as_deref();
             (self.abuse).rate_limit(&policy, metrics, &client, &mut verdict);
@@ -193,8 +273,11 @@ impl HttpContext for Request {
             return Flow::Pause;
         }
         let bytes = buffer(BufferType::HttpRequestBody, body_size);
-        let mut verdict = policy.inspect_body(check, &bytes);
-        policy.inspect_body_anomalies(check, &bytes, &mut verdict);
+        let verdict = self.timed(|| {
+            let mut verdict = policy.inspect_body(check, &bytes);
+            policy.inspect_body_anomalies(check, &bytes, &mut verdict);
+            verdict
+        });
         self.request_body = None;
         if self.apply(&policy, &verdict, Phase::RequestEnd) {
             return Flow::Pause;
@@ -212,6 +295,7 @@ impl HttpContext for Request {
         }
         let headers = Headers::read(MapType::HttpResponseHeaders);
         let status = headers.get(":status").parse().unwrap_or(0);
+        self.facts.status = Some(status);
         let regular = headers.regular();
         let (verdict, check) =
             policy.inspect_response(operation, status, &borrowed(&regular), !end_of_stream);
@@ -251,6 +335,13 @@ impl HttpContext for Request {
         if let Some(redacted) = checked.redacted {
             if let Some(metrics) = &self.metrics {
                 metrics.redacted(checked.redacted_count);
+            }
+            if let Some(operation) = self.operation.and_then(|id| policy.operations.get(id)) {
+                let count = checked.redacted_count;
+                let event = self.with_context(|request| {
+                    Event::redacted(&policy.events, operation, count, request)
+                });
+                self.events.emit(&policy, &event);
             }
             if hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body_size, &redacted).is_err()
             {
@@ -317,40 +408,5 @@ fn send(reply: &problem::Reply) {
             LogLevel::Error,
             &format!("cannot send the local reply: {status:?}"),
         );
-    }
-}
-
-/// One JSON line per verdict with violations in Envoy's log. Only the policy's own
-/// strings, rule ids and sanitised pointers appear: nothing from the request verbatim,
-/// so the log cannot be forged through it.
-fn log_verdict(policy: &Policy, verdict: &Verdict<'_>) {
-    #[derive(Serialize)]
-    struct Line<'a> {
-        apiguard: &'a str,
-        rule: Option<&'a str>,
-        action: &'a str,
-        method: Option<&'a str>,
-        path_template: Option<&'a str>,
-        operation_id: Option<&'a str>,
-        violations: Vec<(&'a str, Option<&'a str>, Option<&'a str>)>,
-    }
-    let operation = verdict.operation;
-    let line = Line {
-        apiguard: &policy.name,
-        rule: verdict.rule().map(|r| r.as_str()),
-        action: verdict.action.as_str(),
-        method: operation.map(|o| o.method.as_str()),
-        path_template: operation
-            .map(|o| o.template)
-            .or(verdict.allowed.as_ref().map(|(t, _)| *t)),
-        operation_id: operation.and_then(|o| o.operation_id),
-        violations: verdict
-            .violations
-            .iter()
-            .map(|v| (v.rule.as_str(), v.location, v.name.as_deref()))
-            .collect(),
-    };
-    if let Ok(json) = serde_json::to_string(&line) {
-        log(LogLevel::Info, &json);
     }
 }

@@ -27,8 +27,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
 
+use super::events::{self, Emitter};
 use super::log;
 use super::metrics::{counter, increment};
+use crate::events::{Event, Severity, JWKS_FETCH_FAILED};
 use crate::policy::Policy;
 use crate::security::jwks::KeySet;
 use crate::security::Remote;
@@ -52,11 +54,13 @@ pub struct Jwks {
     pending: HashMap<u32, usize>,
     fetched: Option<u32>,
     failed: Option<u32>,
+    /// A failed fetch is a security event: without keys, tokens cannot be checked.
+    events: Rc<Emitter>,
 }
 
 impl Jwks {
     /// `None` when the policy has no remote key set.
-    pub fn new(policy: Rc<Policy>) -> Option<Jwks> {
+    pub fn new(policy: Rc<Policy>, events: Rc<Emitter>) -> Option<Jwks> {
         let providers = &policy.security.providers;
         if providers.iter().all(|p| p.remote.is_none()) {
             return None;
@@ -68,6 +72,7 @@ impl Jwks {
             pending: HashMap::new(),
             fetched: counter("apiguard.jwks.fetch_succeeded"),
             failed: counter("apiguard.jwks.fetch_failed"),
+            events,
         })
     }
 
@@ -134,16 +139,10 @@ impl Jwks {
             Ok(token) => {
                 self.pending.insert(token, index);
             }
-            Err(status) => {
-                increment(self.failed);
-                log(
-                    LogLevel::Warn,
-                    &format!(
-                        "JWKS of provider `{name}`: cannot call cluster `{}`: {status:?}",
-                        remote.cluster
-                    ),
-                );
-            }
+            Err(status) => self.failed(&format!(
+                "JWKS of provider `{name}`: cannot call cluster `{}`: {status:?}",
+                remote.cluster
+            )),
         }
     }
 
@@ -203,17 +202,26 @@ impl Jwks {
                     &format!("JWKS of provider `{}` fetched: {count} keys", provider.name),
                 );
             }
-            Err(reason) => {
-                increment(self.failed);
-                log(
-                    LogLevel::Warn,
-                    &format!(
-                        "JWKS of provider `{}` not fetched ({reason}); keeping the keys it had",
-                        provider.name
-                    ),
-                );
-            }
+            Err(reason) => self.failed(&format!(
+                "JWKS of provider `{}` not fetched ({reason}); keeping the keys it had",
+                provider.name
+            )),
         }
+    }
+
+    /// Counts a failed fetch and reports it as an event (logged at the policy's event
+    /// level, and delivered). `detail` names the provider and the cause, from the policy
+    /// and the key server, never from a request.
+    fn failed(&self, detail: &str) {
+        increment(self.failed);
+        let event = Event::system(
+            &self.policy.events,
+            events::now_ms(),
+            JWKS_FETCH_FAILED,
+            Severity::Medium,
+            detail,
+        );
+        self.events.emit(&self.policy, &event);
     }
 
     fn key(&self, provider: &str) -> String {

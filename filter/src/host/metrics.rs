@@ -7,6 +7,8 @@
 //! - `apiguard.response_properties_redacted`;
 //! - `apiguard.abuse.quarantines_started`, `apiguard.abuse.slot_collisions` (a live entry
 //!   of another client shared), `apiguard.abuse.slot_lost` (an update not stored).
+//! - `apiguard.inspection_us`, a histogram: microseconds the engine took, one sample per
+//!   request head and per request body inspected.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType};
@@ -24,6 +26,7 @@ pub struct Metrics {
     quarantines: Option<u32>,
     collisions: Option<u32>,
     lost: Option<u32>,
+    inspection: Option<u32>,
     /// `[blocked, monitored]` per rule, indexed like [`RuleId::ALL`].
     rules: Vec<[Option<u32>; 2]>,
 }
@@ -39,6 +42,8 @@ impl Metrics {
             quarantines: counter("apiguard.abuse.quarantines_started"),
             collisions: counter("apiguard.abuse.slot_collisions"),
             lost: counter("apiguard.abuse.slot_lost"),
+            inspection: hostcalls::define_metric(MetricType::Histogram, "apiguard.inspection_us")
+                .ok(),
             rules: RuleId::ALL
                 .iter()
                 .map(|rule| {
@@ -97,6 +102,20 @@ impl Metrics {
         increment(self.quarantines);
     }
 
+    /// Runs one inspection and records how long it took. The host clock is wall time, so
+    /// a sample includes any preemption of the worker; a clock that cannot be read (or
+    /// goes backwards) records nothing.
+    pub fn timed<T>(&self, inspect: impl FnOnce() -> T) -> T {
+        let started = clock_us();
+        let result = inspect();
+        if let (Some(id), Some(started), Some(ended)) = (self.inspection, started, clock_us()) {
+            if let Some(elapsed) = ended.checked_sub(started) {
+                let _ = hostcalls::record_metric(id, elapsed);
+            }
+        }
+        result
+    }
+
     /// Properties removed from response bodies.
     pub fn redacted(&self, count: usize) {
         if let Some(id) = self.redacted {
@@ -124,4 +143,10 @@ pub(super) fn increment(id: Option<u32>) {
     if let Some(id) = id {
         let _ = hostcalls::increment_metric(id, 1);
     }
+}
+
+fn clock_us() -> Option<u64> {
+    let now = hostcalls::get_current_time().ok()?;
+    let since_epoch = now.duration_since(std::time::UNIX_EPOCH).ok()?;
+    u64::try_from(since_epoch.as_micros()).ok()
 }

@@ -14,11 +14,13 @@
 #![allow(unsafe_code)]
 
 mod abuse;
+mod events;
 mod http;
 mod identity;
 mod jwks;
 mod metrics;
 mod root;
+mod sender;
 mod shared;
 
 use proxy_wasm::hostcalls;

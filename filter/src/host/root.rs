@@ -7,11 +7,15 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
+use super::events::{self, Emitter, OperationCounters};
 use super::http::Request;
 use super::jwks::{self, Jwks};
 use super::log;
 use super::metrics::Metrics;
+use super::sender::Sender;
 use super::shared::HostStore;
+use crate::events::sink::SenderDocument;
+use crate::events::{Event, Severity, POLICY_LOADED};
 use crate::policy::Policy;
 
 #[derive(Default)]
@@ -20,12 +24,21 @@ pub struct Root {
     /// were created with, so a reconfiguration never changes a request midway.
     policy: Option<Rc<Policy>>,
     metrics: Option<Rc<Metrics>>,
+    events: Rc<Emitter>,
+    operations: Option<Rc<OperationCounters>>,
     /// Fetches the policy's remote key sets; `None` when it has none.
     jwks: Option<Jwks>,
+    /// `Some` when this root is the event sender (a bootstrap service), not a filter.
+    sender: Option<Sender>,
 }
 
 impl Context for Root {
+    /// The sender's batches and the JWKS fetches are the only calls out; a root is one
+    /// or the other.
     fn on_http_call_response(&mut self, token: u32, _headers: usize, body: usize, _: usize) {
+        if let Some(sender) = &mut self.sender {
+            sender.on_http_call_response(token);
+        }
         if let Some(jwks) = &mut self.jwks {
             jwks.on_response(token, body);
         }
@@ -36,9 +49,6 @@ impl RootContext for Root {
     /// Compiles the policy. Returning `false` makes Envoy refuse the configuration: at
     /// start-up Envoy does not start, on an update it keeps serving the previous one.
     fn on_configure(&mut self, size: usize) -> bool {
-        if self.metrics.is_none() {
-            self.metrics = Some(Rc::new(Metrics::define()));
-        }
         let configuration = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size) {
             Ok(bytes) => bytes.unwrap_or_default(),
             Err(status) => {
@@ -49,6 +59,24 @@ impl RootContext for Root {
                 return false;
             }
         };
+        if let Some(sender) = SenderDocument::detect(&configuration) {
+            return match sender {
+                Ok(config) => {
+                    self.sender = Sender::start(config);
+                    self.sender.is_some()
+                }
+                Err(error) => {
+                    log(
+                        LogLevel::Critical,
+                        &format!("event sender refused: {error}"),
+                    );
+                    false
+                }
+            };
+        }
+        if self.metrics.is_none() {
+            self.metrics = Some(Rc::new(Metrics::define()));
+        }
         match Policy::compile(&configuration) {
             Ok(policy) => {
                 log(
@@ -60,6 +88,16 @@ impl RootContext for Root {
                         policy.mode
                     ),
                 );
+                self.operations = Some(Rc::new(OperationCounters::define(&policy)));
+                // An audit trail of configuration changes, with the bundle hash.
+                let loaded = Event::system(
+                    &policy.events,
+                    events::now_ms(),
+                    POLICY_LOADED,
+                    Severity::Informational,
+                    "policy loaded",
+                );
+                self.events.emit(&policy, &loaded);
                 if let Some(abuse) = &policy.abuse {
                     // Every slot up front: memory is committed now, writes are CAS later.
                     let refused: usize = abuse.tables().map(|t| t.create(&HostStore)).sum();
@@ -71,7 +109,7 @@ impl RootContext for Root {
                     }
                 }
                 let policy = Rc::new(policy);
-                self.jwks = Jwks::new(Rc::clone(&policy));
+                self.jwks = Jwks::new(Rc::clone(&policy), Rc::clone(&self.events));
                 if self.jwks.is_some() {
                     if let Err(status) = hostcalls::set_tick_period(jwks::TICK) {
                         log(
@@ -92,8 +130,17 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        if let Some(sender) = &mut self.sender {
+            sender.on_tick();
+        }
         if let Some(jwks) = &mut self.jwks {
             jwks.on_tick();
+        }
+    }
+
+    fn on_queue_ready(&mut self, queue: u32) {
+        if let Some(sender) = &mut self.sender {
+            sender.on_queue_ready(queue);
         }
     }
 
@@ -105,6 +152,8 @@ impl RootContext for Root {
         Some(Box::new(Request::new(
             self.policy.clone(),
             self.metrics.clone(),
+            Rc::clone(&self.events),
+            self.operations.clone(),
         )))
     }
 }

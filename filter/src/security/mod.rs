@@ -31,6 +31,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::config::{pointer_token, Location, PolicyError};
 use crate::inspect::RequestHead;
@@ -60,6 +61,22 @@ pub struct Identity {
     pub headers: Vec<(String, String)>,
     /// Headers that carried a token not to be forwarded upstream.
     pub remove: Vec<String>,
+}
+
+impl Identity {
+    /// How a security event names the client: the API-key consumer id as configured (an
+    /// operator's own label), else `sub:` and the first 16 bytes of SHA-256 over the
+    /// provider and subject, so events correlate a client without carrying who it is.
+    pub fn label(&self) -> Option<String> {
+        if let Some(consumer) = &self.consumer {
+            return Some(format!("consumer:{consumer}"));
+        }
+        let subject = self.subject.as_deref()?;
+        let provider = self.provider.as_deref().unwrap_or_default();
+        let digest = Sha256::digest(format!("{provider}\n{subject}").as_bytes());
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        Some(format!("sub:{hex}"))
+    }
 }
 
 /// A compiled `apiKey` scheme.

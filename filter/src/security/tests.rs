@@ -243,6 +243,13 @@ fn every_algorithm_verifies_with_a_key_of_its_type() {
             vec![("x-tenant".to_owned(), "t1".to_owned())]
         );
         assert_eq!(identity.remove, vec!["authorization".to_owned()]);
+        // Events name the subject by a hash only.
+        let label = identity.label().unwrap();
+        assert!(
+            label.starts_with("sub:") && label.len() == 4 + 32,
+            "{label}"
+        );
+        assert!(!label.contains("alice"));
     }
 }
 
@@ -433,6 +440,7 @@ fn api_keys_are_checked_against_their_hashes() {
         .unwrap()
         .unwrap();
     assert_eq!(identity.consumer.as_deref(), Some("shop-1"));
+    assert_eq!(identity.label().as_deref(), Some("consumer:shop-1"));
     assert_eq!(
         identity.headers,
         vec![("x-apiguard-consumer".to_owned(), "shop-1".to_owned())]

@@ -210,12 +210,12 @@ fn quarantine_starts_at_the_nth_block_holds_on_every_worker_and_ends_on_time() {
     let log = proxy.envoy.log();
     let events: Vec<&str> = log
         .lines()
-        .filter(|line| line.contains(r#""event":"quarantine_started""#))
+        .filter(|line| line.contains(r#""uid":"abuse.quarantine_started""#))
         .collect();
     assert_eq!(events.len(), 1, "{log}");
     assert!(
-        events[0].contains(r#""client_ip":"203.0.113.9""#)
-            && events[0].contains(r#""duration_seconds":4"#),
+        events[0].contains(r#""src_endpoint":{"ip":"203.0.113.9"}"#)
+            && events[0].contains("client quarantined for 4 s"),
         "{}",
         events[0]
     );

@@ -10,6 +10,7 @@ mod abuse;
 mod config_errors;
 mod contract;
 mod encoding;
+mod events;
 mod fixture;
 mod manifests;
 mod metrics;

@@ -32,4 +32,15 @@ fn verdicts_are_counted_in_prometheus_stats() {
     for (name, value) in counters {
         assert_eq!(stats.wasm_counter(name), Some(value), "{name}");
     }
+
+    // One sample per request head; Envoy publishes histograms at its stats flush (5 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let series = "apiguard_inspection_us_count{}";
+    while proxy.envoy.stats().unwrap().get(series) != Some(4.0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{series} never reached 4"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }

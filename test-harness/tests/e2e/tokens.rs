@@ -189,6 +189,14 @@ fn keys_unavailable_is_a_503_until_the_endpoint_comes_up() {
     let response = get(&proxy, Some(&token), &[]);
     assert_problem("no keys", &response, 503, "auth.keys_unavailable");
     assert!(proxy.counter("apiguard.rule.auth.keys_unavailable.blocked") >= 1.0);
+    // Each failed fetch is a security event in the log, naming the provider.
+    let log = proxy.envoy.log();
+    assert!(
+        log.lines()
+            .any(|line| line.contains(r#""uid":"auth.jwks_fetch_failed""#)
+                && line.contains("JWKS of provider")),
+        "{log}"
+    );
     proxy.assert_upstream_saw_nothing();
 
     jwks.set_down(false);

@@ -1,0 +1,187 @@
+//! Folding floods: repeated identical findings (same rule, client and operation) within a
+//! window become one event with a count.
+//!
+//! The first finding of a key goes out at once, so a SIEM sees an attack start without
+//! delay; repeats within the window are only counted, and when the window closes one
+//! event stands for all of them (`count`, `time` of the first repeat, `end_time` of the
+//! last). Time is an input (milliseconds), so the structure is tested without a clock.
+//! At most `max_keys` keys are tracked: beyond that, findings pass through unfolded, which
+//! the sender's queue bound then limits.
+
+use std::collections::HashMap;
+
+use super::Event;
+
+/// The aggregation key: rule, client, operation (operationId, else template, else path).
+type Key = (String, Option<String>, Option<String>);
+
+#[derive(Debug)]
+pub struct Folder {
+    window_ms: u64,
+    max_keys: usize,
+    open: HashMap<Key, Window>,
+}
+
+#[derive(Debug)]
+struct Window {
+    closes_at: u64,
+    /// The first repeat, carrying the running count; `None` while there was none.
+    repeats: Option<Event>,
+}
+
+impl Folder {
+    pub fn new(window_ms: u64, max_keys: usize) -> Folder {
+        Folder {
+            window_ms,
+            max_keys,
+            open: HashMap::new(),
+        }
+    }
+
+    /// Takes one event observed at `now_ms`: returns it if it is to be sent now, `None`
+    /// if it was counted in an open window.
+    pub fn offer(&mut self, event: Event, now_ms: u64) -> Option<Event> {
+        if self.window_ms == 0 {
+            return Some(event);
+        }
+        let key = key(&event);
+        if let Some(window) = self.open.get_mut(&key) {
+            if now_ms < window.closes_at {
+                match &mut window.repeats {
+                    Some(folded) => {
+                        folded.count = folded.count.saturating_add(event.count);
+                        folded.end_time_ms = folded.end_time_ms.max(event.end_time_ms);
+                    }
+                    None => window.repeats = Some(event),
+                }
+                return None;
+            }
+        }
+        if self.open.len() < self.max_keys || self.open.contains_key(&key) {
+            // A closed window still waiting for `expire` is replaced only after its
+            // repeats were handed out, so none are lost.
+            if let Some(Window {
+                repeats: Some(_), ..
+            }) = self.open.get(&key)
+            {
+                return Some(event);
+            }
+            self.open.insert(
+                key,
+                Window {
+                    closes_at: now_ms.saturating_add(self.window_ms),
+                    repeats: None,
+                },
+            );
+        }
+        Some(event)
+    }
+
+    /// Closes the windows that ended by `now_ms` and returns one event per window that
+    /// folded repeats.
+    pub fn expire(&mut self, now_ms: u64) -> Vec<Event> {
+        let mut out = Vec::new();
+        self.open.retain(|_, window| {
+            if now_ms < window.closes_at {
+                return true;
+            }
+            out.extend(window.repeats.take());
+            false
+        });
+        out.sort_by_key(|e| e.time_ms);
+        out
+    }
+}
+
+fn key(event: &Event) -> Key {
+    let request = event.request.as_ref();
+    let operation = request.and_then(|r| {
+        r.operation_id
+            .clone()
+            .or_else(|| r.path_template.clone())
+            .or_else(|| r.path.clone())
+    });
+    (
+        event.rule.clone(),
+        request.and_then(|r| r.client.clone()),
+        operation,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{EventAction, EventSettings, RequestFacts, Severity};
+
+    fn event(rule: &str, client: &str, time_ms: u64) -> Event {
+        let mut e = Event::system(
+            &EventSettings::default(),
+            time_ms,
+            rule,
+            Severity::Low,
+            "test",
+        );
+        e.action = EventAction::Blocked;
+        e.request = Some(RequestFacts {
+            client: Some(client.to_owned()),
+            path: Some("/admin".to_owned()),
+            ..RequestFacts::default()
+        });
+        e
+    }
+
+    fn sent(offered: Option<Event>) -> bool {
+        offered.is_some()
+    }
+
+    #[test]
+    fn repeats_within_the_window_fold_into_one_event_with_a_count() {
+        let mut folder = Folder::new(1_000, 16);
+        assert!(sent(folder.offer(event("r", "a", 0), 0)));
+        for t in 1..=5 {
+            assert_eq!(folder.offer(event("r", "a", t * 10), t * 10), None);
+        }
+        assert!(folder.expire(999).is_empty(), "the window is still open");
+        let folded = folder.expire(1_000);
+        assert_eq!(folded.len(), 1);
+        assert_eq!(
+            (folded[0].count, folded[0].time_ms, folded[0].end_time_ms),
+            (5, 10, 50)
+        );
+        // After the window a finding is sent at once again.
+        assert!(sent(folder.offer(event("r", "a", 1_500), 1_500)));
+    }
+
+    #[test]
+    fn different_rules_or_clients_are_not_folded() {
+        let mut folder = Folder::new(1_000, 16);
+        assert!(sent(folder.offer(event("r", "a", 0), 0)));
+        assert!(sent(folder.offer(event("r", "b", 1), 1)));
+        assert!(sent(folder.offer(event("s", "a", 2), 2)));
+        assert!(folder.expire(5_000).is_empty(), "nothing was repeated");
+    }
+
+    #[test]
+    fn a_single_finding_leaves_nothing_behind() {
+        let mut folder = Folder::new(1_000, 16);
+        assert!(sent(folder.offer(event("r", "a", 0), 0)));
+        assert!(folder.expire(2_000).is_empty());
+        assert!(folder.open.is_empty());
+    }
+
+    #[test]
+    fn beyond_the_key_budget_findings_pass_unfolded() {
+        let mut folder = Folder::new(1_000, 1);
+        assert!(sent(folder.offer(event("r", "a", 0), 0)));
+        assert!(sent(folder.offer(event("r", "b", 1), 1)));
+        assert!(sent(folder.offer(event("r", "b", 2), 2)));
+        assert_eq!(folder.offer(event("r", "a", 3), 3), None);
+    }
+
+    #[test]
+    fn a_zero_window_folds_nothing() {
+        let mut folder = Folder::new(0, 16);
+        assert!(sent(folder.offer(event("r", "a", 0), 0)));
+        assert!(sent(folder.offer(event("r", "a", 0), 0)));
+    }
+}

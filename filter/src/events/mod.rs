@@ -1,0 +1,557 @@
+//! Security events: every verdict with a finding, and every system occurrence another
+//! stage wants a SIEM to see, as one structured record.
+//!
+//! The record ([`Event`]) is the unit that travels: the filter writes it to Envoy's log in
+//! its OCSF form ([`ocsf`]), and hands it (as JSON) to the single sender that folds floods
+//! ([`fold`]) and posts batches in the sink's format ([`sink`]). Building, folding and
+//! formatting are pure and take time as an input, so all of it is unit-tested natively;
+//! the host only reads the clock, the client address and the request id.
+//!
+//! Nothing of the request appears unescaped: the path is JSON-escaped by serde (so a log
+//! line cannot be forged with CR/LF) and cut at [`MAX_PATH_CHARS`]; parameter names and
+//! body pointers were sanitised by the engine already.
+
+pub mod fold;
+pub mod ocsf;
+pub mod sink;
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::CompiledOperation;
+use crate::verdict::{Action, Verdict};
+
+/// The name of the proxy-wasm shared queue between the filter VMs and the sender.
+pub const QUEUE: &str = "apiguard.events";
+
+/// Paths longer than this are cut (with `…`) in events: a SIEM needs the shape, and a
+/// 60 KiB path should not become a 60 KiB event.
+pub const MAX_PATH_CHARS: usize = 512;
+
+/// The policy's `events` key: who owns the API, and how events are logged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// The team that owns the API, so an ITSM tool can route a ticket. Overrides
+    /// `info.x-owner` in the document.
+    pub owner: Option<Owner>,
+    /// The Envoy log level of the event lines: `info` (default), `warn`, `debug`, or `off`
+    /// (delivery to a collector continues).
+    #[serde(default)]
+    pub log: LogLevel,
+}
+
+/// An API's owner: `{team, contact}` in the policy, or `x-owner` in the document's `info`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Owner {
+    pub team: Option<String>,
+    /// An address, a channel or a queue: whatever the ITSM routes by.
+    pub contact: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Off,
+}
+
+/// OCSF `severity_id` values used by apiguard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Informational,
+    Low,
+    Medium,
+    High,
+}
+
+impl Severity {
+    pub const fn id(self) -> u8 {
+        match self {
+            Severity::Informational => 1,
+            Severity::Low => 2,
+            Severity::Medium => 3,
+            Severity::High => 4,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Severity::Informational => "Informational",
+            Severity::Low => "Low",
+            Severity::Medium => "Medium",
+            Severity::High => "High",
+        }
+    }
+}
+
+/// What the filter did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventAction {
+    Blocked,
+    Monitored,
+    /// The response went out with properties its schema does not declare removed
+    /// (`responses.redact`).
+    Redacted,
+    /// Nothing was done to a request: a system occurrence (a policy loaded, …).
+    Observed,
+}
+
+/// One finding, as it is logged, queued and delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Milliseconds since the Unix epoch, when the finding was made (for a folded event,
+    /// when the first of them was).
+    pub time_ms: u64,
+    /// For a folded event, when the last of them was; equal to `time_ms` otherwise.
+    pub end_time_ms: u64,
+    /// How many identical findings this event stands for (see [`fold`]).
+    pub count: u32,
+    pub rule: String,
+    pub severity: Severity,
+    pub action: EventAction,
+    pub api: String,
+    /// Hex of the policy bundle hash (FNV-1a, 64 bits), so a finding names the exact
+    /// configuration that made it.
+    pub policy_hash: String,
+    pub owner: Owner,
+    pub request: Option<RequestFacts>,
+    /// Rule, location, name and reason of each violation (all from the contract or
+    /// sanitised).
+    pub violations: Vec<Finding>,
+    /// A fixed text for system events.
+    pub detail: Option<String>,
+}
+
+/// What the event says about the request. `None` fields were not known.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestFacts {
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub path_template: Option<String>,
+    pub operation_id: Option<String>,
+    /// The status the client received from the filter (for blocks) or the upstream status
+    /// a response finding is about; `None` while the request is still going upstream.
+    pub status: Option<u16>,
+    /// The peer address (`source.address` without the port).
+    pub client: Option<String>,
+    /// A hashed subject or consumer id from the token checks: never the raw token.
+    pub identity: Option<String>,
+    /// `x-request-id`, which Envoy sets, for correlation with access logs and traces.
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub rule: String,
+    #[serde(rename = "in")]
+    pub location: Option<String>,
+    pub name: Option<String>,
+    pub reason: String,
+}
+
+impl RequestFacts {
+    /// `status` is the filter's own answer, if it gave one; else the upstream's.
+    fn new(
+        request: &RequestContext<'_>,
+        template: Option<&str>,
+        operation_id: Option<&str>,
+        status: Option<u16>,
+    ) -> RequestFacts {
+        // The query is left out: it may carry credentials (`?api_key=…`), which an event
+        // must never hold, and the violations already name the parameter at fault.
+        let path = request
+            .path
+            .split_once('?')
+            .map_or(request.path, |(path, _)| path);
+        RequestFacts {
+            method: Some(truncate(request.method, 32)),
+            path: Some(truncate(path, MAX_PATH_CHARS)),
+            path_template: template.map(str::to_owned),
+            operation_id: operation_id.map(str::to_owned),
+            status: status.or(request.status),
+            client: request.client.map(str::to_owned),
+            identity: request.identity.map(str::to_owned),
+            request_id: request.request_id.map(|id| truncate(id, 128)),
+        }
+    }
+}
+
+/// What the host knows about a request that the verdict does not carry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestContext<'a> {
+    pub time_ms: u64,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub client: Option<&'a str>,
+    /// The verified identity's label ([`crate::security::Identity::label`]).
+    pub identity: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+    /// The upstream status, for response findings.
+    pub status: Option<u16>,
+}
+
+/// What every event of one policy shares, computed once at compile time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventSettings {
+    pub api: String,
+    pub policy_hash: String,
+    pub owner: Owner,
+    pub log: LogLevel,
+}
+
+impl EventSettings {
+    /// `owner` from the policy wins over the document's `x-owner`, field by field.
+    pub fn new(
+        api: &str,
+        configuration: &[u8],
+        config: &EventsConfig,
+        x_owner: Option<&Owner>,
+    ) -> Self {
+        let policy = config.owner.clone().unwrap_or_default();
+        let document = x_owner.cloned().unwrap_or_default();
+        EventSettings {
+            api: api.to_owned(),
+            policy_hash: format!("{:016x}", fnv1a64(configuration)),
+            owner: Owner {
+                team: policy.team.or(document.team),
+                contact: policy.contact.or(document.contact),
+            },
+            log: config.log,
+        }
+    }
+}
+
+impl Event {
+    /// The event for a verdict with findings; `None` for a clean one. A blocked request
+    /// is Medium, a recorded finding Low; a request to an undeclared endpoint is the
+    /// `route.unknown_path` rule and so is reported like any other.
+    pub fn from_verdict(
+        settings: &EventSettings,
+        verdict: &Verdict<'_>,
+        request: &RequestContext<'_>,
+    ) -> Option<Event> {
+        let rule = verdict.rule()?;
+        let (action, severity, status) = match verdict.action {
+            Action::Block => (EventAction::Blocked, Severity::Medium, Some(rule.status())),
+            Action::Monitor | Action::Allow => (EventAction::Monitored, Severity::Low, None),
+        };
+        let operation = verdict.operation;
+        let template = operation
+            .map(|o| o.template)
+            .or(verdict.allowed.as_ref().map(|(t, _)| *t));
+        let operation_id = operation.and_then(|o| o.operation_id);
+        let facts = RequestFacts::new(request, template, operation_id, status);
+        Some(
+            Event {
+                violations: verdict
+                    .violations
+                    .iter()
+                    .map(|v| Finding {
+                        rule: v.rule.as_str().to_owned(),
+                        location: v.location.map(str::to_owned),
+                        name: v.name.clone(),
+                        reason: v.reason.to_string(),
+                    })
+                    .collect(),
+                ..Event::base(settings, request.time_ms, rule.as_str(), severity, action)
+            }
+            .with_request(facts),
+        )
+    }
+
+    /// Properties the response schema does not declare were removed from a response
+    /// (`responses.redact`): not a contract violation, but an API that leaks fields is
+    /// something its owner should hear about. `count` is how many were removed.
+    pub fn redacted(
+        settings: &EventSettings,
+        operation: &CompiledOperation,
+        count: usize,
+        request: &RequestContext<'_>,
+    ) -> Event {
+        let facts = RequestFacts::new(
+            request,
+            Some(&operation.template),
+            operation.operation_id.as_deref(),
+            None,
+        );
+        Event {
+            detail: Some(format!("{count} undeclared response properties removed")),
+            ..Event::base(
+                settings,
+                request.time_ms,
+                REDACTED,
+                Severity::Low,
+                EventAction::Redacted,
+            )
+        }
+        .with_request(facts)
+    }
+
+    /// A client's blocked requests reached the quarantine's allowance with this one: every
+    /// worker refuses it for `duration_seconds`.
+    pub fn quarantine_started(
+        settings: &EventSettings,
+        duration_seconds: u32,
+        request: &RequestContext<'_>,
+    ) -> Event {
+        let facts = RequestFacts::new(request, None, None, None);
+        Event {
+            detail: Some(format!("client quarantined for {duration_seconds} s")),
+            ..Event::base(
+                settings,
+                request.time_ms,
+                QUARANTINE_STARTED,
+                Severity::High,
+                EventAction::Blocked,
+            )
+        }
+        .with_request(facts)
+    }
+
+    /// An event that is not about one request: a policy loaded, a key set that cannot be
+    /// fetched, a client quarantined. `detail` must be a fixed text, not request data.
+    pub fn system(
+        settings: &EventSettings,
+        time_ms: u64,
+        rule: &str,
+        severity: Severity,
+        detail: &str,
+    ) -> Event {
+        Event {
+            detail: Some(detail.to_owned()),
+            ..Event::base(settings, time_ms, rule, severity, EventAction::Observed)
+        }
+    }
+
+    fn base(
+        settings: &EventSettings,
+        time_ms: u64,
+        rule: &str,
+        severity: Severity,
+        action: EventAction,
+    ) -> Event {
+        Event {
+            time_ms,
+            end_time_ms: time_ms,
+            count: 1,
+            rule: rule.to_owned(),
+            severity,
+            action,
+            api: settings.api.clone(),
+            policy_hash: settings.policy_hash.clone(),
+            owner: settings.owner.clone(),
+            request: None,
+            violations: Vec::new(),
+            detail: None,
+        }
+    }
+
+    fn with_request(mut self, facts: RequestFacts) -> Event {
+        self.request = Some(facts);
+        self
+    }
+}
+
+/// The policy system event the root emits each time a configuration is accepted.
+pub const POLICY_LOADED: &str = "apiguard.policy_loaded";
+
+/// A remote JWKS could not be fetched (the system event the key fetcher emits); tokens
+/// of that provider are checked against the keys it had, or refused with
+/// `auth.keys_unavailable` when it has none.
+pub const JWKS_FETCH_FAILED: &str = "auth.jwks_fetch_failed";
+
+/// The rule id of [`Event::quarantine_started`]; the refusals that follow are verdicts of
+/// [`crate::verdict::RuleId::Quarantined`] (`abuse.quarantined`).
+pub const QUARANTINE_STARTED: &str = "abuse.quarantine_started";
+
+/// The rule id of [`Event::redacted`]; not a [`crate::verdict::RuleId`], since redaction
+/// is no verdict: the response is delivered.
+pub const REDACTED: &str = "response.redacted";
+
+/// FNV-1a, 64 bits: cheap, dependency-free, and enough to tell configurations apart (it
+/// is an identifier, not a security boundary).
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The IP of a `source.address` (`10.0.0.7:51234`, `[::1]:51234`): the port changes per
+/// connection and would defeat folding by client.
+pub fn client_ip(address: &str) -> &str {
+    if let Some(rest) = address.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match address.rsplit_once(':') {
+        Some((ip, port)) if !ip.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => ip,
+        _ => address,
+    }
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::RequestHead;
+    use crate::policy::Policy;
+
+    const POLICY: &str = r#"{"name": "pets", "events": {"owner": {"contact": "pets@example.com"}},
+        "openapi": {"document": {"openapi": "3.0.3",
+          "info": {"title": "t", "version": "1", "x-owner": {"team": "pet-team", "contact": "doc@example.com"}},
+          "paths": {"/pets": {"get": {"operationId": "listPets"}}}}}}"#;
+
+    fn context(path: &str) -> RequestContext<'_> {
+        RequestContext {
+            time_ms: 1_000,
+            method: "DELETE",
+            path,
+            client: Some("10.0.0.7"),
+            identity: None,
+            request_id: Some("req-1"),
+            status: None,
+        }
+    }
+
+    #[test]
+    fn a_blocked_verdict_becomes_an_event_with_every_field() {
+        let policy = Policy::compile(POLICY.as_bytes()).unwrap();
+        let (verdict, _) = policy.inspect(&RequestHead {
+            method: b"DELETE",
+            path: b"/pets",
+            headers: &[],
+            has_body: false,
+        });
+        let event = Event::from_verdict(&policy.events, &verdict, &context("/pets")).unwrap();
+        assert_eq!(event.rule, "route.method_not_allowed");
+        assert_eq!(event.action, EventAction::Blocked);
+        assert_eq!(event.severity, Severity::Medium);
+        assert_eq!(event.api, "pets");
+        assert_eq!(
+            event.policy_hash,
+            format!("{:016x}", fnv1a64(POLICY.as_bytes()))
+        );
+        // The policy's contact wins; the document supplies the team.
+        assert_eq!(event.owner.team.as_deref(), Some("pet-team"));
+        assert_eq!(event.owner.contact.as_deref(), Some("pets@example.com"));
+        let request = event.request.unwrap();
+        assert_eq!(request.status, Some(405));
+        assert_eq!(request.path_template.as_deref(), Some("/pets"));
+        assert_eq!(request.client.as_deref(), Some("10.0.0.7"));
+        assert_eq!(request.request_id.as_deref(), Some("req-1"));
+        assert_eq!(request.identity, None);
+    }
+
+    #[test]
+    fn a_clean_verdict_is_no_event() {
+        let policy = Policy::compile(POLICY.as_bytes()).unwrap();
+        let (verdict, _) = policy.inspect(&RequestHead {
+            method: b"GET",
+            path: b"/pets",
+            headers: &[],
+            has_body: false,
+        });
+        assert_eq!(
+            Event::from_verdict(&policy.events, &verdict, &context("/pets")),
+            None
+        );
+    }
+
+    #[test]
+    fn the_query_stays_out_of_the_event() {
+        let policy = Policy::compile(POLICY.as_bytes()).unwrap();
+        let target = "/pets?api_key=secret";
+        let (verdict, _) = policy.inspect(&RequestHead {
+            method: b"DELETE",
+            path: target.as_bytes(),
+            headers: &[],
+            has_body: false,
+        });
+        let event = Event::from_verdict(&policy.events, &verdict, &context(target)).unwrap();
+        assert_eq!(event.request.unwrap().path.as_deref(), Some("/pets"));
+    }
+
+    #[test]
+    fn a_redaction_is_an_event_about_its_operation() {
+        let policy = Policy::compile(POLICY.as_bytes()).unwrap();
+        let mut request = context("/pets");
+        request.status = Some(200);
+        let event = Event::redacted(&policy.events, &policy.operations[0], 3, &request);
+        assert_eq!(
+            (event.rule.as_str(), event.action),
+            (REDACTED, EventAction::Redacted)
+        );
+        assert_eq!(
+            event.detail.as_deref(),
+            Some("3 undeclared response properties removed")
+        );
+        let facts = event.request.unwrap();
+        assert_eq!(facts.operation_id.as_deref(), Some("listPets"));
+        assert_eq!(facts.path_template.as_deref(), Some("/pets"));
+        assert_eq!(facts.status, Some(200));
+    }
+
+    #[test]
+    fn a_quarantine_start_is_a_blocking_event_about_its_client() {
+        let policy = Policy::compile(POLICY.as_bytes()).unwrap();
+        let request = RequestContext {
+            identity: Some("consumer:shop-17"),
+            ..context("/pets?q=1")
+        };
+        let event = Event::quarantine_started(&policy.events, 300, &request);
+        assert_eq!(
+            (event.rule.as_str(), event.action, event.severity),
+            (QUARANTINE_STARTED, EventAction::Blocked, Severity::High)
+        );
+        assert_eq!(
+            event.detail.as_deref(),
+            Some("client quarantined for 300 s")
+        );
+        let facts = event.request.unwrap();
+        assert_eq!(facts.client.as_deref(), Some("10.0.0.7"));
+        assert_eq!(facts.identity.as_deref(), Some("consumer:shop-17"));
+        assert_eq!(facts.path.as_deref(), Some("/pets"));
+    }
+
+    #[test]
+    fn long_paths_are_cut_on_a_character_boundary() {
+        let policy = Policy::compile(POLICY.as_bytes()).unwrap();
+        let path = format!("/{}", "é".repeat(2 * MAX_PATH_CHARS));
+        let (verdict, _) = policy.inspect(&RequestHead {
+            method: b"GET",
+            path: path.as_bytes(),
+            headers: &[],
+            has_body: false,
+        });
+        let event = Event::from_verdict(&policy.events, &verdict, &context(&path)).unwrap();
+        let cut = event.request.unwrap().path.unwrap();
+        assert_eq!(cut.chars().count(), MAX_PATH_CHARS + 1);
+        assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn client_ip_drops_the_port() {
+        assert_eq!(client_ip("10.0.0.7:51234"), "10.0.0.7");
+        assert_eq!(client_ip("[::1]:51234"), "::1");
+        assert_eq!(client_ip("::1"), "::1");
+        assert_eq!(client_ip("10.0.0.7"), "10.0.0.7");
+    }
+
+    #[test]
+    fn the_hash_tells_configurations_apart() {
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_ne!(fnv1a64(b"ab"), fnv1a64(b"ba"));
+    }
+}

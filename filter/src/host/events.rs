@@ -1,0 +1,145 @@
+//! Where the filter VMs hand security events on: Envoy's log (always), the shared queue
+//! to the sender (when one runs), filter state for access logs, and per-operation
+//! counters.
+
+use std::cell::Cell;
+use std::time::UNIX_EPOCH;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{LogLevel, MetricType};
+
+use super::log;
+use crate::events::{self, ocsf, Event};
+use crate::policy::Policy;
+use crate::verdict::{Action, Verdict};
+
+/// The `vm_id` the sender and the filters share; shared queues are named per `vm_id`.
+pub const VM_ID: &str = "apiguard";
+
+/// One per filter VM.
+#[derive(Default)]
+pub struct Emitter {
+    /// The sender's queue, once resolved. Resolved lazily: the sender may start after a
+    /// filter VM, and without one events are only logged.
+    queue: Cell<Option<u32>>,
+}
+
+impl Emitter {
+    /// Logs the event as one OCSF JSON line and queues it for the sender.
+    pub fn emit(&self, policy: &Policy, event: &Event) {
+        let level = match policy.events.log {
+            events::LogLevel::Debug => Some(LogLevel::Debug),
+            events::LogLevel::Info => Some(LogLevel::Info),
+            events::LogLevel::Warn => Some(LogLevel::Warn),
+            events::LogLevel::Off => None,
+        };
+        if let Some(level) = level {
+            log(level, &ocsf::detection_finding(event).to_string());
+        }
+        let Some(queue) = self.queue() else {
+            return;
+        };
+        if let Ok(json) = serde_json::to_vec(event) {
+            // A queue that is gone (the sender's VM was replaced) loses the event for the
+            // collector only: the log line above has it, and the request never waits for
+            // delivery. The next event resolves the queue again.
+            if hostcalls::enqueue_shared_queue(queue, Some(&json)).is_err() {
+                self.queue.set(None);
+            }
+        }
+    }
+
+    fn queue(&self) -> Option<u32> {
+        if self.queue.get().is_none() {
+            let resolved = hostcalls::resolve_shared_queue(VM_ID, events::QUEUE);
+            self.queue.set(resolved.ok().flatten());
+        }
+        self.queue.get()
+    }
+}
+
+/// Sets the access-log fields of a request's final outcome as filter state
+/// (`wasm.apiguard.action`, `wasm.apiguard.rule`, `wasm.apiguard.operation`), which an
+/// access log prints with `%FILTER_STATE(wasm.apiguard.rule:PLAIN)%`. Envoy keeps such a
+/// value read-only once set, so this runs once per request.
+pub fn annotate(action: Action, verdict: &Verdict<'_>, operation: Option<&str>) {
+    let fields = [
+        ("apiguard.action", Some(action.as_str())),
+        ("apiguard.rule", verdict.rule().map(|r| r.as_str())),
+        ("apiguard.operation", operation),
+    ];
+    for (key, value) in fields {
+        if let Some(value) = value {
+            let _ = hostcalls::set_property(vec![key], Some(value.as_bytes()));
+        }
+    }
+}
+
+/// Milliseconds since the epoch by the host's clock (0 if it cannot tell).
+pub fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .and_then(|d| u64::try_from(d.as_millis()).ok())
+        .unwrap_or(0)
+}
+
+/// The client's IP, from the connection (`source.address`).
+pub fn client_ip() -> Option<String> {
+    let bytes = hostcalls::get_property(vec!["source", "address"]).ok()??;
+    let address = String::from_utf8(bytes).ok()?;
+    Some(events::client_ip(&address).to_owned())
+}
+
+/// `apiguard.operation.<operation>.allowed` / `.blocked`, one pair per operation of a
+/// policy, defined when the policy is configured. The operation is its `operationId`, or
+/// `METHOD /template`, with every character outside `[A-Za-z0-9_-]` turned into `_`.
+pub struct OperationCounters {
+    /// `[allowed, blocked]`, indexed by operation id.
+    counters: Vec<[Option<u32>; 2]>,
+}
+
+impl OperationCounters {
+    pub fn define(policy: &Policy) -> OperationCounters {
+        let counters = policy
+            .operations
+            .iter()
+            .map(|op| {
+                let name = stat_name(op);
+                ["allowed", "blocked"].map(|outcome| {
+                    let metric = format!("apiguard.operation.{name}.{outcome}");
+                    hostcalls::define_metric(MetricType::Counter, &metric).ok()
+                })
+            })
+            .collect();
+        OperationCounters { counters }
+    }
+
+    /// Counts a request's final outcome against its operation; requests that matched no
+    /// operation are counted by rule only.
+    pub fn outcome(&self, operation: Option<usize>, blocked: bool) {
+        let id = operation
+            .and_then(|op| self.counters.get(op))
+            .and_then(|pair| pair[usize::from(blocked)]);
+        if let Some(id) = id {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+}
+
+/// The label of an operation in stats and access logs.
+pub fn stat_name(op: &crate::policy::CompiledOperation) -> String {
+    let name = match &op.operation_id {
+        Some(id) => id.clone(),
+        None => format!("{} {}", op.method.as_str(), op.template),
+    };
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
