@@ -10,6 +10,7 @@
 
 mod configs;
 mod engine;
+mod heap;
 mod report;
 mod scale;
 mod scenarios;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use apiguard_harness::locate;
 use clap::Parser;
+use serde_json::Value;
 
 use crate::configs::Filters;
 use crate::report::{Results, Row};
@@ -34,6 +36,10 @@ const ENVOY_CPU: usize = 0;
 const LOAD_CPU: usize = 1;
 /// Connections for throughput: enough to keep one worker saturated (the issue's `wrk -c8`).
 const SATURATING_CONNECTIONS: u32 = 8;
+
+/// Counts the native view's heap (`heap.rs`).
+#[global_allocator]
+static HEAP: heap::Counting = heap::Counting;
 
 #[derive(Debug, Parser)]
 #[command(about = "apiguard benchmarks (see BENCHMARKS.md)")]
@@ -56,6 +62,10 @@ struct Args {
     compare: bool,
     #[arg(long, default_value_t = 0.15)]
     tolerance: f64,
+    /// Only the native engine section (no Envoy, about a minute): for iterating on the
+    /// engine's own costs.
+    #[arg(long, conflicts_with_all = ["record", "compare"])]
+    engine_only: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +101,14 @@ fn run(args: &Args) -> Result<bool, BenchError> {
     let scratch = std::env::temp_dir().join(format!("apiguard-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)
         .map_err(|e| BenchError::Tool(format!("creating {}: {e}", scratch.display())))?;
+    if args.engine_only {
+        let result = tokens::Credentials::generate(&scratch).and_then(|credentials| {
+            engine::measure(&Bundles::read()?, &scenarios::all(&credentials.token))
+        });
+        let _ = std::fs::remove_dir_all(&scratch);
+        print!("{}", result?.markdown());
+        return Ok(true);
+    }
     let result = measure(args, &scratch);
     let _ = std::fs::remove_dir_all(&scratch);
     let results = result?;
@@ -105,15 +123,34 @@ fn run(args: &Args) -> Result<bool, BenchError> {
     Ok(true)
 }
 
+/// The policies under test, bundled (documents inlined) as Envoy receives them.
+pub struct Bundles {
+    pub allowlist: Value,
+    pub full: Value,
+    pub github: Value,
+    pub github_lazy: Value,
+    pub github_one: Value,
+}
+
+impl Bundles {
+    fn read() -> Result<Bundles, BenchError> {
+        let policies = locate::workspace_root().join("bench/policies");
+        let github = scale::github_bundle()?;
+        Ok(Bundles {
+            allowlist: apiguard_harness::embed::bundle(&policies.join("allowlist.yaml"))?,
+            full: apiguard_harness::embed::bundle(&policies.join("full.yaml"))?,
+            github_lazy: scale::lazy(&github),
+            github_one: scale::one_path(&github, scenarios::GITHUB_DEEP_PATH)?,
+            github,
+        })
+    }
+}
+
 fn measure(args: &Args, scratch: &Path) -> Result<Results, BenchError> {
     let credentials = tokens::Credentials::generate(scratch)?;
     let apiguard = locate::filter_wasm()?;
     let noop = noop_wasm()?;
-    let policies = locate::workspace_root().join("bench/policies");
-    let full = apiguard_harness::embed::bundle(&policies.join("full.yaml"))?;
-    let allowlist = apiguard_harness::embed::bundle(&policies.join("allowlist.yaml"))?;
-    let github = scale::github_bundle()?;
-    let github_one = scale::one_path(&github, scenarios::GITHUB_DEEP_PATH)?;
+    let bundles = Bundles::read()?;
 
     eprintln!("bench: starting the Envoys");
     // The proxied view's upstream: an Envoy answering directly, on the load generator's core.
@@ -133,28 +170,35 @@ fn measure(args: &Args, scratch: &Path) -> Result<Results, BenchError> {
             Config::Allowlist,
             Filters::Apiguard {
                 wasm: &apiguard,
-                policy: &allowlist,
+                policy: &bundles.allowlist,
             },
         ),
         (
             Config::Full,
             Filters::Apiguard {
                 wasm: &apiguard,
-                policy: &full,
+                policy: &bundles.full,
             },
         ),
         (
             Config::GitHub,
             Filters::Apiguard {
                 wasm: &apiguard,
-                policy: &github,
+                policy: &bundles.github,
+            },
+        ),
+        (
+            Config::GitHubLazy,
+            Filters::Apiguard {
+                wasm: &apiguard,
+                policy: &bundles.github_lazy,
             },
         ),
         (
             Config::GitHubOnePath,
             Filters::Apiguard {
                 wasm: &apiguard,
-                policy: &github_one,
+                policy: &bundles.github_one,
             },
         ),
     ] {
@@ -215,6 +259,7 @@ fn measure(args: &Args, scratch: &Path) -> Result<Results, BenchError> {
 
     let scale = scale::Scale::read(
         envoy(Config::GitHub),
+        envoy(Config::GitHubLazy),
         envoy(Config::GitHubOnePath),
         envoy(Config::Full),
         envoy(Config::Bare),
@@ -222,7 +267,7 @@ fn measure(args: &Args, scratch: &Path) -> Result<Results, BenchError> {
     drop(envoys);
     drop(upstream);
     eprintln!("bench: native engine loops");
-    let engine = engine::measure(&full, &github, &github_one, &all)?;
+    let engine = engine::measure(&bundles, &all)?;
     Ok(Results::new(
         load_before,
         args.rounds,

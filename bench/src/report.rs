@@ -344,25 +344,27 @@ impl Results {
         let _ = writeln!(md, "\n### Scale: GitHub's REST API as the policy\n");
         let _ = writeln!(
             md,
-            "| | GitHub ({} templates) | one path of it | bench policy |\n|---|---|---|---|",
+            "| | GitHub ({} templates) | GitHub, `schemas: lazy` | one path of it | bench policy |\n|---|---|---|---|---|",
             s.github_templates
         );
         let _ = writeln!(
             md,
-            "| `on_configure` per VM, ms (host clock) | {} | {} | |",
+            "| `on_configure` per VM, ms (host clock) | {} | {} | {} | |",
             list(&s.github_configure_ms),
+            list(&s.lazy_configure_ms),
             list(&s.one_path_configure_ms)
         );
         let _ = writeln!(
             md,
-            "| wasm linear memory per VM, MiB | {} | {} | {} |",
+            "| wasm linear memory per VM, MiB | {} | {} | {} | {} |",
             list(&s.github_wasm_memory_mib),
+            list(&s.lazy_wasm_memory_mib),
             list(&s.one_path_wasm_memory_mib),
             list(&s.bench_wasm_memory_mib)
         );
         let _ = writeln!(
             md,
-            "| Envoy process RSS, MiB (bare Envoy: {:.1}) | {:.1} | | {:.1} |",
+            "| Envoy process RSS, MiB (bare Envoy: {:.1}) | {:.1} | | | {:.1} |",
             s.bare_rss_mib, s.github_rss_mib, s.bench_rss_mib
         );
         let stats = if s.envoy_wasm_memory_stats.is_empty() {
@@ -371,19 +373,7 @@ impl Results {
             s.envoy_wasm_memory_stats.join("; ")
         };
         let _ = writeln!(md, "\nEnvoy `/stats?filter=wasm` memory stats: {stats}.\n");
-        let _ = writeln!(md, "### The engine natively (no VM, no host calls)\n");
-        let _ = writeln!(
-            md,
-            "`Policy::compile` of GitHub's bundle: {:.0} ms.\n",
-            self.engine.github_compile_ms
-        );
-        let _ = writeln!(
-            md,
-            "| Scenario | ns per request (inspect + body) |\n|---|---|"
-        );
-        for (id, ns) in &self.engine.inspect_ns {
-            let _ = writeln!(md, "| {id} | {ns:.0} |");
-        }
+        md.push_str(&self.engine.markdown());
         md
     }
 

@@ -33,6 +33,16 @@ pub fn one_path(bundle: &Value, template: &str) -> Result<Value, BenchError> {
     Ok(bundle)
 }
 
+/// `bundle` with `schemas: lazy`: each schema compiled on its first use instead of in
+/// `on_configure`. Shows what of the configure cost is schema compilation.
+pub fn lazy(bundle: &Value) -> Value {
+    let mut bundle = bundle.clone();
+    if let Some(policy) = bundle.as_object_mut() {
+        policy.insert("schemas".into(), Value::from("lazy"));
+    }
+    bundle
+}
+
 /// What the filter and the kernel say about the configured VMs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Scale {
@@ -42,6 +52,11 @@ pub struct Scale {
     /// The VM's linear memory after the compile, per VM.
     pub github_wasm_memory_mib: Vec<f64>,
     pub github_templates: u64,
+    /// The same with `schemas: lazy`.
+    #[serde(default)]
+    pub lazy_configure_ms: Vec<f64>,
+    #[serde(default)]
+    pub lazy_wasm_memory_mib: Vec<f64>,
     pub one_path_configure_ms: Vec<f64>,
     pub one_path_wasm_memory_mib: Vec<f64>,
     pub bench_wasm_memory_mib: Vec<f64>,
@@ -56,11 +71,13 @@ pub struct Scale {
 impl Scale {
     pub fn read(
         github: &Envoy,
+        lazy: &Envoy,
         one_path: &Envoy,
         bench: &Envoy,
         bare: &Envoy,
     ) -> Result<Scale, BenchError> {
         let github_log = compiled_lines(github);
+        let lazy_log = compiled_lines(lazy);
         let one_log = compiled_lines(one_path);
         let bench_log = compiled_lines(bench);
         let stats = github.admin_get("/stats?filter=wasm")?;
@@ -68,6 +85,8 @@ impl Scale {
             github_configure_ms: github_log.iter().map(|l| l.micros / 1000.0).collect(),
             github_wasm_memory_mib: github_log.iter().map(|l| l.memory_kib / 1024.0).collect(),
             github_templates: github_log.first().map_or(0, |l| l.templates),
+            lazy_configure_ms: lazy_log.iter().map(|l| l.micros / 1000.0).collect(),
+            lazy_wasm_memory_mib: lazy_log.iter().map(|l| l.memory_kib / 1024.0).collect(),
             one_path_configure_ms: one_log.iter().map(|l| l.micros / 1000.0).collect(),
             one_path_wasm_memory_mib: one_log.iter().map(|l| l.memory_kib / 1024.0).collect(),
             bench_wasm_memory_mib: bench_log.iter().map(|l| l.memory_kib / 1024.0).collect(),

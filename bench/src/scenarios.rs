@@ -14,6 +14,8 @@ pub enum Config {
     Full,
     /// apiguard with GitHub's REST API as its policy.
     GitHub,
+    /// GitHub's policy with `schemas: lazy` (scale section only).
+    GitHubLazy,
     /// The same document cut down to the one path the deep-path scenario requests.
     GitHubOnePath,
 }
