@@ -3,6 +3,7 @@
 
 use std::fs;
 
+use apiguard_harness::compile_report::{compile_reports, CompileReport};
 use apiguard_harness::{locate, Envoy};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -76,20 +77,21 @@ impl Scale {
         bench: &Envoy,
         bare: &Envoy,
     ) -> Result<Scale, BenchError> {
-        let github_log = compiled_lines(github);
-        let lazy_log = compiled_lines(lazy);
-        let one_log = compiled_lines(one_path);
-        let bench_log = compiled_lines(bench);
+        let reports = |envoy: &Envoy| compile_reports(&envoy.log());
+        let github_log = reports(github);
+        let lazy_log = reports(lazy);
+        let one_log = reports(one_path);
+        let bench_log = reports(bench);
         let stats = github.admin_get("/stats?filter=wasm")?;
         Ok(Scale {
-            github_configure_ms: github_log.iter().map(|l| l.micros / 1000.0).collect(),
-            github_wasm_memory_mib: github_log.iter().map(|l| l.memory_kib / 1024.0).collect(),
+            github_configure_ms: ms(&github_log),
+            github_wasm_memory_mib: mib(&github_log),
             github_templates: github_log.first().map_or(0, |l| l.templates),
-            lazy_configure_ms: lazy_log.iter().map(|l| l.micros / 1000.0).collect(),
-            lazy_wasm_memory_mib: lazy_log.iter().map(|l| l.memory_kib / 1024.0).collect(),
-            one_path_configure_ms: one_log.iter().map(|l| l.micros / 1000.0).collect(),
-            one_path_wasm_memory_mib: one_log.iter().map(|l| l.memory_kib / 1024.0).collect(),
-            bench_wasm_memory_mib: bench_log.iter().map(|l| l.memory_kib / 1024.0).collect(),
+            lazy_configure_ms: ms(&lazy_log),
+            lazy_wasm_memory_mib: mib(&lazy_log),
+            one_path_configure_ms: ms(&one_log),
+            one_path_wasm_memory_mib: mib(&one_log),
+            bench_wasm_memory_mib: mib(&bench_log),
             github_rss_mib: rss_mib(github.pid()),
             bench_rss_mib: rss_mib(bench.pid()),
             bare_rss_mib: rss_mib(bare.pid()),
@@ -102,28 +104,16 @@ impl Scale {
     }
 }
 
-/// The filter's "policy … compiled in N us, wasm memory M KiB: T path templates" line.
-struct Compiled {
-    micros: f64,
-    memory_kib: f64,
-    templates: u64,
+/// Each VM's compile time, ms.
+fn ms(reports: &[CompileReport]) -> Vec<f64> {
+    reports.iter().map(|r| r.micros as f64 / 1e3).collect()
 }
 
-fn compiled_lines(envoy: &Envoy) -> Vec<Compiled> {
-    envoy
-        .log()
-        .lines()
-        .filter_map(|line| {
-            let rest = line.split_once(" compiled in ")?.1;
-            let (micros, rest) = rest.split_once(" us, wasm memory ")?;
-            let (memory, rest) = rest.split_once(" KiB: ")?;
-            let templates = rest.split_once(' ')?.0;
-            Some(Compiled {
-                micros: micros.parse().ok()?,
-                memory_kib: memory.parse().ok()?,
-                templates: templates.parse().ok()?,
-            })
-        })
+/// Each VM's linear memory, MiB.
+fn mib(reports: &[CompileReport]) -> Vec<f64> {
+    reports
+        .iter()
+        .map(|r| r.wasm_memory_kib as f64 / 1024.0)
         .collect()
 }
 
