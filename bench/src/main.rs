@@ -103,7 +103,10 @@ fn run(args: &Args) -> Result<bool, BenchError> {
         .map_err(|e| BenchError::Tool(format!("creating {}: {e}", scratch.display())))?;
     if args.engine_only {
         let result = tokens::Credentials::generate(&scratch).and_then(|credentials| {
-            engine::measure(&Bundles::read()?, &scenarios::all(&credentials.token))
+            engine::measure(
+                &Bundles::read(&credentials)?,
+                &scenarios::all(&credentials.token),
+            )
         });
         let _ = std::fs::remove_dir_all(&scratch);
         print!("{}", result?.markdown());
@@ -133,12 +136,14 @@ pub struct Bundles {
 }
 
 impl Bundles {
-    fn read() -> Result<Bundles, BenchError> {
+    fn read(credentials: &tokens::Credentials) -> Result<Bundles, BenchError> {
         let policies = locate::workspace_root().join("bench/policies");
         let github = scale::github_bundle()?;
         Ok(Bundles {
             allowlist: apiguard_harness::embed::bundle(&policies.join("allowlist.yaml"))?,
-            full: apiguard_harness::embed::bundle(&policies.join("full.yaml"))?,
+            full: credentials.fill(apiguard_harness::embed::bundle(
+                &policies.join("full.yaml"),
+            )?),
             github_lazy: scale::lazy(&github),
             github_one: scale::one_path(&github, scenarios::GITHUB_DEEP_PATH)?,
             github,
@@ -150,7 +155,7 @@ fn measure(args: &Args, scratch: &Path) -> Result<Results, BenchError> {
     let credentials = tokens::Credentials::generate(scratch)?;
     let apiguard = locate::filter_wasm()?;
     let noop = noop_wasm()?;
-    let bundles = Bundles::read()?;
+    let bundles = Bundles::read(&credentials)?;
 
     eprintln!("bench: starting the Envoys");
     // The proxied view's upstream: an Envoy answering directly, on the load generator's core.

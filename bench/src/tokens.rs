@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::BenchError;
 
@@ -81,6 +81,36 @@ impl Credentials {
             jwks,
             token: format!("{signing_input}.{}", base64url(&signature)),
         })
+    }
+}
+
+/// In a bundled policy, a string that is exactly this is replaced by the bench's JWKS
+/// (as a JSON object), and these by the token's issuer and audience: the key is made
+/// per run, so a policy's JWT section (issue 4) can name it without a file.
+pub const JWKS_PLACEHOLDER: &str = "${BENCH_JWKS}";
+const ISSUER_PLACEHOLDER: &str = "${BENCH_ISSUER}";
+const AUDIENCE_PLACEHOLDER: &str = "${BENCH_AUDIENCE}";
+
+impl Credentials {
+    /// `policy` with the placeholders replaced, wherever they are.
+    pub fn fill(&self, mut policy: Value) -> Value {
+        let jwks: Value = serde_json::from_str(&self.jwks).unwrap_or(Value::Null);
+        fill(&mut policy, &jwks);
+        policy
+    }
+}
+
+fn fill(value: &mut Value, jwks: &Value) {
+    match value {
+        Value::String(text) => match text.as_str() {
+            JWKS_PLACEHOLDER => *value = jwks.clone(),
+            ISSUER_PLACEHOLDER => *value = Value::from(ISSUER),
+            AUDIENCE_PLACEHOLDER => *value = Value::from(AUDIENCE),
+            _ => {}
+        },
+        Value::Array(items) => items.iter_mut().for_each(|item| fill(item, jwks)),
+        Value::Object(fields) => fields.values_mut().for_each(|field| fill(field, jwks)),
+        _ => {}
     }
 }
 
@@ -169,6 +199,21 @@ mod tests {
             assert_eq!(base64url(input.as_bytes()), expected);
         }
         assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+    }
+
+    #[test]
+    fn placeholders_are_filled_wherever_they_are() {
+        let credentials = Credentials {
+            jwks: r#"{"keys": []}"#.into(),
+            token: String::new(),
+        };
+        let policy = json!({"jwt": {"providers": [{"jwks": JWKS_PLACEHOLDER,
+            "issuer": "${BENCH_ISSUER}", "audiences": ["${BENCH_AUDIENCE}"], "other": "x"}]}});
+        assert_eq!(
+            credentials.fill(policy),
+            json!({"jwt": {"providers": [{"jwks": {"keys": []}, "issuer": ISSUER,
+                "audiences": [AUDIENCE], "other": "x"}]}})
+        );
     }
 
     #[test]
