@@ -6,6 +6,8 @@
 #   make demo [POLICY=…]        Envoy + the filter + an echo upstream, until Ctrl-C
 #   make check [POLICY=…]       compile policies without Envoy (default: every example)
 #   make conformance            apiguard vs openapi-core and schemathesis, through Envoy
+#   make bench                  apiguard vs bare Envoy, a no-op wasm filter, native filters; records BENCHMARKS.md
+#   make bench-compare          re-run the benchmark, compare its ratios with the recorded ones
 #
 # `test` and `demo` include `setup`, so both work on a fresh machine.
 
@@ -20,7 +22,7 @@ POLICY ?=
 DEMO_POLICY := $(or $(POLICY),policies/petstore/policy.yaml)
 CHECK_POLICIES := $(or $(POLICY),$(sort $(wildcard policies/*/policy.yaml)))
 
-.PHONY: help setup wasm test demo check conformance
+.PHONY: help setup wasm test demo check conformance bench-tools bench bench-compare
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -63,3 +65,24 @@ demo: setup
 
 check:
 	$(CARGO) run -q -p apiguard-filter --bin apiguard -- check $(CHECK_POLICIES)
+
+# Benchmarks (not part of `test`; see BENCHMARKS.md). Defaults give a run of about
+# 8 minutes; a quiet machine deserves more rounds, e.g. `make bench BENCH_ROUNDS=7`.
+BENCH_ROUNDS ?= 3
+BENCH_SECONDS ?= 5
+BENCH_PROXIED_ROUNDS ?= 1
+# `bench-compare` fails when a ratio moved by more than this (relative) from the recorded run.
+BENCH_TOLERANCE ?= 0.15
+BENCH_RUN = $(CARGO) run -q --release -p apiguard-bench --bin bench -- \
+	--rounds $(BENCH_ROUNDS) --seconds $(BENCH_SECONDS) --proxied-rounds $(BENCH_PROXIED_ROUNDS)
+
+bench-tools: setup wasm
+	command -v wrk >/dev/null || apt-get install -y wrk
+	command -v taskset >/dev/null && command -v openssl >/dev/null
+	$(CARGO) build --release --target wasm32-wasip1 -p apiguard-bench-noop --lib
+
+bench: bench-tools
+	$(BENCH_RUN) --record
+
+bench-compare: bench-tools
+	$(BENCH_RUN) --compare --tolerance $(BENCH_TOLERANCE)

@@ -104,11 +104,16 @@ impl StatusKey {
 }
 
 impl Contract {
-    /// Every schema of the contract: parameters, request bodies, responses.
-    pub fn schemas(&self) -> impl Iterator<Item = &Schema> {
+    /// Every schema of the contract: parameters, request bodies, and (with `responses`)
+    /// responses.
+    pub fn schemas(&self, responses: bool) -> impl Iterator<Item = &Schema> {
         let params = self.param_checks.iter().filter_map(|c| c.schema.as_ref());
         let bodies = self.body.iter().map(|b| &b.content);
-        let responses = self.responses.iter().filter_map(|(_, c)| c.as_ref());
+        let responses = self
+            .responses
+            .iter()
+            .filter(move |_| responses)
+            .filter_map(|(_, c)| c.as_ref());
         let media = bodies.chain(responses).flat_map(|c| &c.media);
         params.chain(media.filter_map(|m| m.schema.as_ref()))
     }

@@ -83,7 +83,6 @@ impl Envoy {
     /// Renders the config, starts Envoy in front of `upstream` and waits until it is ready.
     /// If Envoy exits first (a refused config), the error carries its exit status and log.
     pub fn start(options: &EnvoyOptions, upstream: SocketAddr) -> Result<Envoy, Error> {
-        let envoy_binary = locate::envoy_binary()?;
         let wasm = locate::filter_wasm()?;
         let bundle = match &options.policy {
             Policy::Embedded => None,
@@ -102,7 +101,17 @@ impl Envoy {
         if let Some(delivery) = &options.delivery {
             delivery.merge_into(&mut config, &wasm)?;
         }
+        Envoy::launch(&config, options.concurrency, options.ready_timeout)
+    }
 
+    /// Starts Envoy on an already rendered config (e.g. [`Template::render`]'s output, edited
+    /// by a benchmark) and waits until it is ready; the listener is read back from the admin.
+    pub fn launch(
+        config: &Value,
+        concurrency: u16,
+        ready_timeout: Duration,
+    ) -> Result<Envoy, Error> {
+        let envoy_binary = locate::envoy_binary()?;
         let scratch = ScratchDir::create()?;
         let config_path = scratch.path().join("envoy.json");
         fs::write(&config_path, serde_json::to_vec_pretty(&config)?)
@@ -119,7 +128,7 @@ impl Envoy {
             // Parallel tests each run an Envoy; a dynamic base id keeps their shared-memory
             // regions (for hot restart) apart.
             .arg("--use-dynamic-base-id")
-            .args(["--concurrency", &options.concurrency.to_string()])
+            .args(["--concurrency", &concurrency.to_string()])
             // Envoy's own info lines (a hundred lines of extension lists at start) would push
             // the interesting part out of the tail; the filter logs under `wasm`.
             .args([
@@ -135,16 +144,15 @@ impl Envoy {
             .map_err(Error::io(format!("starting {}", envoy_binary.display())))?;
 
         // From here on, Drop stops the process whatever goes wrong.
+        let unbound = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
         let mut envoy = Envoy {
             child,
             scratch,
-            listener: options.listen,
-            admin: options.admin,
+            listener: unbound,
+            admin: unbound,
         };
-        envoy.admin = envoy.wait_ready(options.ready_timeout)?;
-        if envoy.listener.port() == 0 {
-            envoy.listener = envoy.bound_listener()?;
-        }
+        envoy.admin = envoy.wait_ready(ready_timeout)?;
+        envoy.listener = envoy.bound_listener()?;
         Ok(envoy)
     }
 
@@ -236,7 +244,8 @@ impl Envoy {
         }
     }
 
-    fn admin_get(&self, endpoint: &str) -> Result<String, Error> {
+    /// The body of an admin endpoint (`/memory`, `/stats?filter=…`), if it answers 2xx.
+    pub fn admin_get(&self, endpoint: &str) -> Result<String, Error> {
         let response = Client::new(self.admin, HttpVersion::Http1)?.get(endpoint)?;
         if !response.status.is_success() {
             return Err(Error::Admin {

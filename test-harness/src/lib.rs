@@ -17,8 +17,10 @@
 //! - [`client`]: a small blocking client that sends request targets byte for byte (no URL
 //!   normalisation, which would hide the very encodings the filter must catch).
 //! - [`stats`]: reading counters from the admin `/stats/prometheus` page.
+//! - [`compile_report`]: the filter's per-VM compile time and wasm memory, from Envoy's log.
 
 pub mod client;
+pub mod compile_report;
 pub mod contract;
 pub mod delivery;
 pub mod embed;

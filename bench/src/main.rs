@@ -1,0 +1,429 @@
+//! `make bench`: apiguard's cost inside a real Envoy, against bare Envoy, a no-op Rust
+//! proxy-wasm filter and Envoy's native `jwt_authn` + `local_ratelimit`, under wrk; and its
+//! scale on GitHub's REST API. See BENCHMARKS.md for the method and the recorded run.
+//!
+//! Following Envoy's own advice (docs: "What are best practices for benchmarking Envoy?"):
+//! release builds, a fixed concurrency (one worker), the load generator on another core
+//! than Envoy, throughput at saturation kept apart from latency measured below the knee
+//! (one connection, one request in flight). The machine is noisy, so configurations are
+//! alternated within each round and medians of the rounds reported.
+
+mod configs;
+mod engine;
+mod heap;
+mod report;
+mod scale;
+mod scenarios;
+mod tokens;
+mod wrk;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use apiguard_harness::locate;
+use clap::Parser;
+use serde_json::Value;
+
+use crate::configs::Filters;
+use crate::report::{Results, Row};
+use crate::scenarios::{Config, Scenario};
+use crate::wrk::{Load, Sample, Script};
+
+/// The core Envoy runs on; wrk (and the proxied view's upstream) get the other one.
+const ENVOY_CPU: usize = 0;
+const LOAD_CPU: usize = 1;
+/// Connections for throughput: enough to keep one worker saturated (the issue's `wrk -c8`).
+const SATURATING_CONNECTIONS: u32 = 8;
+
+/// Counts the native view's heap (`heap.rs`).
+#[global_allocator]
+static HEAP: heap::Counting = heap::Counting;
+
+#[derive(Debug, Parser)]
+#[command(about = "apiguard benchmarks (see BENCHMARKS.md)")]
+struct Args {
+    /// Rounds; each runs every scenario once, in a rotated order.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Seconds of load per throughput run (a latency run takes half).
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Rounds of the proxied view (0 skips it).
+    #[arg(long, default_value_t = 1)]
+    proxied_rounds: usize,
+    /// Write the results into BENCHMARKS.md and bench/recorded.json.
+    #[arg(long)]
+    record: bool,
+    /// Compare the ratios with bench/recorded.json; exit 1 if one moved more than
+    /// `--tolerance` (relative).
+    #[arg(long)]
+    compare: bool,
+    #[arg(long, default_value_t = 0.15)]
+    tolerance: f64,
+    /// Only the native engine section (no Envoy, about a minute): for iterating on the
+    /// engine's own costs.
+    #[arg(long, conflicts_with_all = ["record", "compare"])]
+    engine_only: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Harness(#[from] apiguard_harness::Error),
+    #[error("{0}")]
+    Tool(String),
+    #[error("Envoy config: {0}")]
+    Config(String),
+    #[error("{scenario}: {message}")]
+    Probe { scenario: String, message: String },
+    #[error("policy: {0}")]
+    Policy(#[from] apiguard_filter::config::PolicyError),
+    #[error("{0}")]
+    Recorded(String),
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("bench: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<bool, BenchError> {
+    pin(std::process::id(), LOAD_CPU)?;
+    let scratch = std::env::temp_dir().join(format!("apiguard-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)
+        .map_err(|e| BenchError::Tool(format!("creating {}: {e}", scratch.display())))?;
+    if args.engine_only {
+        let result = tokens::Credentials::generate(&scratch).and_then(|credentials| {
+            engine::measure(
+                &Bundles::read(&credentials)?,
+                &scenarios::all(&credentials.token),
+            )
+        });
+        let _ = std::fs::remove_dir_all(&scratch);
+        print!("{}", result?.markdown());
+        return Ok(true);
+    }
+    let result = measure(args, &scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let results = result?;
+    print!("{}", results.markdown());
+    if args.record {
+        results.record(locate::workspace_root())?;
+        eprintln!("bench: recorded into BENCHMARKS.md and bench/recorded.json");
+    }
+    if args.compare {
+        return Results::compare(&results, locate::workspace_root(), args.tolerance);
+    }
+    Ok(true)
+}
+
+/// The policies under test, bundled (documents inlined) as Envoy receives them.
+pub struct Bundles {
+    pub allowlist: Value,
+    pub full: Value,
+    pub github: Value,
+    pub github_lazy: Value,
+    pub github_one: Value,
+}
+
+impl Bundles {
+    fn read(credentials: &tokens::Credentials) -> Result<Bundles, BenchError> {
+        let policies = locate::workspace_root().join("bench/policies");
+        let github = scale::github_bundle()?;
+        Ok(Bundles {
+            allowlist: apiguard_harness::embed::bundle(&policies.join("allowlist.yaml"))?,
+            full: credentials.fill(apiguard_harness::embed::bundle(
+                &policies.join("full.yaml"),
+            )?),
+            github_lazy: scale::lazy(&github),
+            github_one: scale::one_path(&github, scenarios::GITHUB_DEEP_PATH)?,
+            github,
+        })
+    }
+}
+
+fn measure(args: &Args, scratch: &Path) -> Result<Results, BenchError> {
+    let credentials = tokens::Credentials::generate(scratch)?;
+    let apiguard = locate::filter_wasm()?;
+    let noop = noop_wasm()?;
+    let bundles = Bundles::read(&credentials)?;
+
+    eprintln!("bench: starting the Envoys");
+    // The proxied view's upstream: an Envoy answering directly, on the load generator's core.
+    let upstream = configs::start(&configs::upstream()?, LOAD_CPU)?;
+    let up = upstream.listener();
+    let mut envoys = BTreeMap::new();
+    for (config, filters) in [
+        (Config::Bare, Filters::None),
+        (Config::Noop, Filters::Noop { wasm: &noop }),
+        (
+            Config::Native,
+            Filters::Native {
+                jwks: &credentials.jwks,
+            },
+        ),
+        (
+            Config::Allowlist,
+            Filters::Apiguard {
+                wasm: &apiguard,
+                policy: &bundles.allowlist,
+            },
+        ),
+        (
+            Config::Full,
+            Filters::Apiguard {
+                wasm: &apiguard,
+                policy: &bundles.full,
+            },
+        ),
+        (
+            Config::GitHub,
+            Filters::Apiguard {
+                wasm: &apiguard,
+                policy: &bundles.github,
+            },
+        ),
+        (
+            Config::GitHubLazy,
+            Filters::Apiguard {
+                wasm: &apiguard,
+                policy: &bundles.github_lazy,
+            },
+        ),
+        (
+            Config::GitHubOnePath,
+            Filters::Apiguard {
+                wasm: &apiguard,
+                policy: &bundles.github_one,
+            },
+        ),
+    ] {
+        envoys.insert(
+            config as usize,
+            configs::start(&configs::render(&filters, up)?, ENVOY_CPU)?,
+        );
+    }
+    let envoy = |config: Config| &envoys[&(config as usize)];
+
+    let all = scenarios::all(&credentials.token);
+    // The proxied view: the same requests but GitHub's (the scale section is about the
+    // filter, not the upstream), routed to the local upstream.
+    let proxied_scenarios: Vec<Scenario> = all
+        .iter()
+        .filter(|s| !s.id.starts_with("github"))
+        .map(|s| Scenario {
+            request: scenarios::proxied(&s.request),
+            ..s.clone()
+        })
+        .collect();
+    for scenario in all.iter().chain(&proxied_scenarios) {
+        probe::allowed(envoy(scenario.config), scenario)?;
+    }
+    probe::refusals(
+        envoy(Config::Native),
+        envoy(Config::Full),
+        envoy(Config::Allowlist),
+        &all,
+    )?;
+
+    let throughput = Load {
+        connections: SATURATING_CONNECTIONS,
+        duration: Duration::from_secs(args.seconds),
+        cpu: LOAD_CPU,
+    };
+    let latency = Load {
+        connections: 1,
+        duration: Duration::from_secs(args.seconds.div_ceil(2)),
+        cpu: LOAD_CPU,
+    };
+    let measure = |scenario: &Scenario, script: &Script| {
+        let listener = envoy(scenario.config).listener();
+        Ok((
+            script.run(listener, throughput)?,
+            script.run(listener, latency)?,
+        ))
+    };
+    let load_before = report::loadavg();
+    let direct = rounds(&all, args.rounds, scratch, "direct", measure)?;
+    let proxied = rounds(
+        &proxied_scenarios,
+        args.proxied_rounds,
+        scratch,
+        "proxied",
+        measure,
+    )?;
+
+    let scale = scale::Scale::read(
+        envoy(Config::GitHub),
+        envoy(Config::GitHubLazy),
+        envoy(Config::GitHubOnePath),
+        envoy(Config::Full),
+        envoy(Config::Bare),
+    )?;
+    drop(envoys);
+    drop(upstream);
+    eprintln!("bench: native engine loops");
+    let engine = engine::measure(&bundles, &all)?;
+    Ok(Results::new(
+        load_before,
+        args.rounds,
+        args.seconds,
+        args.proxied_rounds,
+        direct,
+        proxied,
+        scale,
+        engine,
+    ))
+}
+
+/// Runs every scenario `rounds` times, rotating the order each round, and returns each
+/// scenario's samples (throughput run, latency run).
+fn rounds(
+    scenarios: &[Scenario],
+    rounds: usize,
+    scratch: &Path,
+    view: &str,
+    run: impl Fn(&Scenario, &Script) -> Result<(Sample, Sample), BenchError>,
+) -> Result<Vec<Row>, BenchError> {
+    let scripts = scenarios
+        .iter()
+        .map(|s| Script::write(scratch, &format!("{view}-{}", s.id), &s.request))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut samples: Vec<Vec<(Sample, Sample)>> = vec![Vec::new(); scenarios.len()];
+    for round in 0..rounds {
+        for offset in 0..scenarios.len() {
+            let index = (round + offset) % scenarios.len();
+            let (Some(scenario), Some(script)) = (scenarios.get(index), scripts.get(index)) else {
+                continue;
+            };
+            eprintln!(
+                "bench: {view} round {}/{rounds}: {}",
+                round + 1,
+                scenario.id
+            );
+            let pair = run(scenario, script)?;
+            if let Some(list) = samples.get_mut(index) {
+                list.push(pair);
+            }
+        }
+    }
+    Ok(report::rows(scenarios, &samples))
+}
+
+/// Pins every thread of process `pid` to `cpu`.
+pub fn pin(pid: u32, cpu: usize) -> Result<(), BenchError> {
+    let status = Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| BenchError::Tool(format!("cannot run taskset (util-linux): {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(BenchError::Tool(format!(
+            "taskset -p {cpu} {pid} failed ({status})"
+        )))
+    }
+}
+
+/// The no-op filter, built by `make bench` next to apiguard's `.wasm`.
+fn noop_wasm() -> Result<PathBuf, BenchError> {
+    let apiguard = locate::filter_wasm()?;
+    let noop = apiguard.with_file_name("bench_noop_filter.wasm");
+    if noop.is_file() {
+        Ok(noop)
+    } else {
+        Err(BenchError::Tool(format!(
+            "{} is missing: cargo build --release --target wasm32-wasip1 -p apiguard-bench-noop (or make bench)",
+            noop.display()
+        )))
+    }
+}
+
+mod probe {
+    //! Before anything is timed: every scenario's request is allowed (a benchmark of 4xx
+    //! answers would measure the wrong path), and each filter is shown to be really on.
+
+    use apiguard_harness::{Envoy, HttpVersion};
+    use bytes::Bytes;
+
+    use crate::configs::DIRECT_BODY;
+    use crate::scenarios::Scenario;
+    use crate::wrk::Request;
+    use crate::BenchError;
+
+    pub fn allowed(envoy: &Envoy, scenario: &Scenario) -> Result<(), BenchError> {
+        let (status, body) = send(envoy, &scenario.request)?;
+        if status != 200 || body != DIRECT_BODY {
+            return Err(BenchError::Probe {
+                scenario: scenario.id.into(),
+                message: format!(
+                    "expected 200 {DIRECT_BODY}, got {status}: {body}\n{}",
+                    envoy.log_tail()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refusals that prove the filters act: `jwt_authn` without a token (401), apiguard's
+    /// full policy on an invalid body (400) and its allowlist on an unknown path (404).
+    pub fn refusals(
+        native: &Envoy,
+        full: &Envoy,
+        allowlist: &Envoy,
+        all: &[Scenario],
+    ) -> Result<(), BenchError> {
+        let by_id = |id: &str| all.iter().find(|s| s.id == id).map(|s| s.request.clone());
+        let (Some(get), Some(post)) = (by_id("native"), by_id("full-post")) else {
+            return Err(BenchError::Probe {
+                scenario: "refusals".into(),
+                message: "scenarios missing".into(),
+            });
+        };
+        let mut anonymous = get.clone();
+        anonymous
+            .headers
+            .retain(|(name, _)| name != "authorization");
+        let mut invalid = post;
+        invalid.body = Some("{\"title\":\"\",\"labels\":\"bug\"}".into());
+        let mut unknown = get;
+        unknown.target = "/repos/octo-org/hello-world/secrets".into();
+        for (envoy, request, expected, what) in [
+            (native, &anonymous, 401, "jwt_authn without a token"),
+            (full, &invalid, 400, "apiguard full policy, invalid body"),
+            (allowlist, &unknown, 404, "apiguard allowlist, unknown path"),
+        ] {
+            let (status, body) = send(envoy, request)?;
+            if status != expected {
+                return Err(BenchError::Probe {
+                    scenario: what.into(),
+                    message: format!("expected {expected}, got {status}: {body}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn send(envoy: &Envoy, request: &Request) -> Result<(u16, String), BenchError> {
+        let mut builder = http::Request::builder()
+            .method(request.method)
+            .uri(request.target.as_str());
+        for (name, value) in &request.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let body = Bytes::from(request.body.clone().unwrap_or_default());
+        let http_request = builder.body(body).map_err(apiguard_harness::Error::from)?;
+        let response = envoy.client(HttpVersion::Http1)?.send(http_request)?;
+        Ok((response.status.as_u16(), response.text()))
+    }
+}

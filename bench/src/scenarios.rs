@@ -1,0 +1,218 @@
+//! What is measured: each scenario is one request against one running configuration, with
+//! the scenarios it is compared with.
+
+use crate::configs::ROUTE_HEADER;
+use crate::wrk::Request;
+
+/// The running Envoys, by role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Config {
+    Bare,
+    Noop,
+    Native,
+    Allowlist,
+    Full,
+    /// apiguard with GitHub's REST API as its policy.
+    GitHub,
+    /// GitHub's policy with `schemas: lazy` (scale section only).
+    GitHubLazy,
+    /// The same document cut down to the one path the deep-path scenario requests.
+    GitHubOnePath,
+}
+
+#[derive(Clone)]
+pub struct Scenario {
+    /// Stable id: the key in `bench/recorded.json`.
+    pub id: &'static str,
+    pub label: &'static str,
+    pub config: Config,
+    pub request: Request,
+    /// The bare-Envoy and no-op-filter scenarios with the same request shape.
+    pub bare: &'static str,
+    pub noop: &'static str,
+}
+
+/// The deep templated GitHub path the scale section matches.
+pub const GITHUB_DEEP_PATH: &str =
+    "/repos/{owner}/{repo}/pulls/{pull_number}/reviews/{review_id}/comments";
+
+/// The headline scenarios and the GitHub scale ones, in the order of the table.
+pub fn all(token: &str) -> Vec<Scenario> {
+    let get = Request {
+        method: "GET",
+        target: "/repos/octo-org/hello-world/issues/1347/comments?per_page=50&page=2&since=2024-01-01T00:00:00Z".into(),
+        headers: headers(token, &[("x-github-api-version", "2022-11-28")]),
+        body: None,
+    };
+    let post = Request {
+        method: "POST",
+        target: "/repos/octo-org/hello-world/issues".into(),
+        headers: headers(token, &[("content-type", "application/json")]),
+        body: Some(issue_body(1024)),
+    };
+    let github_deep = Request {
+        method: "GET",
+        target: "/repos/octo-org/hello-world/pulls/42/reviews/80/comments?per_page=50".into(),
+        ..get.clone()
+    };
+    let scenario = |id, label, config, request: &Request, bare, noop| Scenario {
+        id,
+        label,
+        config,
+        request: request.clone(),
+        bare,
+        noop,
+    };
+    vec![
+        scenario(
+            "bare",
+            "1. bare Envoy (no filter)",
+            Config::Bare,
+            &get,
+            "bare",
+            "noop",
+        ),
+        scenario(
+            "noop",
+            "2. no-op Rust proxy-wasm filter",
+            Config::Noop,
+            &get,
+            "bare",
+            "noop",
+        ),
+        scenario(
+            "native",
+            "3. Envoy jwt_authn (cached) + local_ratelimit",
+            Config::Native,
+            &get,
+            "bare",
+            "noop",
+        ),
+        scenario(
+            "allowlist",
+            "4. apiguard, allowlist only",
+            Config::Allowlist,
+            &get,
+            "bare",
+            "noop",
+        ),
+        scenario(
+            "full-get",
+            "5. apiguard, full policy*, header-only GET",
+            Config::Full,
+            &get,
+            "bare",
+            "noop",
+        ),
+        scenario(
+            "bare-post",
+            "bare Envoy, 1 KB POST",
+            Config::Bare,
+            &post,
+            "bare-post",
+            "noop-post",
+        ),
+        scenario(
+            "noop-post",
+            "no-op filter, 1 KB POST",
+            Config::Noop,
+            &post,
+            "bare-post",
+            "noop-post",
+        ),
+        scenario(
+            "full-post",
+            "6. apiguard, full policy, 1 KB JSON POST validated",
+            Config::Full,
+            &post,
+            "bare-post",
+            "noop-post",
+        ),
+        scenario(
+            "github-deep",
+            "GitHub policy (1,223 ops), deep templated GET",
+            Config::GitHub,
+            &github_deep,
+            "bare",
+            "noop",
+        ),
+        scenario(
+            "github-one",
+            "same path, policy of that one path",
+            Config::GitHubOnePath,
+            &github_deep,
+            "bare",
+            "noop",
+        ),
+        scenario(
+            "github-post",
+            "GitHub policy, 1 KB `issues/create` POST validated",
+            Config::GitHub,
+            &post,
+            "bare-post",
+            "noop-post",
+        ),
+    ]
+}
+
+/// The same request routed to the local upstream instead of the direct response.
+pub fn proxied(request: &Request) -> Request {
+    let mut request = request.clone();
+    for (name, value) in &mut request.headers {
+        if name == ROUTE_HEADER {
+            *value = "proxied".into();
+        }
+    }
+    request
+}
+
+fn headers(token: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut headers = vec![
+        ("authorization".to_owned(), format!("Bearer {token}")),
+        ("accept".to_owned(), "application/json".to_owned()),
+        ("user-agent".to_owned(), "apiguard-bench".to_owned()),
+        (ROUTE_HEADER.to_owned(), "direct".to_owned()),
+    ];
+    headers.extend(
+        extra
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+    );
+    headers
+}
+
+/// An issue as GitHub's `issues/create` takes it (and the bench API declares it), its
+/// `body` text padded so the JSON is exactly `size` bytes.
+pub fn issue_body(size: usize) -> String {
+    let with_text = |text: &str| {
+        serde_json::json!({
+            "title": "Crash when the config file is empty",
+            "body": text,
+            "assignees": ["octocat", "hubot"],
+            "milestone": 1,
+            "labels": [{"name": "bug", "color": "d73a4a"}, {"name": "triage", "color": "ededed"}],
+            "due_on": "2025-10-01T12:00:00Z",
+        })
+        .to_string()
+    };
+    let frame = with_text("").len();
+    let sentence = "Steps to reproduce: start the service with an empty file; it exits at once. ";
+    let text: String = sentence
+        .chars()
+        .cycle()
+        .take(size.saturating_sub(frame))
+        .collect();
+    with_text(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::issue_body;
+
+    #[test]
+    fn issue_body_is_the_requested_size_and_json() {
+        let body = issue_body(1024);
+        assert_eq!(body.len(), 1024);
+        assert!(serde_json::from_str::<serde_json::Value>(&body).is_ok());
+    }
+}
