@@ -50,6 +50,7 @@ pub fn render(filters: &Filters<'_>, upstream: SocketAddr) -> Result<Value, Benc
         wasm,
         policy,
         with_filter,
+        jwks: None,
     })?;
     let hcm = connection_manager(&mut config)?;
     hcm["route_config"]["virtual_hosts"][0]["routes"] = json!([

@@ -85,8 +85,8 @@ impl Credentials {
 }
 
 /// In a bundled policy, a string that is exactly this is replaced by the bench's JWKS
-/// (as a JSON object), and these by the token's issuer and audience: the key is made
-/// per run, so a policy's JWT section (issue 4) can name it without a file.
+/// (its JSON text, as `local_jwks.inline_string` takes it), and these by the token's
+/// issuer and audience: the key is made per run, so the policy names it without a file.
 pub const JWKS_PLACEHOLDER: &str = "${BENCH_JWKS}";
 const ISSUER_PLACEHOLDER: &str = "${BENCH_ISSUER}";
 const AUDIENCE_PLACEHOLDER: &str = "${BENCH_AUDIENCE}";
@@ -94,16 +94,15 @@ const AUDIENCE_PLACEHOLDER: &str = "${BENCH_AUDIENCE}";
 impl Credentials {
     /// `policy` with the placeholders replaced, wherever they are.
     pub fn fill(&self, mut policy: Value) -> Value {
-        let jwks: Value = serde_json::from_str(&self.jwks).unwrap_or(Value::Null);
-        fill(&mut policy, &jwks);
+        fill(&mut policy, &self.jwks);
         policy
     }
 }
 
-fn fill(value: &mut Value, jwks: &Value) {
+fn fill(value: &mut Value, jwks: &str) {
     match value {
         Value::String(text) => match text.as_str() {
-            JWKS_PLACEHOLDER => *value = jwks.clone(),
+            JWKS_PLACEHOLDER => *value = Value::from(jwks),
             ISSUER_PLACEHOLDER => *value = Value::from(ISSUER),
             AUDIENCE_PLACEHOLDER => *value = Value::from(AUDIENCE),
             _ => {}
@@ -207,12 +206,14 @@ mod tests {
             jwks: r#"{"keys": []}"#.into(),
             token: String::new(),
         };
-        let policy = json!({"jwt": {"providers": [{"jwks": JWKS_PLACEHOLDER,
-            "issuer": "${BENCH_ISSUER}", "audiences": ["${BENCH_AUDIENCE}"], "other": "x"}]}});
+        let policy = json!({"security": {"providers": {"bench": {
+            "local_jwks": {"inline_string": JWKS_PLACEHOLDER},
+            "issuer": "${BENCH_ISSUER}", "audiences": ["${BENCH_AUDIENCE}"], "other": "x"}}}});
         assert_eq!(
             credentials.fill(policy),
-            json!({"jwt": {"providers": [{"jwks": {"keys": []}, "issuer": ISSUER,
-                "audiences": [AUDIENCE], "other": "x"}]}})
+            json!({"security": {"providers": {"bench": {
+                "local_jwks": {"inline_string": r#"{"keys": []}"#}, "issuer": ISSUER,
+                "audiences": [AUDIENCE], "other": "x"}}}})
         );
     }
 
