@@ -80,10 +80,14 @@ pub fn measure(bundles: &Bundles, scenarios: &[Scenario]) -> Result<Engine, Benc
     drop(compile("GitHub, `schemas: lazy`", &bundles.github_lazy)?);
     let one_policy = compile("GitHub, one path", &bundles.github_one)?;
     let full_policy = compile("bench full.yaml", &bundles.full)?;
+    let cold_policy = compile("bench full.yaml, token cache off", &bundles.full_cold)?;
+    let no_jwt_policy = compile("bench full.yaml without `security`", &bundles.full_no_jwt)?;
     let mut inspect_ns = Vec::new();
     for scenario in scenarios {
         let policy = match scenario.config {
             crate::scenarios::Config::Full => &full_policy,
+            crate::scenarios::Config::FullCold => &cold_policy,
+            crate::scenarios::Config::FullNoJwt => &no_jwt_policy,
             crate::scenarios::Config::GitHub => &github_policy,
             crate::scenarios::Config::GitHubOnePath => &one_policy,
             _ => continue,

@@ -130,6 +130,8 @@ fn run(args: &Args) -> Result<bool, BenchError> {
 pub struct Bundles {
     pub allowlist: Value,
     pub full: Value,
+    pub full_cold: Value,
+    pub full_no_jwt: Value,
     pub github: Value,
     pub github_lazy: Value,
     pub github_one: Value,
@@ -139,11 +141,20 @@ impl Bundles {
     fn read(credentials: &tokens::Credentials) -> Result<Bundles, BenchError> {
         let policies = locate::workspace_root().join("bench/policies");
         let github = scale::github_bundle()?;
+        let full = credentials.fill(apiguard_harness::embed::bundle(
+            &policies.join("full.yaml"),
+        )?);
+        let mut full_cold = full.clone();
+        full_cold["security"]["token_cache_entries"] = Value::from(0);
+        let mut full_no_jwt = full.clone();
+        if let Some(policy) = full_no_jwt.as_object_mut() {
+            policy.remove("security");
+        }
         Ok(Bundles {
             allowlist: apiguard_harness::embed::bundle(&policies.join("allowlist.yaml"))?,
-            full: credentials.fill(apiguard_harness::embed::bundle(
-                &policies.join("full.yaml"),
-            )?),
+            full,
+            full_cold,
+            full_no_jwt,
             github_lazy: scale::lazy(&github),
             github_one: scale::one_path(&github, scenarios::GITHUB_DEEP_PATH)?,
             github,
@@ -183,6 +194,20 @@ fn measure(args: &Args, scratch: &Path) -> Result<Results, BenchError> {
             Filters::Apiguard {
                 wasm: &apiguard,
                 policy: &bundles.full,
+            },
+        ),
+        (
+            Config::FullCold,
+            Filters::Apiguard {
+                wasm: &apiguard,
+                policy: &bundles.full_cold,
+            },
+        ),
+        (
+            Config::FullNoJwt,
+            Filters::Apiguard {
+                wasm: &apiguard,
+                policy: &bundles.full_no_jwt,
             },
         ),
         (
@@ -401,6 +426,12 @@ mod probe {
         for (envoy, request, expected, what) in [
             (native, &anonymous, 401, "jwt_authn without a token"),
             (full, &invalid, 400, "apiguard full policy, invalid body"),
+            (
+                full,
+                &anonymous,
+                401,
+                "apiguard full policy without a token",
+            ),
             (allowlist, &unknown, 404, "apiguard allowlist, unknown path"),
         ] {
             let (status, body) = send(envoy, request)?;

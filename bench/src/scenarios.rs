@@ -12,6 +12,10 @@ pub enum Config {
     Native,
     Allowlist,
     Full,
+    /// The full policy with the token cache off: every request verifies its RS256 JWT.
+    FullCold,
+    /// The full policy without its `security` section: the baseline of the JWT's cost.
+    FullNoJwt,
     /// apiguard with GitHub's REST API as its policy.
     GitHub,
     /// GitHub's policy with `schemas: lazy` (scale section only).
@@ -100,6 +104,22 @@ pub fn all(token: &str) -> Vec<Scenario> {
             "full-get",
             "5. apiguard, full policy*, header-only GET",
             Config::Full,
+            &get,
+            "bare",
+            "noop",
+        ),
+        scenario(
+            "full-get-cold",
+            "full policy*, token cache off (RS256 verified per request)",
+            Config::FullCold,
+            &get,
+            "bare",
+            "noop",
+        ),
+        scenario(
+            "full-get-nojwt",
+            "full policy* without the JWT check",
+            Config::FullNoJwt,
             &get,
             "bare",
             "noop",
