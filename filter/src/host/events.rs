@@ -3,12 +3,11 @@
 //! counters.
 
 use std::cell::Cell;
-use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType};
 
-use super::log;
+use super::{log, shared, since_epoch};
 use crate::events::{self, ocsf, Event};
 use crate::policy::Policy;
 use crate::verdict::{Action, Verdict};
@@ -77,17 +76,12 @@ pub fn annotate(action: Action, verdict: &Verdict<'_>, operation: Option<&str>) 
 
 /// Milliseconds since the epoch by the host's clock (0 if it cannot tell).
 pub fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .and_then(|d| u64::try_from(d.as_millis()).ok())
-        .unwrap_or(0)
+    u64::try_from(since_epoch().as_millis()).unwrap_or(0)
 }
 
 /// The client's IP, from the connection (`source.address`).
 pub fn client_ip() -> Option<String> {
-    let bytes = hostcalls::get_property(vec!["source", "address"]).ok()??;
-    let address = String::from_utf8(bytes).ok()?;
+    let address = shared::downstream_address()?;
     Some(events::client_ip(&address).to_owned())
 }
 

@@ -22,14 +22,14 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
 
 use super::events::{self, Emitter};
-use super::log;
 use super::metrics::{counter, increment};
+use super::{log, since_epoch};
 use crate::events::{Event, Severity, JWKS_FETCH_FAILED};
 use crate::policy::Policy;
 use crate::security::jwks::KeySet;
@@ -249,8 +249,5 @@ fn lease(key: &str, now: u64) -> bool {
 /// Unix seconds from the host's clock; 0 if the host cannot tell (then every set looks
 /// fresh-fetched at 0 and old, so fetches are attempted rather than skipped).
 fn now() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs())
+    since_epoch().as_secs()
 }

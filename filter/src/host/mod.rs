@@ -23,6 +23,8 @@ mod root;
 mod sender;
 mod shared;
 
+use std::time::{Duration, UNIX_EPOCH};
+
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::LogLevel;
@@ -39,4 +41,13 @@ proxy_wasm::main! {{
 /// Logs through the host; a failed log call is not worth failing a request for.
 fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
+}
+
+/// The host's wall clock since the Unix epoch: the one clock a plugin has, and one every
+/// worker reads alike. Zero when the host cannot tell; callers say what that means.
+fn since_epoch() -> Duration {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .unwrap_or_default()
 }

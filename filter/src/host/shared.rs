@@ -7,11 +7,10 @@
 //! (`apiguard.abuse.slot_lost`). A broken store then admits rather than refusing all
 //! traffic; the contract and anomaly checks still apply.
 
-use std::time::UNIX_EPOCH;
-
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 
+use super::since_epoch;
 use crate::slots::{SharedStore, StoreError};
 
 /// proxy-wasm shared data: one map per Envoy process, shared by every worker's VM.
@@ -38,11 +37,7 @@ fn store_error(status: Status) -> StoreError {
 /// reads alike, so slot times written by one worker mean the same to the others. A clock
 /// the host cannot give reads as 0, which makes every slot stale (admit) — see above.
 pub fn now() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .and_then(|d| u64::try_from(d.as_nanos()).ok())
-        .unwrap_or(0)
+    u64::try_from(since_epoch().as_nanos()).unwrap_or(0)
 }
 
 /// The downstream address (`source.address`, `ip:port`), if the host has it.
