@@ -104,7 +104,7 @@ fn run(args: &Args) -> Result<bool, BenchError> {
     if args.engine_only {
         let result = tokens::Credentials::generate(&scratch).and_then(|credentials| {
             engine::measure(
-                &Bundles::read(&credentials)?,
+                &Bundles::read(&credentials, &scratch)?,
                 &scenarios::all(&credentials.token),
             )
         });
@@ -138,12 +138,10 @@ pub struct Bundles {
 }
 
 impl Bundles {
-    fn read(credentials: &tokens::Credentials) -> Result<Bundles, BenchError> {
+    fn read(credentials: &tokens::Credentials, scratch: &Path) -> Result<Bundles, BenchError> {
         let policies = locate::workspace_root().join("bench/policies");
         let github = scale::github_bundle()?;
-        let full = credentials.fill(apiguard_harness::embed::bundle(
-            &policies.join("full.yaml"),
-        )?);
+        let full = filled(&policies.join("full.yaml"), credentials, scratch)?;
         let mut full_cold = full.clone();
         full_cold["security"]["token_cache_entries"] = Value::from(0);
         let mut full_no_jwt = full.clone();
@@ -162,11 +160,32 @@ impl Bundles {
     }
 }
 
+/// Bundles a policy whose placeholders name the run's key: they are filled first (the
+/// bundler refuses a policy whose JWKS is a placeholder), into a copy in `scratch` that
+/// names its OpenAPI document by absolute path.
+fn filled(
+    policy: &Path,
+    credentials: &tokens::Credentials,
+    scratch: &Path,
+) -> Result<Value, BenchError> {
+    let io = |e: std::io::Error| BenchError::Tool(format!("{}: {e}", policy.display()));
+    let text = std::fs::read_to_string(policy).map_err(io)?;
+    let mut value: Value = serde_yaml::from_str(&text)
+        .map_err(|e| BenchError::Tool(format!("{}: {e}", policy.display())))?;
+    if let (Some(dir), Some(file)) = (policy.parent(), value["openapi"]["file"].as_str()) {
+        value["openapi"]["file"] = Value::from(dir.join(file).display().to_string());
+    }
+    let copy = scratch.join(policy.file_name().unwrap_or_default());
+    // JSON is YAML: the bundler reads it as it reads the original.
+    std::fs::write(&copy, credentials.fill(value).to_string()).map_err(io)?;
+    Ok(apiguard_harness::embed::bundle(&copy)?)
+}
+
 fn measure(args: &Args, scratch: &Path) -> Result<Results, BenchError> {
     let credentials = tokens::Credentials::generate(scratch)?;
     let apiguard = locate::filter_wasm()?;
     let noop = noop_wasm()?;
-    let bundles = Bundles::read(&credentials)?;
+    let bundles = Bundles::read(&credentials, scratch)?;
 
     eprintln!("bench: starting the Envoys");
     // The proxied view's upstream: an Envoy answering directly, on the load generator's core.
