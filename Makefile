@@ -67,7 +67,7 @@ check:
 	$(CARGO) run -q -p apiguard-filter --bin apiguard -- check $(CHECK_POLICIES)
 
 # Benchmarks (not part of `test`; see BENCHMARKS.md). Defaults give a run of about
-# 8 minutes; a quiet machine deserves more rounds, e.g. `make bench BENCH_ROUNDS=7`.
+# 10 minutes; a quiet machine deserves more rounds, e.g. `make bench BENCH_ROUNDS=7`.
 BENCH_ROUNDS ?= 3
 BENCH_SECONDS ?= 5
 BENCH_PROXIED_ROUNDS ?= 1

@@ -2,6 +2,7 @@
 //! timed with a plain `Instant` loop. Differences between these and the in-Envoy figures
 //! are what the VM and the host ABI cost.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use apiguard_filter::verdict::Action;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::scenarios::Scenario;
+use crate::scenarios::{Config, Scenario};
 use crate::{BenchError, Bundles};
 
 /// How long each loop runs; long enough to average out a scheduler tick.
@@ -80,19 +81,26 @@ pub fn measure(bundles: &Bundles, scenarios: &[Scenario]) -> Result<Engine, Benc
     drop(compile("GitHub, `schemas: lazy`", &bundles.github_lazy)?);
     let one_policy = compile("GitHub, one path", &bundles.github_one)?;
     let full_policy = compile("bench full.yaml", &bundles.full)?;
-    let cold_policy = compile("bench full.yaml, token cache off", &bundles.full_cold)?;
     let no_jwt_policy = compile("bench full.yaml without `security`", &bundles.full_no_jwt)?;
+    let mut cold_policies = BTreeMap::new();
+    for (algorithm, bundle) in &bundles.jwt_cold {
+        let name = format!("bench full.yaml, token cache off, {algorithm} key");
+        cold_policies.insert(*algorithm, compile(&name, bundle)?);
+    }
     let mut inspect_ns = Vec::new();
     for scenario in scenarios {
         let policy = match scenario.config {
-            crate::scenarios::Config::Full => &full_policy,
-            crate::scenarios::Config::FullCold => &cold_policy,
-            crate::scenarios::Config::FullNoJwt => &no_jwt_policy,
-            crate::scenarios::Config::GitHub => &github_policy,
-            crate::scenarios::Config::GitHubOnePath => &one_policy,
+            Config::Full => &full_policy,
+            Config::JwtCold(algorithm) => match cold_policies.get(&algorithm) {
+                Some(policy) => policy,
+                None => continue,
+            },
+            Config::FullNoJwt => &no_jwt_policy,
+            Config::GitHub => &github_policy,
+            Config::GitHubOnePath => &one_policy,
             _ => continue,
         };
-        inspect_ns.push((scenario.id.to_owned(), per_request_ns(policy, scenario)?));
+        inspect_ns.push((scenario.id.clone(), per_request_ns(policy, scenario)?));
     }
     Ok(Engine {
         compiles,
@@ -126,7 +134,7 @@ fn per_request_ns(policy: &Policy, scenario: &Scenario) -> Result<f64, BenchErro
     };
     if once() != Action::Allow {
         return Err(BenchError::Probe {
-            scenario: scenario.id.into(),
+            scenario: scenario.id.clone(),
             message: "the engine does not allow this request natively".into(),
         });
     }
@@ -139,4 +147,96 @@ fn per_request_ns(policy: &Policy, scenario: &Scenario) -> Result<f64, BenchErro
         iterations += 100;
     }
     Ok(started.elapsed().as_nanos() as f64 / iterations as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use apiguard_filter::inspect::RequestHead;
+    use apiguard_filter::policy::Policy;
+    use apiguard_filter::verdict::{Action, RuleId};
+    use apiguard_harness::locate;
+
+    use crate::scenarios::{self, Config};
+    use crate::tokens::{Keys, ALGORITHMS};
+    use crate::wrk::Request;
+
+    /// The openssl plumbing of `tokens.rs` is right: each algorithm's token verifies in
+    /// apiguard's own engine against the JWKS the bench publishes for it, and the same
+    /// token with a changed signature is refused for its signature. Without this, a
+    /// wrongly encoded key or signature would only show as a failed probe in Envoy.
+    #[test]
+    fn every_algorithms_token_verifies_natively_and_a_tampered_one_does_not() {
+        let dir = std::env::temp_dir().join(format!("apiguard-bench-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let full = locate::workspace_root().join("bench/policies/full.yaml");
+        let made = Keys::generate(&dir).and_then(|keys| {
+            let bundles = crate::jwt_cold_bundles(&full, &keys, &dir)?;
+            Ok((keys, bundles))
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
+        let (keys, bundles) = made.unwrap();
+        assert_eq!(bundles.len(), ALGORITHMS.len());
+        let scenarios = scenarios::all(&keys);
+        for credentials in &keys.per_algorithm {
+            let algorithm = credentials.algorithm;
+            let policy =
+                Policy::compile(&serde_json::to_vec(&bundles[&algorithm]).unwrap()).unwrap();
+            let request = &scenarios
+                .iter()
+                .find(|s| s.config == Config::JwtCold(algorithm))
+                .unwrap()
+                .request;
+            assert_eq!(
+                verdict(&policy, request, &credentials.token),
+                (Action::Allow, None),
+                "{algorithm}"
+            );
+            assert_eq!(
+                verdict(&policy, request, &tampered(&credentials.token)),
+                (
+                    Action::Block,
+                    Some((RuleId::AuthInvalid, "the signature does not verify".into()))
+                ),
+                "{algorithm}"
+            );
+        }
+    }
+
+    /// The engine's verdict on `request`'s head with `token` as its bearer token: the
+    /// action, and the deciding rule with its reason.
+    fn verdict(
+        policy: &Policy,
+        request: &Request,
+        token: &str,
+    ) -> (Action, Option<(RuleId, String)>) {
+        let bearer = format!("Bearer {token}");
+        let headers: Vec<(&str, &str)> = request
+            .headers
+            .iter()
+            .map(|(name, value)| match name.as_str() {
+                "authorization" => (name.as_str(), bearer.as_str()),
+                _ => (name.as_str(), value.as_str()),
+            })
+            .collect();
+        let head = RequestHead {
+            method: request.method.as_bytes(),
+            path: request.target.as_bytes(),
+            headers: &headers,
+            has_body: false,
+        };
+        let (verdict, _) = policy.inspect(&head);
+        let deciding = verdict
+            .deciding()
+            .map(|violation| (violation.rule, violation.reason.to_string()));
+        (verdict.action, deciding)
+    }
+
+    /// `token` with the first character of its signature changed: all six of its bits
+    /// are signature bits (never only base64url padding), so the signature differs.
+    fn tampered(token: &str) -> String {
+        let (signed, signature) = token.rsplit_once('.').unwrap();
+        let mut chars = signature.chars();
+        let other = if chars.next() == Some('A') { 'B' } else { 'A' };
+        format!("{signed}.{other}{}", chars.as_str())
+    }
 }

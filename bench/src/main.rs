@@ -29,6 +29,7 @@ use serde_json::Value;
 use crate::configs::Filters;
 use crate::report::{Results, Row};
 use crate::scenarios::{Config, Scenario};
+use crate::tokens::{Algorithm, Credentials, Keys};
 use crate::wrk::{Load, Sample, Script};
 
 /// The core Envoy runs on; wrk (and the proxied view's upstream) get the other one.
@@ -102,11 +103,8 @@ fn run(args: &Args) -> Result<bool, BenchError> {
     std::fs::create_dir_all(&scratch)
         .map_err(|e| BenchError::Tool(format!("creating {}: {e}", scratch.display())))?;
     if args.engine_only {
-        let result = tokens::Credentials::generate(&scratch).and_then(|credentials| {
-            engine::measure(
-                &Bundles::read(&credentials, &scratch)?,
-                &scenarios::all(&credentials.token),
-            )
+        let result = tokens::Keys::generate(&scratch).and_then(|keys| {
+            engine::measure(&Bundles::read(&keys, &scratch)?, &scenarios::all(&keys))
         });
         let _ = std::fs::remove_dir_all(&scratch);
         print!("{}", result?.markdown());
@@ -130,7 +128,8 @@ fn run(args: &Args) -> Result<bool, BenchError> {
 pub struct Bundles {
     pub allowlist: Value,
     pub full: Value,
-    pub full_cold: Value,
+    /// Per algorithm, the full policy with that algorithm's key and the token cache off.
+    pub jwt_cold: BTreeMap<Algorithm, Value>,
     pub full_no_jwt: Value,
     pub github: Value,
     pub github_lazy: Value,
@@ -138,12 +137,11 @@ pub struct Bundles {
 }
 
 impl Bundles {
-    fn read(credentials: &tokens::Credentials, scratch: &Path) -> Result<Bundles, BenchError> {
+    fn read(keys: &Keys, scratch: &Path) -> Result<Bundles, BenchError> {
         let policies = locate::workspace_root().join("bench/policies");
         let github = scale::github_bundle()?;
-        let full = filled(&policies.join("full.yaml"), credentials, scratch)?;
-        let mut full_cold = full.clone();
-        full_cold["security"]["token_cache_entries"] = Value::from(0);
+        let full_yaml = policies.join("full.yaml");
+        let full = filled(&full_yaml, &keys.headline, scratch)?;
         let mut full_no_jwt = full.clone();
         if let Some(policy) = full_no_jwt.as_object_mut() {
             policy.remove("security");
@@ -151,7 +149,7 @@ impl Bundles {
         Ok(Bundles {
             allowlist: apiguard_harness::embed::bundle(&policies.join("allowlist.yaml"))?,
             full,
-            full_cold,
+            jwt_cold: jwt_cold_bundles(&full_yaml, keys, scratch)?,
             full_no_jwt,
             github_lazy: scale::lazy(&github),
             github_one: scale::one_path(&github, scenarios::GITHUB_DEEP_PATH)?,
@@ -163,11 +161,7 @@ impl Bundles {
 /// Bundles a policy whose placeholders name the run's key: they are filled first (the
 /// bundler refuses a policy whose JWKS is a placeholder), into a copy in `scratch` that
 /// names its OpenAPI document by absolute path.
-fn filled(
-    policy: &Path,
-    credentials: &tokens::Credentials,
-    scratch: &Path,
-) -> Result<Value, BenchError> {
+fn filled(policy: &Path, credentials: &Credentials, scratch: &Path) -> Result<Value, BenchError> {
     let io = |e: std::io::Error| BenchError::Tool(format!("{}: {e}", policy.display()));
     let text = std::fs::read_to_string(policy).map_err(io)?;
     let mut value: Value = serde_yaml::from_str(&text)
@@ -181,24 +175,41 @@ fn filled(
     Ok(apiguard_harness::embed::bundle(&copy)?)
 }
 
+/// The full policy once per algorithm, with that algorithm's key and the token cache
+/// off: every request then verifies its token, and the policies differ from each other
+/// in nothing else.
+fn jwt_cold_bundles(
+    full: &Path,
+    keys: &Keys,
+    scratch: &Path,
+) -> Result<BTreeMap<Algorithm, Value>, BenchError> {
+    keys.per_algorithm
+        .iter()
+        .map(|credentials| {
+            let mut policy = filled(full, credentials, scratch)?;
+            policy["security"]["token_cache_entries"] = Value::from(0);
+            Ok((credentials.algorithm, policy))
+        })
+        .collect()
+}
+
 fn measure(args: &Args, scratch: &Path) -> Result<Results, BenchError> {
-    let credentials = tokens::Credentials::generate(scratch)?;
+    let keys = Keys::generate(scratch)?;
     let apiguard = locate::filter_wasm()?;
     let noop = noop_wasm()?;
-    let bundles = Bundles::read(&credentials, scratch)?;
+    let bundles = Bundles::read(&keys, scratch)?;
 
     eprintln!("bench: starting the Envoys");
     // The proxied view's upstream: an Envoy answering directly, on the load generator's core.
     let upstream = configs::start(&configs::upstream()?, LOAD_CPU)?;
     let up = upstream.listener();
-    let mut envoys = BTreeMap::new();
-    for (config, filters) in [
+    let mut configurations = vec![
         (Config::Bare, Filters::None),
         (Config::Noop, Filters::Noop { wasm: &noop }),
         (
             Config::Native,
             Filters::Native {
-                jwks: &credentials.jwks,
+                jwks: &keys.headline.jwks,
             },
         ),
         (
@@ -213,13 +224,6 @@ fn measure(args: &Args, scratch: &Path) -> Result<Results, BenchError> {
             Filters::Apiguard {
                 wasm: &apiguard,
                 policy: &bundles.full,
-            },
-        ),
-        (
-            Config::FullCold,
-            Filters::Apiguard {
-                wasm: &apiguard,
-                policy: &bundles.full_cold,
             },
         ),
         (
@@ -250,20 +254,32 @@ fn measure(args: &Args, scratch: &Path) -> Result<Results, BenchError> {
                 policy: &bundles.github_one,
             },
         ),
-    ] {
+    ];
+    configurations.extend(bundles.jwt_cold.iter().map(|(&algorithm, policy)| {
+        (
+            Config::JwtCold(algorithm),
+            Filters::Apiguard {
+                wasm: &apiguard,
+                policy,
+            },
+        )
+    }));
+    let mut envoys = BTreeMap::new();
+    for (config, filters) in configurations {
         envoys.insert(
-            config as usize,
+            config,
             configs::start(&configs::render(&filters, up)?, ENVOY_CPU)?,
         );
     }
-    let envoy = |config: Config| &envoys[&(config as usize)];
+    let envoy = |config: Config| &envoys[&config];
 
-    let all = scenarios::all(&credentials.token);
-    // The proxied view: the same requests but GitHub's (the scale section is about the
-    // filter, not the upstream), routed to the local upstream.
+    let all = scenarios::all(&keys);
+    // The proxied view: the same requests but GitHub's and the per-algorithm JWT ones
+    // (the scale and crypto sections are about the filter, not the upstream), routed to
+    // the local upstream.
     let proxied_scenarios: Vec<Scenario> = all
         .iter()
-        .filter(|s| !s.id.starts_with("github"))
+        .filter(|s| !s.id.starts_with("github") && !matches!(s.config, Config::JwtCold(_)))
         .map(|s| Scenario {
             request: scenarios::proxied(&s.request),
             ..s.clone()
@@ -409,7 +425,7 @@ mod probe {
         let (status, body) = send(envoy, &scenario.request)?;
         if status != 200 || body != DIRECT_BODY {
             return Err(BenchError::Probe {
-                scenario: scenario.id.into(),
+                scenario: scenario.id.clone(),
                 message: format!(
                     "expected 200 {DIRECT_BODY}, got {status}: {body}\n{}",
                     envoy.log_tail()

@@ -2,18 +2,20 @@
 //! the scenarios it is compared with.
 
 use crate::configs::ROUTE_HEADER;
+use crate::tokens::{Algorithm, Keys};
 use crate::wrk::Request;
 
 /// The running Envoys, by role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Config {
     Bare,
     Noop,
     Native,
     Allowlist,
     Full,
-    /// The full policy with the token cache off: every request verifies its RS256 JWT.
-    FullCold,
+    /// The full policy with the token cache off and this algorithm's key as its JWKS:
+    /// every request verifies its JWT's signature.
+    JwtCold(Algorithm),
     /// The full policy without its `security` section: the baseline of the JWT's cost.
     FullNoJwt,
     /// apiguard with GitHub's REST API as its policy.
@@ -27,8 +29,8 @@ pub enum Config {
 #[derive(Clone)]
 pub struct Scenario {
     /// Stable id: the key in `bench/recorded.json`.
-    pub id: &'static str,
-    pub label: &'static str,
+    pub id: String,
+    pub label: String,
     pub config: Config,
     pub request: Request,
     /// The bare-Envoy and no-op-filter scenarios with the same request shape.
@@ -40,14 +42,27 @@ pub struct Scenario {
 pub const GITHUB_DEEP_PATH: &str =
     "/repos/{owner}/{repo}/pulls/{pull_number}/reviews/{review_id}/comments";
 
-/// The headline scenarios and the GitHub scale ones, in the order of the table.
-pub fn all(token: &str) -> Vec<Scenario> {
-    let get = Request {
+/// The id of the scenario that measures `algorithm`'s cold verification.
+pub fn jwt_cold_id(algorithm: Algorithm) -> String {
+    format!("jwt-cold-{}", algorithm.slug())
+}
+
+/// The header-only GET, carrying `token`.
+fn get(token: &str) -> Request {
+    Request {
         method: "GET",
         target: "/repos/octo-org/hello-world/issues/1347/comments?per_page=50&page=2&since=2024-01-01T00:00:00Z".into(),
         headers: headers(token, &[("x-github-api-version", "2022-11-28")]),
         body: None,
-    };
+    }
+}
+
+/// The headline scenarios, the per-algorithm JWT ones and the GitHub scale ones, in the
+/// order of the table. Every request carries the headline (RS256) token but the
+/// per-algorithm ones, which carry their algorithm's.
+pub fn all(keys: &Keys) -> Vec<Scenario> {
+    let token = keys.headline.token.as_str();
+    let get = get(token);
     let post = Request {
         method: "POST",
         target: "/repos/octo-org/hello-world/issues".into(),
@@ -59,15 +74,15 @@ pub fn all(token: &str) -> Vec<Scenario> {
         target: "/repos/octo-org/hello-world/pulls/42/reviews/80/comments?per_page=50".into(),
         ..get.clone()
     };
-    let scenario = |id, label, config, request: &Request, bare, noop| Scenario {
-        id,
-        label,
+    let scenario = |id: &str, label: &str, config, request: &Request, bare, noop| Scenario {
+        id: id.to_owned(),
+        label: label.to_owned(),
         config,
         request: request.clone(),
         bare,
         noop,
     };
-    vec![
+    let mut all = vec![
         scenario(
             "bare",
             "1. bare Envoy (no filter)",
@@ -109,14 +124,6 @@ pub fn all(token: &str) -> Vec<Scenario> {
             "noop",
         ),
         scenario(
-            "full-get-cold",
-            "full policy*, token cache off (RS256 verified per request)",
-            Config::FullCold,
-            &get,
-            "bare",
-            "noop",
-        ),
-        scenario(
             "full-get-nojwt",
             "full policy* without the JWT check",
             Config::FullNoJwt,
@@ -124,6 +131,9 @@ pub fn all(token: &str) -> Vec<Scenario> {
             "bare",
             "noop",
         ),
+    ];
+    all.extend(jwt_cold(keys));
+    all.extend([
         scenario(
             "bare-post",
             "bare Envoy, 1 KB POST",
@@ -172,7 +182,27 @@ pub fn all(token: &str) -> Vec<Scenario> {
             "bare-post",
             "noop-post",
         ),
-    ]
+    ]);
+    all
+}
+
+/// One scenario per algorithm: the header-only GET with that algorithm's token, against
+/// the full policy with its key and the token cache off.
+fn jwt_cold(keys: &Keys) -> Vec<Scenario> {
+    keys.per_algorithm
+        .iter()
+        .map(|credentials| Scenario {
+            id: jwt_cold_id(credentials.algorithm),
+            label: format!(
+                "full policy*, token cache off, {} verified per request",
+                credentials.algorithm
+            ),
+            config: Config::JwtCold(credentials.algorithm),
+            request: get(&credentials.token),
+            bare: "bare",
+            noop: "noop",
+        })
+        .collect()
 }
 
 /// The same request routed to the local upstream instead of the direct response.
