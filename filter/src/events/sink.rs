@@ -62,14 +62,24 @@ impl SenderDocument {
             Some(Err(_)) => return None,
             None => std::str::from_utf8(configuration).ok()?.to_owned(),
         };
-        let value: Value = serde_json::from_str(&json).ok()?;
-        value.get("sender")?;
+        // A policy may carry a 13 MB document: look for `sender` without building a tree
+        // of the rest (which would double the VM's memory peak at configure time).
+        let probe: SenderProbe = serde_json::from_str(&json).ok()?;
+        probe.sender?;
         Some(
-            serde_path_to_error::deserialize::<_, SenderDocument>(value)
-                .map(|document| document.sender)
-                .map_err(|e| format!("sender configuration at `{}`: {}", e.path(), e.inner())),
+            serde_path_to_error::deserialize::<_, SenderDocument>(
+                &mut serde_json::Deserializer::from_str(&json),
+            )
+            .map(|document| document.sender)
+            .map_err(|e| format!("sender configuration at `{}`: {}", e.path(), e.inner())),
         )
     }
+}
+
+/// Whether a configuration has a top-level `sender`; every other key is skipped unread.
+#[derive(Deserialize)]
+struct SenderProbe {
+    sender: Option<serde::de::IgnoredAny>,
 }
 
 mod defaults {
