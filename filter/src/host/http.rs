@@ -34,6 +34,7 @@ use crate::inspect::{BodyCheck, RequestHead};
 use crate::policy::Policy;
 use crate::problem;
 use crate::response::ResponseBodyCheck;
+use crate::security::Identity;
 use crate::verdict::{Action, Verdict};
 
 pub struct Request {
@@ -60,8 +61,8 @@ struct Facts {
     method: String,
     path: String,
     request_id: Option<String>,
-    /// Who the token checks verified, as events may name it (never the token).
-    identity: Option<String>,
+    /// Who the token checks verified; events name it by [`Identity::label`] only.
+    identity: Option<Identity>,
     status: Option<u16>,
 }
 
@@ -107,12 +108,14 @@ impl Request {
     /// Builds something from what events say about this request, read now.
     fn with_context<T>(&self, build: impl FnOnce(&RequestContext<'_>) -> T) -> T {
         let client = host_events::client_ip();
+        // Hashed here, when an event is made, not for every request.
+        let identity = self.facts.identity.as_ref().and_then(Identity::label);
         build(&RequestContext {
             time_ms: host_events::now_ms(),
             method: &self.facts.method,
             path: &self.facts.path,
             client: client.as_deref(),
-            identity: self.facts.identity.as_deref(),
+            identity: identity.as_deref(),
             request_id: self.facts.request_id.as_deref(),
             status: self.facts.status,
         })
@@ -219,11 +222,11 @@ impl HttpContext for Request {
         });
         // The quarantine and the rate limits know the client by the identity the token
         // checks (part of `inspect`) verified, as well as by its address and headers.
-        let (subject, consumer) = match &verdict.identity {
+        self.facts.identity = verdict.identity.take();
+        let (subject, consumer) = match &self.facts.identity {
             Some(identity) => (identity.subject.clone(), identity.consumer.clone()),
             None => (None, None),
         };
-        self.facts.identity = verdict.identity.as_ref().and_then(|i| i.label());
         let downstream = abuse::downstream(&policy);
         let client = Client {
             downstream: downstream.as_deref(),
@@ -252,7 +255,7 @@ impl HttpContext for Request {
         if self.apply(&policy, &verdict, phase) {
             return Flow::Pause;
         }
-        identity::apply(&policy, &verdict);
+        identity::apply(&policy, self.facts.identity.as_ref());
         self.operation = verdict.operation.map(|o| o.id);
         self.request_body = body;
         Flow::Continue

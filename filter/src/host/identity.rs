@@ -10,9 +10,9 @@ use proxy_wasm::types::{LogLevel, MapType};
 
 use super::log;
 use crate::policy::Policy;
-use crate::verdict::Verdict;
+use crate::security::Identity;
 
-pub fn apply(policy: &Policy, verdict: &Verdict<'_>) {
+pub fn apply(policy: &Policy, identity: Option<&Identity>) {
     let set = |name: &str, value: Option<&str>| {
         if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value) {
             log(
@@ -24,7 +24,7 @@ pub fn apply(policy: &Policy, verdict: &Verdict<'_>) {
     for name in policy.security.managed_headers() {
         set(name, None);
     }
-    let Some(identity) = &verdict.identity else {
+    let Some(identity) = identity else {
         return;
     };
     for name in &identity.remove {
