@@ -67,6 +67,11 @@ struct Args {
     /// engine's own costs.
     #[arg(long, conflicts_with_all = ["record", "compare"])]
     engine_only: bool,
+    /// Only these scenarios of the direct view (ids as in bench/recorded.json, e.g.
+    /// `allowlist,full-get`), with their bare and no-op references, and only the Envoys
+    /// they need; no proxied view, scale or engine section. For iterating on the VM path.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["record", "compare", "engine_only"])]
+    only: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,7 +117,13 @@ fn run(args: &Args) -> Result<bool, BenchError> {
     }
     let result = measure(args, &scratch);
     let _ = std::fs::remove_dir_all(&scratch);
-    let results = result?;
+    let results = match result? {
+        Measured::Full(results) => results,
+        Measured::Only(rows) => {
+            print!("{}", report::rows_markdown(&rows));
+            return Ok(true);
+        }
+    };
     print!("{}", results.markdown());
     if args.record {
         results.record(locate::workspace_root())?;
@@ -193,7 +204,13 @@ fn jwt_cold_bundles(
         .collect()
 }
 
-fn measure(args: &Args, scratch: &Path) -> Result<Results, BenchError> {
+/// What a run measured: everything, or the `--only` subset's rows.
+enum Measured {
+    Full(Box<Results>),
+    Only(Vec<Row>),
+}
+
+fn measure(args: &Args, scratch: &Path) -> Result<Measured, BenchError> {
     let keys = Keys::generate(scratch)?;
     let apiguard = locate::filter_wasm()?;
     let noop = noop_wasm()?;
@@ -264,6 +281,22 @@ fn measure(args: &Args, scratch: &Path) -> Result<Results, BenchError> {
             },
         )
     }));
+    let mut all = scenarios::all(&keys);
+    if !args.only.is_empty() {
+        let references: Vec<&str> = (all.iter())
+            .filter(|s| args.only.contains(&s.id))
+            .flat_map(|s| [s.bare, s.noop])
+            .collect();
+        let wanted = |s: &Scenario| args.only.contains(&s.id) || references.contains(&&*s.id);
+        all = all.iter().filter(|s| wanted(s)).cloned().collect();
+        if all.is_empty() {
+            return Err(BenchError::Tool(format!(
+                "--only {}: no such scenario",
+                args.only.join(",")
+            )));
+        }
+        configurations.retain(|(config, _)| all.iter().any(|s| s.config == *config));
+    }
     let mut envoys = BTreeMap::new();
     for (config, filters) in configurations {
         envoys.insert(
@@ -273,12 +306,12 @@ fn measure(args: &Args, scratch: &Path) -> Result<Results, BenchError> {
     }
     let envoy = |config: Config| &envoys[&config];
 
-    let all = scenarios::all(&keys);
     // The proxied view: the same requests but GitHub's and the per-algorithm JWT ones
     // (the scale and crypto sections are about the filter, not the upstream), routed to
     // the local upstream.
     let proxied_scenarios: Vec<Scenario> = all
         .iter()
+        .filter(|_| args.only.is_empty())
         .filter(|s| !s.id.starts_with("github") && !matches!(s.config, Config::JwtCold(_)))
         .map(|s| Scenario {
             request: scenarios::proxied(&s.request),
@@ -288,12 +321,14 @@ fn measure(args: &Args, scratch: &Path) -> Result<Results, BenchError> {
     for scenario in all.iter().chain(&proxied_scenarios) {
         probe::allowed(envoy(scenario.config), scenario)?;
     }
-    probe::refusals(
-        envoy(Config::Native),
-        envoy(Config::Full),
-        envoy(Config::Allowlist),
-        &all,
-    )?;
+    if args.only.is_empty() {
+        probe::refusals(
+            envoy(Config::Native),
+            envoy(Config::Full),
+            envoy(Config::Allowlist),
+            &all,
+        )?;
+    }
 
     let throughput = Load {
         connections: SATURATING_CONNECTIONS,
@@ -314,6 +349,9 @@ fn measure(args: &Args, scratch: &Path) -> Result<Results, BenchError> {
     };
     let load_before = report::loadavg();
     let direct = rounds(&all, args.rounds, scratch, "direct", measure)?;
+    if !args.only.is_empty() {
+        return Ok(Measured::Only(direct));
+    }
     let proxied = rounds(
         &proxied_scenarios,
         args.proxied_rounds,
@@ -333,7 +371,7 @@ fn measure(args: &Args, scratch: &Path) -> Result<Results, BenchError> {
     drop(upstream);
     eprintln!("bench: native engine loops");
     let engine = engine::measure(&bundles, &all)?;
-    Ok(Results::new(
+    Ok(Measured::Full(Box::new(Results::new(
         load_before,
         args.rounds,
         args.seconds,
@@ -342,7 +380,7 @@ fn measure(args: &Args, scratch: &Path) -> Result<Results, BenchError> {
         proxied,
         scale,
         engine,
-    ))
+    ))))
 }
 
 /// Runs every scenario `rounds` times, rotating the order each round, and returns each

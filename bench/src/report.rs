@@ -535,6 +535,13 @@ impl Results {
     }
 }
 
+/// The direct view's table alone (`--only`).
+pub fn rows_markdown(rows: &[Row]) -> String {
+    let mut md = String::new();
+    table(&mut md, rows);
+    md
+}
+
 fn table(md: &mut String, rows: &[Row]) {
     let _ = writeln!(
         md,
