@@ -1,5 +1,9 @@
 //! Where credentials are in a request — headers (with an auth-scheme prefix), query
-//! parameters, cookies — read once per request for every scheme to look into.
+//! parameters, cookies — read once per request for every scheme to look into, and only
+//! where a scheme looks: most read a header, and then the query and cookies are never
+//! parsed.
+
+use std::cell::OnceCell;
 
 use crate::inspect::RequestHead;
 use crate::params;
@@ -12,33 +16,41 @@ pub enum Place {
     Cookie(String),
 }
 
-/// The places credentials can be in, parsed once per request.
+/// The places credentials can be in, each parsed on its first look, once per request.
 pub struct Credentials<'a> {
     headers: &'a [(&'a str, &'a str)],
-    query: Vec<(String, String)>,
-    cookies: Vec<(String, String)>,
+    path: &'a [u8],
+    query: OnceCell<Vec<(String, String)>>,
+    cookies: OnceCell<Vec<(String, String)>>,
 }
 
 impl<'a> Credentials<'a> {
     pub fn read(head: &RequestHead<'a>) -> Credentials<'a> {
-        let query = head
-            .path
-            .iter()
-            .position(|&b| b == b'?')
-            .and_then(|q| head.path.get(q + 1..))
-            .and_then(|raw| params::parse_query(raw).ok())
-            .unwrap_or_default();
-        let cookie_lines: Vec<&str> = head
-            .headers
-            .iter()
-            .filter(|(n, _)| *n == "cookie")
-            .map(|(_, v)| *v)
-            .collect();
         Credentials {
             headers: head.headers,
-            query,
-            cookies: params::parse_cookies(&cookie_lines),
+            path: head.path,
+            query: OnceCell::new(),
+            cookies: OnceCell::new(),
         }
+    }
+
+    fn query(&self) -> &[(String, String)] {
+        self.query.get_or_init(|| {
+            (self.path.iter().position(|&b| b == b'?'))
+                .and_then(|q| self.path.get(q + 1..))
+                .and_then(|raw| params::parse_query(raw).ok())
+                .unwrap_or_default()
+        })
+    }
+
+    fn cookies(&self) -> &[(String, String)] {
+        self.cookies.get_or_init(|| {
+            let lines: Vec<&str> = (self.headers.iter())
+                .filter(|(n, _)| *n == "cookie")
+                .map(|(_, v)| *v)
+                .collect();
+            params::parse_cookies(&lines)
+        })
     }
 
     /// Every value at `location`, with the header name when it came from a header.
@@ -58,8 +70,8 @@ impl<'a> Credentials<'a> {
                     Some((Some(*n), token.trim()))
                 })
                 .collect(),
-            Place::Query(name) => pairs(&self.query, name),
-            Place::Cookie(name) => pairs(&self.cookies, name),
+            Place::Query(name) => pairs(self.query(), name),
+            Place::Cookie(name) => pairs(self.cookies(), name),
         }
     }
 }

@@ -476,8 +476,7 @@ impl Security {
         token: &str,
         now: u64,
     ) -> Result<Claims, Option<TokenError>> {
-        let key = TokenCache::key(index, token);
-        if let Some(claims) = self.cache.get(&key) {
+        if let Some(claims) = self.cache.get(index, token) {
             return Ok(claims);
         }
         let decoded = jwt::decode(token, self.max_token_bytes).map_err(Some)?;
@@ -497,7 +496,7 @@ impl Security {
             Err(e) => return Err(Some(e)),
         }
         let claims: Claims = Rc::new(decoded.claims);
-        self.cache.insert(key, Rc::clone(&claims), now);
+        self.cache.insert(index, token, Rc::clone(&claims), now);
         Ok(claims)
     }
 
