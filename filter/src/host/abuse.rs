@@ -42,21 +42,18 @@ pub fn downstream(policy: &Policy) -> Option<String> {
 }
 
 impl Guard {
-    /// The refusal of a quarantined client, if it is one.
+    /// The refusal of a quarantined client, if it is one. `now`: [`shared::now`], read
+    /// once per request for this and [`Guard::rate_limit`].
     pub fn quarantined<'p>(
         &mut self,
         policy: &'p Policy,
         client: &Client<'_>,
+        now: u64,
     ) -> Option<Verdict<'p>> {
         let abuse = policy.abuse.as_ref()?;
         self.quarantine_key = abuse.quarantine_key(client);
         self.client_ip = abuse.client_ip(client);
-        let refusal = abuse.held(
-            &HostStore,
-            self.quarantine_key?,
-            shared::now(),
-            enforcing(policy),
-        )?;
+        let refusal = abuse.held(&HostStore, self.quarantine_key?, now, enforcing(policy))?;
         if refusal.enforced {
             self.reply_headers = refusal.headers.clone();
         }
@@ -69,19 +66,14 @@ impl Guard {
         policy: &'p Policy,
         metrics: Option<&Metrics>,
         client: &Client<'_>,
+        now: u64,
         verdict: &mut Verdict<'p>,
     ) {
         let Some(abuse) = &policy.abuse else {
             return;
         };
         let operation = verdict.operation.map(|o| o.id);
-        let admission = abuse.admit(
-            &HostStore,
-            client,
-            operation,
-            shared::now(),
-            enforcing(policy),
-        );
+        let admission = abuse.admit(&HostStore, client, operation, now, enforcing(policy));
         if let Some(metrics) = metrics {
             admission.reports.iter().for_each(|r| metrics.slot(*r));
         }

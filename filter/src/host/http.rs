@@ -25,8 +25,8 @@ use proxy_wasm::types::{Action as Flow, BufferType, LogLevel, MapType};
 use super::abuse::{self, Guard};
 use super::events::{self as host_events, Emitter, OperationCounters};
 use super::identity;
-use super::log;
 use super::metrics::Metrics;
+use super::{log, shared};
 use crate::abuse::Client;
 use crate::config::OperationMode;
 use crate::events::{Event, RequestContext};
@@ -234,7 +234,8 @@ impl HttpContext for Request {
             subject: subject.as_deref(),
             consumer: consumer.as_deref(),
         };
-        if let Some(refusal) = self.abuse.quarantined(&policy, &client) {
+        let now = policy.abuse.as_ref().map_or(0, |_| shared::now());
+        if let Some(refusal) = self.abuse.quarantined(&policy, &client, now) {
             // `RequestHead`: a monitored quarantine is not the request's last word.
             if self.apply(&policy, &refusal, Phase::RequestHead) {
                 return Flow::Pause;
@@ -242,7 +243,7 @@ impl HttpContext for Request {
         }
         if verdict.action != Action::Block {
             let metrics = self.metrics.as_deref();
-            (self.abuse).rate_limit(&policy, metrics, &client, &mut verdict);
+            (self.abuse).rate_limit(&policy, metrics, &client, now, &mut verdict);
         }
         if verdict.action == Action::Block {
             body = None;
