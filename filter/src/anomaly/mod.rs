@@ -476,9 +476,9 @@ impl Anomaly {
             None => (head.path, &b""[..]),
         };
         for segment in path.split(|&b| b == b'/') {
-            let decoded = String::from_utf8_lossy(&percent_decode(segment, false)).into_owned();
+            let decoded = percent_decode(segment, false);
             // Traversal and encodings in the path are the contract's `path.*` rules.
-            for rule in self.detector.scan(&decoded) {
+            for rule in self.detector.scan(&String::from_utf8_lossy(&decoded)) {
                 if rule != RuleId::AnomalyPathTraversal {
                     push(rule, "path", None);
                 }
@@ -501,12 +501,12 @@ impl Anomaly {
         declared: &[&str],
         push: &mut dyn FnMut(RuleId, &'static str, Option<&str>),
     ) {
-        let mut seen: Vec<String> = Vec::new();
+        let mut seen: Vec<Cow<'_, [u8]>> = Vec::new();
         for pair in raw.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
             let mut parts = pair.splitn(2, |&b| b == b'=');
             let name = percent_decode(parts.next().unwrap_or_default(), true);
             let value = percent_decode(parts.next().unwrap_or_default(), true);
-            let name_text = String::from_utf8_lossy(&name).into_owned();
+            let name_text = String::from_utf8_lossy(&name);
             for bytes in [&name, &value] {
                 if std::str::from_utf8(bytes).is_err() {
                     push(RuleId::AnomalyInvalidUtf8, location, Some(&name_text));
@@ -515,7 +515,7 @@ impl Anomaly {
                     push(RuleId::AnomalyControlChar, location, Some(&name_text));
                 }
             }
-            if seen.contains(&name_text) && !declared.contains(&name_text.as_str()) {
+            if seen.contains(&name) && !declared.contains(&&*name_text) {
                 push(RuleId::AnomalyRepeatedParam, location, Some(&name_text));
             }
             for rule in self.detector.scan(&name_text) {
@@ -526,7 +526,7 @@ impl Anomaly {
                     push(rule, location, Some(&name_text));
                 }
             }
-            seen.push(name_text);
+            seen.push(name);
         }
     }
 }
@@ -540,8 +540,12 @@ fn severity(rule: RuleId) -> Severity {
 }
 
 /// Percent-decodes to bytes, whatever they are; a bad escape stays as it was (the
-/// contract's encoding rules refuse it). `form`: `+` is a space.
-fn percent_decode(raw: &[u8], form: bool) -> Vec<u8> {
+/// contract's encoding rules refuse it). `form`: `+` is a space. Borrowed when there is
+/// nothing to decode, as in most segments and parameters.
+fn percent_decode(raw: &[u8], form: bool) -> Cow<'_, [u8]> {
+    if !raw.iter().any(|&b| b == b'%' || (form && b == b'+')) {
+        return Cow::Borrowed(raw);
+    }
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while let Some(&b) = raw.get(i) {
@@ -563,7 +567,7 @@ fn percent_decode(raw: &[u8], form: bool) -> Vec<u8> {
             }
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 impl Policy {
