@@ -153,9 +153,17 @@ impl Bundles {
         let github = scale::github_bundle()?;
         let full_yaml = policies.join("full.yaml");
         let full = filled(&full_yaml, &keys.headline, scratch)?;
+        // Without a token there is no subject to count: the baseline's rate limit counts
+        // by client address instead, so that both pay one shared-data update and their
+        // difference is the token check alone.
         let mut full_no_jwt = full.clone();
         if let Some(policy) = full_no_jwt.as_object_mut() {
             policy.remove("security");
+        }
+        if let Some(limits) = full_no_jwt["abuse"]["rate_limits"].as_array_mut() {
+            for limit in limits {
+                limit["key"] = serde_json::json!(["client_ip"]);
+            }
         }
         Ok(Bundles {
             allowlist: apiguard_harness::embed::bundle(&policies.join("allowlist.yaml"))?,

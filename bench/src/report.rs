@@ -461,7 +461,7 @@ impl Results {
         }
         let _ = writeln!(
             md,
-            "\nCost = service time (1e6/req/s at saturation) of `jwt-cold-<alg>` minus that of `{NO_JWT}` (the same policy without `security`); natively, the same difference of `Policy::inspect` times. A cached token is not verified again, so the cached cost (targets) does not depend on the algorithm."
+            "\nCost = service time (1e6/req/s at saturation) of `jwt-cold-<alg>` minus that of `{NO_JWT}` (the same policy without `security`, its rate limit keyed on the client address); natively, the same difference of `Policy::inspect` times. A cached token is not verified again, so the cached cost (targets) does not depend on the algorithm."
         );
     }
 
