@@ -284,6 +284,14 @@ impl Abuse {
         Some(key)
     }
 
+    /// Whether any check here reads the client's address: the quarantine (its allowlist
+    /// and events name clients by address) or a rate limit keyed on it. Reading it is a
+    /// host call, which a policy that counts by subject alone need not pay.
+    pub fn reads_address(&self) -> bool {
+        self.quarantine.is_some()
+            || (self.rate_limits.iter()).any(|limit| limit.key.contains(&KeySource::ClientIp))
+    }
+
     /// The client's quarantine key: `None` without a quarantine, for allowlisted clients
     /// (they are never quarantined) and when a key source is absent.
     pub fn quarantine_key(&self, client: &Client<'_>) -> Option<u64> {

@@ -256,3 +256,13 @@ fn tables_are_named_after_the_api_and_limit() {
         ]
     );
 }
+
+#[test]
+fn the_address_is_read_only_when_a_check_keys_on_it() {
+    let limit = |key: serde_json::Value| json!({"rate_limits": [{"name": "l", "key": key, "requests": 1, "window_seconds": 1}]});
+    assert!(!abuse(json!({})).reads_address(), "anomaly checks alone");
+    assert!(!abuse(limit(json!(["subject"]))).reads_address());
+    assert!(abuse(limit(json!(["subject", "client_ip"]))).reads_address());
+    let quarantine = json!({"strikes": 3, "window_seconds": 10, "duration_seconds": 30});
+    assert!(abuse(json!({"quarantine": quarantine})).reads_address());
+}

@@ -33,11 +33,12 @@ pub struct Guard {
     response_headers: Vec<(&'static str, String)>,
 }
 
-/// The downstream address, read only when the policy has an `abuse` section.
+/// The downstream address, read only when an `abuse` check needs it.
 pub fn downstream(policy: &Policy) -> Option<String> {
     policy
         .abuse
         .as_ref()
+        .filter(|abuse| abuse.reads_address())
         .and_then(|_| shared::downstream_address())
 }
 
