@@ -256,7 +256,7 @@ impl HttpContext for Request {
         if self.apply(&policy, &verdict, phase) {
             return Flow::Pause;
         }
-        identity::apply(&policy, self.facts.identity.as_ref());
+        identity::apply(&policy, self.facts.identity.as_ref(), &pairs);
         self.operation = verdict.operation.map(|o| o.id);
         self.request_body = body;
         Flow::Continue

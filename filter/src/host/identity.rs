@@ -1,9 +1,10 @@
 //! The resolved identity, as request headers for the upstream.
 //!
-//! Every header the filter owns (`claim_to_headers`, the API-key consumer header) is
-//! removed from every request first, whether or not the operation needs credentials, so
+//! Every header the filter owns (`claim_to_headers`, the API-key consumer header) that a
+//! request carries is removed first, whether or not the operation needs credentials, so
 //! a client cannot spoof an identity the upstream trusts. Then the identity's headers are
-//! set, and a token header not configured to be forwarded is removed.
+//! set, and a token header not configured to be forwarded is removed. Each change is a
+//! host call, so a header the request does not carry is not removed again.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MapType};
@@ -12,7 +13,9 @@ use super::log;
 use crate::policy::Policy;
 use crate::security::Identity;
 
-pub fn apply(policy: &Policy, identity: Option<&Identity>) {
+/// `request`: the request's headers as read before the inspection (names lowercase, as
+/// are the names the policy manages).
+pub fn apply(policy: &Policy, identity: Option<&Identity>, request: &[(&str, &str)]) {
     let set = |name: &str, value: Option<&str>| {
         if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value) {
             log(
@@ -21,7 +24,12 @@ pub fn apply(policy: &Policy, identity: Option<&Identity>) {
             );
         }
     };
-    for name in policy.security.managed_headers() {
+    let carried = |name: &str| request.iter().any(|(n, _)| *n == name);
+    for name in policy
+        .security
+        .managed_headers()
+        .filter(|name| carried(name))
+    {
         set(name, None);
     }
     let Some(identity) = identity else {
