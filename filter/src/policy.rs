@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use crate::abuse::Abuse;
 use crate::config::{
     parse_json, parse_text, pointer_token, Limits, Location, Mode, OperationMode, PolicyConfig,
-    PolicyError, ResponseSettings, SchemaCompilation,
+    PolicyError, ResponseSettings, SchemaCompilation, StatsSettings,
 };
 use crate::contract::{self, Contract};
 use crate::events::EventSettings;
@@ -31,6 +31,7 @@ pub struct Policy {
     pub router: Router,
     pub limits: Limits,
     pub responses: ResponseSettings,
+    pub stats: StatsSettings,
     /// Every operation, indexed by the id the router hands back.
     pub operations: Vec<CompiledOperation>,
     /// The document's component schemas, which compiled schemas refer to.
@@ -201,6 +202,7 @@ impl Policy {
             router,
             limits: config.limits,
             responses: config.responses,
+            stats: config.stats,
             operations,
             schemas,
             security,

@@ -97,11 +97,12 @@ impl Request {
         }
     }
 
-    /// Runs an inspection, timed into `apiguard.inspection_us` when stats are on.
-    fn timed<T>(&self, inspect: impl FnOnce() -> T) -> T {
+    /// Runs an inspection, timed into `apiguard.inspection_us` when the policy asks for it
+    /// (`stats.inspection_time`).
+    fn timed<T>(&self, policy: &Policy, inspect: impl FnOnce() -> T) -> T {
         match &self.metrics {
-            Some(metrics) => metrics.timed(inspect),
-            None => inspect(),
+            Some(metrics) if policy.stats.inspection_time => metrics.timed(inspect),
+            _ => inspect(),
         }
     }
 
@@ -215,7 +216,7 @@ impl HttpContext for Request {
             headers: &pairs,
             has_body: !end_of_stream,
         };
-        let (mut verdict, mut body) = self.timed(|| {
+        let (mut verdict, mut body) = self.timed(&policy, || {
             let (mut verdict, body) = policy.inspect(&head);
             policy.inspect_anomalies(&head, Some(&headers.get(":authority")), &mut verdict);
             (verdict, body)
@@ -277,7 +278,7 @@ impl HttpContext for Request {
             return Flow::Pause;
         }
         let bytes = buffer(BufferType::HttpRequestBody, body_size);
-        let verdict = self.timed(|| {
+        let verdict = self.timed(&policy, || {
             let mut verdict = policy.inspect_body(check, &bytes);
             policy.inspect_body_anomalies(check, &bytes, &mut verdict);
             verdict

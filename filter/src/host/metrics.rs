@@ -8,7 +8,8 @@
 //! - `apiguard.abuse.quarantines_started`, `apiguard.abuse.slot_collisions` (a live entry
 //!   of another client shared), `apiguard.abuse.slot_lost` (an update not stored).
 //! - `apiguard.inspection_us`, a histogram: microseconds the engine took, one sample per
-//!   request head and per request body inspected.
+//!   request head and per request body inspected; recorded only when the policy has
+//!   `stats: {inspection_time: true}`, since it costs three host calls per inspection.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType};

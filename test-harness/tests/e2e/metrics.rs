@@ -33,7 +33,8 @@ fn verdicts_are_counted_in_prometheus_stats() {
         assert_eq!(stats.wasm_counter(name), Some(value), "{name}");
     }
 
-    // One sample per request head; Envoy publishes histograms at its stats flush (5 s).
+    // The petstore policy asks for the histogram (`stats: {inspection_time: true}`): one
+    // sample per request head; Envoy publishes histograms at its stats flush (5 s).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let series = "apiguard_inspection_us_count{}";
     while proxy.envoy.stats().unwrap().get(series) != Some(4.0) {
