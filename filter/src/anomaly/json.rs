@@ -8,7 +8,7 @@
 //! is `body.malformed` too: this pass stops quietly at the first syntax error.
 
 use std::collections::HashSet;
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
@@ -58,25 +58,44 @@ impl Scan<'_> {
         }
     }
 
+    /// Reports `rule` at the current pointer.
+    fn report_here(&mut self, rule: RuleId) {
+        let pointer = std::mem::take(&mut self.pointer);
+        self.report(rule, &pointer);
+        self.pointer = pointer;
+    }
+
     fn string(&mut self, value: &str) {
         if value.len() > self.limits.max_string_bytes {
-            let pointer = self.pointer.clone();
-            self.report(RuleId::AnomalyJsonStringLength, &pointer);
+            self.report_here(RuleId::AnomalyJsonStringLength);
         }
         if !(self.free_text)(&self.pointer) {
-            let pointer = self.pointer.clone();
             for rule in self.detector.scan(value) {
-                self.report(rule, &pointer);
+                self.report_here(rule);
             }
         }
     }
 
-    /// Runs `f` with `token` appended to the pointer.
+    /// Runs `f` with `token` appended to the pointer (escaped as RFC 6901 says, which
+    /// few keys need).
     fn at<T>(&mut self, token: &str, f: impl FnOnce(&mut Self) -> T) -> T {
         let len = self.pointer.len();
         self.pointer.push('/');
-        self.pointer
-            .push_str(&token.replace('~', "~0").replace('/', "~1"));
+        if token.contains(['~', '/']) {
+            self.pointer
+                .push_str(&token.replace('~', "~0").replace('/', "~1"));
+        } else {
+            self.pointer.push_str(token);
+        }
+        let out = f(self);
+        self.pointer.truncate(len);
+        out
+    }
+
+    /// Runs `f` with array index `index` appended to the pointer.
+    fn at_index<T>(&mut self, index: usize, f: impl FnOnce(&mut Self) -> T) -> T {
+        let len = self.pointer.len();
+        let _ = write!(self.pointer, "/{index}");
         let out = f(self);
         self.pointer.truncate(len);
         out
@@ -124,16 +143,13 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut index = 0usize;
         loop {
-            let more = self.scan.at(&index.to_string(), |scan| {
-                seq.next_element_seed(Node { scan })
-            })?;
+            let more = (self.scan).at_index(index, |scan| seq.next_element_seed(Node { scan }))?;
             if more.is_none() {
                 break;
             }
             index += 1;
             if index == self.scan.limits.max_width.saturating_add(1) {
-                let pointer = self.scan.pointer.clone();
-                self.scan.report(RuleId::AnomalyJsonWidth, &pointer);
+                self.scan.report_here(RuleId::AnomalyJsonWidth);
             }
         }
         Ok(())
@@ -142,22 +158,25 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut keys = HashSet::new();
         while let Some(key) = map.next_key::<String>()? {
-            let pointer = format!("{}/{}", self.scan.pointer, key);
+            // Findings about the key itself are reported at the key's own pointer.
+            let pointer = |scan: &Scan<'_>| format!("{}/{}", scan.pointer, key);
             if keys.len() == self.scan.limits.max_width {
-                let here = self.scan.pointer.clone();
-                self.scan.report(RuleId::AnomalyJsonWidth, &here);
+                self.scan.report_here(RuleId::AnomalyJsonWidth);
             }
             if key.starts_with('$') && super::NOSQL_OPERATORS.contains(&key.as_str()) {
-                self.scan.report(RuleId::AnomalyNoSqlInjection, &pointer);
+                let at = pointer(self.scan);
+                self.scan.report(RuleId::AnomalyNoSqlInjection, &at);
             }
             if key.len() > self.scan.limits.max_string_bytes {
-                let here = self.scan.pointer.clone();
-                self.scan.report(RuleId::AnomalyJsonStringLength, &here);
+                self.scan.report_here(RuleId::AnomalyJsonStringLength);
             }
             self.scan
                 .at(&key, |scan| map.next_value_seed(Node { scan }))?;
-            if !keys.insert(key) {
-                self.scan.report(RuleId::AnomalyJsonDuplicateKey, &pointer);
+            if keys.contains(&key) {
+                let at = pointer(self.scan);
+                self.scan.report(RuleId::AnomalyJsonDuplicateKey, &at);
+            } else {
+                keys.insert(key);
             }
         }
         Ok(())
