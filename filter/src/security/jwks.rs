@@ -9,12 +9,9 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use rsa::traits::PublicKeyParts;
-use rsa::{BigUint, RsaPublicKey};
 use serde::Deserialize;
 
-/// RSA moduli below this are refused (RFC 7518 §3.3 requires 2048 bits).
-const MIN_RSA_BITS: usize = 2048;
+use super::rsa;
 /// HMAC secrets shorter than this are refused (RFC 7518 §3.2: at least the hash size of
 /// HS256; a short secret can be brute-forced from one token).
 const MIN_HMAC_BYTES: usize = 32;
@@ -74,7 +71,7 @@ impl Algorithm {
 /// The public (or, for `oct`, secret) part of one key, ready to verify with.
 #[derive(Clone)]
 pub enum KeyMaterial {
-    Rsa(RsaPublicKey),
+    Rsa(rsa::PublicKey),
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
     Ed25519(ed25519_dalek::VerifyingKey),
@@ -203,12 +200,8 @@ fn material(raw: &RawKey) -> Result<Option<KeyMaterial>, String> {
     };
     let material = match (raw.kty.as_str(), raw.crv.as_deref()) {
         ("RSA", _) => {
-            let n = BigUint::from_bytes_be(&field("n", &raw.n)?);
-            let e = BigUint::from_bytes_be(&field("e", &raw.e)?);
-            let key = RsaPublicKey::new(n, e).map_err(|e| format!("not an RSA key: {e}"))?;
-            if key.size() * 8 < MIN_RSA_BITS {
-                return Err(format!("RSA keys must have at least {MIN_RSA_BITS} bits"));
-            }
+            let key = rsa::PublicKey::new(&field("n", &raw.n)?, &field("e", &raw.e)?)
+                .map_err(|e| format!("not a usable RSA key: {e}"))?;
             KeyMaterial::Rsa(key)
         }
         ("EC", Some(curve @ ("P-256" | "P-384"))) => {

@@ -9,13 +9,12 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use rsa::traits::SignatureScheme;
-use rsa::{Pkcs1v15Sign, Pss, RsaPublicKey};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256, Sha384, Sha512};
+use sha2::{Sha256, Sha384, Sha512};
 
 use super::jwks::{Algorithm, Key, KeyMaterial};
+use super::rsa;
 
 /// Why a token is refused. Each maps to a rule id in [`super`]; the text is fixed, never
 /// built from the token.
@@ -133,23 +132,17 @@ pub fn verify(alg: Algorithm, key: &KeyMaterial, message: &[u8], signature: &[u8
     use Algorithm::*;
     match (alg, key) {
         (Rs256, KeyMaterial::Rsa(k)) => {
-            rsa_ok::<Sha256>(k, Pkcs1v15Sign::new::<Sha256>(), message, signature)
+            k.verify_pkcs1v15::<Sha256>(rsa::SHA256_PREFIX, message, signature)
         }
         (Rs384, KeyMaterial::Rsa(k)) => {
-            rsa_ok::<Sha384>(k, Pkcs1v15Sign::new::<Sha384>(), message, signature)
+            k.verify_pkcs1v15::<Sha384>(rsa::SHA384_PREFIX, message, signature)
         }
         (Rs512, KeyMaterial::Rsa(k)) => {
-            rsa_ok::<Sha512>(k, Pkcs1v15Sign::new::<Sha512>(), message, signature)
+            k.verify_pkcs1v15::<Sha512>(rsa::SHA512_PREFIX, message, signature)
         }
-        (Ps256, KeyMaterial::Rsa(k)) => {
-            rsa_ok::<Sha256>(k, Pss::new::<Sha256>(), message, signature)
-        }
-        (Ps384, KeyMaterial::Rsa(k)) => {
-            rsa_ok::<Sha384>(k, Pss::new::<Sha384>(), message, signature)
-        }
-        (Ps512, KeyMaterial::Rsa(k)) => {
-            rsa_ok::<Sha512>(k, Pss::new::<Sha512>(), message, signature)
-        }
+        (Ps256, KeyMaterial::Rsa(k)) => k.verify_pss::<Sha256>(message, signature),
+        (Ps384, KeyMaterial::Rsa(k)) => k.verify_pss::<Sha384>(message, signature),
+        (Ps512, KeyMaterial::Rsa(k)) => k.verify_pss::<Sha512>(message, signature),
         (Es256, KeyMaterial::P256(k)) => {
             use p256::ecdsa::signature::Verifier;
             p256::ecdsa::Signature::from_slice(signature)
@@ -167,16 +160,6 @@ pub fn verify(alg: Algorithm, key: &KeyMaterial, message: &[u8], signature: &[u8
         (Hs512, KeyMaterial::Oct(secret)) => hmac_ok::<Hmac<Sha512>>(secret, message, signature),
         _ => false,
     }
-}
-
-/// An RSA signature, PKCS#1 v1.5 or PSS (`scheme`), over the message's `D` digest.
-fn rsa_ok<D: Digest>(
-    key: &RsaPublicKey,
-    scheme: impl SignatureScheme,
-    message: &[u8],
-    signature: &[u8],
-) -> bool {
-    key.verify(scheme, &D::digest(message), signature).is_ok()
 }
 
 /// HMAC comparison in constant time (`verify_slice`), so the tag cannot be guessed byte

@@ -24,6 +24,7 @@ mod credentials;
 pub mod jwks;
 pub mod jwt;
 mod provider;
+pub mod rsa;
 pub mod settings;
 
 use std::borrow::Cow;
