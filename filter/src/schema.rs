@@ -9,11 +9,18 @@
 //! document whose `$defs` hold the components it reaches, then compiled once — at
 //! configure time, or on first use with `schemas: lazy`. Never per request.
 //!
+//! Identical translated documents share one validator (GitHub's API: 3,871 schemas, 425
+//! distinct — the same `owner`, `repo`, `per_page` parameters in every operation). Besides
+//! the memory, this is what makes configure fast in the VM: on `wasm32` `jsonschema`
+//! rebuilds the 2020-12 meta-schema validator for every `build` (natively it is a cached
+//! static), about 0.8 ms in V8 each, 94% of configure time before this cache.
+//!
 //! Violations are reported with reasons built from the schema (trusted) and never from
 //! the instance (attacker input), and with instance pointers whose tokens are sanitised.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use jsonschema::error::ValidationErrorKind;
 use jsonschema::{Draft, Validator};
@@ -36,7 +43,12 @@ pub struct SchemaSet {
     version: Version,
     components: BTreeMap<String, Box<RawValue>>,
     origin: String,
+    /// Every validator built so far, keyed by its translated document's JSON text.
+    built: RefCell<BTreeMap<String, Built>>,
 }
+
+/// A translated document's validator, or why it does not compile.
+type Built = Result<Rc<Validator>, String>;
 
 /// Which way a value travels: `readOnly` properties may only come back, `writeOnly` ones
 /// may only be sent.
@@ -61,7 +73,7 @@ pub struct Schema {
     /// JSON pointer of the schema in the document, for compile errors.
     pointer: String,
     context: Context,
-    compiled: OnceCell<Result<Validator, String>>,
+    compiled: OnceCell<Built>,
 }
 
 /// One way a value breaks its schema.
@@ -84,7 +96,20 @@ impl SchemaSet {
             version,
             components,
             origin: origin.to_owned(),
+            built: RefCell::default(),
         }
+    }
+
+    /// The validator of a translated document: built once, then shared by every schema
+    /// that translates to the same document.
+    fn validator(&self, document: &Value) -> Built {
+        let key = document.to_string();
+        if let Some(built) = self.built.borrow().get(&key) {
+            return built.clone();
+        }
+        let built = build(document).map(Rc::new);
+        self.built.borrow_mut().insert(key, built.clone());
+        built
     }
 
     fn component(&self, name: &str) -> Option<Value> {
@@ -366,8 +391,8 @@ impl Schema {
     /// Compiles the schema now, or returns the result of an earlier compilation.
     pub fn compile(&self, set: &SchemaSet) -> Result<&Validator, PolicyError> {
         self.compiled
-            .get_or_init(|| translate(set, &self.raw, self.context).and_then(|s| build(&s)))
-            .as_ref()
+            .get_or_init(|| translate(set, &self.raw, self.context).and_then(|s| set.validator(&s)))
+            .as_deref()
             .map_err(|message| PolicyError::Invalid {
                 at: Location::new(&set.origin, &self.pointer),
                 message: message.clone(),
@@ -1053,6 +1078,23 @@ mod tests {
             assert_eq!(e.location().unwrap().pointer, "/test");
             assert!(e.to_string().contains(needle), "{e}");
         }
+    }
+
+    #[test]
+    fn identical_schemas_share_one_validator() {
+        let set = set(V3_0);
+        let text = r#"{"type": "object", "properties": {"id": {"type": "integer"}}}"#;
+        let compile = |direction, strict| {
+            let schema = schema(text, direction, strict);
+            std::ptr::from_ref(schema.compile(&set).unwrap())
+        };
+        let first = compile(Direction::Request, false);
+        assert_eq!(compile(Direction::Request, false), first);
+        assert_ne!(
+            compile(Direction::Request, true),
+            first,
+            "strict mode translates differently"
+        );
     }
 
     #[test]
