@@ -321,7 +321,7 @@ pub fn bundle(policy_file: &Path) -> Result<(serde_json::Value, Policy), PolicyE
             serde_json::Value::String(file.to_owned()),
         );
     }
-    let compiled = Policy::compile_from(policy.to_string().as_bytes(), &origin)?;
+    let compiled = Policy::compile_from(policy.to_string(), &origin)?;
     Ok((policy, compiled))
 }
 

@@ -1,7 +1,5 @@
 //! The compiled policy: everything a request is checked against, built once.
 
-use std::borrow::Cow;
-
 use std::collections::BTreeSet;
 
 use crate::abuse::Abuse;
@@ -10,7 +8,7 @@ use crate::config::{
     PolicyError, ResponseSettings, SchemaCompilation, StatsSettings,
 };
 use crate::contract::{self, Contract};
-use crate::events::EventSettings;
+use crate::events::{fnv1a64, EventSettings};
 use crate::openapi::Document;
 use crate::route::Router;
 use crate::schema::SchemaSet;
@@ -56,31 +54,22 @@ pub struct CompiledOperation {
 impl Policy {
     /// Compiles the plugin configuration Envoy hands over: a serialised
     /// `google.protobuf.Struct`, or JSON or YAML text (a `StringValue`).
-    pub fn compile(configuration: &[u8]) -> Result<Policy, PolicyError> {
+    pub fn compile(configuration: impl Into<Vec<u8>>) -> Result<Policy, PolicyError> {
         Policy::compile_from(configuration, PLUGIN_CONFIGURATION)
     }
 
     /// Compiles a bundled policy, naming `origin` in errors.
-    pub fn compile_from(configuration: &[u8], origin: &str) -> Result<Policy, PolicyError> {
-        let syntax = |message: String| PolicyError::Syntax {
-            at: Location::new(origin, ""),
-            message,
-        };
-        // Whatever form the configuration came in, it is turned into JSON text first so
-        // the document inside can be borrowed from one representation.
-        let json: Cow<'_, str> = match structpb::to_json_if_struct(configuration) {
-            Some(transcoded) => Cow::Owned(transcoded.map_err(syntax)?),
-            None => {
-                let text = std::str::from_utf8(configuration)
-                    .map_err(|e| syntax(format!("not UTF-8: {e}")))?;
-                if text.trim_start().starts_with('{') {
-                    Cow::Borrowed(text)
-                } else {
-                    let value: serde_json::Value = parse_text(text, origin)?;
-                    Cow::Owned(value.to_string())
-                }
-            }
-        };
+    ///
+    /// The configuration is taken by value so that, once turned into JSON text, its bytes
+    /// are freed before anything is compiled: a VM's linear memory never shrinks, so its
+    /// size is the compile's peak, and a large API's configuration is megabytes.
+    pub fn compile_from(
+        configuration: impl Into<Vec<u8>>,
+        origin: &str,
+    ) -> Result<Policy, PolicyError> {
+        let configuration = configuration.into();
+        let configuration_hash = fnv1a64(&configuration);
+        let json = json_text(configuration, origin)?;
         let config: PolicyConfig<'_> = parse_json(&json, origin)?;
         let name = config.name;
         if name.is_empty()
@@ -126,7 +115,7 @@ impl Policy {
         };
         let events = EventSettings::new(
             &name,
-            configuration,
+            configuration_hash,
             &config.events,
             document.info.owner.as_ref(),
         );
@@ -246,6 +235,24 @@ fn parse_document(raw: &str, origin: &str) -> Result<Document, PolicyError> {
     } else {
         parse_json(raw, origin)
     }
+}
+
+/// The configuration as JSON text, whatever form it came in, so the document inside can be
+/// borrowed from one representation. JSON text is taken over without a copy.
+fn json_text(configuration: Vec<u8>, origin: &str) -> Result<String, PolicyError> {
+    let syntax = |message: String| PolicyError::Syntax {
+        at: Location::new(origin, ""),
+        message,
+    };
+    if let Some(transcoded) = structpb::to_json_if_struct(&configuration) {
+        return transcoded.map_err(syntax);
+    }
+    let text = String::from_utf8(configuration).map_err(|e| syntax(format!("not UTF-8: {e}")))?;
+    if text.trim_start().starts_with('{') {
+        return Ok(text);
+    }
+    let value: serde_json::Value = parse_text(&text, origin)?;
+    Ok(value.to_string())
 }
 
 #[cfg(test)]

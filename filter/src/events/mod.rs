@@ -206,10 +206,11 @@ pub struct EventSettings {
 }
 
 impl EventSettings {
-    /// `owner` from the policy wins over the document's `x-owner`, field by field.
+    /// `owner` from the policy wins over the document's `x-owner`, field by field;
+    /// `configuration_hash` is [`fnv1a64`] of the configuration bytes Envoy handed over.
     pub fn new(
         api: &str,
-        configuration: &[u8],
+        configuration_hash: u64,
         config: &EventsConfig,
         x_owner: Option<&Owner>,
     ) -> Self {
@@ -217,7 +218,7 @@ impl EventSettings {
         let document = x_owner.cloned().unwrap_or_default();
         EventSettings {
             api: api.to_owned(),
-            policy_hash: format!("{:016x}", fnv1a64(configuration)),
+            policy_hash: format!("{configuration_hash:016x}"),
             owner: Owner {
                 team: policy.team.or(document.team),
                 contact: policy.contact.or(document.contact),

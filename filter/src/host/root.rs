@@ -78,7 +78,7 @@ impl RootContext for Root {
             self.metrics = Some(Rc::new(Metrics::define()));
         }
         let started = hostcalls::get_current_time();
-        match Policy::compile(&configuration) {
+        match Policy::compile(configuration) {
             Ok(policy) => {
                 // The compile time per VM is a published figure (`make bench`, on GitHub's
                 // API); the host's clock is the only one a plugin has.
