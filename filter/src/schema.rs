@@ -487,6 +487,25 @@ fn translate(set: &SchemaSet, raw: &RawValue, context: Context) -> Result<Value,
     Ok(Value::Object(document))
 }
 
+/// Keywords that only document a schema: they never make a value pass or fail, so they are
+/// dropped in translation. Documented APIs carry a lot of them (half of the text of
+/// GitHub's request schemas), and without them more schemas translate to the same
+/// document and share one validator. `readOnly`/`writeOnly` are kept: they are enforced.
+fn is_annotation(keyword: &str) -> bool {
+    matches!(
+        keyword,
+        "description"
+            | "title"
+            | "example"
+            | "examples"
+            | "default"
+            | "deprecated"
+            | "externalDocs"
+            | "xml"
+            | "$comment"
+    ) || keyword.starts_with("x-")
+}
+
 /// Where a subschema sits, which decides whether strict mode closes it: a value's own
 /// schema is closed; a branch of a composition or a `$defs` entry is not, because its
 /// siblings (or the schema that refers to it) evaluate the other properties.
@@ -534,6 +553,7 @@ impl Translator<'_> {
                 format!("#/$defs/{name}/{tail}")
             };
         }
+        map.retain(|keyword, _| !is_annotation(keyword));
         if self.set.version == Version::V3_0 {
             translate_exclusive_bounds(&mut map);
         }
@@ -1084,14 +1104,21 @@ mod tests {
     fn identical_schemas_share_one_validator() {
         let set = set(V3_0);
         let text = r#"{"type": "object", "properties": {"id": {"type": "integer"}}}"#;
-        let compile = |direction, strict| {
+        let compile = |text, direction, strict| {
             let schema = schema(text, direction, strict);
             std::ptr::from_ref(schema.compile(&set).unwrap())
         };
-        let first = compile(Direction::Request, false);
-        assert_eq!(compile(Direction::Request, false), first);
+        let first = compile(text, Direction::Request, false);
+        assert_eq!(compile(text, Direction::Request, false), first);
+        let documented = r#"{"type": "object", "title": "A thing", "x-internal": true,
+            "properties": {"id": {"type": "integer", "description": "Its id", "example": 7}}}"#;
+        assert_eq!(
+            compile(documented, Direction::Request, false),
+            first,
+            "annotations are dropped in translation"
+        );
         assert_ne!(
-            compile(Direction::Request, true),
+            compile(text, Direction::Request, true),
             first,
             "strict mode translates differently"
         );
