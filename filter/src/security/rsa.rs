@@ -195,12 +195,12 @@ impl PublicKey {
         for i in 0..s {
             let m = t[i].wrapping_mul(self.n0_inv);
             let mut carry = 0u64;
-            for (j, &nj) in self.n.iter().enumerate() {
-                let sum = u64::from(t[i + j]) + u64::from(m) * u64::from(nj) + carry;
-                t[i + j] = sum as u32;
+            for (ti, &nj) in t[i..].iter_mut().zip(&self.n) {
+                let sum = u64::from(*ti) + u64::from(m) * u64::from(nj) + carry;
+                *ti = sum as u32;
                 carry = sum >> 32;
             }
-            for limb in t.iter_mut().skip(i + s) {
+            for limb in &mut t[i + s..] {
                 if carry == 0 {
                     break;
                 }
@@ -225,9 +225,9 @@ fn product(a: &[u32], b: &[u32]) -> Vec<u32> {
     let mut t = vec![0u32; 2 * s + 1];
     for (i, &ai) in a.iter().enumerate() {
         let mut carry = 0u64;
-        for (j, &bj) in b.iter().enumerate() {
-            let sum = u64::from(t[i + j]) + u64::from(ai) * u64::from(bj) + carry;
-            t[i + j] = sum as u32;
+        for (ti, &bj) in t[i..].iter_mut().zip(b) {
+            let sum = u64::from(*ti) + u64::from(ai) * u64::from(bj) + carry;
+            *ti = sum as u32;
             carry = sum >> 32;
         }
         // Rows so far reached limb i + s - 1 at most.
@@ -243,9 +243,9 @@ fn square(a: &[u32]) -> Vec<u32> {
     let mut t = vec![0u32; 2 * s + 1];
     for (i, &ai) in a.iter().enumerate() {
         let mut carry = 0u64;
-        for (j, &aj) in a.iter().enumerate().skip(i + 1) {
-            let sum = u64::from(t[i + j]) + u64::from(ai) * u64::from(aj) + carry;
-            t[i + j] = sum as u32;
+        for (ti, &aj) in t[2 * i + 1..].iter_mut().zip(&a[i + 1..]) {
+            let sum = u64::from(*ti) + u64::from(ai) * u64::from(aj) + carry;
+            *ti = sum as u32;
             carry = sum >> 32;
         }
         t[i + s] = carry as u32;
