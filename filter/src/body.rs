@@ -15,12 +15,16 @@
 //! guessing: the body we validate must be the body the upstream sees. No error carries
 //! request bytes, because [`BodyError::reason`] reaches the client.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::fmt;
 
-use serde_json::{Map, Value};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
 
 use crate::percent::form_decode;
 use crate::shape::{coerce, Types};
+use crate::verdict::RuleId;
 
 /// Why a body could not be turned into a value to validate.
 ///
@@ -44,6 +48,12 @@ pub enum BodyError {
     MissingBoundary,
     /// More multipart parts than the limit.
     TooManyParts { limit: usize },
+    /// More form fields than the limit.
+    TooManyFields { limit: usize },
+    /// A JSON object or array with more members than the limit.
+    TooManyMembers { limit: usize },
+    /// A JSON object that repeats a key, at a 1-based line and column.
+    DuplicateKey { line: usize, column: usize },
 }
 
 impl BodyError {
@@ -73,6 +83,28 @@ impl BodyError {
             BodyError::TooManyParts { limit } => {
                 format!("The multipart body has more than {limit} parts")
             }
+            BodyError::TooManyFields { limit } => {
+                format!("The form has more than {limit} fields")
+            }
+            BodyError::TooManyMembers { limit } => {
+                format!("A JSON object or array has more than {limit} members")
+            }
+            BodyError::DuplicateKey { line, column } => format!(
+                "A JSON object repeats a key (line {line}, column {column}); parsers disagree \
+                 on which value counts"
+            ),
+        }
+    }
+
+    /// The rule the error is reported under: the caps and duplicate keys have their own,
+    /// everything else is `body.malformed`.
+    pub const fn rule(&self) -> RuleId {
+        match self {
+            BodyError::TooManyParts { .. } => RuleId::LimitMultipartParts,
+            BodyError::TooManyFields { .. } => RuleId::LimitFormFields,
+            BodyError::TooManyMembers { .. } => RuleId::LimitJsonMembers,
+            BodyError::DuplicateKey { .. } => RuleId::BodyDuplicateKey,
+            _ => RuleId::BodyMalformed,
         }
     }
 }
@@ -364,21 +396,146 @@ pub struct JsonLimits {
     pub max_depth: usize,
 }
 
-/// Parses a JSON body into a [`Value`].
+/// Parses a JSON response body into a [`Value`].
 ///
 /// A linear, non-recursive pre-scan first refuses nesting deeper than the limit, so a
 /// `[[[[…` bomb costs one pass and no stack, and the client learns the limit rather than a
 /// generic parse error. Then serde_json parses strictly: invalid UTF-8 (also in escapes,
 /// such as lone surrogates), trailing data, a byte order mark and numbers out of `f64`
 /// range are refused. Duplicate object keys are kept as serde_json keeps them (the last
-/// wins); detecting them is the anomaly checks' job.
+/// wins): a response is re-serialised from this value when it is redacted, which drops
+/// the duplicates. Request JSON goes through [`parse_request_json`], which refuses them.
 pub fn parse_json(bytes: &[u8], limits: &JsonLimits) -> Result<Value, BodyError> {
-    let limit = limits.max_depth.min(SERDE_MAX_DEPTH);
-    check_depth(bytes, limit)?;
-    serde_json::from_slice(bytes).map_err(|e| BodyError::InvalidJson {
+    check_depth(bytes, limits.max_depth.min(SERDE_MAX_DEPTH))?;
+    serde_json::from_slice(bytes).map_err(|e| invalid_json(&e))
+}
+
+/// Parses request JSON (a body, a multipart part, a `content: application/json`
+/// parameter) as [`parse_json`] does, and also refuses what would make the value we
+/// validate differ from the value the upstream reads, or cost more than the policy allows:
+///
+/// - an object that repeats a key ([`BodyError::DuplicateKey`]): serde_json keeps the
+///   last, many parsers the first, so `{"role":"user","role":"admin"}` would be validated
+///   as one and acted on as the other. This is the contract's own check, whatever the
+///   anomaly settings say (which report the same objects as `anomaly.json_duplicate_key`).
+/// - an object or array with more than `max_members` members
+///   ([`BodyError::TooManyMembers`]).
+///
+/// One pass: each object checks its keys against the map it is building (a `BTreeMap`
+/// lookup), so the cost is linear in the body up to a log factor.
+pub fn parse_request_json(
+    bytes: &[u8],
+    limits: &JsonLimits,
+    max_members: usize,
+) -> Result<Value, BodyError> {
+    check_depth(bytes, limits.max_depth.min(SERDE_MAX_DEPTH))?;
+    let refused = Cell::new(None);
+    let mut reader = serde_json::Deserializer::from_slice(bytes);
+    let seed = Strict {
+        max_members,
+        refused: &refused,
+    };
+    let value = seed
+        .deserialize(&mut reader)
+        .and_then(|value| reader.end().map(|()| value));
+    value.map_err(|e| match refused.take() {
+        Some(Refusal::DuplicateKey) => BodyError::DuplicateKey {
+            line: e.line(),
+            column: e.column(),
+        },
+        Some(Refusal::TooManyMembers) => BodyError::TooManyMembers { limit: max_members },
+        None => invalid_json(&e),
+    })
+}
+
+fn invalid_json(e: &serde_json::Error) -> BodyError {
+    BodyError::InvalidJson {
         line: e.line(),
         column: e.column(),
-    })
+    }
+}
+
+/// Why [`Strict`] stopped, which the serde error it returns cannot carry.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    DuplicateKey,
+    TooManyMembers,
+}
+
+/// A [`Value`] builder that refuses duplicate keys and oversized containers.
+#[derive(Clone, Copy)]
+struct Strict<'r> {
+    max_members: usize,
+    refused: &'r Cell<Option<Refusal>>,
+}
+
+impl Strict<'_> {
+    fn refuse<E: de::Error>(self, why: Refusal) -> E {
+        self.refused.set(Some(why));
+        E::custom("refused")
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Strict<'_> {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Value, D::Error> {
+        de.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self)? {
+            if items.len() == self.max_members {
+                return Err(self.refuse(Refusal::TooManyMembers));
+            }
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.len() == self.max_members {
+                return Err(self.refuse(Refusal::TooManyMembers));
+            }
+            if object.contains_key(&key) {
+                return Err(self.refuse(Refusal::DuplicateKey));
+            }
+            let value = map.next_value_seed(self)?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 /// Counts bracket nesting outside strings. Exact for valid JSON; for invalid input the
@@ -502,11 +659,17 @@ impl<'s> Fields<'s> {
 /// declared as an array collects every occurrence in order (once is a one-item array); any
 /// other field given twice is refused, since upstreams disagree on whether the first or
 /// the last counts.
-pub fn parse_form(bytes: &[u8], spec: &FormSpec) -> Result<Value, BodyError> {
+///
+/// More than `max_fields` fields are refused ([`BodyError::TooManyFields`]) when the first
+/// one too many is reached.
+pub fn parse_form(bytes: &[u8], spec: &FormSpec, max_fields: usize) -> Result<Value, BodyError> {
     let mut fields = Fields::new(spec);
-    for piece in bytes.split(|&b| b == b'&') {
-        if piece.is_empty() {
-            continue;
+    let pieces = bytes
+        .split(|&b| b == b'&')
+        .filter(|piece| !piece.is_empty());
+    for (index, piece) in pieces.enumerate() {
+        if index == max_fields {
+            return Err(BodyError::TooManyFields { limit: max_fields });
         }
         let mut halves = piece.splitn(2, |&b| b == b'=');
         let decode = |raw: Option<&[u8]>| {
@@ -522,10 +685,6 @@ pub fn parse_form(bytes: &[u8], spec: &FormSpec) -> Result<Value, BodyError> {
 // ---------------------------------------------------------------------------------------
 // Multipart
 
-/// Parts per multipart body. Each part costs a header parse and a map entry; a real form
-/// has tens.
-const MAX_PARTS: usize = 1000;
-
 /// RFC 2046 §5.1.1: a boundary is 1 to 70 characters.
 const MAX_BOUNDARY: usize = 70;
 
@@ -533,7 +692,9 @@ const MAX_BOUNDARY: usize = 70;
 ///
 /// `boundary` is the Content-Type's `boundary` parameter ([`MediaType::param`], already
 /// unquoted); the caller reports its absence as [`BodyError::MissingBoundary`], and a
-/// boundary outside RFC 2046's syntax is reported the same way here.
+/// boundary outside RFC 2046's syntax is reported the same way here. More than
+/// `max_parts` parts are refused ([`BodyError::TooManyParts`]): each part costs a header
+/// parse and a map entry, and a real form has tens.
 ///
 /// Each part becomes a field, by the same rules as [`parse_form`] (an array field is one
 /// item per part, in order):
@@ -559,6 +720,8 @@ pub fn parse_multipart(
     boundary: &str,
     spec: &FormSpec,
     limits: &JsonLimits,
+    max_parts: usize,
+    max_members: usize,
 ) -> Result<Value, BodyError> {
     if !valid_boundary(boundary) {
         return Err(BodyError::MissingBoundary);
@@ -582,12 +745,12 @@ pub fn parse_multipart(
             .strip_prefix(b"\r\n")
             .ok_or(BodyError::MalformedMultipart)?;
         parts += 1;
-        if parts > MAX_PARTS {
-            return Err(BodyError::TooManyParts { limit: MAX_PARTS });
+        if parts > max_parts {
+            return Err(BodyError::TooManyParts { limit: max_parts });
         }
         // A missing closing boundary ends here too.
         let (part, after) = split_on(rest, &delimiter).ok_or(BodyError::MalformedMultipart)?;
-        read_part(part, &mut fields, limits)?;
+        read_part(part, &mut fields, limits, max_members)?;
         rest = after;
     }
 }
@@ -602,7 +765,12 @@ fn valid_boundary(boundary: &str) -> bool {
 }
 
 /// One part, between delimiters: headers, an empty line, content.
-fn read_part(part: &[u8], fields: &mut Fields<'_>, limits: &JsonLimits) -> Result<(), BodyError> {
+fn read_part(
+    part: &[u8],
+    fields: &mut Fields<'_>,
+    limits: &JsonLimits,
+    max_members: usize,
+) -> Result<(), BodyError> {
     let (head, content) = split_on(part, b"\r\n\r\n").ok_or(BodyError::MalformedMultipart)?;
     let headers = PartHeaders::parse(head)?;
     let text = match &headers.content_type {
@@ -616,7 +784,7 @@ fn read_part(part: &[u8], fields: &mut Fields<'_>, limits: &JsonLimits) -> Resul
     if headers.file || !(text || json) {
         fields.add(headers.name, Value::String(String::new()))
     } else if json {
-        let value = parse_json(content, limits)?;
+        let value = parse_request_json(content, limits, max_members)?;
         fields.add(headers.name, value)
     } else {
         let utf8 = headers
@@ -704,12 +872,11 @@ fn form_data(value: &str) -> Option<(String, bool)> {
     Some((name, file))
 }
 
-/// Splits at the first occurrence of `needle`, dropping it.
+/// Splits at the first occurrence of `needle`, dropping it. `memmem` is linear in the
+/// haystack whatever the needle (a window-by-window compare costs up to the needle's
+/// length per byte, 74 for a delimiter).
 fn split_on<'a>(haystack: &'a [u8], needle: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
-    if needle.is_empty() {
-        return Some((&[], haystack));
-    }
-    let at = haystack.windows(needle.len()).position(|w| w == needle)?;
+    let at = memchr::memmem::find(haystack, needle)?;
     let (before, after) = haystack.split_at_checked(at)?;
     Some((before, after.get(needle.len()..)?))
 }
@@ -1065,7 +1232,7 @@ mod tests {
     }
 
     fn form(body: &str) -> Result<Value, BodyError> {
-        parse_form(body.as_bytes(), &spec())
+        parse_form(body.as_bytes(), &spec(), 8)
     }
 
     #[test]
@@ -1113,7 +1280,7 @@ mod tests {
             assert_eq!(form(body), Err(expected), "{body:?}");
         }
         assert_eq!(
-            parse_form(b"name=\xff", &spec()),
+            parse_form(b"name=\xff", &spec(), 8),
             Err(BodyError::InvalidEncoding)
         );
     }
@@ -1134,6 +1301,7 @@ mod tests {
     // --- multipart ---------------------------------------------------------------------
 
     const LIMITS: JsonLimits = JsonLimits { max_depth: 4 };
+    const MAX_PARTS: usize = 20;
 
     /// Joins lines with CRLF, as a browser sends them.
     fn crlf(lines: &[&str]) -> Vec<u8> {
@@ -1141,7 +1309,7 @@ mod tests {
     }
 
     fn multipart(body: &[u8], boundary: &str) -> Result<Value, BodyError> {
-        parse_multipart(body, boundary, &spec(), &LIMITS)
+        parse_multipart(body, boundary, &spec(), &LIMITS, MAX_PARTS, 3)
     }
 
     #[test]
@@ -1407,6 +1575,101 @@ mod tests {
             multipart(&body_with(MAX_PARTS + 1), "b"),
             Err(BodyError::TooManyParts { limit: MAX_PARTS })
         );
+        assert_eq!(
+            BodyError::TooManyParts { limit: 1 }.rule(),
+            RuleId::LimitMultipartParts
+        );
+    }
+
+    #[test]
+    fn counts_form_fields() {
+        let fields = |n: usize| vec!["a=1"; n].join("&");
+        assert!(parse_form(fields(8).as_bytes(), &spec(), 8)
+            .is_err_and(|e| matches!(e, BodyError::RepeatedField { .. })));
+        let distinct = |n: usize| {
+            (0..n)
+                .map(|i| format!("f{i}=1"))
+                .collect::<Vec<_>>()
+                .join("&&")
+        };
+        assert!(parse_form(distinct(8).as_bytes(), &spec(), 8).is_ok());
+        let refused = parse_form(distinct(9).as_bytes(), &spec(), 8);
+        assert_eq!(refused, Err(BodyError::TooManyFields { limit: 8 }));
+        assert_eq!(
+            BodyError::TooManyFields { limit: 8 }.rule(),
+            RuleId::LimitFormFields
+        );
+    }
+
+    fn strict(body: &str) -> Result<Value, BodyError> {
+        parse_request_json(body.as_bytes(), &LIMITS, 3)
+    }
+
+    #[test]
+    fn request_json_refuses_duplicate_keys_at_any_depth() {
+        assert_eq!(
+            strict(r#"{"role": "user", "role": "admin"}"#),
+            Err(BodyError::DuplicateKey {
+                line: 1,
+                column: 23
+            })
+        );
+        assert!(matches!(
+            strict(r#"[{"a": {"b": 1, "b": 1}}]"#),
+            Err(BodyError::DuplicateKey { .. })
+        ));
+        // The same key in different objects, and keys that differ in case, are not repeats.
+        assert_eq!(
+            strict(r#"{"a": {"x": 1}, "b": {"x": 1}, "A": 2}"#),
+            Ok(json!({"a": {"x": 1}, "b": {"x": 1}, "A": 2}))
+        );
+        assert_eq!(
+            BodyError::DuplicateKey { line: 1, column: 1 }.rule(),
+            RuleId::BodyDuplicateKey
+        );
+        // Responses keep serde_json's reading (redaction re-serialises them).
+        assert_eq!(
+            parse_json(br#"{"a": 1, "a": 2}"#, &LIMITS),
+            Ok(json!({"a": 2}))
+        );
+    }
+
+    #[test]
+    fn request_json_reads_what_serde_json_reads() {
+        for text in [
+            r#"{"a": [-2, 3.5, "x\"]"], "b": {"c": null, "d": true}}"#,
+            r#""\u00e9""#,
+            "18446744073709551615",
+            "-9223372036854775808",
+            "1e300",
+            "[]",
+        ] {
+            let expected: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(strict(text), Ok(expected), "{text}");
+        }
+        for bad in ["{\"a\": 1,}", "[1] x", "\u{feff}[]", "1e999", r#""\ud800""#] {
+            assert!(
+                matches!(strict(bad), Err(BodyError::InvalidJson { .. })),
+                "{bad}"
+            );
+        }
+        assert_eq!(strict("[[[[[1]]]]]"), Err(BodyError::TooDeep { limit: 4 }));
+    }
+
+    #[test]
+    fn request_json_counts_members_per_container() {
+        assert!(strict(r#"{"a": [1, 2, 3], "b": 1, "c": [[1, 2, 3]]}"#).is_ok());
+        for wide in [
+            r#"[1, 2, 3, 4]"#,
+            r#"{"a": 1, "b": 2, "c": 3, "d": 4}"#,
+            r#"{"a": [[1, 2, 3, 4]]}"#,
+        ] {
+            assert_eq!(
+                strict(wide),
+                Err(BodyError::TooManyMembers { limit: 3 }),
+                "{wide}"
+            );
+        }
     }
 
     // --- robustness --------------------------------------------------------------------
@@ -1504,14 +1767,17 @@ mod tests {
             "bytes",
             "--b--",
         ]);
-        assert!(parse_multipart(&valid_multipart, "b", &spec, &LIMITS).is_ok());
+        let multipart = |body: &[u8]| parse_multipart(body, "b", &spec, &LIMITS, 50, 50);
+        assert!(multipart(&valid_multipart).is_ok());
         for _ in 0..4000 {
             let _ = parse_json(&rng.mutate(valid_json), &LIMITS);
-            let _ = parse_form(&rng.mutate(valid_form), &spec);
-            let _ = parse_multipart(&rng.mutate(&valid_multipart), "b", &spec, &LIMITS);
+            let _ = parse_request_json(&rng.mutate(valid_json), &LIMITS, 3);
+            let _ = parse_form(&rng.mutate(valid_form), &spec, 3);
+            let _ = multipart(&rng.mutate(&valid_multipart));
             let _ = parse_json(&rng.input(json), &LIMITS);
-            let _ = parse_form(&rng.input(form_pieces), &spec);
-            let _ = parse_multipart(&rng.input(multipart_pieces), "b", &spec, &LIMITS);
+            let _ = parse_request_json(&rng.input(json), &LIMITS, 3);
+            let _ = parse_form(&rng.input(form_pieces), &spec, 3);
+            let _ = multipart(&rng.input(multipart_pieces));
             let header = rng.input(multipart_pieces);
             let header = String::from_utf8_lossy(&header);
             let _ = MediaType::parse(&header);

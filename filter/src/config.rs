@@ -77,6 +77,20 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Arrays and objects nested deeper than this are refused before parsing.
     pub max_json_depth: usize,
+    /// Caps on counts of request input, each refused with its own `limits.*` rule before
+    /// the items are read one by one. Every pass over request input is linear; the caps
+    /// bound how long it runs and how much it allocates, whatever the other limits allow.
+    /// Query pairs (`limits.query_pairs`).
+    pub max_query_pairs: usize,
+    /// Request headers, one per header line (`limits.headers`, 431).
+    pub max_headers: usize,
+    /// Fields of an `application/x-www-form-urlencoded` body (`limits.form_fields`).
+    pub max_form_fields: usize,
+    /// Parts of a `multipart/form-data` body (`limits.multipart_parts`).
+    pub max_multipart_parts: usize,
+    /// Members of one JSON object or items of one array in a request body or a JSON
+    /// parameter (`limits.json_members`).
+    pub max_json_members: usize,
 }
 
 impl Default for Limits {
@@ -84,6 +98,11 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 1 << 20,
             max_json_depth: 64,
+            max_query_pairs: 256,
+            max_headers: 128,
+            max_form_fields: 1000,
+            max_multipart_parts: 1000,
+            max_json_members: 10_000,
         }
     }
 }

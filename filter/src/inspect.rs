@@ -124,11 +124,9 @@ impl Policy {
                     }
                 }
                 Ok(None) => {}
-                Err(e) => verdict.violations.push(report(
-                    RuleId::BodyMalformed,
-                    None,
-                    Cow::Owned(e.reason()),
-                )),
+                Err(e) => verdict
+                    .violations
+                    .push(report(e.rule(), None, Cow::Owned(e.reason()))),
             }
         }
         verdict.settle();
@@ -162,18 +160,48 @@ impl Policy {
         media: &Media,
         bytes: &[u8],
     ) -> Result<Option<Value>, BodyError> {
-        let limits = JsonLimits {
-            max_depth: self.limits.max_json_depth,
-        };
+        let limits = &self.limits;
         match (read, &media.form) {
-            (Read::Json, _) => body::parse_json(bytes, &limits).map(Some),
-            (Read::Form, Some(form)) => body::parse_form(bytes, form).map(Some),
-            (Read::Multipart { boundary }, Some(form)) => {
-                body::parse_multipart(bytes, boundary.as_str(), form, &limits).map(Some)
+            (Read::Json, _) => self.parse_json(bytes).map(Some),
+            (Read::Form, Some(form)) => {
+                body::parse_form(bytes, form, limits.max_form_fields).map(Some)
             }
+            (Read::Multipart { boundary }, Some(form)) => body::parse_multipart(
+                bytes,
+                boundary.as_str(),
+                form,
+                &self.json_limits(),
+                limits.max_multipart_parts,
+                limits.max_json_members,
+            )
+            .map(Some),
             // A form body for a declaration without an object schema: nothing to check.
             (Read::Form | Read::Multipart { .. }, None) => Ok(None),
         }
+    }
+
+    fn json_limits(&self) -> JsonLimits {
+        JsonLimits {
+            max_depth: self.limits.max_json_depth,
+        }
+    }
+
+    /// Parses request JSON (a body or a JSON parameter) within the policy's limits.
+    fn parse_json(&self, bytes: &[u8]) -> Result<Value, BodyError> {
+        body::parse_request_json(bytes, &self.json_limits(), self.limits.max_json_members)
+    }
+
+    /// The count caps that apply before anything is routed or parsed: headers and query
+    /// pairs. Counting is one pass over bytes the host already holds; the rest of the
+    /// inspection (and the anomaly checks) then never sees more items than the caps allow.
+    fn check_caps(&self, head: &RequestHead<'_>) -> Result<(), RuleId> {
+        if head.headers.len() > self.limits.max_headers {
+            return Err(RuleId::LimitHeaders);
+        }
+        if query_pairs(head.path) > self.limits.max_query_pairs {
+            return Err(RuleId::LimitQueryPairs);
+        }
+        Ok(())
     }
 
     /// Schema violations as (pointer, reason) pairs.
@@ -206,6 +234,7 @@ impl Policy {
         verdict: &mut Verdict<'p>,
         body: &mut Option<BodyCheck>,
     ) -> Result<(), RuleId> {
+        self.check_caps(head)?;
         let target = path::parse(head.path)?;
         let found = self
             .router
@@ -337,15 +366,20 @@ impl Checker<'_> {
                 }
             };
             let value = match (check.json, value) {
-                (true, Value::String(text)) => match serde_json::from_str(&text) {
+                (true, Value::String(text)) => match self.policy.parse_json(text.as_bytes()) {
                     Ok(parsed) => parsed,
-                    Err(_) => {
-                        out.push(self.violation(
-                            RuleId::ParamInvalid,
-                            location,
-                            name(),
-                            Cow::Borrowed("is not valid JSON"),
-                        ));
+                    Err(e) => {
+                        let (rule, reason) = match e {
+                            BodyError::TooManyMembers { .. } => (
+                                RuleId::LimitJsonMembers,
+                                "has a JSON object or array larger than the policy allows",
+                            ),
+                            BodyError::DuplicateKey { .. } => {
+                                (RuleId::ParamInvalid, "has a JSON object that repeats a key")
+                            }
+                            _ => (RuleId::ParamInvalid, "is not valid JSON"),
+                        };
+                        out.push(self.violation(rule, location, name(), Cow::Borrowed(reason)));
                         continue;
                     }
                 },
@@ -471,7 +505,19 @@ impl Checker<'_> {
     }
 }
 
-/// The values of one header, in order; names are lowercase in Envoy.
+/// How many `&`-separated pairs the query of a `:path` has, empty ones not counted (as
+/// [`params::parse_query`] skips them).
+pub(crate) fn query_pairs(target: &[u8]) -> usize {
+    let Some(at) = target.iter().position(|&b| b == b'?') else {
+        return 0;
+    };
+    let query = target.get(at + 1..).unwrap_or_default();
+    query
+        .split(|&b| b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .count()
+}
+
 /// A lone value read as a one-item list, read again as the scalar its schema also admits
 /// (`oneOf: [string, array]`): `?tag=a` is both `["a"]` and `"a"`, and either may be valid.
 fn lone_scalar(shape: &Shape, value: &Value) -> Option<Value> {
@@ -487,6 +533,7 @@ fn lone_scalar(shape: &Shape, value: &Value) -> Option<Value> {
     }
 }
 
+/// The values of one header, in order; names are lowercase in Envoy.
 fn header_values<'h>(
     headers: &'h [(&'h str, &'h str)],
     name: &'h str,
@@ -517,6 +564,7 @@ mod tests {
                             {"name": "tags", "in": "query", "schema": {"type": "array", "items": {"type": "string", "enum": ["a", "b"]}}},
                             {"name": "X-Tenant", "in": "header", "schema": {"type": "string", "format": "uuid"}},
                             {"name": "session", "in": "cookie", "schema": {"type": "string", "minLength": 4}},
+                            {"name": "X-Budget", "in": "header", "schema": {"type": "integer"}},
                             {"name": "near", "in": "query", "schema": {"oneOf": [
                                 {"type": "string", "pattern": "^[a-z]+$"},
                                 {"type": "array", "items": {"type": "integer"}, "minItems": 2}
@@ -653,6 +701,122 @@ mod tests {
             rules(&run(&p, "GET", "/items?limit=%zz", &[], None)),
             ["params.invalid"]
         );
+    }
+
+    /// `X-Request-Budget: 527212089351644756574208` was refused as `must be of type
+    /// integer`: JSON Schema integers are unbounded.
+    #[test]
+    fn integer_parameters_beyond_64_bits_are_integers() {
+        let p = policy(json!({}));
+        let budget = |value| run(&p, "GET", "/items?limit=1", &[("x-budget", value)], None);
+        assert_eq!(budget("527212089351644756574208"), (Action::Allow, vec![]));
+        assert_eq!(budget("-527212089351644756574208"), (Action::Allow, vec![]));
+        assert_eq!(rules(&budget("5e23")), ["params.invalid"]);
+        // Bounds still hold, compared on the right side of the exact value.
+        let (verdict, _) = p.inspect(&RequestHead {
+            method: b"GET",
+            path: b"/items?limit=527212089351644756574208",
+            headers: &[],
+            has_body: false,
+        });
+        let reasons: Vec<&str> = verdict.violations.iter().map(|v| &*v.reason).collect();
+        assert_eq!(reasons, ["must be at most 50"]);
+        let (verdict, _) = p.inspect(&RequestHead {
+            method: b"GET",
+            path: b"/items/-9223372036854775809",
+            headers: &[],
+            has_body: false,
+        });
+        let reasons: Vec<&str> = verdict.violations.iter().map(|v| &*v.reason).collect();
+        assert_eq!(reasons, ["must be at least 1"]);
+    }
+
+    #[test]
+    fn caps_on_counts_are_their_own_rules() {
+        let p = policy(json!({"limits": {"max_query_pairs": 3, "max_headers": 2,
+            "max_form_fields": 3, "max_json_members": 3}}));
+        assert_eq!(
+            run(&p, "GET", "/items?limit=1&tags=a&&tags=b", &[], None),
+            (Action::Allow, vec![])
+        );
+        let pairs = run(&p, "GET", "/items?limit=1&tags=a&tags=b&tags=a", &[], None);
+        assert_eq!(
+            pairs,
+            (Action::Block, vec![("limits.query_pairs".to_owned(), true)])
+        );
+        // Before routing: an unknown path with too many pairs is refused for them too.
+        assert_eq!(
+            rules(&run(&p, "GET", "/nowhere?a&b&c&d", &[], None)),
+            ["limits.query_pairs"]
+        );
+        let headers = [("a", "1"), ("b", "2"), ("c", "3")];
+        assert_eq!(
+            rules(&run(&p, "GET", "/items?limit=1", &headers, None)),
+            ["limits.headers"]
+        );
+        let form = [("content-type", "application/x-www-form-urlencoded")];
+        assert_eq!(
+            run(&p, "POST", "/items", &form, Some("name=a&count=1")),
+            (Action::Allow, vec![])
+        );
+        assert_eq!(
+            rules(&run(
+                &p,
+                "POST",
+                "/items",
+                &form,
+                Some("name=a&count=1&a=1&b=2")
+            )),
+            ["limits.form_fields"]
+        );
+        assert_eq!(
+            rules(&run(
+                &p,
+                "POST",
+                "/items",
+                JSON,
+                Some(r#"{"name": "a", "count": 1, "x": [1, 2, 3, 4]}"#)
+            )),
+            ["limits.json_members"]
+        );
+        // In monitor mode a cap is recorded, not enforced.
+        let monitor = policy(json!({"mode": "monitor", "limits": {"max_query_pairs": 1}}));
+        assert_eq!(
+            run(&monitor, "GET", "/items?limit=1&tags=a", &[], None),
+            (
+                Action::Monitor,
+                vec![("limits.query_pairs".to_owned(), false)]
+            )
+        );
+    }
+
+    /// serde_json keeps the last of two equal keys, other parsers the first: the contract
+    /// refuses them itself, with or without the anomaly checks, strict or not.
+    #[test]
+    fn duplicate_json_keys_are_refused_by_the_contract() {
+        for extra in [json!({}), json!({"strict": true})] {
+            let p = policy(extra);
+            assert_eq!(
+                rules(&run(
+                    &p,
+                    "POST",
+                    "/items",
+                    JSON,
+                    Some(r#"{"name": "a", "name": "b"}"#)
+                )),
+                ["body.duplicate_key"]
+            );
+            assert_eq!(
+                rules(&run(
+                    &p,
+                    "POST",
+                    "/items",
+                    JSON,
+                    Some(r#"{"name": "a", "count": 1, "count": 2}"#)
+                )),
+                ["body.duplicate_key"]
+            );
+        }
     }
 
     #[test]

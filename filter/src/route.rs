@@ -282,7 +282,7 @@ impl Node {
         }
         let mark = values.len();
         for (pattern, child) in &self.patterns {
-            if pattern.capture(&pattern.0, segment, values) {
+            if pattern.capture(segment, values) {
                 if let Some(found) = child.find(rest, values) {
                     return Some(found);
                 }
@@ -311,37 +311,57 @@ impl Pattern {
             .sum()
     }
 
-    /// Matches `s` against `pieces`, pushing each parameter's value. A parameter takes
-    /// at least one character and is always followed by a literal or the segment's end
-    /// (adjacent parameters are refused at compile time), so the search is over the
-    /// positions of that literal only.
-    fn capture<'s>(&self, pieces: &[Piece], s: &'s str, values: &mut Vec<&'s str>) -> bool {
-        match pieces {
-            [] => s.is_empty(),
-            [Piece::Literal(lit), rest @ ..] => s
-                .strip_prefix(lit.as_str())
-                .is_some_and(|tail| self.capture(rest, tail, values)),
-            [Piece::Param] => {
-                values.push(s);
-                !s.is_empty()
-            }
-            [Piece::Param, rest @ ..] => {
-                let Some(Piece::Literal(next)) = rest.first() else {
-                    return false;
-                };
-                let mark = values.len();
-                for (i, _) in s.char_indices().skip(1) {
-                    if s[i..].starts_with(next.as_str()) {
-                        values.push(&s[..i]);
-                        if self.capture(rest, &s[i..], values) {
-                            return true;
-                        }
-                        values.truncate(mark);
+    /// Matches `s` against the pattern, pushing each parameter's value. A parameter
+    /// takes at least one character and is always followed by a literal or the segment's
+    /// end (adjacent parameters are refused at compile time).
+    ///
+    /// One pass: a parameter followed by a literal and then another parameter takes the
+    /// text up to the first occurrence of that literal. If the segment matches at all,
+    /// it matches that way (the next parameter absorbs whatever this one could have taken
+    /// more), which is also the match a search trying occurrences from the left finds
+    /// first — but such a search retries every occurrence of every literal when the end
+    /// fails, O(n^k) for k parameters on a hostile segment. A parameter followed by the
+    /// final literal takes what is left before it.
+    fn capture<'s>(&self, s: &'s str, values: &mut Vec<&'s str>) -> bool {
+        let mut rest = s;
+        let mut pieces = self.0.iter().peekable();
+        while let Some(piece) = pieces.next() {
+            let next = match (piece, pieces.peek()) {
+                (Piece::Literal(lit), _) => match rest.strip_prefix(lit.as_str()) {
+                    Some(tail) => {
+                        rest = tail;
+                        continue;
                     }
+                    None => return false,
+                },
+                (Piece::Param, None) => {
+                    values.push(rest);
+                    return !rest.is_empty();
                 }
-                false
-            }
+                (Piece::Param, Some(Piece::Param)) => return false,
+                (Piece::Param, Some(Piece::Literal(next))) => next.as_str(),
+            };
+            // The parameter's first character, then where `next` starts.
+            let Some((start, _)) = rest.char_indices().nth(1) else {
+                return false;
+            };
+            let last = pieces.clone().nth(1).is_none();
+            let at = if last {
+                rest.len()
+                    .checked_sub(next.len())
+                    .filter(|&at| at >= start && rest.get(at..) == Some(next))
+            } else {
+                rest.get(start..)
+                    .and_then(|tail| tail.find(next))
+                    .map(|found| start + found)
+            };
+            let Some((value, tail)) = at.and_then(|at| rest.split_at_checked(at)) else {
+                return false;
+            };
+            values.push(value);
+            rest = tail;
         }
+        rest.is_empty()
     }
 }
 
@@ -595,6 +615,25 @@ mod tests {
             "/files/.tar.gz" => None;
             "/v2/x" => Some("/v{major}/x"), ["2"];
             "/v/x" => None;
+        );
+    }
+
+    /// A backtracking capture retried every `-` for every parameter: a 20,000-byte
+    /// segment of dashes that misses the final literal cost O(n^2) or worse.
+    #[test]
+    fn hostile_segments_are_matched_in_one_pass() {
+        let r = router(&paths("", &["/t/{a}-{b}-{c}.json", "/t/{id}"])).unwrap();
+        matches!(r,
+            "/t/1-2-3.json" => Some("/t/{a}-{b}-{c}.json"), ["1", "2", "3"];
+            "/t/1-2-3-4.json" => Some("/t/{a}-{b}-{c}.json"), ["1", "2", "3-4"];
+            "/t/1--2-3.json" => Some("/t/{a}-{b}-{c}.json"), ["1", "-2", "3"];
+            "/t/1-2-.json" => Some("/t/{id}"), ["1-2-.json"];
+            "/t/1-2.json.json" => Some("/t/{id}"), ["1-2.json.json"];
+        );
+        let hostile = format!("/t/x{}", "-".repeat(20_000));
+        assert_eq!(
+            find(&r, &hostile).map(|(t, _)| t).as_deref(),
+            Some("/t/{id}")
         );
     }
 

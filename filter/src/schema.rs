@@ -182,6 +182,49 @@ impl SchemaSet {
             .find_map(|k| schema.get(*k).and_then(Value::as_array))
     }
 
+    /// Whether a schema marks its value `flag` (`readOnly` or `writeOnly`): itself, or
+    /// through `$ref`s and `allOf` (every branch of which applies), or through
+    /// `oneOf`/`anyOf` when every branch does — or, with `any_branch`, when any branch
+    /// does (the value may be the one-way one).
+    fn marked(&self, schema: &Value, flag: &str, any_branch: bool, depth: usize) -> bool {
+        if depth > MAX_REF_HOPS {
+            return false;
+        }
+        let is_marked = |s: &Value| s.get(flag) == Some(&Value::Bool(true));
+        // A 3.1 `$ref` keeps its siblings, so the flag may sit next to it.
+        if is_marked(schema) {
+            return true;
+        }
+        let schema = self.resolve(schema);
+        if is_marked(&schema) {
+            return true;
+        }
+        let branches = |key: &str| {
+            schema
+                .get(key)
+                .and_then(Value::as_array)
+                .map(|branches| {
+                    branches
+                        .iter()
+                        .map(|branch| self.marked(branch, flag, any_branch, depth + 1))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        };
+        if branches("allOf").contains(&true) {
+            return true;
+        }
+        ["oneOf", "anyOf"].iter().any(|key| {
+            let marks = branches(key);
+            !marks.is_empty()
+                && if any_branch {
+                    marks.contains(&true)
+                } else {
+                    !marks.contains(&false)
+                }
+        })
+    }
+
     /// How a string-serialised value of `raw`'s schema is laid out (see `shape`).
     pub fn shape(&self, raw: &RawValue) -> Shape {
         match serde_json::from_str::<Value>(raw.get()) {
@@ -281,9 +324,9 @@ impl SchemaSet {
                 };
                 let before = map.len();
                 map.retain(|name, _| {
-                    declared.get(name).is_some_and(|p| {
-                        self.resolve(p).get("writeOnly") != Some(&Value::Bool(true))
-                    })
+                    declared
+                        .get(name)
+                        .is_some_and(|p| !self.marked(p, "writeOnly", true, 0))
                 });
                 let mut count = before - map.len();
                 for (name, child) in map.iter_mut() {
@@ -420,7 +463,11 @@ impl Schema {
             match kind {
                 ValidationErrorKind::AdditionalProperties { unexpected }
                 | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
-                    for name in unexpected {
+                    // `unexpected` lists every undeclared name, as many as the body has.
+                    for name in unexpected
+                        .iter()
+                        .take(MAX_VIOLATIONS - out.len().min(MAX_VIOLATIONS))
+                    {
                         out.push(SchemaViolation {
                             pointer: format!("{pointer}/{}", sanitize(&pointer_token(name))),
                             keyword: "unevaluatedProperties",
@@ -463,7 +510,7 @@ fn translate(set: &SchemaSet, raw: &RawValue, context: Context) -> Result<Value,
         pending: Vec::new(),
         seen: BTreeSet::new(),
     };
-    let root = translator.value(value, Position::Value)?;
+    let root = translator.value(value, Position::Root)?;
     while let Some(name) = translator.pending.pop() {
         let component = set
             .component(&name)
@@ -512,6 +559,8 @@ fn is_annotation(keyword: &str) -> bool {
 /// siblings (or the schema that refers to it) evaluate the other properties.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Position {
+    /// The schema of the parameter or body itself.
+    Root,
     Value,
     Branch,
     Definition,
@@ -535,9 +584,18 @@ impl Translator<'_> {
             // OpenAPI 3.0: "properties adjacent to a $ref are ignored".
             map.retain(|k, _| k == "$ref");
         }
+        // A schema marked `readOnly` describes a value that is never sent, and a
+        // `writeOnly` one a value that never comes back: in that direction it is `false`,
+        // wherever it sits — a property, an `allOf`/`anyOf`/`oneOf` branch (the other
+        // branches of an `anyOf` still admit their values), a component a `$ref` reaches.
+        // The value's own root is kept: the flag documents properties.
+        if position != Position::Root && map.get(self.one_way_flag()) == Some(&Value::Bool(true)) {
+            return Ok(Value::Bool(false));
+        }
         // Decided on the schema as written, before its references are rewritten.
-        let close =
-            self.context.strict && position == Position::Value && self.set.closable(&map, 0);
+        let close = self.context.strict
+            && matches!(position, Position::Root | Position::Value)
+            && self.set.closable(&map, 0);
         if let Some(Value::String(reference)) = map.get_mut("$ref") {
             let (name, tail) = SchemaSet::split_ref(reference).ok_or_else(|| {
                 format!(
@@ -626,6 +684,9 @@ impl Translator<'_> {
         if close {
             map.insert("unevaluatedProperties".to_owned(), Value::Bool(false));
         }
+        if self.context.strict {
+            refuse_case_variants(&mut map);
+        }
         let nullable = map.remove("nullable") == Some(Value::Bool(true));
         if self.set.version == Version::V3_0 && nullable {
             return Ok(make_nullable(map));
@@ -633,19 +694,25 @@ impl Translator<'_> {
         Ok(Value::Object(map))
     }
 
-    /// `readOnly` properties in a request and `writeOnly` ones in a response become
-    /// `false` (present means refused) and stop being required.
-    fn hide_one_way_properties(&self, map: &mut Map<String, Value>) {
-        let flag = match self.context.direction {
+    /// The flag of values that do not travel in this direction.
+    fn one_way_flag(&self) -> &'static str {
+        match self.context.direction {
             Direction::Request => "readOnly",
             Direction::Response => "writeOnly",
-        };
+        }
+    }
+
+    /// `readOnly` properties in a request and `writeOnly` ones in a response become
+    /// `false` (present means refused) and stop being required — also when the flag is
+    /// reached through `$ref` and `allOf`, or every branch of a `oneOf`/`anyOf` has it.
+    fn hide_one_way_properties(&self, map: &mut Map<String, Value>) {
+        let flag = self.one_way_flag();
         let Some(Value::Object(properties)) = map.get_mut("properties") else {
             return;
         };
         let mut hidden = Vec::new();
         for (name, property) in properties.iter_mut() {
-            if self.set.resolve(property).get(flag) == Some(&Value::Bool(true)) {
+            if self.set.marked(property, flag, false, 0) {
                 *property = Value::Bool(false);
                 hidden.push(name.clone());
             }
@@ -723,6 +790,64 @@ impl Translator<'_> {
                 map.insert("allOf".to_owned(), Value::Array(rules));
             }
         }
+    }
+}
+
+/// Strict mode: an object schema that declares properties refuses names that differ
+/// from one of them only by case (`Role` for `role`). Go's `encoding/json` binds those to
+/// the declared field (with Unicode simple case folding: `ſ` is `s`, `K` (Kelvin) is
+/// `k`), so `{"ROLE": "admin"}` in an object left open would reach the field unchecked,
+/// and `{"role": "user", "ROLE": "admin"}` would be validated as one and bound as the
+/// other. Added as `propertyNames`: a name matching a declared one case-insensitively
+/// must be exactly a declared one.
+fn refuse_case_variants(map: &mut Map<String, Value>) {
+    let names: Vec<&String> = match map.get("properties") {
+        Some(Value::Object(properties)) if !properties.is_empty() => properties.keys().collect(),
+        _ => return,
+    };
+    let pattern = format!(
+        "^(?:{})$",
+        names
+            .iter()
+            .map(|name| name.chars().map(fold_class).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("|")
+    );
+    let rule = json!({"propertyNames": {"not": {"allOf": [
+        {"pattern": pattern},
+        {"not": {"enum": names}}
+    ]}}});
+    match map.get_mut("allOf") {
+        Some(Value::Array(all)) => all.push(rule),
+        _ => {
+            map.insert("allOf".to_owned(), json!([rule]));
+        }
+    }
+}
+
+/// A character as a regex matching it and its case variants: `[Kk\u{212A}]`, `[Ssſ]`, `\.`.
+fn fold_class(c: char) -> String {
+    let mut variants: Vec<char> = vec![c];
+    // Only one-character mappings: `İ` lowercases to two characters, which is no fold.
+    for mapped in [
+        c.to_lowercase().collect::<Vec<_>>(),
+        c.to_uppercase().collect(),
+    ] {
+        if let [one] = mapped.as_slice() {
+            variants.push(*one);
+        }
+    }
+    for (a, b) in [('k', '\u{212A}'), ('s', '\u{17F}')] {
+        if variants.contains(&a) || variants.contains(&b) {
+            variants.extend([a, b, a.to_ascii_uppercase()]);
+        }
+    }
+    variants.sort_unstable();
+    variants.dedup();
+    match variants.as_slice() {
+        [one] if "^$\\.*+?()[]{}|/".contains(*one) => format!("\\{one}"),
+        [one] => one.to_string(),
+        many => format!("[{}]", many.iter().collect::<String>()),
     }
 }
 
@@ -874,7 +999,7 @@ fn type_names(kind: &jsonschema::error::TypeKind) -> String {
 mod tests {
     use super::*;
 
-    const COMPONENTS: &str = r#"{
+    const COMPONENTS: &str = r##"{
         "Pet": {"type": "object", "required": ["name"], "properties": {
             "id": {"type": "integer", "format": "int64", "readOnly": true},
             "name": {"type": "string", "maxLength": 20},
@@ -882,8 +1007,16 @@ mod tests {
         "Cat": {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string"}, "purrs": {"type": "boolean"}}},
         "Dog": {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string"}, "barks": {"type": "boolean"}}},
         "Free": {"type": "object"},
-        "Open": {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": true}
-    }"#;
+        "Open": {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": true},
+        "Id": {"type": "integer", "readOnly": true},
+        "Secret": {"type": "string", "writeOnly": true},
+        "Audit": {"type": "object", "properties": {"createdBy": {"type": "string", "readOnly": true}}},
+        "Account": {"type": "object", "required": ["id", "name"], "properties": {
+            "id": {"allOf": [{"$ref": "#/components/schemas/Id"}]},
+            "name": {"type": "string"},
+            "password": {"anyOf": [{"$ref": "#/components/schemas/Secret"}]},
+            "owner": {"oneOf": [{"$ref": "#/components/schemas/Id"}, {"type": "string"}]}}}
+    }"##;
 
     fn set(version: Version) -> SchemaSet {
         let components: BTreeMap<String, Box<RawValue>> = serde_json::from_str(COMPONENTS).unwrap();
@@ -1005,6 +1138,51 @@ mod tests {
             request(V3_0, required, json!({})).is_empty(),
             "a readOnly property is not required in a request"
         );
+    }
+
+    #[test]
+    fn read_only_and_write_only_behind_compositions_and_references() {
+        let account = r##"{"$ref": "#/components/schemas/Account"}"##;
+        // `id` is readOnly through allOf + $ref: refused, and not required, in a request.
+        assert!(request(V3_1, account, json!({"name": "a"})).is_empty());
+        assert!(!request(V3_1, account, json!({"name": "a", "id": 1})).is_empty());
+        // `owner` may be a readOnly id or a string: only the string may be sent.
+        assert!(request(V3_1, account, json!({"name": "a", "owner": "me"})).is_empty());
+        assert!(!request(V3_1, account, json!({"name": "a", "owner": 7})).is_empty());
+        // readOnly inside an allOf branch of the body itself.
+        let audited = r##"{"allOf": [{"$ref": "#/components/schemas/Audit"},
+            {"type": "object", "properties": {"name": {"type": "string"}}}]}"##;
+        assert!(request(V3_0, audited, json!({"name": "a"})).is_empty());
+        assert!(!request(V3_0, audited, json!({"name": "a", "createdBy": "x"})).is_empty());
+        // writeOnly through anyOf + $ref must not come back, and is redacted.
+        let response = |i| check(V3_1, account, Direction::Response, false, i);
+        assert!(response(json!({"id": 1, "name": "a"})).is_empty());
+        assert!(!response(json!({"id": 1, "name": "a", "password": "p"})).is_empty());
+        let set = set(V3_1);
+        let raw = RawValue::from_string(account.to_owned()).unwrap();
+        let mut value = json!({"id": 1, "name": "a", "password": "p", "extra": 1});
+        assert_eq!(set.redact(&raw, &mut value), 2);
+        assert_eq!(value, json!({"id": 1, "name": "a"}));
+    }
+
+    #[test]
+    fn strict_mode_refuses_case_variants_of_declared_properties() {
+        let open = r##"{"$ref": "#/components/schemas/Open"}"##;
+        let strict = |s: &str, i| check(V3_1, s, Direction::Request, true, i);
+        assert!(strict(open, json!({"a": "x", "b": 1})).is_empty());
+        assert!(!strict(open, json!({"A": "x"})).is_empty());
+        let names = r#"{"type": "object", "additionalProperties": true, "properties": {
+            "role": {"enum": ["user"]}, "risk.score": {"type": "integer"}}}"#;
+        assert!(strict(names, json!({"role": "user", "risk.score": 1, "other": 1})).is_empty());
+        for variant in ["ROLE", "Role", "rolE", "RISK.SCORE", "risk_score_"] {
+            let refused = !strict(names, json!({ variant: "admin" })).is_empty();
+            assert_eq!(refused, variant != "risk_score_", "{variant}");
+        }
+        // Go folds the long s and the Kelvin sign too.
+        let sk = r#"{"type": "object", "additionalProperties": true, "properties": {"ask": {"type": "string"}}}"#;
+        assert!(!strict(sk, json!({"a\u{17F}\u{212A}": 1})).is_empty());
+        // Outside strict mode, nothing changes.
+        assert!(request(V3_1, names, json!({"ROLE": "admin"})).is_empty());
     }
 
     #[test]

@@ -119,7 +119,8 @@ pub fn coerce(raw: &str, types: Types) -> Value {
 }
 
 /// JSON integer syntax only: no `+`, no leading zeros, no spaces (Rust's parser would
-/// accept `+1`).
+/// accept `+1`). JSON Schema integers are unbounded, so one beyond 64 bits is an integer
+/// too ([`wide_integer`]), not text that breaks `type: integer`.
 fn parse_integer(raw: &str) -> Option<Number> {
     let digits = raw.strip_prefix('-').unwrap_or(raw);
     let plain = !digits.is_empty()
@@ -132,6 +133,33 @@ fn parse_integer(raw: &str) -> Option<Number> {
         .map(Number::from)
         .or_else(|_| raw.parse::<u64>().map(Number::from))
         .ok()
+        .or_else(|| wide_integer(raw.starts_with('-'), digits))
+}
+
+/// An integer beyond the 64-bit range (`digits` without sign or leading zeros) as the
+/// nearest `f64` *away from zero*, or `None` beyond `f64`'s range (as in JSON bodies).
+///
+/// The validator compares numbers exactly across `u64`, `i64` and `f64` (the `num-cmp`
+/// crate), so against every bound a schema can write as a 64-bit integer — `format:
+/// int64`'s, any `minimum`/`maximum` up to 2^64 — the result is on the same side as the
+/// exact value: a value past the 64-bit range stays past it, where round-to-nearest could
+/// land exactly on `-2^63` and pass `minimum: -9223372036854775808`. Schema bounds past 64
+/// bits are themselves `f64` once the document is parsed; against those the comparison
+/// is as exact as `f64` allows, errs toward refusing `maximum`s, and is what a JSON body
+/// with the same number gets. This keeps one `Number` type for every value, where
+/// serde_json's `arbitrary_precision` would change them all.
+fn wide_integer(negative: bool, digits: &str) -> Option<Number> {
+    let nearest: f64 = digits.parse().ok().filter(|n: &f64| n.is_finite())?;
+    // `{:.0}` prints an integral f64 exactly; compare magnitudes as decimal text.
+    let shown = format!("{nearest:.0}");
+    let below = (shown.len(), shown.as_str()) < (digits.len(), digits);
+    let magnitude = if below {
+        f64::from_bits(nearest.to_bits() + 1)
+    } else {
+        nearest
+    };
+    let value = if negative { -magnitude } else { magnitude };
+    Number::from_f64(value).filter(|_| magnitude.is_finite())
 }
 
 /// JSON number syntax, finite.
@@ -179,6 +207,41 @@ mod tests {
             assert_eq!(coerce(raw, Types::BOOLEAN), json!(raw), "{raw:?}");
         }
         assert_eq!(coerce("1e999", Types::NUMBER), json!("1e999"));
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_are_integers_rounded_away_from_zero() {
+        let wide = |raw: &str| match coerce(raw, Types::INTEGER) {
+            Value::Number(n) => n.as_f64(),
+            _ => None,
+        };
+        // The value of the X-Request-Budget report: an integer, no longer text.
+        assert_eq!(
+            wide("527212089351644756574208"),
+            Some(527212089351644756574208.0)
+        );
+        // 2^64 is exact; 2^64 + 1 rounds up to the next f64, never down to 2^64.
+        assert_eq!(wide("18446744073709551616"), Some(18446744073709551616.0));
+        let above = wide("18446744073709551617").unwrap();
+        assert!(above > 18446744073709551616.0);
+        // -2^63 - 1 would round to -2^63 = i64::MIN; away from zero it stays below.
+        let below = wide("-9223372036854775809").unwrap();
+        assert!(below < -9223372036854775808.0);
+        assert_eq!(
+            coerce("-9223372036854775808", Types::INTEGER),
+            json!(i64::MIN)
+        );
+        assert_eq!(
+            coerce("18446744073709551615", Types::INTEGER),
+            json!(u64::MAX)
+        );
+        // Beyond f64, and not integer syntax: text, for the schema to refuse.
+        let huge = "9".repeat(400);
+        assert_eq!(coerce(&huge, Types::INTEGER), json!(huge));
+        assert_eq!(
+            coerce("0527212089351644756574208", Types::INTEGER),
+            json!("0527212089351644756574208")
+        );
     }
 
     #[test]

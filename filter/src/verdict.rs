@@ -48,6 +48,21 @@ pub enum RuleId {
     BodyMalformed,
     /// The body breaks its schema.
     BodySchema,
+    /// A JSON object of the request repeats a key: serde_json keeps the last, other parsers
+    /// the first, so the object validated is not the object the upstream may read.
+    BodyDuplicateKey,
+    // Caps on how many items of request input the filter reads (`limits` in the policy):
+    // every pass over request input is linear, and these bound its length and memory.
+    /// More query pairs than `limits.max_query_pairs`.
+    LimitQueryPairs,
+    /// More request headers than `limits.max_headers`.
+    LimitHeaders,
+    /// More form fields than `limits.max_form_fields`.
+    LimitFormFields,
+    /// More multipart parts than `limits.max_multipart_parts`.
+    LimitMultipartParts,
+    /// A JSON object or array of the request with more members than `limits.max_json_members`.
+    LimitJsonMembers,
     /// The upstream answered with a status the operation does not declare.
     ResponseStatus,
     /// The response's `Content-Type` is missing or not one the response declares.
@@ -119,7 +134,7 @@ pub enum RuleId {
 
 impl RuleId {
     /// Every rule, so the host can define one counter per rule and action up front.
-    pub const ALL: [RuleId; 50] = [
+    pub const ALL: [RuleId; 56] = [
         RuleId::UnknownPath,
         RuleId::MethodNotAllowed,
         RuleId::NotOriginForm,
@@ -138,6 +153,12 @@ impl RuleId {
         RuleId::BodyTooLarge,
         RuleId::BodyMalformed,
         RuleId::BodySchema,
+        RuleId::BodyDuplicateKey,
+        RuleId::LimitQueryPairs,
+        RuleId::LimitHeaders,
+        RuleId::LimitFormFields,
+        RuleId::LimitMultipartParts,
+        RuleId::LimitJsonMembers,
         RuleId::ResponseStatus,
         RuleId::ResponseMediaType,
         RuleId::ResponseSchema,
@@ -193,6 +214,12 @@ impl RuleId {
             RuleId::BodyTooLarge => "body.too_large",
             RuleId::BodyMalformed => "body.malformed",
             RuleId::BodySchema => "body.schema",
+            RuleId::BodyDuplicateKey => "body.duplicate_key",
+            RuleId::LimitQueryPairs => "limits.query_pairs",
+            RuleId::LimitHeaders => "limits.headers",
+            RuleId::LimitFormFields => "limits.form_fields",
+            RuleId::LimitMultipartParts => "limits.multipart_parts",
+            RuleId::LimitJsonMembers => "limits.json_members",
             RuleId::ResponseStatus => "response.status",
             RuleId::ResponseMediaType => "response.media_type",
             RuleId::ResponseSchema => "response.schema",
@@ -246,7 +273,13 @@ impl RuleId {
             | RuleId::BodyMissing
             | RuleId::BodyUndeclared
             | RuleId::BodyMalformed
-            | RuleId::BodySchema => 400,
+            | RuleId::BodySchema
+            | RuleId::BodyDuplicateKey
+            | RuleId::LimitQueryPairs
+            | RuleId::LimitFormFields
+            | RuleId::LimitMultipartParts
+            | RuleId::LimitJsonMembers => 400,
+            RuleId::LimitHeaders => 431,
             RuleId::RateLimited => 429,
             RuleId::Quarantined => 403,
             RuleId::AnomalyUserAgent
@@ -305,6 +338,12 @@ impl RuleId {
             RuleId::BodyTooLarge => "The body is too large",
             RuleId::BodyMalformed => "The body cannot be parsed",
             RuleId::BodySchema => "The body is not what the contract declares",
+            RuleId::BodyDuplicateKey => "A JSON object of the body repeats a key",
+            RuleId::LimitQueryPairs => "The query has too many parameters",
+            RuleId::LimitHeaders => "The request has too many headers",
+            RuleId::LimitFormFields => "The form has too many fields",
+            RuleId::LimitMultipartParts => "The multipart body has too many parts",
+            RuleId::LimitJsonMembers => "A JSON object or array of the body is too large",
             RuleId::ResponseStatus => "The upstream answered with an undeclared status",
             RuleId::ResponseMediaType => "The upstream answered with an undeclared media type",
             RuleId::ResponseSchema => "The upstream's response breaks the contract",
@@ -531,7 +570,8 @@ pub fn sanitize(text: &str) -> String {
             }
         })
         .collect();
-    if text.chars().count() > MAX {
+    // `nth`, not `count`: the text can be as long as a body, and only its start is kept.
+    if text.chars().nth(MAX).is_some() {
         out.push_str("...");
     }
     out

@@ -13,24 +13,25 @@ use std::fmt::{self, Write as _};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::injection::Detector;
-use super::Limits;
-use crate::verdict::{sanitize, RuleId};
+use super::{Findings, Limits};
+use crate::verdict::RuleId;
 
-/// One finding with the JSON pointer it was found at.
-pub type Finding = (RuleId, String);
-
-/// Scans `bytes`; `free_text(pointer)` says which string values skip the heuristics.
-pub fn scan(
+/// Scans `bytes` into `findings` (at the `body` location, named by JSON pointer);
+/// `free_text` holds the policy's free-text pointers (`/items/*/note`) split into
+/// tokens: string values they match skip the heuristics.
+pub(crate) fn scan(
     bytes: &[u8],
     limits: &Limits,
     detector: &Detector,
-    free_text: &dyn Fn(&str) -> bool,
-) -> Vec<Finding> {
+    free_text: &[Vec<String>],
+    findings: &mut Findings,
+) {
     let mut scan = Scan {
         limits,
         detector,
         free_text,
-        findings: Vec::new(),
+        alive: vec![(0..free_text.len()).collect()],
+        findings,
         pointer: String::new(),
     };
     if let Some(at) = long_number(bytes, limits.max_number_chars) {
@@ -39,23 +40,57 @@ pub fn scan(
     let mut de = serde_json::Deserializer::from_slice(bytes);
     // A syntax error is the contract's finding (body.malformed).
     let _ = Node { scan: &mut scan }.deserialize(&mut de);
-    scan.findings
 }
 
-struct Scan<'a> {
+struct Scan<'a, 'f> {
     limits: &'a Limits,
     detector: &'a Detector,
-    free_text: &'a dyn Fn(&str) -> bool,
-    findings: Vec<Finding>,
+    free_text: &'a [Vec<String>],
+    /// Per depth of the current pointer, the free-text patterns whose first tokens match
+    /// it: kept as the pointer grows, so whether a string is free text costs nothing per
+    /// string (matching each pointer whole would cost its length per string, which deep
+    /// long keys over many strings make quadratic).
+    alive: Vec<Vec<usize>>,
+    findings: &'f mut Findings,
     pointer: String,
 }
 
-impl Scan<'_> {
+impl Scan<'_, '_> {
     fn report(&mut self, rule: RuleId, pointer: &str) {
-        let finding = (rule, sanitize(pointer));
-        if !self.findings.contains(&finding) {
-            self.findings.push(finding);
-        }
+        self.findings.push(rule, "body", Some(pointer));
+    }
+
+    /// Whether the current pointer is free text: a pattern matched every token so far,
+    /// and has no more.
+    fn is_free_text(&self) -> bool {
+        let depth = self.alive.len().saturating_sub(1);
+        self.alive.last().is_some_and(|alive| {
+            alive
+                .iter()
+                .any(|&i| self.free_text.get(i).is_some_and(|p| p.len() == depth))
+        })
+    }
+
+    /// Runs `f` with the token the pointer has grown by since `len` as the next level.
+    fn descend<T>(&mut self, len: usize, f: impl FnOnce(&mut Self) -> T) -> T {
+        let depth = self.alive.len().saturating_sub(1);
+        let token = self.pointer.get(len + 1..).unwrap_or_default();
+        let next: Vec<usize> = self
+            .alive
+            .last()
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|&i| {
+                (self.free_text.get(i).and_then(|p| p.get(depth)))
+                    .is_some_and(|p| p == "*" || p == token)
+            })
+            .collect();
+        self.alive.push(next);
+        let out = f(self);
+        self.alive.pop();
+        self.pointer.truncate(len);
+        out
     }
 
     /// Reports `rule` at the current pointer.
@@ -69,7 +104,7 @@ impl Scan<'_> {
         if value.len() > self.limits.max_string_bytes {
             self.report_here(RuleId::AnomalyJsonStringLength);
         }
-        if !(self.free_text)(&self.pointer) {
+        if !self.is_free_text() {
             for rule in self.detector.scan(value) {
                 self.report_here(rule);
             }
@@ -87,33 +122,29 @@ impl Scan<'_> {
         } else {
             self.pointer.push_str(token);
         }
-        let out = f(self);
-        self.pointer.truncate(len);
-        out
+        self.descend(len, f)
     }
 
     /// Runs `f` with array index `index` appended to the pointer.
     fn at_index<T>(&mut self, index: usize, f: impl FnOnce(&mut Self) -> T) -> T {
         let len = self.pointer.len();
         let _ = write!(self.pointer, "/{index}");
-        let out = f(self);
-        self.pointer.truncate(len);
-        out
+        self.descend(len, f)
     }
 }
 
-struct Node<'s, 'a> {
-    scan: &'s mut Scan<'a>,
+struct Node<'s, 'a, 'f> {
+    scan: &'s mut Scan<'a, 'f>,
 }
 
-impl<'de> DeserializeSeed<'de> for Node<'_, '_> {
+impl<'de> DeserializeSeed<'de> for Node<'_, '_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
         de.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Node<'_, '_> {
+impl<'de> Visitor<'de> for Node<'_, '_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -159,11 +190,15 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
         let mut keys = HashSet::new();
         while let Some(key) = map.next_key::<String>()? {
             // Findings about the key itself are reported at the key's own pointer.
-            let pointer = |scan: &Scan<'_>| format!("{}/{}", scan.pointer, key);
+            // Built only for a finding that is kept: a pointer can be as long as the body.
+            let pointer = |scan: &Scan<'_, '_>| format!("{}/{}", scan.pointer, key);
             if keys.len() == self.scan.limits.max_width {
                 self.scan.report_here(RuleId::AnomalyJsonWidth);
             }
-            if key.starts_with('$') && super::NOSQL_OPERATORS.contains(&key.as_str()) {
+            if key.starts_with('$')
+                && super::NOSQL_OPERATORS.contains(&key.as_str())
+                && self.scan.findings.wants(RuleId::AnomalyNoSqlInjection)
+            {
                 let at = pointer(self.scan);
                 self.scan.report(RuleId::AnomalyNoSqlInjection, &at);
             }
@@ -173,6 +208,9 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
             self.scan
                 .at(&key, |scan| map.next_value_seed(Node { scan }))?;
             if keys.contains(&key) {
+                if !self.scan.findings.wants(RuleId::AnomalyJsonDuplicateKey) {
+                    continue;
+                }
                 let at = pointer(self.scan);
                 self.scan.report(RuleId::AnomalyJsonDuplicateKey, &at);
             } else {
@@ -225,10 +263,16 @@ mod tests {
             ..Limits::default()
         };
         let detector = Detector::new().unwrap();
-        let free = |p: &str| p == "/bio";
-        scan(body.as_bytes(), &limits, &detector, &free)
+        let free = [
+            vec!["bio".to_owned()],
+            vec!["items".to_owned(), "*".to_owned(), "note".to_owned()],
+        ];
+        let mut found = Findings::default();
+        scan(body.as_bytes(), &limits, &detector, &free, &mut found);
+        found
+            .list
             .into_iter()
-            .map(|(rule, pointer)| (rule.as_str(), pointer))
+            .map(|f| (f.rule.as_str(), f.name.unwrap_or_default()))
             .collect()
     }
 
@@ -269,6 +313,15 @@ mod tests {
             [("anomaly.xss", "/q".to_owned())]
         );
         assert!(findings(r#"{"bio": "<script>x"}"#).is_empty());
+        assert!(findings(r#"{"items": [{"note": "<script>x"}]}"#).is_empty());
+        assert_eq!(
+            findings(r#"{"items": [{"note": {"x": "<script>x"}}]}"#),
+            [("anomaly.xss", "/items/0/note/x".to_owned())]
+        );
+        assert_eq!(
+            findings(r#"{"x": {"bio": "<script>x"}}"#),
+            [("anomaly.xss", "/x/bio".to_owned())]
+        );
         assert_eq!(
             findings(r#"{"user": {"$ne": 1}}"#),
             [("anomaly.nosql_injection", "/user/$ne".to_owned())]

@@ -17,7 +17,7 @@ pub mod injection;
 pub mod json;
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::Deserialize;
 
@@ -269,6 +269,8 @@ pub struct Anomaly {
     thresholds: Vec<Option<u32>>,
     limits: Limits,
     free_text: Vec<String>,
+    /// The free-text entries that are JSON pointers, split into their tokens.
+    free_pointers: Vec<Vec<String>>,
     detector: Detector,
     /// Every method some operation of the API declares.
     methods: Vec<Method>,
@@ -279,6 +281,45 @@ struct Finding {
     rule: RuleId,
     location: &'static str,
     name: Option<String>,
+}
+
+/// Findings past this many are dropped, unless they are the first of their rule.
+const MAX_FINDINGS: usize = 32;
+
+/// The findings of one pass over a request: each (rule, name) once, found with a hash
+/// set, so a pass stays linear however many names the request has. At most
+/// [`MAX_FINDINGS`], except that the first finding of every rule is always kept: the
+/// score counts distinct rules, and a request with 8,000 bad names needs no 8,000
+/// violations to be refused.
+#[derive(Default)]
+pub(crate) struct Findings {
+    list: Vec<Finding>,
+    seen: HashSet<(RuleId, Option<String>)>,
+    rules: HashSet<RuleId>,
+}
+
+impl Findings {
+    /// Whether a finding of `rule` would be kept: callers that must build an expensive
+    /// name (a JSON pointer) ask first.
+    pub(crate) fn wants(&self, rule: RuleId) -> bool {
+        self.list.len() < MAX_FINDINGS || !self.rules.contains(&rule)
+    }
+
+    /// Records `rule` at `location`; `name` (request data) is sanitised.
+    pub(crate) fn push(&mut self, rule: RuleId, location: &'static str, name: Option<&str>) {
+        let first_of_rule = self.rules.insert(rule);
+        if !first_of_rule && self.list.len() >= MAX_FINDINGS {
+            return;
+        }
+        let name = name.map(sanitize);
+        if self.seen.insert((rule, name.clone())) {
+            self.list.push(Finding {
+                rule,
+                location,
+                name,
+            });
+        }
+    }
 }
 
 impl Anomaly {
@@ -340,6 +381,10 @@ impl Anomaly {
             thresholds,
             limits: config.limits,
             free_text: config.free_text.clone(),
+            free_pointers: (config.free_text.iter())
+                .filter_map(|text| text.strip_prefix('/'))
+                .map(|pointer| pointer.split('/').map(str::to_owned).collect())
+                .collect(),
             detector,
             methods,
         })
@@ -354,32 +399,16 @@ impl Anomaly {
             .unwrap_or(CheckAction::Off)
     }
 
-    /// Whether a query parameter name or JSON pointer is free text.
+    /// Whether a query parameter or form field name is free text (JSON pointers are
+    /// matched as [`json::scan`] descends).
     fn free_text(&self, name: &str) -> bool {
-        self.free_text.iter().any(|pattern| {
-            pattern == name
-                || (pattern.starts_with('/') && {
-                    let mut a = pattern.split('/');
-                    let mut b = name.split('/');
-                    loop {
-                        match (a.next(), b.next()) {
-                            (None, None) => break true,
-                            (Some(p), Some(s)) if p == "*" || p == s => continue,
-                            _ => break false,
-                        }
-                    }
-                })
-        })
+        self.free_text.iter().any(|pattern| pattern == name)
     }
 
     /// Scores findings into violations.
-    fn score(
-        &self,
-        findings: Vec<Finding>,
-        operation: Option<usize>,
-        enforce: bool,
-    ) -> Vec<Violation> {
+    fn score(&self, findings: Findings, operation: Option<usize>, enforce: bool) -> Vec<Violation> {
         let findings: Vec<_> = findings
+            .list
             .into_iter()
             .filter(|f| self.action(f.rule) != CheckAction::Off)
             .collect();
@@ -412,26 +441,17 @@ impl Anomaly {
             .collect()
     }
 
+    /// `caps` are the policy's: only that many headers and query pairs are looked at
+    /// (more are the contract's `limits.*` findings).
     fn head(
         &self,
         head: &RequestHead<'_>,
         authority: Option<&str>,
         declared: &[&str],
-    ) -> Vec<Finding> {
-        let mut out = Vec::new();
-        let mut push = |rule, location, name: Option<&str>| {
-            let finding = Finding {
-                rule,
-                location,
-                name: name.map(sanitize),
-            };
-            if !out
-                .iter()
-                .any(|f: &Finding| f.rule == finding.rule && f.name == finding.name)
-            {
-                out.push(finding);
-            }
-        };
+        caps: &crate::config::Limits,
+    ) -> Findings {
+        let mut out = Findings::default();
+        let mut push = |rule, location, name: Option<&str>| out.push(rule, location, name);
         let method = Method::from_request(head.method);
         if method.is_none_or(|m| m == Method::Trace || !self.methods.contains(&m)) {
             push(RuleId::AnomalyMethod, "method", None);
@@ -454,7 +474,7 @@ impl Anomaly {
         {
             push(RuleId::AnomalyHost, "header", Some("host"));
         }
-        for (name, value) in head.headers {
+        for (name, value) in head.headers.iter().take(caps.max_headers) {
             if value.len() > self.limits.max_header_bytes {
                 push(RuleId::AnomalyHeaderSize, "header", Some(name));
             }
@@ -488,21 +508,26 @@ impl Anomaly {
             query.get(1..).unwrap_or_default(),
             "query",
             declared,
-            &mut push,
+            caps.max_query_pairs,
+            &mut out,
         );
         out
     }
 
-    /// Checks `name=value&…` pairs (a query, or a form body).
+    /// Checks the first `cap` `name=value&…` pairs (a query, or a form body), in one pass
+    /// that remembers the names seen in a hash set.
     fn pairs(
         &self,
         raw: &[u8],
         location: &'static str,
         declared: &[&str],
-        push: &mut dyn FnMut(RuleId, &'static str, Option<&str>),
+        cap: usize,
+        findings: &mut Findings,
     ) {
-        let mut seen: Vec<Cow<'_, [u8]>> = Vec::new();
-        for pair in raw.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        let mut push = |rule, location, name: Option<&str>| findings.push(rule, location, name);
+        let mut seen: HashSet<Cow<'_, [u8]>> = HashSet::new();
+        let pairs = raw.split(|&b| b == b'&').filter(|p| !p.is_empty());
+        for pair in pairs.take(cap) {
             let mut parts = pair.splitn(2, |&b| b == b'=');
             let name = percent_decode(parts.next().unwrap_or_default(), true);
             let value = percent_decode(parts.next().unwrap_or_default(), true);
@@ -515,7 +540,7 @@ impl Anomaly {
                     push(RuleId::AnomalyControlChar, location, Some(&name_text));
                 }
             }
-            if seen.contains(&name) && !declared.contains(&&*name_text) {
+            if !seen.insert(name.clone()) && !declared.contains(&&*name_text) {
                 push(RuleId::AnomalyRepeatedParam, location, Some(&name_text));
             }
             for rule in self.detector.scan(&name_text) {
@@ -526,7 +551,6 @@ impl Anomaly {
                     push(rule, location, Some(&name_text));
                 }
             }
-            seen.push(name);
         }
     }
 }
@@ -594,7 +618,7 @@ impl Policy {
                     .collect()
             })
             .unwrap_or_default();
-        let findings = anomaly.head(head, authority, &declared);
+        let findings = anomaly.head(head, authority, &declared, &self.limits);
         let found = anomaly.score(findings, operation, self.mode == Mode::Enforce);
         if !found.is_empty() {
             verdict.violations.extend(found);
@@ -612,7 +636,7 @@ impl Policy {
         let Some(anomaly) = self.abuse.as_ref().map(|a| &a.anomaly) else {
             return;
         };
-        let mut findings = Vec::new();
+        let mut findings = Findings::default();
         let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
         if check.is_json() {
             let text = bytes.trim_ascii_start();
@@ -620,38 +644,22 @@ impl Policy {
                 .iter()
                 .any(|l| text.starts_with(l));
             if first.is_some_and(|b| !b"{[\"-0123456789".contains(b)) && !literal {
-                findings.push(Finding {
-                    rule: RuleId::AnomalyContentType,
-                    location: "body",
-                    name: None,
-                });
+                findings.push(RuleId::AnomalyContentType, "body", None);
             } else {
-                let free = |pointer: &str| anomaly.free_text(pointer);
-                for (rule, pointer) in json::scan(bytes, &anomaly.limits, &anomaly.detector, &free)
-                {
-                    findings.push(Finding {
-                        rule,
-                        location: "body",
-                        name: Some(pointer),
-                    });
-                }
+                json::scan(
+                    bytes,
+                    &anomaly.limits,
+                    &anomaly.detector,
+                    &anomaly.free_pointers,
+                    &mut findings,
+                );
             }
         } else if check.is_form() {
             if first.is_some_and(|b| b"{[<".contains(b)) {
-                findings.push(Finding {
-                    rule: RuleId::AnomalyContentType,
-                    location: "body",
-                    name: None,
-                });
+                findings.push(RuleId::AnomalyContentType, "body", None);
             }
-            let mut push = |rule, location, name: Option<&str>| {
-                findings.push(Finding {
-                    rule,
-                    location,
-                    name: name.map(sanitize),
-                });
-            };
-            anomaly.pairs(bytes, "body", &[], &mut push);
+            let cap = self.limits.max_form_fields;
+            anomaly.pairs(bytes, "body", &[], cap, &mut findings);
         }
         let found = anomaly.score(
             findings,
