@@ -15,6 +15,7 @@
 //! guessing: the body we validate must be the body the upstream sees. No error carries
 //! request bytes, because [`BodyError::reason`] reaches the client.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -723,6 +724,51 @@ pub fn parse_multipart(
     max_parts: usize,
     max_members: usize,
 ) -> Result<Value, BodyError> {
+    let mut fields = Fields::new(spec);
+    each_part(bytes, boundary, max_parts, |headers, content| {
+        read_part(headers, content, &mut fields, limits, max_members)
+    })?;
+    Ok(fields.finish())
+}
+
+/// A multipart field as the anomaly checks read it: every field's name, the text of text
+/// parts, the bytes of JSON parts; a file's content is not text to scan.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Field<'a> {
+    /// Read lossily: a part the contract reads as text must be UTF-8, but one it does not
+    /// read (a declaration without a schema) is scanned all the same.
+    Text(String, Cow<'a, str>),
+    Json(String, &'a [u8]),
+    File(String),
+}
+
+/// The fields of a `multipart/form-data` body, framed as [`parse_multipart`] frames them
+/// (and refused as it refuses them), without reading them against a form.
+pub fn multipart_fields<'a>(
+    bytes: &'a [u8],
+    boundary: &str,
+    max_parts: usize,
+) -> Result<Vec<Field<'a>>, BodyError> {
+    let mut fields = Vec::new();
+    each_part(bytes, boundary, max_parts, |headers, content| {
+        fields.push(match headers.kind() {
+            Kind::File => Field::File(headers.name),
+            Kind::Json => Field::Json(headers.name, content),
+            Kind::Text => Field::Text(headers.name, String::from_utf8_lossy(content)),
+        });
+        Ok(())
+    })?;
+    Ok(fields)
+}
+
+/// Calls `each` with every part's headers and content, in order; more than `max_parts`
+/// parts are refused.
+fn each_part<'a>(
+    bytes: &'a [u8],
+    boundary: &str,
+    max_parts: usize,
+    mut each: impl FnMut(PartHeaders, &'a [u8]) -> Result<(), BodyError>,
+) -> Result<(), BodyError> {
     if !valid_boundary(boundary) {
         return Err(BodyError::MissingBoundary);
     }
@@ -731,12 +777,11 @@ pub fn parse_multipart(
     let mut rest = bytes
         .strip_prefix(dash_boundary.as_slice())
         .ok_or(BodyError::MalformedMultipart)?;
-    let mut fields = Fields::new(spec);
     let mut parts = 0usize;
     loop {
         if let Some(after) = rest.strip_prefix(b"--") {
             return if after.is_empty() || after == b"\r\n" {
-                Ok(fields.finish())
+                Ok(())
             } else {
                 Err(BodyError::MalformedMultipart)
             };
@@ -750,7 +795,8 @@ pub fn parse_multipart(
         }
         // A missing closing boundary ends here too.
         let (part, after) = split_on(rest, &delimiter).ok_or(BodyError::MalformedMultipart)?;
-        read_part(part, &mut fields, limits, max_members)?;
+        let (head, content) = split_on(part, b"\r\n\r\n").ok_or(BodyError::MalformedMultipart)?;
+        each(PartHeaders::parse(head)?, content)?;
         rest = after;
     }
 }
@@ -764,41 +810,35 @@ fn valid_boundary(boundary: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b" '()+_,-./:=?".contains(&b))
 }
 
-/// One part, between delimiters: headers, an empty line, content.
+/// One part, between delimiters: its headers and content.
 fn read_part(
-    part: &[u8],
+    headers: PartHeaders,
+    content: &[u8],
     fields: &mut Fields<'_>,
     limits: &JsonLimits,
     max_members: usize,
 ) -> Result<(), BodyError> {
-    let (head, content) = split_on(part, b"\r\n\r\n").ok_or(BodyError::MalformedMultipart)?;
-    let headers = PartHeaders::parse(head)?;
-    let text = match &headers.content_type {
-        None => true,
-        Some(media) => media.is("text", "plain"),
-    };
-    let json = headers
-        .content_type
-        .as_ref()
-        .is_some_and(MediaType::is_json);
-    if headers.file || !(text || json) {
-        fields.add(headers.name, Value::String(String::new()))
-    } else if json {
-        let value = parse_request_json(content, limits, max_members)?;
-        fields.add(headers.name, value)
-    } else {
-        let utf8 = headers
-            .content_type
-            .as_ref()
-            .and_then(|media| media.param("charset"))
-            .is_none_or(|charset| {
-                charset.eq_ignore_ascii_case("utf-8") || charset.eq_ignore_ascii_case("us-ascii")
-            });
-        if !utf8 {
-            return Err(BodyError::InvalidEncoding);
+    match headers.kind() {
+        Kind::File => fields.add(headers.name, Value::String(String::new())),
+        Kind::Json => {
+            let value = parse_request_json(content, limits, max_members)?;
+            fields.add(headers.name, value)
         }
-        let raw = std::str::from_utf8(content).map_err(|_| BodyError::InvalidEncoding)?;
-        fields.add_text(headers.name, raw)
+        Kind::Text => {
+            let utf8 = headers
+                .content_type
+                .as_ref()
+                .and_then(|media| media.param("charset"))
+                .is_none_or(|charset| {
+                    charset.eq_ignore_ascii_case("utf-8")
+                        || charset.eq_ignore_ascii_case("us-ascii")
+                });
+            if !utf8 {
+                return Err(BodyError::InvalidEncoding);
+            }
+            let raw = std::str::from_utf8(content).map_err(|_| BodyError::InvalidEncoding)?;
+            fields.add_text(headers.name, raw)
+        }
     }
 }
 
@@ -809,7 +849,29 @@ struct PartHeaders {
     content_type: Option<MediaType>,
 }
 
+/// How a part's content is read (see [`parse_multipart`]).
+enum Kind {
+    File,
+    Json,
+    Text,
+}
+
 impl PartHeaders {
+    fn kind(&self) -> Kind {
+        let text = match &self.content_type {
+            None => true,
+            Some(media) => media.is("text", "plain"),
+        };
+        let json = self.content_type.as_ref().is_some_and(MediaType::is_json);
+        if self.file || !(text || json) {
+            Kind::File
+        } else if json {
+            Kind::Json
+        } else {
+            Kind::Text
+        }
+    }
+
     fn parse(head: &[u8]) -> Result<PartHeaders, BodyError> {
         let malformed = BodyError::MalformedMultipart;
         let mut disposition: Option<(String, bool)> = None;
@@ -860,12 +922,18 @@ fn header_line(line: &[u8]) -> Option<(&str, &str)> {
 }
 
 /// `form-data; name="…"[; filename="…"]`: the field name, and whether the part is a file.
+/// `name*` is refused: RFC 7578 §4.2 says RFC 5987's extended (`*`) parameter encoding
+/// must not be used in form-data, and a parser that still reads `name*`, preferring it
+/// over `name`, would file the part under a name we never checked.
 fn form_data(value: &str) -> Option<(String, bool)> {
     let mut cursor = Cursor::new(value.as_bytes());
     if !cursor.token()?.eq_ignore_ascii_case("form-data") {
         return None;
     }
     let params = cursor.params(Escapes::Refused)?;
+    if find_param(&params, "name*").is_some() {
+        return None;
+    }
     let name = find_param(&params, "name")?.to_owned();
     let file =
         find_param(&params, "filename").is_some() || find_param(&params, "filename*").is_some();
@@ -1449,6 +1517,9 @@ mod tests {
             b"--b\r\nContent-Disposition: form-data\r\n\r\n1\r\n--b--",
             b"--b\r\nContent-Disposition: attachment; name=x\r\n\r\n1\r\n--b--",
             b"--b\r\nContent-Disposition: form-data; name=x; name=y\r\n\r\n1\r\n--b--",
+            // RFC 7578 §4.2: no extended `name*`, with or without `name`.
+            b"--b\r\nContent-Disposition: form-data; name=x; name*=utf-8''y\r\n\r\n1\r\n--b--",
+            b"--b\r\nContent-Disposition: form-data; name*=utf-8''y\r\n\r\n1\r\n--b--",
             b"--b\r\nContent-Disposition: form-data; name=x\r\nContent-Disposition: form-data; name=y\r\n\r\n1\r\n--b--",
             b"--b\r\nContent-Disposition: form-data; name=\"x\\\"; name=y; z=\\\"\"\r\n\r\n1\r\n--b--",
             b"--b\r\nContent-Disposition: form-data; name=\"x\"; filename=\"C:\\a.txt\"\r\n\r\n1\r\n--b--",

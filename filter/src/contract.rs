@@ -322,6 +322,7 @@ impl Compiler<'_> {
                 // Path parameters are always required: the template has the segment.
                 required: parameter.required || location == In::Path,
                 allow_empty_value: parameter.allow_empty_value,
+                allow_reserved: parameter.allow_reserved,
             },
             ParamCheck { schema, json },
         )))

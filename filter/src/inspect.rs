@@ -13,7 +13,8 @@ use serde_json::Value;
 use crate::body::{self, BodyError, JsonLimits, MediaType};
 use crate::config::OperationMode;
 use crate::contract::{Contract, Media, FORM_TYPES};
-use crate::params::{self, Source};
+use crate::overrides;
+use crate::params::{self, In, Source};
 use crate::path;
 use crate::policy::Policy;
 use crate::schema::Schema;
@@ -53,6 +54,14 @@ impl BodyCheck {
 
     pub fn is_form(&self) -> bool {
         self.read == Read::Form
+    }
+
+    /// The boundary of a multipart body.
+    pub fn multipart_boundary(&self) -> Option<&str> {
+        match &self.read {
+            Read::Multipart { boundary } => Some(boundary),
+            _ => None,
+        }
     }
 }
 
@@ -258,6 +267,22 @@ impl Policy {
             OperationMode::Monitor => false,
             OperationMode::Off => self.mode == crate::config::Mode::Enforce,
         };
+        // Before the credentials, and like them even for `off` operations: through an
+        // override the upstream would serve another operation than the one checked.
+        if let Some(channel) = overrides::find(head.headers, target.query, &contract.params) {
+            verdict.violations.push(Violation {
+                rule: RuleId::RequestOverride,
+                location: Some(channel.location),
+                name: Some(channel.name.to_owned()),
+                reason: Cow::Borrowed(
+                    "overrides the method or URL, and the operation does not declare it",
+                ),
+                enforced,
+            });
+            if enforced {
+                return Ok(());
+            }
+        }
         let now = crate::security::unix_now();
         match self.security.check(operation.id, head, now, enforced) {
             Ok(identity) => verdict.identity = identity,
@@ -316,11 +341,12 @@ impl Checker<'_> {
     fn params(
         &self,
         head: &RequestHead<'_>,
-        query: Option<&[u8]>,
+        raw_query: Option<&[u8]>,
         path_values: &[(&str, &str)],
         out: &mut Vec<Violation>,
     ) {
-        let query = match params::parse_query(query.unwrap_or_default()) {
+        let raw_query = raw_query.unwrap_or_default();
+        let query = match params::parse_query(raw_query) {
             Ok(query) => query,
             Err(e) => {
                 out.push(self.violation(
@@ -404,16 +430,70 @@ impl Checker<'_> {
                 }
             }
         }
-        for undeclared in params::undeclared_query(&self.contract.params, &query) {
+        self.undeclared(&query, raw_query, &cookies, out);
+    }
+
+    /// What strict mode refuses and other modes record: undeclared query parameters and
+    /// cookies, and raw `;` in query values (see [`params::raw_semicolons`]). Names that
+    /// carry credentials are declared by the security schemes. Outside strict mode an
+    /// undeclared cookie is recorded only when it differs from a declared one in case
+    /// alone (a browser sends every cookie of its domain; a case twin is a probe).
+    fn undeclared(
+        &self,
+        query: &[(String, String)],
+        raw_query: &[u8],
+        cookies: &[(String, String)],
+        out: &mut Vec<Violation>,
+    ) {
+        let strict = self.contract.strict;
+        let security = &self.policy.security;
+        let refused = |location, name: &str, reason: &'static str| Violation {
+            enforced: self.enforced && strict,
+            ..self.violation(
+                RuleId::ParamUndeclared,
+                location,
+                Some(sanitize(name)),
+                Cow::Borrowed(reason),
+            )
+        };
+        let credentials: Vec<&str> = security.credential_names(true).collect();
+        for name in params::undeclared_query(&self.contract.params, query) {
+            if !credentials.contains(&name) {
+                out.push(refused("query", name, "is not declared by the operation"));
+            }
+        }
+        for name in params::raw_semicolons(&self.contract.params, raw_query) {
             out.push(Violation {
-                enforced: self.enforced && self.contract.strict,
+                enforced: self.enforced && strict,
                 ..self.violation(
-                    RuleId::ParamUndeclared,
+                    RuleId::ParamInvalid,
                     "query",
-                    Some(sanitize(undeclared)),
-                    Cow::Borrowed("is not declared by the operation"),
+                    Some(sanitize(&name)),
+                    Cow::Borrowed(
+                        "has a raw `;` in its value, which some parsers split on: \
+                         percent-encode it as %3B",
+                    ),
                 )
             });
+        }
+        let credentials: Vec<&str> = security.credential_names(false).collect();
+        let declared = |name: &str| {
+            (self.contract.params.iter())
+                .any(|p| p.location == In::Cookie && p.name.eq_ignore_ascii_case(name))
+        };
+        for name in params::undeclared_cookies(&self.contract.params, cookies) {
+            if credentials.contains(&name) {
+                continue;
+            }
+            if declared(name) {
+                out.push(refused(
+                    "cookie",
+                    name,
+                    "differs from a declared cookie in case only (cookie names are case-sensitive)",
+                ));
+            } else if strict {
+                out.push(refused("cookie", name, "is not declared by the operation"));
+            }
         }
     }
 
@@ -870,6 +950,141 @@ mod tests {
         assert_eq!(
             run(&strict, "GET", "/items?limit=1&debug=1", &[], None),
             (Action::Block, vec![("params.undeclared".to_owned(), true)])
+        );
+    }
+
+    /// Regression: `X-HTTP-Method-Override: DELETE` on a `GET` reached an upstream that
+    /// honours it, which then ran a `DELETE` the filter never checked.
+    #[test]
+    fn override_channels_are_refused_unless_declared() {
+        let p = policy(json!({}));
+        for (headers, target) in [
+            (
+                &[("x-http-method-override", "DELETE")][..],
+                "/items?limit=1",
+            ),
+            (
+                &[("x_http_method_override", "DELETE")][..],
+                "/items?limit=1",
+            ),
+            (&[("x-original-url", "/admin")][..], "/items?limit=1"),
+            (&[][..], "/items?limit=1&_method=DELETE"),
+        ] {
+            assert_eq!(
+                run(&p, "GET", target, headers, None),
+                (Action::Block, vec![("request.override".to_owned(), true)]),
+                "{headers:?} {target}"
+            );
+        }
+        assert_eq!(
+            run(
+                &p,
+                "DELETE",
+                "/items/1",
+                &[("x-http-method-override", "GET")],
+                None
+            ),
+            (Action::Block, vec![("request.override".to_owned(), true)]),
+            "even in an operation whose contract is off"
+        );
+        let monitored = policy(json!({"mode": "monitor"}));
+        assert_eq!(
+            rules(&run(
+                &monitored,
+                "GET",
+                "/items?limit=1&_method=PUT",
+                &[],
+                None
+            )),
+            ["request.override", "params.undeclared"]
+        );
+        let document = json!({"openapi": "3.1.0", "paths": {"/a": {"post": {"parameters": [
+            {"name": "X-HTTP-Method-Override", "in": "header", "schema": {"enum": ["PATCH"]}}]}}}});
+        let declared = Policy::compile(
+            json!({"name": "x", "openapi": {"document": document}})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+        let post = |value: &str| {
+            run(
+                &declared,
+                "POST",
+                "/a",
+                &[("x-http-method-override", value)],
+                None,
+            )
+        };
+        assert_eq!(post("PATCH"), (Action::Allow, vec![]));
+        assert_eq!(
+            rules(&post("DELETE")),
+            ["params.invalid"],
+            "its schema decides"
+        );
+    }
+
+    /// Regression: undeclared cookies, and cookies named like a declared one in another
+    /// case (a different cookie to RFC 6265, the same one to some frameworks), passed
+    /// strict mode unchecked.
+    #[test]
+    fn undeclared_cookies_are_refused_in_strict_mode() {
+        let lenient = policy(json!({}));
+        let strict = policy(json!({"strict": true}));
+        let get =
+            |p: &Policy, cookie: &str| run(p, "GET", "/items?limit=1", &[("cookie", cookie)], None);
+        assert_eq!(get(&strict, "session=abcd"), (Action::Allow, vec![]));
+        assert_eq!(
+            get(&strict, "session=abcd; tracking=1"),
+            (Action::Block, vec![("params.undeclared".to_owned(), true)])
+        );
+        assert_eq!(
+            get(&strict, "Session=<bad>"),
+            (Action::Block, vec![("params.undeclared".to_owned(), true)])
+        );
+        assert_eq!(
+            get(&lenient, "session=abcd; tracking=1"),
+            (Action::Allow, vec![])
+        );
+        assert_eq!(
+            get(&lenient, "SESSION=x"),
+            (
+                Action::Monitor,
+                vec![("params.undeclared".to_owned(), false)]
+            ),
+            "a case twin is recorded"
+        );
+    }
+
+    /// Regression: a raw `;` in a query value passed strict mode, and parsers that split
+    /// on `;` read a parameter there that the contract never saw.
+    #[test]
+    fn a_raw_semicolon_in_a_query_value_is_refused_in_strict_mode() {
+        let document = json!({"openapi": "3.1.0", "paths": {"/a": {"get": {"parameters": [
+            {"name": "q", "in": "query", "schema": {"type": "string"}},
+            {"name": "r", "in": "query", "allowReserved": true, "schema": {"type": "string"}}]}}}});
+        let compile = |strict: bool| {
+            let config = json!({"name": "x", "strict": strict, "openapi": {"document": document}});
+            Policy::compile(config.to_string().as_bytes()).unwrap()
+        };
+        let (strict, lenient) = (compile(true), compile(false));
+        let get = |p: &Policy, target: &str| run(p, "GET", target, &[], None);
+        assert_eq!(
+            get(&strict, "/a?q=a;q=b"),
+            (Action::Block, vec![("params.invalid".to_owned(), true)])
+        );
+        assert_eq!(
+            get(&lenient, "/a?q=a;q=b"),
+            (Action::Monitor, vec![("params.invalid".to_owned(), false)])
+        );
+        assert_eq!(
+            get(&strict, "/a?q=a%3Bb"),
+            (Action::Allow, vec![]),
+            "encoded, it is data"
+        );
+        assert_eq!(
+            get(&strict, "/a?r=a;b"),
+            (Action::Allow, vec![]),
+            "allowReserved"
         );
     }
 

@@ -16,7 +16,8 @@
 //!    [`verdict::Verdict`] — [`path`] canonicalises the path, [`params`] reads parameters
 //!    in their OpenAPI styles, [`body`] reads bodies ([`percent`] decodes for both) — and
 //!    [`response`] does the same for the upstream's answer.
-//!    [`security`] checks credentials (JWT, API keys) and scopes before the contract.
+//!    [`security`] checks credentials (JWT, API keys) and scopes before the contract;
+//!    [`overrides`] refuses method and URL override channels the contract does not declare.
 //! 5. [`problem`]: the RFC 9457 body a blocked client receives.
 //! 6. [`events`]: each finding as a structured security event (OCSF), folded and
 //!    formatted for the collector by the one sender per Envoy process.
@@ -36,6 +37,7 @@ pub mod contract;
 pub mod events;
 pub mod inspect;
 pub mod openapi;
+pub mod overrides;
 pub mod params;
 pub mod path;
 pub mod percent;

@@ -158,6 +158,8 @@ pub struct Parameter {
     pub explode: Option<bool>,
     #[serde(default, rename = "allowEmptyValue")]
     pub allow_empty_value: bool,
+    #[serde(default, rename = "allowReserved")]
+    pub allow_reserved: bool,
     pub schema: Option<Box<RawValue>>,
     /// The alternative to `schema`: a media type whose schema the value is parsed with.
     pub content: Option<BTreeMap<String, MediaTypeObject>>,

@@ -137,6 +137,10 @@ pub struct ParamSpec {
     /// A query parameter sent empty (`?name=`) counts as absent, as OpenAPI says the
     /// server should read it ("the parameter being unused").
     pub allow_empty_value: bool,
+    /// `allowReserved` (query only): the value may carry reserved characters such as `;`
+    /// raw. Without it, strict mode refuses a raw `;` in the value, which old parsers
+    /// split on.
+    pub allow_reserved: bool,
 }
 
 /// The parts of one request parameters are read from; borrowed, built once per request.
@@ -273,16 +277,59 @@ pub fn extract(
 /// properties, or any name no other parameter claims if the object admits undeclared
 /// properties — exactly the pairs [`extract`] reads into that parameter.
 pub fn undeclared_query<'q>(specs: &[ParamSpec], query: &'q [(String, String)]) -> Vec<&'q str> {
+    undeclared(specs, In::Query, query)
+}
+
+/// Cookie names that no declared cookie parameter claims, each once, in request order, by
+/// the same rules as [`undeclared_query`]. Names are case-sensitive (RFC 6265 compares
+/// them octet by octet): `SessionId` is not the declared `sessionid`.
+pub fn undeclared_cookies<'c>(
+    specs: &[ParamSpec],
+    cookies: &'c [(String, String)],
+) -> Vec<&'c str> {
+    undeclared(specs, In::Cookie, cookies)
+}
+
+fn undeclared<'p>(
+    specs: &[ParamSpec],
+    location: In,
+    pairs: &'p [(String, String)],
+) -> Vec<&'p str> {
     let mut seen = HashSet::new();
-    query
+    pairs
         .iter()
         .map(|(name, _)| name.as_str())
         .filter(|name| {
             !specs
                 .iter()
-                .any(|spec| spec.location == In::Query && claims(spec, specs, name))
+                .any(|spec| spec.location == location && claims(spec, specs, name))
         })
         .filter(|name| seen.insert(*name))
+        .collect()
+}
+
+/// Query values that carry a raw `;` (before decoding: `%3B` is data to every parser),
+/// by the name of the pair, when no declared parameter that claims the pair allows
+/// reserved characters (`allowReserved`). Parsers that split pairs on `;` as well as `&`
+/// (older PHP, Python before 3.9.2, some Java containers) would read a second parameter
+/// there that the contract never saw. Names that are not declared at all are left to
+/// [`undeclared_query`]. `raw` is the query string after `?`.
+pub fn raw_semicolons(specs: &[ParamSpec], raw: &[u8]) -> Vec<String> {
+    raw.split(|&b| b == b'&')
+        .filter_map(|pair| {
+            let mut parts = pair.splitn(2, |&b| b == b'=');
+            let name = form_decode(parts.next().unwrap_or_default())?;
+            if !parts.next().unwrap_or_default().contains(&b';') {
+                return None;
+            }
+            let claiming = || {
+                specs
+                    .iter()
+                    .filter(|spec| spec.location == In::Query && claims(spec, specs, &name))
+            };
+            let declared = claiming().next().is_some();
+            (declared && !claiming().any(|spec| spec.allow_reserved)).then_some(name)
+        })
         .collect()
 }
 
@@ -575,6 +622,7 @@ mod tests {
             shape,
             required: false,
             allow_empty_value: false,
+            allow_reserved: false,
         }
     }
 

@@ -34,8 +34,14 @@ pub enum RuleId {
     ParamMissing,
     /// A parameter cannot be read in its declared style, or breaks its schema.
     ParamInvalid,
-    /// A query parameter the operation does not declare (refused in strict mode).
+    /// A query parameter or cookie the operation does not declare (refused in strict
+    /// mode; cookies are reported only in strict mode, or when they differ from a declared
+    /// one in case alone).
     ParamUndeclared,
+    /// A method or URL override channel (`X-HTTP-Method-Override`, `X-Original-URL`,
+    /// `_method`, ...) the operation does not declare: the upstream may honour it and
+    /// serve another operation than the one checked.
+    RequestOverride,
     /// The operation requires a body and none came.
     BodyMissing,
     /// A body came for an operation that declares none.
@@ -134,7 +140,7 @@ pub enum RuleId {
 
 impl RuleId {
     /// Every rule, so the host can define one counter per rule and action up front.
-    pub const ALL: [RuleId; 56] = [
+    pub const ALL: [RuleId; 57] = [
         RuleId::UnknownPath,
         RuleId::MethodNotAllowed,
         RuleId::NotOriginForm,
@@ -147,6 +153,7 @@ impl RuleId {
         RuleId::ParamMissing,
         RuleId::ParamInvalid,
         RuleId::ParamUndeclared,
+        RuleId::RequestOverride,
         RuleId::BodyMissing,
         RuleId::BodyUndeclared,
         RuleId::BodyMediaType,
@@ -208,6 +215,7 @@ impl RuleId {
             RuleId::ParamMissing => "params.missing",
             RuleId::ParamInvalid => "params.invalid",
             RuleId::ParamUndeclared => "params.undeclared",
+            RuleId::RequestOverride => "request.override",
             RuleId::BodyMissing => "body.missing",
             RuleId::BodyUndeclared => "body.undeclared",
             RuleId::BodyMediaType => "body.media_type",
@@ -270,6 +278,7 @@ impl RuleId {
             | RuleId::ParamMissing
             | RuleId::ParamInvalid
             | RuleId::ParamUndeclared
+            | RuleId::RequestOverride
             | RuleId::BodyMissing
             | RuleId::BodyUndeclared
             | RuleId::BodyMalformed
@@ -331,7 +340,8 @@ impl RuleId {
             RuleId::EmptySegment => "The path has an empty segment",
             RuleId::ParamMissing => "A required parameter is missing",
             RuleId::ParamInvalid => "A parameter is not what the contract declares",
-            RuleId::ParamUndeclared => "A query parameter is not declared",
+            RuleId::ParamUndeclared => "A query parameter or cookie is not declared",
+            RuleId::RequestOverride => "The request asks for another method or URL",
             RuleId::BodyMissing => "A required request body is missing",
             RuleId::BodyUndeclared => "This operation takes no request body",
             RuleId::BodyMediaType => "The body's media type is not accepted",

@@ -21,9 +21,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Deserialize;
 
+use crate::body::{self, Field};
 use crate::config::{Location, Mode, PolicyError};
 use crate::inspect::{BodyCheck, RequestHead};
-use crate::params::In;
+use crate::params::{self, In};
 use crate::percent::hex_value;
 use crate::policy::{CompiledOperation, Policy};
 use crate::verdict::{sanitize, Method, RuleId, Verdict, Violation};
@@ -207,8 +208,9 @@ pub struct AnomalyConfig {
     /// Per rule id: `block`, `monitor` or `off`.
     pub checks: BTreeMap<String, CheckAction>,
     pub limits: Limits,
-    /// Query parameter names and JSON pointers (`/comment`, `/items/*/note`) whose values
-    /// are free text: the injection heuristics skip them.
+    /// Query parameter, form and multipart field, cookie and (lowercase) header names, and
+    /// JSON pointers (`/comment`, `/items/*/note`), whose values are free text: the
+    /// injection heuristics skip them.
     pub free_text: Vec<String>,
     /// Per operation (operationId or `METHOD /template`): its own threshold.
     pub operations: BTreeMap<String, OperationAnomaly>,
@@ -485,7 +487,13 @@ impl Anomaly {
             if value.contains('\u{FFFD}') {
                 push(RuleId::AnomalyInvalidUtf8, "header", Some(name));
             }
-            if matches!(*name, "user-agent" | "referer" | "x-forwarded-for") {
+            // Every header the upstream may read, declared or not, once each; cookies
+            // one by one, by their own names.
+            if *name == "cookie" {
+                for (cookie, value) in params::parse_cookies(&[*value]) {
+                    self.scan_field(&cookie, &value, "cookie", &mut push);
+                }
+            } else if !self.free_text(name) {
                 for rule in self.detector.scan(value) {
                     push(rule, "header", Some(name));
                 }
@@ -543,13 +551,30 @@ impl Anomaly {
             if !seen.insert(name.clone()) && !declared.contains(&&*name_text) {
                 push(RuleId::AnomalyRepeatedParam, location, Some(&name_text));
             }
-            for rule in self.detector.scan(&name_text) {
-                push(rule, location, Some(&name_text));
-            }
-            if !self.free_text(&name_text) {
-                for rule in self.detector.scan(&String::from_utf8_lossy(&value)) {
-                    push(rule, location, Some(&name_text));
-                }
+            self.scan_field(
+                &name_text,
+                &String::from_utf8_lossy(&value),
+                location,
+                &mut push,
+            );
+        }
+    }
+
+    /// The injection heuristics over one named field (a query or form pair, a cookie, a
+    /// multipart text part): its name always, its value unless it is free text.
+    fn scan_field(
+        &self,
+        name: &str,
+        value: &str,
+        location: &'static str,
+        push: &mut dyn FnMut(RuleId, &'static str, Option<&str>),
+    ) {
+        for rule in self.detector.scan(name) {
+            push(rule, location, Some(name));
+        }
+        if !self.free_text(name) {
+            for rule in self.detector.scan(value) {
+                push(rule, location, Some(name));
             }
         }
     }
@@ -660,6 +685,33 @@ impl Policy {
             }
             let cap = self.limits.max_form_fields;
             anomaly.pairs(bytes, "body", &[], cap, &mut findings);
+        } else if let Some(boundary) = check.multipart_boundary() {
+            // Framing errors (and too many parts) are the contract's; nothing to add here.
+            let cap = self.limits.max_multipart_parts;
+            let fields = body::multipart_fields(bytes, boundary, cap).unwrap_or_default();
+            let mut push = |rule, location, name: Option<&str>| findings.push(rule, location, name);
+            for field in fields {
+                match field {
+                    Field::Text(name, value) => {
+                        anomaly.scan_field(&name, &value, "body", &mut push)
+                    }
+                    Field::File(name) => anomaly.scan_field(&name, "", "body", &mut push),
+                    Field::Json(name, json) => {
+                        anomaly.scan_field(&name, "", "body", &mut push);
+                        if anomaly.free_text(&name) {
+                            continue;
+                        }
+                        // Pointers inside the part, named after the part.
+                        let mut part = Findings::default();
+                        let free = &anomaly.free_pointers;
+                        json::scan(json, &anomaly.limits, &anomaly.detector, free, &mut part);
+                        for finding in part.list {
+                            let pointer = finding.name.unwrap_or_default();
+                            push(finding.rule, "body", Some(&format!("{name}{pointer}")));
+                        }
+                    }
+                }
+            }
         }
         let found = anomaly.score(
             findings,

@@ -22,7 +22,8 @@ fn policy_with(mode: &str, anomaly: serde_json::Value, limits: serde_json::Value
                 ]},
                 "post": {"operationId": "createUser", "requestBody": {"content": {
                     "application/json": {"schema": {"type": "object"}},
-                    "application/x-www-form-urlencoded": {"schema": {"type": "object"}}
+                    "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+                    "multipart/form-data": {"schema": {"type": "object"}}
                 }}}
             },
             "/users/{name}": {"get": {"operationId": "getUser", "parameters": [
@@ -194,6 +195,91 @@ fn form_bodies_are_read_like_queries() {
     );
     assert_eq!(post(r#"{"name": "x"}"#), ["anomaly.content_type"]);
     assert!(post("name=O%27Brien&city=Z%C3%BCrich").is_empty());
+}
+
+/// Regression: the injection heuristics read only query values, form fields, JSON and
+/// three headers, so a payload in any other header, a cookie or a multipart field passed.
+#[test]
+fn injection_heuristics_cover_headers_cookies_and_multipart_fields() {
+    let p = policy("enforce", json!({"free_text": ["x-comment", "bio"]}));
+    let header = |name: &'static str, value: &'static str| {
+        anomalies(&run(&p, "GET", "/users", &[(name, value)], None))
+    };
+    assert_eq!(
+        header("x-tenant", "' OR '1'='1"),
+        ["anomaly.sql_injection"],
+        "any header"
+    );
+    assert_eq!(
+        header("cookie", "a=1; sid=<script>alert(1)</script>"),
+        ["anomaly.xss"]
+    );
+    assert_eq!(
+        header("cookie", "$(id)=1"),
+        ["anomaly.command_injection"],
+        "cookie names too"
+    );
+    assert!(header("x-comment", "' OR '1'='1").is_empty(), "free text");
+    // What real clients send passes.
+    for (name, value) in [
+        (
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        ),
+        ("accept-language", "en-GB,en;q=0.9"),
+        (
+            "sec-ch-ua",
+            r#""Chromium";v="124", "Google Chrome";v="124", "Not-A.Brand";v="99""#,
+        ),
+        (
+            "cookie",
+            "_ga=GA1.2.1234.5678; prefs={\"theme\":\"dark\"}; sid=\"abc\"",
+        ),
+        ("if-none-match", r#"W/"5e-1a2b3c""#),
+        (
+            "authorization",
+            "Bearer eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln",
+        ),
+        (
+            "x-amzn-trace-id",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+        ),
+    ] {
+        assert!(header(name, value).is_empty(), "{name}: {value}");
+    }
+    let multipart = |part_headers: &str, content: &str| {
+        let body = format!(
+            "--b\r\nContent-Disposition: form-data; {part_headers}\r\n\r\n{content}\r\n--b--"
+        );
+        let verdict = run(
+            &p,
+            "POST",
+            "/users",
+            &[],
+            Some(("multipart/form-data; boundary=b", &body)),
+        );
+        anomalies(&verdict)
+    };
+    assert_eq!(
+        multipart("name=\"q\"", "1 UNION SELECT password FROM users"),
+        ["anomaly.sql_injection"]
+    );
+    assert_eq!(
+        multipart(
+            "name=\"doc\"\r\nContent-Type: application/json",
+            r#"{"a": "{{7*7}}"}"#
+        ),
+        ["anomaly.template_injection"]
+    );
+    assert!(
+        multipart("name=\"bio\"", "' OR '1'='1").is_empty(),
+        "free text"
+    );
+    assert!(
+        multipart("name=\"f\"; filename=\"a.bin\"", "' OR '1'='1").is_empty(),
+        "file content"
+    );
+    assert!(multipart("name=\"q\"", "O'Brien").is_empty());
 }
 
 #[test]

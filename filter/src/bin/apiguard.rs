@@ -32,12 +32,20 @@ fn check(files: &[String]) -> ExitCode {
         let checked = bundle(Path::new(file))
             .and_then(|(_, policy)| policy.compile_schemas().map(|()| policy));
         match checked {
-            Ok(policy) => println!(
-                "{file}: ok: API `{}`, {} path templates, mode {:?}",
-                policy.name,
-                policy.router.len(),
-                policy.mode
-            ),
+            Ok(policy) => {
+                for scheme in policy.security.unconfigured_schemes() {
+                    eprintln!(
+                        "warning: {file}: security scheme `{scheme}` is declared but not \
+                         configured; no operation uses it"
+                    );
+                }
+                println!(
+                    "{file}: ok: API `{}`, {} path templates, mode {:?}",
+                    policy.name,
+                    policy.router.len(),
+                    policy.mode
+                )
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 status = ExitCode::FAILURE;

@@ -258,6 +258,12 @@ impl HttpContext for Request {
             return Flow::Pause;
         }
         identity::apply(&policy, self.facts.identity.as_ref(), &pairs);
+        let cookies: Vec<&[u8]> = headers.values("cookie").collect();
+        identity::strip_token(
+            self.facts.identity.as_ref(),
+            headers.bytes(":path"),
+            &cookies,
+        );
         self.operation = verdict.operation.map(|o| o.id);
         self.request_body = body;
         Flow::Continue
@@ -374,6 +380,22 @@ impl Headers {
             .iter()
             .find(|(n, _)| n == name)
             .map_or(Cow::Borrowed(""), |(_, v)| String::from_utf8_lossy(v))
+    }
+
+    /// Every value of `name`, as the bytes Envoy holds.
+    fn values<'h>(&'h self, name: &'h str) -> impl Iterator<Item = &'h [u8]> + 'h {
+        self.0
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// The first value of `name` as bytes; empty when absent.
+    fn bytes(&self, name: &str) -> &[u8] {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(&[], |(_, v)| v.as_slice())
     }
 
     /// The regular headers (no `:pseudo` ones), names lowercase as Envoy keeps them.

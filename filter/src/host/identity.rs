@@ -3,8 +3,9 @@
 //! Every header the filter owns (`claim_to_headers`, the API-key consumer header) that a
 //! request carries is removed first, whether or not the operation needs credentials, so
 //! a client cannot spoof an identity the upstream trusts. Then the identity's headers are
-//! set, and a token header not configured to be forwarded is removed. Each change is a
-//! host call, so a header the request does not carry is not removed again.
+//! set, and a token header not configured to be forwarded is removed ([`strip_token`]
+//! does the same for a token in the query or a cookie). Each change is a host call, so a
+//! header the request does not carry is not removed again.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MapType};
@@ -40,5 +41,31 @@ pub fn apply(policy: &Policy, identity: Option<&Identity>, request: &[(&str, &st
     }
     for (name, value) in &identity.headers {
         set(name, Some(value));
+    }
+}
+
+/// Removes a token not to be forwarded that came in the query or a cookie: `:path`
+/// rewritten without its parameter, the `Cookie` header without its cookie, every other
+/// byte as the client sent it. Must run in the request-headers callback, before the
+/// headers go on. `path` and `cookies` are the raw bytes of `:path` and the `Cookie` lines.
+pub fn strip_token(identity: Option<&Identity>, path: &[u8], cookies: &[&[u8]]) {
+    let Some(identity) = identity else {
+        return;
+    };
+    let set = |name: &str, value: Option<&[u8]>| {
+        if let Err(status) =
+            hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, value)
+        {
+            log(
+                LogLevel::Error,
+                &format!("cannot rewrite request header {name}: {status:?}"),
+            );
+        }
+    };
+    if let Some(path) = identity.upstream_path(path) {
+        set(":path", Some(&path));
+    }
+    if let Some(cookie) = identity.upstream_cookie(cookies) {
+        set("cookie", cookie.as_deref());
     }
 }

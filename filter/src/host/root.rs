@@ -99,6 +99,15 @@ impl RootContext for Root {
                         policy.mode
                     ),
                 );
+                for scheme in policy.security.unconfigured_schemes() {
+                    log(
+                        LogLevel::Warn,
+                        &format!(
+                            "security scheme `{scheme}` is declared but not configured; no \
+                             operation uses it, so nothing is refused for it"
+                        ),
+                    );
+                }
                 self.operations = Some(Rc::new(OperationCounters::define(&policy)));
                 // An audit trail of configuration changes, with the bundle hash.
                 let loaded = Event::system(

@@ -45,6 +45,10 @@ pub enum TokenError {
     Audience,
     #[error("a time claim (`exp`, `nbf`, `iat`) is not a number of seconds")]
     TimeClaim,
+    #[error("the token has no `exp`, and the provider requires one")]
+    NoExpiration,
+    #[error("the token expires further ahead than the provider's `max_lifetime` allows")]
+    LifetimeTooLong,
 }
 
 /// A token split and decoded, not yet verified.
@@ -182,6 +186,11 @@ pub struct ClaimRules {
     pub audiences: Vec<String>,
     /// Allowed clock difference for `exp`, `nbf` and `iat`, in seconds.
     pub leeway: u64,
+    /// Refuse a token without `exp`: it would be valid forever (`require_expiration`).
+    pub require_expiration: bool,
+    /// The most seconds a token may still be valid for (`max_lifetime`): `exp` at most
+    /// this far ahead of now (plus the leeway). Implies `require_expiration`.
+    pub max_lifetime: Option<u64>,
 }
 
 impl ClaimRules {
@@ -211,8 +220,20 @@ impl ClaimRules {
                 Some(_) => Err(TokenError::TimeClaim),
             }
         };
-        if time("exp")?.is_some_and(|exp| exp.saturating_add(self.leeway) <= now) {
-            return Err(TokenError::Expired);
+        match time("exp")? {
+            Some(exp) if exp.saturating_add(self.leeway) <= now => return Err(TokenError::Expired),
+            Some(exp)
+                if self.max_lifetime.is_some_and(|max| {
+                    exp > now.saturating_add(max).saturating_add(self.leeway)
+                }) =>
+            {
+                return Err(TokenError::LifetimeTooLong)
+            }
+            Some(_) => {}
+            None if self.require_expiration || self.max_lifetime.is_some() => {
+                return Err(TokenError::NoExpiration)
+            }
+            None => {}
         }
         let future = |t: u64| t > now.saturating_add(self.leeway);
         if time("nbf")?.is_some_and(future) || time("iat")?.is_some_and(future) {

@@ -11,8 +11,9 @@
 //!
 //! The document's requirements are enforced only when the policy has a `security` key,
 //! so that adding a contract that merely documents its security does not lock clients
-//! out before keys are configured; once the key is there, every scheme the document
-//! uses must be configured, or the policy is refused.
+//! out before keys are configured; once the key is there, every scheme a requirement
+//! uses must be configured, or the policy is refused (a declared scheme no requirement
+//! uses needs nothing: [`Security::unconfigured_schemes`] names them for a warning).
 //!
 //! Remote key sets are fetched by the host and installed with
 //! [`Security::install_keys`]; this is the only state that changes after compile time
@@ -62,9 +63,32 @@ pub struct Identity {
     pub headers: Vec<(String, String)>,
     /// Headers that carried a token not to be forwarded upstream.
     pub remove: Vec<String>,
+    /// Query parameters (decoded names) that carried a token not to be forwarded.
+    pub remove_params: Vec<String>,
+    /// Cookies that carried a token not to be forwarded.
+    pub remove_cookies: Vec<String>,
 }
 
 impl Identity {
+    /// The `:path` to send upstream when a token not to be forwarded came in the query:
+    /// `path` without that parameter, every other byte as it came. `None`: unchanged.
+    pub fn upstream_path(&self, path: &[u8]) -> Option<Vec<u8>> {
+        if self.remove_params.is_empty() {
+            return None;
+        }
+        credentials::path_without_params(path, &self.remove_params)
+    }
+
+    /// The `Cookie` header to send upstream when a token not to be forwarded came in a
+    /// cookie: the request's `Cookie` lines without it, the other cookies byte for byte.
+    /// `None`: unchanged; `Some(None)`: no cookie is left, remove the header.
+    pub fn upstream_cookie(&self, lines: &[&[u8]]) -> Option<Option<Vec<u8>>> {
+        if self.remove_cookies.is_empty() {
+            return None;
+        }
+        credentials::cookies_without(lines, &self.remove_cookies)
+    }
+
     /// How a security event names the client: the API-key consumer id as configured (an
     /// operator's own label), else `sub:` and the first 16 bytes of SHA-256 over the
     /// provider and subject, so events correlate a client without carrying who it is.
@@ -91,6 +115,13 @@ struct KeyScheme {
 enum Scheme {
     Jwt(usize),
     ApiKey(KeyScheme),
+    /// Declared by the document but not configured in the policy (no provider, no
+    /// keys): fine while no requirement uses it, and refused where one does, with
+    /// this pointer (into the policy) and message.
+    Unconfigured {
+        pointer: &'static str,
+        message: String,
+    },
 }
 
 /// One scheme of an alternative with the scopes it must grant.
@@ -107,6 +138,8 @@ pub struct Security {
     schemes: Vec<(String, Scheme)>,
     /// Per operation id: the alternatives; empty means no credentials are needed.
     operations: Vec<Vec<Vec<Need>>>,
+    /// The policy's name in errors, for a requirement that uses an unconfigured scheme.
+    policy_origin: String,
     enabled: bool,
     max_token_bytes: usize,
     keys_unavailable: KeysUnavailable,
@@ -169,13 +202,16 @@ impl Security {
                 }
             };
             let compiled_scheme = if jwt {
-                let index = providers.iter().position(|p| &p.name == name).ok_or_else(|| {
-                    invalid(
-                        "/security/providers".to_owned(),
-                        format!("the document's security scheme `{name}` needs a JWT provider of the same name"),
-                    )
-                })?;
-                Scheme::Jwt(index)
+                match providers.iter().position(|p| &p.name == name) {
+                    Some(index) => Scheme::Jwt(index),
+                    None => Scheme::Unconfigured {
+                        pointer: "/security/providers",
+                        message: format!(
+                            "the document's security scheme `{name}` needs a JWT provider of \
+                             the same name"
+                        ),
+                    },
+                }
             } else {
                 let param = scheme.name.clone().unwrap_or_default();
                 let location =
@@ -192,10 +228,14 @@ impl Security {
                         )),
                     };
                 let Some(keys) = api_keys.remove(name) else {
-                    return Err(invalid(
-                        "/security/api_keys".to_owned(),
-                        format!("the document's `apiKey` scheme `{name}` has no keys"),
+                    compiled.push((
+                        name.clone(),
+                        Scheme::Unconfigured {
+                            pointer: "/security/api_keys",
+                            message: format!("the document's `apiKey` scheme `{name}` has no keys"),
+                        },
                     ));
+                    continue;
                 };
                 let keys = keys
                     .into_iter()
@@ -228,6 +268,7 @@ impl Security {
             providers,
             schemes: compiled,
             operations: Vec::new(),
+            policy_origin: origin.to_owned(),
             enabled: true,
             max_token_bytes: settings.max_token_bytes,
             keys_unavailable: settings.keys_unavailable,
@@ -260,6 +301,19 @@ impl Security {
                             ),
                             message: "names no scheme in `components.securitySchemes`".to_owned(),
                         })?;
+                    if let Some((
+                        _,
+                        Scheme::Unconfigured {
+                            pointer: at,
+                            message,
+                        },
+                    )) = self.schemes.get(scheme)
+                    {
+                        return Err(PolicyError::Invalid {
+                            at: Location::new(&self.policy_origin, *at),
+                            message: format!("{message} (the operation at {pointer} uses it)"),
+                        });
+                    }
                     needs.push(Need {
                         scheme,
                         scopes: scopes.clone(),
@@ -270,6 +324,33 @@ impl Security {
         }
         self.operations.push(alternatives);
         Ok(())
+    }
+
+    /// Security schemes the document declares that the policy does not configure and no
+    /// operation uses: accepted, but worth a warning (a requirement added later that
+    /// uses one is refused until it is configured).
+    pub fn unconfigured_schemes(&self) -> impl Iterator<Item = &str> {
+        self.schemes
+            .iter()
+            .filter(|(_, scheme)| matches!(scheme, Scheme::Unconfigured { .. }))
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// The query parameter (`query: true`) or cookie names credentials are read from:
+    /// declared by the security schemes rather than as parameters, so strict mode does
+    /// not count them as undeclared.
+    pub fn credential_names(&self, query: bool) -> impl Iterator<Item = &str> {
+        let providers = self.providers.iter().flat_map(|p| &p.locations);
+        let keys = self.schemes.iter().filter_map(|(_, s)| match s {
+            Scheme::ApiKey(k) => Some(&k.location),
+            _ => None,
+        });
+        providers
+            .chain(keys)
+            .filter_map(move |place| match (place, query) {
+                (Place::Query(name), true) | (Place::Cookie(name), false) => Some(name.as_str()),
+                _ => None,
+            })
     }
 
     /// Request headers the filter owns: removed from every request before the
@@ -395,6 +476,8 @@ impl Security {
                 Some(p) => self.jwt(*provider, p, request, now),
                 None => Outcome::Missing,
             },
+            // Never reached: a requirement that uses one is refused at compile time.
+            Some(Scheme::Unconfigured { .. }) => Outcome::Missing,
             Some(Scheme::ApiKey(scheme)) => {
                 let values = request.find(&scheme.location);
                 match values.as_slice() {
@@ -425,12 +508,12 @@ impl Security {
         request: &Credentials<'_>,
         now: u64,
     ) -> Outcome {
-        let found: Vec<(Option<&str>, &str)> = provider
+        let found: Vec<(&Place, Option<&str>, &str)> = provider
             .locations
             .iter()
-            .flat_map(|l| request.find(l))
+            .flat_map(|l| request.find(l).into_iter().map(move |(h, t)| (l, h, t)))
             .collect();
-        let (header, token) = match found.as_slice() {
+        let (place, header, token) = match found.as_slice() {
             [] => return Outcome::Missing,
             [one] => *one,
             _ => return Outcome::Invalid("more than one token in the request".into()),
@@ -451,21 +534,22 @@ impl Security {
                 Some((header.clone(), provider::claim_text(claims.get(claim)?)?))
             })
             .collect();
-        Outcome::Valid(Credential {
+        let mut identity = Identity {
+            provider: Some(provider.name.clone()),
+            subject: claims.get("sub").and_then(Value::as_str).map(str::to_owned),
             scopes: scopes.clone(),
-            identity: Identity {
-                provider: Some(provider.name.clone()),
-                subject: claims.get("sub").and_then(Value::as_str).map(str::to_owned),
-                scopes,
-                headers,
-                remove: header
-                    .filter(|_| !provider.forward)
-                    .map(str::to_owned)
-                    .into_iter()
-                    .collect(),
-                ..Identity::default()
-            },
-        })
+            headers,
+            ..Identity::default()
+        };
+        if !provider.forward {
+            // Wherever the token came from, it stays here.
+            match place {
+                Place::Header { .. } => identity.remove.extend(header.map(str::to_owned)),
+                Place::Query(name) => identity.remove_params.push(name.clone()),
+                Place::Cookie(name) => identity.remove_cookies.push(name.clone()),
+            }
+        }
+        Outcome::Valid(Credential { scopes, identity })
     }
 
     /// The claims of a token whose signature and issuer hold, from the cache when it
@@ -535,6 +619,10 @@ fn merge(into: &mut Identity, from: &Identity) {
     into.scopes.extend(from.scopes.iter().cloned());
     into.headers.extend(from.headers.iter().cloned());
     into.remove.extend(from.remove.iter().cloned());
+    into.remove_params
+        .extend(from.remove_params.iter().cloned());
+    into.remove_cookies
+        .extend(from.remove_cookies.iter().cloned());
 }
 
 #[cfg(test)]

@@ -84,18 +84,8 @@ pub(super) fn compile(
                     )
                 })?;
             let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let seconds = |pointer: &str, value: Option<&str>, default: u64| match value {
-                None => Ok(default),
-                Some(text) => text
-                    .strip_suffix('s')
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| {
-                        err(
-                            pointer,
-                            "must be a whole number of seconds, e.g. `300s`".to_owned(),
-                        )
-                    }),
+            let seconds = |pointer: &str, value: Option<&str>, default: u64| {
+                duration(value, pointer, at).map(|s| s.unwrap_or(default))
             };
             let remote = Remote {
                 cluster: remote.http_uri.cluster,
@@ -126,6 +116,7 @@ pub(super) fn compile(
             ))
         }
     };
+    let max_lifetime = duration(settings.max_lifetime.as_deref(), "/max_lifetime", at)?;
     let mut locations: Vec<Place> = settings
         .from_headers
         .into_iter()
@@ -153,6 +144,8 @@ pub(super) fn compile(
             issuer: settings.issuer,
             audiences: settings.audiences,
             leeway: settings.clock_skew_seconds,
+            require_expiration: settings.require_expiration,
+            max_lifetime,
         },
         locations,
         forward: settings.forward,
@@ -161,4 +154,22 @@ pub(super) fn compile(
         remote,
         refetch: Cell::new(false),
     })
+}
+
+/// A duration as the policy writes it (`300s`, as protobuf's JSON form of a Duration,
+/// in whole seconds above zero); `None` when absent.
+fn duration(value: Option<&str>, pointer: &str, at: &str) -> Result<Option<u64>, (String, String)> {
+    let Some(text) = value else {
+        return Ok(None);
+    };
+    text.strip_suffix('s')
+        .and_then(|n| n.parse::<u64>().ok())
+        .filter(|n| *n > 0)
+        .map(Some)
+        .ok_or_else(|| {
+            (
+                format!("{at}{pointer}"),
+                "must be a whole number of seconds, e.g. `300s`".to_owned(),
+            )
+        })
 }

@@ -68,7 +68,9 @@ pub struct ProviderSettings {
     pub from_params: Vec<String>,
     #[serde(default)]
     pub from_cookies: Vec<String>,
-    /// Keep the token's header (e.g. `Authorization`) on the request sent upstream.
+    /// Keep the token on the request sent upstream. `false`: it is removed from where it
+    /// came: its header, its query parameter (`:path` is rewritten without it) or its
+    /// cookie.
     #[serde(default)]
     pub forward: bool,
     #[serde(default)]
@@ -76,10 +78,23 @@ pub struct ProviderSettings {
     /// Leeway for `exp`, `nbf` and `iat`.
     #[serde(default = "default_clock_skew")]
     pub clock_skew_seconds: u64,
+    /// Refuse tokens without `exp`, which never expire. Envoy's `jwt_authn` defaults to
+    /// `false`; a token that is valid forever once leaked is not something to accept by
+    /// default, so here it is `true`.
+    #[serde(default = "default_require_expiration")]
+    pub require_expiration: bool,
+    /// The longest a token may still be valid, e.g. `86400s`: a token whose `exp` is
+    /// further ahead is refused (as Envoy's `max_lifetime`, which also implies
+    /// `require_expiration`). Absent: not checked.
+    pub max_lifetime: Option<String>,
 }
 
 fn default_clock_skew() -> u64 {
     60
+}
+
+fn default_require_expiration() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -743,3 +743,114 @@ fn rfc7515_rs256_example_verifies() {
         Some(TokenError::BadSignature)
     );
 }
+
+/// Regression: a token without `exp` was accepted, valid forever.
+#[test]
+fn tokens_without_exp_are_refused_unless_the_provider_allows_them() {
+    let provider = |extra: Value| {
+        let mut jwt = json!({"local_jwks": {"inline_string": jwks().to_string()}});
+        if let (Some(jwt), Some(extra)) = (jwt.as_object_mut(), extra.as_object()) {
+            jwt.extend(extra.clone());
+        }
+        policy_with(json!({"providers": {"jwt": jwt}, "api_keys": {"key": []}}))
+    };
+    let mut forever = claims();
+    forever.as_object_mut().unwrap().remove("exp");
+    let forever = bearer(&sign("ES256", "p256", &forever));
+    let good = bearer(&sign("ES256", "p256", &claims()));
+    let get =
+        |p: &Policy, auth: &str| check(p, "/pets", &[("authorization", auth)], NOW).map(|_| ());
+
+    let default = provider(json!({}));
+    assert_eq!(get(&default, &forever), Err(RuleId::AuthInvalid));
+    assert_eq!(get(&default, &good), Ok(()));
+    let lenient = provider(json!({"require_expiration": false}));
+    assert_eq!(get(&lenient, &forever), Ok(()));
+
+    // `max_lifetime`: `exp` at most that far ahead (plus the leeway), and required.
+    let hour = provider(json!({"require_expiration": false, "max_lifetime": "3600s"}));
+    assert_eq!(get(&hour, &good), Ok(()), "exp is NOW + 3600");
+    assert_eq!(get(&hour, &forever), Err(RuleId::AuthInvalid));
+    let mut long = claims();
+    long["exp"] = json!(NOW + 3600 + 61);
+    let long = bearer(&sign("ES256", "p256", &long));
+    assert_eq!(get(&hour, &long), Err(RuleId::AuthInvalid));
+    assert_eq!(get(&default, &long), Ok(()));
+    let e = Policy::compile(
+        json!({"name": "a", "security": {"providers": {"jwt": {
+            "local_jwks": {"inline_string": jwks().to_string()}, "max_lifetime": "1h"}}},
+            "openapi": {"document": {"openapi": "3.1.0",
+                "components": {"securitySchemes": {"jwt": {"type": "oauth2"}}},
+                "paths": {"/a": {"get": {"security": [{"jwt": []}]}}}}}})
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.location().unwrap().pointer,
+        "/security/providers/jwt/max_lifetime"
+    );
+}
+
+/// Regression: a declared security scheme no requirement uses had to be configured.
+#[test]
+fn a_declared_scheme_no_requirement_uses_needs_no_provider() {
+    let config = |requirement: Value| {
+        json!({"name": "a", "security": {"providers": {"jwt": {
+            "local_jwks": {"inline_string": jwks().to_string()}}}},
+            "openapi": {"document": {"openapi": "3.1.0",
+                "components": {"securitySchemes": {
+                    "jwt": {"type": "oauth2"},
+                    "partner": {"type": "openIdConnect"},
+                    "legacy": {"type": "apiKey", "in": "header", "name": "X-Legacy"}}},
+                "paths": {"/a": {"get": {"security": requirement}}}}}})
+        .to_string()
+    };
+    let p = Policy::compile(config(json!([{"jwt": []}])).as_bytes()).unwrap();
+    let unconfigured: Vec<&str> = p.security.unconfigured_schemes().collect();
+    assert_eq!(unconfigured, ["legacy", "partner"]);
+    assert_eq!(check(&p, "/a", &[], NOW), Err(RuleId::AuthMissing));
+    for (used, pointer) in [
+        ("partner", "/security/providers"),
+        ("legacy", "/security/api_keys"),
+    ] {
+        let e = Policy::compile(config(json!([{ used: [] }])).as_bytes()).unwrap_err();
+        assert_eq!(e.location().unwrap().pointer, pointer, "{e}");
+        assert!(e.to_string().contains(used), "{e}");
+    }
+}
+
+/// Regression: a token read from a query parameter or a cookie went upstream even with
+/// `forward: false`.
+#[test]
+fn tokens_from_the_query_or_a_cookie_are_not_forwarded() {
+    let p = policy_with(json!({"providers": {"jwt": {
+        "local_jwks": {"inline_string": jwks().to_string()},
+        "from_params": ["access_token"],
+        "from_cookies": ["session"]
+    }}, "api_keys": {"key": []}}));
+    let token = sign("ES256", "p256", &claims());
+    let path = format!("/pets?a=%41&access_token={token}&b=1+2");
+    let identity = check(&p, &path, &[], NOW).unwrap().unwrap();
+    assert_eq!(identity.remove_params, ["access_token"]);
+    assert_eq!(
+        identity.upstream_path(path.as_bytes()).as_deref(),
+        Some(&b"/pets?a=%41&b=1+2"[..])
+    );
+    let cookie = format!("theme=dark; session={token};lang=en");
+    let identity = check(&p, "/pets", &[("cookie", &cookie)], NOW)
+        .unwrap()
+        .unwrap();
+    assert_eq!(identity.remove_cookies, ["session"]);
+    assert_eq!(identity.upstream_path(b"/pets?x=1"), None);
+    assert_eq!(
+        identity.upstream_cookie(&[cookie.as_bytes()]),
+        Some(Some(b"theme=dark;lang=en".to_vec()))
+    );
+    let forwarded = policy_with(json!({"providers": {"jwt": {
+        "local_jwks": {"inline_string": jwks().to_string()},
+        "from_params": ["access_token"], "forward": true
+    }}, "api_keys": {"key": []}}));
+    let identity = check(&forwarded, &path, &[], NOW).unwrap().unwrap();
+    assert_eq!(identity.upstream_path(path.as_bytes()), None);
+}

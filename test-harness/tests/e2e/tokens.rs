@@ -205,14 +205,19 @@ fn keys_unavailable_is_a_503_until_the_endpoint_comes_up() {
     });
 }
 
-/// An HS256 token (secret from the policy) for `sub: bob`.
-fn hs256(secret: &[u8]) -> String {
+/// The claims of `bob`'s tokens: no issuer or audience, valid until 2096.
+pub fn bob() -> Value {
+    json!({"sub": "bob", "exp": 4_000_000_000u64})
+}
+
+/// An HS256 token with `claims`, signed with `secret` (the policy's `oct` key).
+pub fn hs256(secret: &[u8], claims: &Value) -> String {
     use hmac::{Hmac, Mac};
-    let b64 = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
     let input = format!(
         "{}.{}",
-        b64(json!({"alg": "HS256", "typ": "JWT"})),
-        b64(json!({"sub": "bob", "exp": 4_000_000_000u64}))
+        b64(&json!({"alg": "HS256", "typ": "JWT"})),
+        b64(claims)
     );
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
     mac.update(input.as_bytes());
@@ -261,7 +266,7 @@ fn api_keys_and_local_keys_with_unspoofable_identity_headers() {
     assert_eq!(consumer.map(String::as_str), Some("shop-17"));
 
     // A token alone: the spoofed consumer header is removed, not passed on.
-    let token = hs256(secret);
+    let token = hs256(secret, &bob());
     let response = get(&proxy, Some(&token), &[spoof]);
     assert_eq!(response.status, 200, "{response:?}");
     let seen = proxy.upstream.received().pop().unwrap();
@@ -285,7 +290,7 @@ fn api_keys_and_local_keys_with_unspoofable_identity_headers() {
     assert_problem("a token in two places", &response, 401, "auth.invalid");
     let response = get(
         &proxy,
-        Some(&hs256(b"another secret of at least 32 bytes!")),
+        Some(&hs256(b"another secret of at least 32 bytes!", &bob())),
         &[],
     );
     assert_problem("another secret", &response, 401, "auth.invalid");
