@@ -29,7 +29,9 @@ pub struct RequestHead<'a> {
     pub path: &'a [u8],
     /// The regular headers, names lowercase as Envoy gives them.
     pub headers: &'a [(&'a str, &'a str)],
-    /// Whether a body follows the head.
+    /// Whether a body stream follows the head. It may still turn out empty (a zero-length
+    /// chunked body, an HTTP/2 empty DATA frame): [`Policy::inspect_body`] then reads it as
+    /// no body at all.
     pub has_body: bool,
 }
 
@@ -39,6 +41,8 @@ pub struct RequestHead<'a> {
 pub struct BodyCheck {
     operation: usize,
     media: usize,
+    /// Whether an empty body is a missing one (`body.missing`).
+    required: bool,
     read: Read,
 }
 
@@ -65,12 +69,20 @@ impl BodyCheck {
     }
 }
 
-/// How the body is parsed, from the request's own `Content-Type`.
+/// What the body's bytes decide. Parsed from the request's own `Content-Type`, or not read
+/// at all when its first byte settles it: a head announcing a body cannot tell an empty one,
+/// and an empty body is no body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Read {
     Json,
     Form,
-    Multipart { boundary: String },
+    Multipart {
+        boundary: String,
+    },
+    /// A declared body the filter does not parse: that it is there is the whole check.
+    Presence,
+    /// Any byte breaks the contract (no body declared, a media type not accepted).
+    Refuse(RuleId, &'static str),
 }
 
 impl Policy {
@@ -111,19 +123,30 @@ impl Policy {
             return verdict;
         };
         let contract = &compiled.contract;
+        let enforced = contract.mode == OperationMode::Enforce;
+        let report = |rule, name: Option<String>, reason: Cow<'static, str>| Violation {
+            rule,
+            location: Some("body"),
+            name,
+            reason,
+            enforced,
+        };
         let media = contract
             .body
             .as_ref()
             .and_then(|b| b.content.media.get(check.media));
-        if let Some(media) = media {
-            let enforced = contract.mode == OperationMode::Enforce;
-            let report = |rule, name: Option<String>, reason: Cow<'static, str>| Violation {
-                rule,
-                location: Some("body"),
-                name,
-                reason,
-                enforced,
-            };
+        if bytes.is_empty() {
+            if check.required {
+                let reason = Cow::Borrowed(REQUIRED);
+                verdict
+                    .violations
+                    .push(report(RuleId::BodyMissing, None, reason));
+            }
+        } else if let Read::Refuse(rule, reason) = check.read {
+            verdict
+                .violations
+                .push(report(rule, None, Cow::Borrowed(reason)));
+        } else if let Some(media) = media {
             match self.read_body(&check.read, media, bytes) {
                 Ok(Some(value)) => {
                     if let Some(schema) = &media.schema {
@@ -142,8 +165,24 @@ impl Policy {
         verdict
     }
 
+    /// What a body that has reached `size` bytes, and may go on, already settles: a body
+    /// over [`Policy::body_limit`], or one whose first byte is the whole check. `None` while
+    /// the rest is needed; the host then buffers on and calls [`Policy::inspect_body`] at
+    /// its end.
+    pub fn inspect_body_start(&self, check: &BodyCheck, size: usize) -> Option<Verdict<'_>> {
+        if size == 0 {
+            return None;
+        }
+        match check.read {
+            // That a byte came is the whole check; which byte is never read.
+            Read::Refuse(..) | Read::Presence => Some(self.inspect_body(check, b" ")),
+            _ if size > self.body_limit() => Some(self.body_too_large(check)),
+            _ => None,
+        }
+    }
+
     /// The verdict for a body over [`Policy::body_limit`], found while it streams in.
-    pub fn body_too_large(&self, check: &BodyCheck) -> Verdict<'_> {
+    fn body_too_large(&self, check: &BodyCheck) -> Verdict<'_> {
         let enforced = self
             .operations
             .get(check.operation)
@@ -185,7 +224,8 @@ impl Policy {
             )
             .map(Some),
             // A form body for a declaration without an object schema: nothing to check.
-            (Read::Form | Read::Multipart { .. }, None) => Ok(None),
+            (Read::Form | Read::Multipart { .. }, None)
+            | (Read::Presence | Read::Refuse(..), _) => Ok(None),
         }
     }
 
@@ -497,91 +537,93 @@ impl Checker<'_> {
         }
     }
 
-    /// Decides what the body needs: nothing, a refusal now, or reading it.
+    /// Decides what the body needs: nothing, a refusal now, or reading it. A refusal that
+    /// only a non-empty body deserves waits for its first byte, unless `Content-Length`
+    /// already announces one.
     fn body(
         &self,
         head: &RequestHead<'_>,
         operation: usize,
         out: &mut Vec<Violation>,
     ) -> Option<BodyCheck> {
-        let refuse = |rule: RuleId, reason: &'static str| {
-            self.violation(rule, "body", None, Cow::Borrowed(reason))
-        };
-        let Some(declared) = &self.contract.body else {
-            if head.has_body {
-                out.push(refuse(
-                    RuleId::BodyUndeclared,
-                    "the operation declares no request body",
-                ));
-            }
-            return None;
-        };
+        let required = self.contract.body.as_ref().is_some_and(|b| b.required);
         if !head.has_body {
-            if declared.required {
-                out.push(refuse(
+            if required {
+                out.push(self.violation(
                     RuleId::BodyMissing,
-                    "the operation requires a request body",
+                    "body",
+                    None,
+                    Cow::Borrowed(REQUIRED),
                 ));
             }
             return None;
         }
-        let length = header_values(head.headers, "content-length").next();
-        if length
-            .and_then(|l| l.trim().parse::<usize>().ok())
-            .is_some_and(|l| l > self.policy.body_limit())
-        {
-            out.push(refuse(
+        let length = header_values(head.headers, "content-length")
+            .next()
+            .and_then(|l| l.trim().parse::<usize>().ok());
+        let (media, read) = match self.read(head, length) {
+            Ok(Some(found)) => found,
+            Ok(None) if required => (0, Read::Presence),
+            Ok(None) => return None,
+            Err((rule, reason)) if length.is_some_and(|l| l > 0) => {
+                out.push(self.violation(rule, "body", None, Cow::Borrowed(reason)));
+                return None;
+            }
+            Err((rule, reason)) => (0, Read::Refuse(rule, reason)),
+        };
+        Some(BodyCheck {
+            operation,
+            media,
+            required,
+            read,
+        })
+    }
+
+    /// How to read a body that is there: `Ok(None)` when there is nothing to parse, `Err`
+    /// with the refusal it deserves.
+    fn read(
+        &self,
+        head: &RequestHead<'_>,
+        length: Option<usize>,
+    ) -> Result<Option<(usize, Read)>, (RuleId, &'static str)> {
+        let declared = (self.contract.body.as_ref()).ok_or((
+            RuleId::BodyUndeclared,
+            "the operation declares no request body",
+        ))?;
+        if length.is_some_and(|l| l > self.policy.body_limit()) {
+            return Err((
                 RuleId::BodyTooLarge,
                 "the body is larger than the policy allows",
             ));
-            return None;
         }
-        let Some(media_type) = header_values(head.headers, "content-type")
+        let media_type = header_values(head.headers, "content-type")
             .next()
             .and_then(MediaType::parse)
-        else {
-            out.push(refuse(
-                RuleId::BodyMediaType,
-                "the body has no valid Content-Type",
-            ));
-            return None;
-        };
-        let Some(index) = body::select(&declared.content.ranges, &media_type) else {
-            out.push(refuse(
-                RuleId::BodyMediaType,
-                "the operation does not accept this media type",
-            ));
-            return None;
-        };
-        let media = declared.content.media.get(index)?;
-        media.schema.as_ref()?;
+            .ok_or((RuleId::BodyMediaType, "the body has no valid Content-Type"))?;
+        let index = body::select(&declared.content.ranges, &media_type).ok_or((
+            RuleId::BodyMediaType,
+            "the operation does not accept this media type",
+        ))?;
+        if (declared.content.media.get(index)).is_none_or(|m| m.schema.is_none()) {
+            return Ok(None);
+        }
         let essence = media_type.essence();
         let read = if media_type.is_json() {
             Read::Json
         } else if essence == FORM_TYPES[0] {
             Read::Form
         } else if essence == FORM_TYPES[1] {
-            match media_type.param("boundary") {
-                Some(boundary) => Read::Multipart {
-                    boundary: boundary.to_owned(),
-                },
-                None => {
-                    out.push(refuse(
-                        RuleId::BodyMalformed,
-                        "a multipart body needs a boundary",
-                    ));
-                    return None;
-                }
+            let boundary = media_type
+                .param("boundary")
+                .ok_or((RuleId::BodyMalformed, "a multipart body needs a boundary"))?;
+            Read::Multipart {
+                boundary: boundary.to_owned(),
             }
         } else {
             // Declared, but not a type the filter parses: the media type was the check.
-            return None;
+            return Ok(None);
         };
-        Some(BodyCheck {
-            operation,
-            media: index,
-            read,
-        })
+        Ok(Some((index, read)))
     }
 }
 
@@ -597,6 +639,8 @@ pub(crate) fn query_pairs(target: &[u8]) -> usize {
         .filter(|pair| !pair.is_empty())
         .count()
 }
+
+const REQUIRED: &str = "the operation requires a request body";
 
 /// A lone value read as a one-item list, read again as the scalar its schema also admits
 /// (`oneOf: [string, array]`): `?tag=a` is both `["a"]` and `"a"`, and either may be valid.
@@ -664,7 +708,8 @@ mod tests {
                 "/items/{id}": {
                     "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 1}}],
                     "get": {"operationId": "getItem", "responses": {"200": {"description": "ok"}}},
-                    "delete": {"operationId": "deleteItem", "x-apiguard": {"mode": "off"}}
+                    "delete": {"operationId": "deleteItem", "x-apiguard": {"mode": "off"}},
+                    "put": {"operationId": "putItemBlob", "requestBody": {"required": true, "content": {"application/octet-stream": {}}}}
                 }
             },
             "components": {"schemas": {"Item": {
@@ -1205,6 +1250,89 @@ mod tests {
             rules(&run(&p, "POST", "/items", JSON, Some(r#"{"a":[[1]]}"#))),
             ["body.malformed"]
         );
+    }
+
+    /// The rules of a head announcing a body, and of that body once it has `size` bytes.
+    fn body_start(p: &Policy, method: &str, headers: &[(&str, &str)], size: usize) -> String {
+        let (head, check) = p.inspect(&RequestHead {
+            method: method.as_bytes(),
+            path: if method == "GET" {
+                &b"/items?limit=1"[..]
+            } else {
+                b"/items"
+            },
+            headers,
+            has_body: true,
+        });
+        let settled = check.and_then(|check| p.inspect_body_start(&check, size));
+        let mut found: Vec<&str> = head.violations.iter().map(|v| v.rule.as_str()).collect();
+        if let Some(verdict) = &settled {
+            found.extend(verdict.violations.iter().map(|v| v.rule.as_str()));
+            found.push(if verdict.action == Action::Block {
+                "block"
+            } else {
+                "settled"
+            });
+        }
+        found.join(",")
+    }
+
+    #[test]
+    fn empty_bodies_are_no_bodies() {
+        let p = policy(json!({}));
+        for headers in [&[][..], JSON, &[("content-type", "text/plain")]] {
+            assert_eq!(
+                run(&p, "GET", "/items?limit=1", headers, Some("")),
+                (Action::Allow, vec![]),
+                "a GET with an empty body, {headers:?}"
+            );
+            assert_eq!(
+                rules(&run(&p, "POST", "/items", headers, Some(""))),
+                ["body.missing"],
+                "a required body, empty, {headers:?}"
+            );
+        }
+        assert_eq!(
+            rules(&run(&p, "PUT", "/items/1", &[], Some(""))),
+            ["body.missing"],
+            "a required body the filter does not parse"
+        );
+        assert_eq!(run(&p, "PUT", "/items/1", &[], None).0, Action::Block);
+    }
+
+    #[test]
+    fn a_body_that_breaks_the_contract_is_refused_at_its_first_byte() {
+        let p = policy(json!({}));
+        assert_eq!(body_start(&p, "GET", &[], 0), "", "nothing settled yet");
+        assert_eq!(body_start(&p, "GET", &[], 1), "body.undeclared,block");
+        let text = &[("content-type", "text/plain")][..];
+        assert_eq!(body_start(&p, "POST", text, 1), "body.media_type,block");
+        assert_eq!(
+            body_start(&p, "POST", JSON, 1),
+            "",
+            "a JSON body is read whole"
+        );
+        let announced = &[("content-length", "2")][..];
+        assert_eq!(
+            body_start(&p, "GET", announced, 0),
+            "body.undeclared",
+            "refused with the head when Content-Length announces a body"
+        );
+        let octets = &[("content-type", "application/octet-stream")][..];
+        let (_, check) = p.inspect(&RequestHead {
+            method: b"PUT",
+            path: b"/items/1",
+            headers: octets,
+            has_body: true,
+        });
+        let settled = p.inspect_body_start(&check.unwrap(), 1).unwrap();
+        assert_eq!(
+            (settled.action, settled.violations.len()),
+            (Action::Allow, 0),
+            "a required body is there: nothing more to read"
+        );
+        let small = policy(json!({"limits": {"max_body_bytes": 4}}));
+        assert_eq!(body_start(&small, "POST", JSON, 5), "body.too_large,block");
     }
 
     fn problem_status(verdict: &Verdict<'_>) -> u16 {

@@ -156,3 +156,13 @@ pub fn unconfigured() -> Reply {
         body: br#"{"type":"urn:apiguard:rule:policy.unavailable","title":"No API policy is loaded","status":503,"rule":"policy.unavailable"}"#.to_vec(),
     }
 }
+
+/// The reply when the host cannot hand over a body it announced: 503, fail closed (the
+/// body is neither read as empty nor passed unchecked).
+pub fn unreadable_body() -> Reply {
+    Reply {
+        status: 503,
+        headers: vec![("content-type", "application/problem+json".to_owned())],
+        body: br#"{"type":"urn:apiguard:rule:body.unreadable","title":"The message body could not be read for inspection","status":503,"rule":"body.unreadable"}"#.to_vec(),
+    }
+}

@@ -5,6 +5,12 @@
 //! the body and, with `responses.redact`, removes the properties the response schema does
 //! not declare (excessive data exposure). By default violations are recorded, not
 //! enforced: a contract drift in the upstream should page its owners, not break clients.
+//!
+//! Redaction fails closed: a response body it cannot trim is never sent as it is. What the
+//! head already shows (an undeclared status or media type, a content coding, a declared
+//! length over the limit) is refused with a `502` problem; what only the body shows (too
+//! large while streaming, not parseable) comes after the head was sent, so the body is
+//! withheld ([`CheckedBody::withheld`]) and the client gets the status with an empty body.
 
 use std::borrow::Cow;
 
@@ -30,6 +36,8 @@ pub struct CheckedBody<'p> {
     pub redacted: Option<Vec<u8>>,
     /// How many properties were removed.
     pub redacted_count: usize,
+    /// Redaction is on and the body could not be checked: the host sends no byte of it.
+    pub withheld: bool,
 }
 
 impl Policy {
@@ -38,7 +46,19 @@ impl Policy {
         self.responses.mode
     }
 
-    /// Checks a response head for the operation a request matched.
+    /// Whether the request for `operation` must ask the upstream for an uncompressed
+    /// answer (`Accept-Encoding: identity`): its response will be redacted, which needs the
+    /// body readable.
+    pub fn wants_identity_response(&self, operation: usize) -> bool {
+        self.responses.redact
+            && self.responses.mode != OperationMode::Off
+            && self.operations.get(operation).is_some_and(|op| {
+                op.contract.mode != OperationMode::Off && !op.contract.responses.is_empty()
+            })
+    }
+
+    /// Checks a response head for the operation a request matched. With redaction on, a
+    /// body the head shows cannot be checked is refused whatever the mode.
     pub fn inspect_response(
         &self,
         operation: usize,
@@ -57,15 +77,12 @@ impl Policy {
         if contract.mode == OperationMode::Off || contract.responses.is_empty() {
             return (verdict, None);
         }
-        let enforced = self.responses.mode == OperationMode::Enforce;
-        let mut refuse = |rule, reason: &'static str| {
-            verdict.violations.push(Violation {
-                rule,
-                location: Some("response"),
-                name: None,
-                reason: Cow::Borrowed(reason),
-                enforced,
-            })
+        let enforced =
+            self.responses.mode == OperationMode::Enforce || (self.responses.redact && has_body);
+        let mut refuse = |rule, reason| {
+            verdict
+                .violations
+                .push(response_violation(rule, reason, enforced))
         };
         let check = match (contract.response(status), has_body) {
             (None, _) => {
@@ -94,6 +111,16 @@ impl Policy {
                 },
             ),
         };
+        // Nothing is known to be wrong with such a body: refused only when it was to be
+        // redacted.
+        let cannot_read = check.and(unreadable(headers, self.body_limit()));
+        if let Some((rule, reason)) = cannot_read {
+            let redact = self.responses.redact;
+            verdict
+                .violations
+                .push(response_violation(rule, reason, redact));
+        }
+        let check = check.filter(|_| cannot_read.is_none());
         verdict.settle();
         (verdict, check)
     }
@@ -111,6 +138,7 @@ impl Policy {
             },
             redacted: None,
             redacted_count: 0,
+            withheld: false,
         };
         let schema = self
             .operations
@@ -145,31 +173,67 @@ impl Policy {
                     }
                 }
             }
-            Err(e) => checked
-                .verdict
-                .violations
-                .push(violation(Cow::Owned(e.reason()), None)),
+            Err(e) => {
+                checked
+                    .verdict
+                    .violations
+                    .push(violation(Cow::Owned(e.reason()), None));
+                checked.withheld = self.responses.redact;
+            }
         }
         checked.verdict.settle();
         checked
     }
 
-    /// The verdict for a response body over the limit: recorded, never enforced, since
-    /// nothing about it is known to be wrong.
-    pub fn response_too_large(&self, operation: usize) -> Verdict<'_> {
+    /// A response body over the limit, found while it streams: recorded, never enforced,
+    /// since nothing about it is known to be wrong; withheld when it should have been
+    /// redacted.
+    pub fn response_too_large(&self, operation: usize) -> CheckedBody<'_> {
         let mut verdict = Verdict {
             operation: self.operation_ref(operation),
-            violations: vec![Violation {
-                rule: RuleId::ResponseTooLarge,
-                location: Some("response"),
-                name: None,
-                reason: Cow::Borrowed("the response body is larger than the policy checks"),
-                enforced: false,
-            }],
+            violations: vec![response_violation(
+                RuleId::ResponseTooLarge,
+                TOO_LARGE,
+                false,
+            )],
             ..Verdict::default()
         };
         verdict.settle();
-        verdict
+        CheckedBody {
+            verdict,
+            redacted: None,
+            redacted_count: 0,
+            withheld: self.responses.redact,
+        }
+    }
+}
+
+/// Why a response body to be checked cannot be, by its head: a content coding the filter
+/// does not decode, or a declared length over the limit.
+fn unreadable(headers: &[(&str, &str)], limit: usize) -> Option<(RuleId, &'static str)> {
+    let header = |name| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+    if header("content-encoding").is_some_and(|c| !c.trim().eq_ignore_ascii_case("identity")) {
+        return Some((
+            RuleId::ResponseEncoding,
+            "the response body is encoded and cannot be read",
+        ));
+    }
+    let length = header("content-length").and_then(|l| l.trim().parse::<usize>().ok());
+    length
+        .filter(|l| *l > limit)
+        .map(|_| (RuleId::ResponseTooLarge, TOO_LARGE))
+}
+
+const TOO_LARGE: &str = "the response body is larger than the policy checks";
+
+/// A violation of the response as a whole (no pointer into its body).
+fn response_violation(rule: RuleId, reason: &'static str, enforced: bool) -> Violation {
+    Violation {
+        rule,
+        location: Some("response"),
+        name: None,
+        reason: Cow::Borrowed(reason),
+        enforced,
     }
 }
 
@@ -195,6 +259,10 @@ mod tests {
     use crate::verdict::Action;
 
     fn policy(responses: Value) -> Policy {
+        policy_with(responses, json!({}))
+    }
+
+    fn policy_with(responses: Value, limits: Value) -> Policy {
         let document = json!({
             "openapi": "3.1.0",
             "paths": {"/users/{id}": {"get": {"operationId": "getUser", "responses": {
@@ -211,8 +279,7 @@ mod tests {
                 }}
             }}
         });
-        let config =
-            json!({"name": "users", "responses": responses, "openapi": {"document": document}});
+        let config = json!({"name": "users", "responses": responses, "limits": limits, "openapi": {"document": document}});
         Policy::compile(config.to_string().as_bytes()).unwrap()
     }
 
@@ -326,5 +393,78 @@ mod tests {
             (vec![], None, 0),
             "nothing to redact, body untouched"
         );
+    }
+
+    #[test]
+    fn redaction_refuses_what_the_head_shows_it_cannot_check() {
+        let limits = json!({"max_body_bytes": 100});
+        let p = policy_with(json!({"redact": true}), limits.clone());
+        let refused = |status, headers: &[(&str, &str)], has_body| {
+            let (verdict, check) = p.inspect_response(0, status, headers, has_body);
+            assert!(check.is_none());
+            (verdict.action, verdict.rule().map(RuleId::as_str))
+        };
+        let block = |rule| (Action::Block, Some(rule));
+        assert_eq!(refused(500, JSON, true), block("response.status"));
+        assert_eq!(
+            refused(500, JSON, false).0,
+            Action::Monitor,
+            "no body, nothing to leak"
+        );
+        let html = &[("content-type", "text/html")][..];
+        assert_eq!(refused(200, html, true), block("response.media_type"));
+        let gzip = &[
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip"),
+        ][..];
+        assert_eq!(refused(200, gzip, true), block("response.encoding"));
+        let long = &[
+            ("content-type", "application/json"),
+            ("content-length", "101"),
+        ][..];
+        assert_eq!(refused(200, long, true), block("response.too_large"));
+        let identity = &[
+            ("content-type", "application/json"),
+            ("content-encoding", "identity"),
+            ("content-length", "100"),
+        ][..];
+        assert_eq!(head(&p, 200, identity, true), (vec![], true));
+
+        let unredacted = policy_with(json!({"mode": "enforce"}), limits);
+        for headers in [gzip, long] {
+            let (verdict, check) = unredacted.inspect_response(0, 200, headers, true);
+            assert_eq!(
+                (verdict.action, check),
+                (Action::Monitor, None),
+                "not known to be wrong, only unchecked: {headers:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn redaction_withholds_a_body_it_cannot_check() {
+        let deep = format!("{}{}", "[".repeat(80), "]".repeat(80));
+        let unparsable = [
+            "\u{feff}{\"name\": \"a\"}".to_owned(),
+            "{\"name\": 1e400}".to_owned(),
+            deep,
+        ];
+        for (redact, withheld) in [(true, true), (false, false)] {
+            let p = policy(json!({"redact": redact}));
+            let (_, check) = p.inspect_response(0, 200, JSON, true);
+            let check = check.unwrap();
+            for text in &unparsable {
+                let checked = p.inspect_response_body(&check, text.as_bytes());
+                assert_eq!(
+                    (checked.withheld, checked.verdict.rule()),
+                    (withheld, Some(RuleId::ResponseSchema)),
+                    "redact: {redact}, {text:.20}"
+                );
+            }
+            assert_eq!(p.response_too_large(0).withheld, withheld);
+            let parsed = p.inspect_response_body(&check, br#"{"name": 1}"#);
+            assert!(!parsed.withheld, "parsed and checked, if invalid");
+            assert_eq!(p.wants_identity_response(0), redact);
+        }
     }
 }

@@ -77,6 +77,9 @@ pub enum RuleId {
     ResponseSchema,
     /// The response body is larger than the policy's limit, so it was not checked.
     ResponseTooLarge,
+    /// The response has a content coding (`gzip`, …) the filter cannot read, so its body
+    /// was not checked.
+    ResponseEncoding,
     /// The operation needs credentials and the request carries none (401).
     AuthMissing,
     /// A token or API key was presented and refused: bad signature, expired, wrong
@@ -140,7 +143,7 @@ pub enum RuleId {
 
 impl RuleId {
     /// Every rule, so the host can define one counter per rule and action up front.
-    pub const ALL: [RuleId; 57] = [
+    pub const ALL: [RuleId; 58] = [
         RuleId::UnknownPath,
         RuleId::MethodNotAllowed,
         RuleId::NotOriginForm,
@@ -170,6 +173,7 @@ impl RuleId {
         RuleId::ResponseMediaType,
         RuleId::ResponseSchema,
         RuleId::ResponseTooLarge,
+        RuleId::ResponseEncoding,
         RuleId::AuthMissing,
         RuleId::AuthInvalid,
         RuleId::AuthInsufficientScope,
@@ -232,6 +236,7 @@ impl RuleId {
             RuleId::ResponseMediaType => "response.media_type",
             RuleId::ResponseSchema => "response.schema",
             RuleId::ResponseTooLarge => "response.too_large",
+            RuleId::ResponseEncoding => "response.encoding",
             RuleId::AuthMissing => "auth.missing",
             RuleId::AuthInvalid => "auth.invalid",
             RuleId::AuthInsufficientScope => "auth.insufficient_scope",
@@ -319,7 +324,8 @@ impl RuleId {
             RuleId::ResponseStatus
             | RuleId::ResponseMediaType
             | RuleId::ResponseSchema
-            | RuleId::ResponseTooLarge => 502,
+            | RuleId::ResponseTooLarge
+            | RuleId::ResponseEncoding => 502,
             RuleId::AuthMissing | RuleId::AuthInvalid => 401,
             RuleId::AuthInsufficientScope => 403,
             RuleId::AuthKeysUnavailable => 503,
@@ -358,6 +364,9 @@ impl RuleId {
             RuleId::ResponseMediaType => "The upstream answered with an undeclared media type",
             RuleId::ResponseSchema => "The upstream's response breaks the contract",
             RuleId::ResponseTooLarge => "The upstream's response is too large to check",
+            RuleId::ResponseEncoding => {
+                "The upstream's response has a content coding apiguard cannot check"
+            }
             RuleId::AuthMissing => "This operation needs credentials",
             RuleId::AuthInvalid => "The credentials are not valid",
             RuleId::AuthInsufficientScope => "The credentials lack a required scope",

@@ -3,17 +3,24 @@
 //! them.
 //!
 //! Request: headers are inspected first; if the body must be checked, it is buffered up
-//! to the policy's limit and inspected before any of it goes upstream. Response: the
-//! status and media type are checked; a JSON body is buffered, checked, and trimmed when
-//! redaction is on. Header changes happen only in header callbacks, as the SDK requires.
+//! to the policy's limit and inspected before any of it goes on. A body ends with its
+//! last DATA frame or chunk, or with trailers (HTTP/2, HTTP/1.1 with `enable_trailers`):
+//! the trailer callbacks inspect what was buffered, so trailers never carry a body past
+//! the checks. An empty body is no body. Response: the status and media type are checked;
+//! a JSON body is buffered, checked, and trimmed when redaction is on (see
+//! [`crate::response`] for what redaction does with a body it cannot check). Header
+//! changes happen only in header callbacks, as the SDK requires.
 //!
 //! A proxy-wasm filter cannot hold the headers while it reads the body: the host turns a
 //! paused header callback into "stop all iteration", and no body callback comes until
-//! the headers continue. So the headers go on (the upstream may open the request) while
-//! the body is held; a body that breaks the contract is answered locally and the
-//! upstream stream is reset without having received a byte of it. On responses, a body
-//! violation in `enforce` mode comes after the status was sent: the local reply then
-//! resets the stream rather than deliver a body that breaks the contract.
+//! the headers continue. So the headers go on while the body is held. The shipped Envoy
+//! configs put Envoy's `buffer` filter after this one: it holds the headers until the
+//! whole body has passed this filter, so the upstream receives nothing of a request that
+//! is then refused for its body (without it, the upstream would see the head open and
+//! reset, and one that answers before reading the body would have its answer reach the
+//! client). On responses, a body violation in `enforce` mode comes after the status was
+//! sent: the local reply then resets the stream rather than deliver a body that breaks
+//! the contract.
 
 use std::borrow::Cow;
 use std::rc::Rc;
@@ -46,6 +53,11 @@ pub struct Request {
     request_body: Option<BodyCheck>,
     /// A response body being buffered for inspection.
     response_body: Option<ResponseBodyCheck>,
+    /// The bytes buffered so far, for the trailer callbacks that end a body.
+    request_buffered: usize,
+    response_buffered: usize,
+    /// Redaction could not check the response: what is left of its body is dropped.
+    withholding: bool,
     /// Whether a verdict about the request recorded a violation.
     recorded: bool,
     /// Quarantine, rate limits and what they add to replies.
@@ -89,6 +101,9 @@ impl Request {
             operation: None,
             request_body: None,
             response_body: None,
+            request_buffered: 0,
+            response_buffered: 0,
+            withholding: false,
             recorded: false,
             abuse: Guard::default(),
             events,
@@ -265,6 +280,17 @@ impl HttpContext for Request {
             &cookies,
         );
         self.operation = verdict.operation.map(|o| o.id);
+        if self
+            .operation
+            .is_some_and(|id| policy.wants_identity_response(id))
+        {
+            // A compressed answer could not be redacted (and would be refused).
+            set_header(
+                MapType::HttpRequestHeaders,
+                "accept-encoding",
+                Some("identity"),
+            );
+        }
         self.request_body = body;
         Flow::Continue
     }
@@ -273,27 +299,27 @@ impl HttpContext for Request {
         let (Some(policy), Some(check)) = (self.policy.clone(), self.request_body.as_ref()) else {
             return Flow::Continue;
         };
-        if body_size > policy.body_limit() {
-            // Refused as soon as it is too large; the rest is never buffered.
-            let verdict = policy.body_too_large(check);
+        self.request_buffered = body_size;
+        // Refused as soon as it is too large (the rest is never buffered) or breaks the
+        // contract with its first byte.
+        if let Some(verdict) = policy.inspect_body_start(check, body_size) {
             self.request_body = None;
-            self.apply(&policy, &verdict, Phase::RequestEnd);
-            return Flow::Pause;
+            if self.apply(&policy, &verdict, Phase::RequestEnd) {
+                return Flow::Pause;
+            }
+            return Flow::Continue;
         }
         if !end_of_stream {
             return Flow::Pause;
         }
-        let bytes = buffer(BufferType::HttpRequestBody, body_size);
-        let verdict = self.timed(&policy, || {
-            let mut verdict = policy.inspect_body(check, &bytes);
-            policy.inspect_body_anomalies(check, &bytes, &mut verdict);
-            verdict
-        });
-        self.request_body = None;
-        if self.apply(&policy, &verdict, Phase::RequestEnd) {
-            return Flow::Pause;
+        self.request_body_end(&policy)
+    }
+
+    fn on_http_request_trailers(&mut self, _trailers: usize) -> Flow {
+        match self.policy.clone() {
+            Some(policy) => self.request_body_end(&policy),
+            None => Flow::Continue,
         }
-        Flow::Continue
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Flow {
@@ -318,32 +344,83 @@ impl HttpContext for Request {
         };
         self.response_body = Some(check);
         if policy.responses.redact {
-            // The body may shrink; let Envoy frame it (chunked / HTTP/2 frames).
-            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, "content-length", None);
+            // The body may shrink or be withheld; let Envoy frame it (chunked / HTTP/2
+            // frames).
+            set_header(MapType::HttpResponseHeaders, "content-length", None);
         }
         Flow::Continue
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Flow {
-        let (Some(policy), Some(check)) = (self.policy.clone(), self.response_body) else {
+        if self.withholding {
+            return withhold(body_size);
+        }
+        let (Some(policy), Some(_)) = (self.policy.clone(), self.response_body) else {
             return Flow::Continue;
         };
+        self.response_buffered = body_size;
         if body_size > policy.body_limit() {
             self.response_body = None;
-            let verdict = policy.response_too_large(self.operation.unwrap_or_default());
-            self.apply(&policy, &verdict, Phase::Response);
+            let checked = policy.response_too_large(self.operation.unwrap_or_default());
+            self.apply(&policy, &checked.verdict, Phase::Response);
+            if checked.withheld {
+                self.withholding = true;
+                return withhold(body_size);
+            }
             return Flow::Continue;
         }
         if !end_of_stream {
             return Flow::Pause;
         }
-        self.response_body = None;
-        let bytes = buffer(BufferType::HttpResponseBody, body_size);
-        let checked = policy.inspect_response_body(&check, &bytes);
-        if self.apply(&policy, &checked.verdict, Phase::Response) {
+        self.response_body_end(&policy)
+    }
+
+    fn on_http_response_trailers(&mut self, _trailers: usize) -> Flow {
+        match self.policy.clone() {
+            Some(policy) => self.response_body_end(&policy),
+            None => Flow::Continue,
+        }
+    }
+}
+
+impl Request {
+    /// Inspects a buffered request body at its end (last frame or trailers).
+    fn request_body_end(&mut self, policy: &Policy) -> Flow {
+        let Some(check) = self.request_body.take() else {
+            return Flow::Continue;
+        };
+        let Some(bytes) = buffer(BufferType::HttpRequestBody, self.request_buffered) else {
+            send(&problem::unreadable_body());
+            return Flow::Pause;
+        };
+        let verdict = self.timed(policy, || {
+            let mut verdict = policy.inspect_body(&check, &bytes);
+            policy.inspect_body_anomalies(&check, &bytes, &mut verdict);
+            verdict
+        });
+        if self.apply(policy, &verdict, Phase::RequestEnd) {
             return Flow::Pause;
         }
-        if let Some(redacted) = checked.redacted {
+        Flow::Continue
+    }
+
+    /// Inspects a buffered response body at its end, and redacts or withholds it.
+    fn response_body_end(&mut self, policy: &Policy) -> Flow {
+        let Some(check) = self.response_body.take() else {
+            return Flow::Continue;
+        };
+        let size = self.response_buffered;
+        let Some(bytes) = buffer(BufferType::HttpResponseBody, size) else {
+            send(&problem::unreadable_body());
+            return Flow::Pause;
+        };
+        let checked = policy.inspect_response_body(&check, &bytes);
+        if self.apply(policy, &checked.verdict, Phase::Response) {
+            return Flow::Pause;
+        }
+        if checked.withheld {
+            return withhold(size);
+        } else if let Some(redacted) = checked.redacted {
             if let Some(metrics) = &self.metrics {
                 metrics.redacted(checked.redacted_count);
             }
@@ -352,14 +429,10 @@ impl HttpContext for Request {
                 let event = self.with_context(|request| {
                     Event::redacted(&policy.events, operation, count, request)
                 });
-                self.events.emit(&policy, &event);
+                self.events.emit(policy, &event);
             }
-            if hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body_size, &redacted).is_err()
-            {
-                log(
-                    LogLevel::Error,
-                    "cannot replace the response body with its redacted form",
-                );
+            if !replace(BufferType::HttpResponseBody, size, &redacted) {
+                return withhold(size);
             }
         }
         Flow::Continue
@@ -415,11 +488,48 @@ fn borrowed<'a>(headers: &'a [(&'a str, Cow<'a, str>)]) -> Vec<(&'a str, &'a str
         .collect()
 }
 
-fn buffer(kind: BufferType, size: usize) -> Vec<u8> {
-    hostcalls::get_buffer(kind, 0, size)
-        .ok()
-        .flatten()
-        .unwrap_or_default()
+/// The `size` bytes of a body Envoy buffered; `None` when the host cannot give them, which
+/// the callers refuse rather than read as an empty body.
+fn buffer(kind: BufferType, size: usize) -> Option<Vec<u8>> {
+    if size == 0 {
+        return Some(Vec::new());
+    }
+    let bytes = hostcalls::get_buffer(kind, 0, size).ok().flatten();
+    if bytes.is_none() {
+        log(LogLevel::Error, &format!("cannot read the {kind:?} buffer"));
+    }
+    bytes
+}
+
+/// Replaces the first `size` bytes of a body with `bytes`.
+fn replace(kind: BufferType, size: usize, bytes: &[u8]) -> bool {
+    let replaced = hostcalls::set_buffer(kind, 0, size, bytes).is_ok();
+    if !replaced {
+        log(
+            LogLevel::Error,
+            &format!("cannot replace the {kind:?} buffer"),
+        );
+    }
+    replaced
+}
+
+/// Drops the `size` response bytes buffered: redaction could not check them. If even that
+/// fails, the local reply resets the stream, so they never go out.
+fn withhold(size: usize) -> Flow {
+    if replace(BufferType::HttpResponseBody, size, &[]) {
+        return Flow::Continue;
+    }
+    send(&problem::unreadable_body());
+    Flow::Pause
+}
+
+fn set_header(map: MapType, name: &str, value: Option<&str>) {
+    if let Err(status) = hostcalls::set_map_value(map, name, value) {
+        log(
+            LogLevel::Error,
+            &format!("cannot set header {name}: {status:?}"),
+        );
+    }
 }
 
 fn send(reply: &problem::Reply) {
