@@ -17,7 +17,7 @@ use crate::config::{pointer_token, Location, PolicyError};
 use crate::policy::CompiledOperation;
 use crate::quarantine::{Cidr, Quarantine, QuarantineConfig};
 use crate::ratelimit::{KeySource, RateLimit, RateLimitConfig, Scope, MAX_SLOTS};
-use crate::slots::{fingerprint, SharedStore, SlotReport, Table};
+use crate::slots::{SharedStore, SlotReport, SlotSecret, Table};
 use crate::verdict::{OperationRef, RuleId, Verdict, Violation};
 
 /// The `abuse:` section of a policy.
@@ -294,12 +294,13 @@ impl Abuse {
 
     /// The client's quarantine key: `None` without a quarantine, for allowlisted clients
     /// (they are never quarantined) and when a key source is absent.
-    pub fn quarantine_key(&self, client: &Client<'_>) -> Option<u64> {
+    pub fn quarantine_key(&self, secret: &SlotSecret, client: &Client<'_>) -> Option<u64> {
         let quarantine = self.quarantine.as_ref()?;
         if quarantine.exempt(self.client_ip(client), client.consumer) {
             return None;
         }
-        self.key(&self.key, client).map(|key| fingerprint(&key))
+        self.key(&self.key, client)
+            .map(|key| secret.fingerprint(&key))
     }
 
     /// The quarantine holding the client with `key`, if any.
@@ -334,6 +335,7 @@ impl Abuse {
     pub fn admit<S: SharedStore>(
         &self,
         store: &S,
+        secret: &SlotSecret,
         client: &Client<'_>,
         operation: Option<usize>,
         now: u64,
@@ -353,7 +355,7 @@ impl Abuse {
                         .as_slice(),
                 );
             }
-            let decision = limit.check(store, fingerprint(&key), now);
+            let decision = limit.check(store, secret.fingerprint(&key), now);
             admission.reports.push(decision.report);
             if decision.admitted && decision.remaining < fewest {
                 fewest = decision.remaining;

@@ -2,7 +2,7 @@ use serde_json::json;
 
 use super::*;
 use crate::policy::Policy;
-use crate::slots::tests::MemoryStore;
+use crate::slots::tests::{MemoryStore, SECRET};
 
 const SECOND: u64 = 1_000_000_000;
 const T0: u64 = 1_700_000_000 * SECOND;
@@ -74,7 +74,7 @@ fn limits_apply_by_scope_and_answer_with_ietf_headers() {
     ]}));
     let store = MemoryStore::default();
     let c = client("192.0.2.1:1", &[]);
-    let admit = |op| a.admit(&store, &c, Some(op), T0, true);
+    let admit = |op| a.admit(&store, &SECRET, &c, Some(op), T0, true);
     assert!(admit(1).refusal.is_none(), "postA: api 1/3, writes 1/1");
     let refused = admit(1).refusal.unwrap();
     assert_eq!(refused.rule, RuleId::RateLimited);
@@ -96,7 +96,7 @@ fn limits_apply_by_scope_and_answer_with_ietf_headers() {
     let tenant = [("x-tenant", "t1")];
     let t = client("192.0.2.2:1", &tenant);
     let per_op = |op| {
-        a.admit(&store, &t, Some(op), T0, true)
+        a.admit(&store, &SECRET, &t, Some(op), T0, true)
             .refusal
             .map(|r| r.headers[1].1.clone())
     };
@@ -105,7 +105,10 @@ fn limits_apply_by_scope_and_answer_with_ietf_headers() {
     assert_eq!(per_op(0), None);
     assert_eq!(per_op(0).as_deref(), Some("\"api\";q=3;w=60"));
     let fresh = client("192.0.2.3:1", &tenant);
-    let r = a.admit(&store, &fresh, Some(0), T0, true).refusal.unwrap();
+    let r = a
+        .admit(&store, &SECRET, &fresh, Some(0), T0, true)
+        .refusal
+        .unwrap();
     assert_eq!(
         r.headers[1].1, "\"per-op\";q=2;w=60",
         "t1 spent getA's 2 from another address"
@@ -120,7 +123,7 @@ fn an_admitted_request_carries_the_headers_of_the_limit_closest_to_refusing() {
     ]}));
     let store = MemoryStore::default();
     let c = client("192.0.2.1:1", &[]);
-    let first = a.admit(&store, &c, Some(0), T0, true);
+    let first = a.admit(&store, &SECRET, &c, Some(0), T0, true);
     assert_eq!(
         first.headers,
         [
@@ -128,9 +131,9 @@ fn an_admitted_request_carries_the_headers_of_the_limit_closest_to_refusing() {
             ("ratelimit", "\"narrow\";r=2;t=10".to_owned())
         ]
     );
-    a.admit(&store, &c, Some(0), T0, true);
-    a.admit(&store, &c, Some(0), T0, true);
-    let refused = a.admit(&store, &c, Some(0), T0, true);
+    a.admit(&store, &SECRET, &c, Some(0), T0, true);
+    a.admit(&store, &SECRET, &c, Some(0), T0, true);
+    let refused = a.admit(&store, &SECRET, &c, Some(0), T0, true);
     assert!(refused.refusal.is_some() && refused.headers.is_empty());
 }
 
@@ -142,7 +145,7 @@ fn limits_keyed_on_an_absent_identity_do_not_apply() {
     let anonymous = client("192.0.2.1:1", &[]);
     for _ in 0..3 {
         assert!(a
-            .admit(&store, &anonymous, Some(0), T0, true)
+            .admit(&store, &SECRET, &anonymous, Some(0), T0, true)
             .refusal
             .is_none());
     }
@@ -150,8 +153,14 @@ fn limits_keyed_on_an_absent_identity_do_not_apply() {
         subject: Some("alice"),
         ..anonymous
     };
-    assert!(a.admit(&store, &alice, Some(0), T0, true).refusal.is_none());
-    assert!(a.admit(&store, &alice, Some(0), T0, true).refusal.is_some());
+    assert!(a
+        .admit(&store, &SECRET, &alice, Some(0), T0, true)
+        .refusal
+        .is_none());
+    assert!(a
+        .admit(&store, &SECRET, &alice, Some(0), T0, true)
+        .refusal
+        .is_some());
 }
 
 #[test]
@@ -161,7 +170,9 @@ fn blocked_requests_lead_to_quarantine_unless_allowlisted() {
         "allowlist": {"cidrs": ["10.0.0.0/8"]}}}),
     );
     let store = MemoryStore::default();
-    let bad = a.quarantine_key(&client("192.0.2.7:1", &[])).unwrap();
+    let bad = a
+        .quarantine_key(&SECRET, &client("192.0.2.7:1", &[]))
+        .unwrap();
     assert!(a.strike(&store, bad, T0).is_none());
     assert!(a.strike(&store, bad, T0 + SECOND).is_none());
     assert!(a.held(&store, bad, T0 + SECOND, true).is_none());
@@ -177,12 +188,12 @@ fn blocked_requests_lead_to_quarantine_unless_allowlisted() {
         "released"
     );
     assert_eq!(
-        a.quarantine_key(&client("10.1.2.3:1", &[])),
+        a.quarantine_key(&SECRET, &client("10.1.2.3:1", &[])),
         None,
         "allowlisted"
     );
     assert!(abuse(json!({}))
-        .quarantine_key(&client("192.0.2.7:1", &[]))
+        .quarantine_key(&SECRET, &client("192.0.2.7:1", &[]))
         .is_none());
 }
 
