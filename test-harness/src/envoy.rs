@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::client::{Client, HttpVersion};
-use crate::render::{RenderOptions, Template, LISTENER};
+use crate::render::{Downstream, RenderOptions, Template, LISTENER};
 use crate::{embed, locate, Delivery, Error, Stats};
 
 /// How often readiness is polled while Envoy starts (a start takes about a second).
@@ -48,6 +48,8 @@ pub struct EnvoyOptions {
     pub jwks: Option<SocketAddr>,
     /// `Some` adds the security event sender, posting to a collector.
     pub delivery: Option<Delivery>,
+    /// The connection manager's downstream settings; the default is what ships.
+    pub downstream: Downstream,
 }
 
 impl Default for EnvoyOptions {
@@ -65,6 +67,7 @@ impl Default for EnvoyOptions {
             ready_timeout: Duration::from_secs(90),
             jwks: None,
             delivery: None,
+            downstream: Downstream::default(),
         }
     }
 }
@@ -97,6 +100,7 @@ impl Envoy {
             policy: bundle.as_ref(),
             with_filter: options.with_filter,
             jwks: options.jwks,
+            downstream: options.downstream,
         })?;
         if let Some(delivery) = &options.delivery {
             delivery.merge_into(&mut config, &wasm)?;

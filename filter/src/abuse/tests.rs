@@ -27,41 +27,126 @@ fn client<'a>(downstream: &'a str, headers: &'a [(&'a str, &'a str)]) -> Client<
     }
 }
 
+fn ip(a: &Abuse, downstream: &str, headers: &[(&str, &str)]) -> Option<String> {
+    a.client_ip(&client(downstream, headers))
+        .map(|ip| ip.to_string())
+}
+
 #[test]
-fn the_client_ip_is_the_downstream_or_the_trusted_forwarded_hop() {
-    let direct = abuse(json!({}));
+fn the_client_ip_is_envoys_address_or_the_trusted_forwarded_hop() {
+    // As Envoy forwards it with `use_remote_address`: it appended the peer, 192.0.2.1.
     let xff = [
         ("x-forwarded-for", "203.0.113.9, 198.51.100.1"),
-        ("x-forwarded-for", "10.0.0.2"),
+        ("x-forwarded-for", "192.0.2.1"),
     ];
-    let ip = |a: &Abuse, down: &str, headers| {
-        a.client_ip(&client(down, headers)).map(|ip| ip.to_string())
-    };
+    let with = |hops: usize| abuse(json!({"client": {"trusted_hops": hops}}));
+    let down = "192.0.2.1:5000";
+    assert_eq!(ip(&with(0), down, &xff).as_deref(), Some("192.0.2.1"));
+    assert_eq!(ip(&with(0), "[::1]:5000", &[]).as_deref(), Some("::1"));
+    assert_eq!(ip(&with(1), down, &xff).as_deref(), Some("198.51.100.1"));
+    assert_eq!(ip(&with(2), down, &xff).as_deref(), Some("203.0.113.9"));
     assert_eq!(
-        ip(&direct, "192.0.2.1:5000", &xff).as_deref(),
-        Some("192.0.2.1")
-    );
-    assert_eq!(ip(&direct, "[::1]:5000", &[]).as_deref(), Some("::1"));
-    let one = abuse(json!({"client": {"trusted_hops": 1}}));
-    assert_eq!(
-        ip(&one, "192.0.2.1:5000", &xff).as_deref(),
-        Some("10.0.0.2")
-    );
-    let two = abuse(json!({"client": {"trusted_hops": 2}}));
-    assert_eq!(
-        ip(&two, "192.0.2.1:5000", &xff).as_deref(),
-        Some("198.51.100.1")
-    );
-    let many = abuse(json!({"client": {"trusted_hops": 9}}));
-    assert_eq!(
-        ip(&many, "192.0.2.1:5000", &xff).as_deref(),
+        ip(&with(9), down, &xff).as_deref(),
         Some("192.0.2.1"),
-        "too few: downstream"
+        "too few: Envoy's"
     );
-    let junk = [("x-forwarded-for", "not-an-ip")];
+    let junk = [("x-forwarded-for", "not-an-ip, 192.0.2.1")];
+    assert_eq!(ip(&with(1), down, &junk).as_deref(), Some("192.0.2.1"));
+    let elsewhere = [("x-forwarded-for", "203.0.113.9, 198.51.100.1")];
     assert_eq!(
-        ip(&one, "192.0.2.1:5000", &junk).as_deref(),
-        Some("192.0.2.1")
+        ip(&with(1), down, &elsewhere).as_deref(),
+        Some("192.0.2.1"),
+        "Envoy's address not in the list: Envoy's"
+    );
+    assert_eq!(
+        ip(&with(0), "::ffff:10.0.0.7", &[]).as_deref(),
+        Some("10.0.0.7"),
+        "IPv4-mapped: IPv4"
+    );
+}
+
+/// Regression: `trusted_hops` counted from the right of `X-Forwarded-For` as received,
+/// so with Envoy's `xff_num_trusted_hops` set for the same proxy the hops added up
+/// (or, with `use_remote_address`, the appended peer shifted every client to its proxy).
+/// Now a proxy Envoy trusted is never counted again.
+#[test]
+fn trusted_hops_and_envoys_xff_num_trusted_hops_double_count() {
+    // A client (203.0.113.9) wrote 6.6.6.6; a proxy (10.0.0.2) in front of Envoy
+    // appended the client; Envoy, trusting one hop, took 203.0.113.9 and appended 10.0.0.2.
+    let xff = [("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.0.0.2")];
+    let envoys = "203.0.113.9:0";
+    for hops in [0, 1] {
+        let a = abuse(json!({"client": {"trusted_hops": hops}}));
+        assert_eq!(
+            ip(&a, envoys, &xff).as_deref(),
+            Some("203.0.113.9"),
+            "{hops}"
+        );
+    }
+    // Two proxies in front, Envoy told of one: the policy's 2 reaches one further.
+    let two = abuse(json!({"client": {"trusted_hops": 2}}));
+    let xff = [(
+        "x-forwarded-for",
+        "6.6.6.6, 203.0.113.9, 10.0.0.1, 10.0.0.2",
+    )];
+    assert_eq!(ip(&two, "10.0.0.1:0", &xff).as_deref(), Some("203.0.113.9"));
+}
+
+#[test]
+fn client_ip_keys_are_networks_of_the_configured_prefix() {
+    let store = MemoryStore::default();
+    let limited = |client_config: serde_json::Value| {
+        abuse(json!({"client": client_config, "rate_limits": [
+            {"name": "one", "requests": 1, "window_seconds": 60}]}))
+    };
+    let admitted = |a: &Abuse, downstream: &str| {
+        let c = client(downstream, &[]);
+        a.admit(&store, &SECRET, &c, Some(0), T0, true)
+            .refusal
+            .is_none()
+    };
+    // Default: IPv6 by /64, IPv4 by address.
+    let a = limited(json!({}));
+    assert!(admitted(&a, "[2001:db8:0:1::1]:1"));
+    assert!(!admitted(&a, "[2001:db8:0:1:ffff::2]:1"), "same /64");
+    assert!(admitted(&a, "[2001:db8:0:2::1]:1"), "next /64");
+    assert!(admitted(&a, "192.0.2.1:1"));
+    assert!(admitted(&a, "192.0.2.2:1"), "IPv4: each address");
+    // Configured: IPv4 by /24, IPv6 by /48 (a fresh store for fresh buckets).
+    let store = MemoryStore::default();
+    let a = limited(json!({"ipv4_prefix": 24, "ipv6_prefix": 48}));
+    let admitted = |downstream: &str| {
+        let c = client(downstream, &[]);
+        a.admit(&store, &SECRET, &c, Some(0), T0, true)
+            .refusal
+            .is_none()
+    };
+    assert!(admitted("198.51.100.1:1"));
+    assert!(!admitted("198.51.100.200:1"), "same /24");
+    assert!(admitted("198.51.101.1:1"));
+    assert!(admitted("[2001:db8:1::1]:1"));
+    assert!(!admitted("[2001:db8:1:ff::1]:1"), "same /48");
+    // The key names the network and its length, and the allowlist still sees the
+    // address.
+    assert_eq!(
+        a.network("2001:db8:1:ff::1".parse().unwrap()),
+        "2001:db8:1::/48"
+    );
+    assert_eq!(
+        a.network("198.51.100.200".parse().unwrap()),
+        "198.51.100.0/24"
+    );
+    assert_eq!(
+        limited(json!({"ipv4_prefix": 32})).network("10.1.2.3".parse().unwrap()),
+        "10.1.2.3/32"
+    );
+    assert_eq!(
+        limited(json!({"ipv6_prefix": 128})).network("::1".parse().unwrap()),
+        "::1/128"
+    );
+    assert_eq!(
+        limited(json!({"ipv4_prefix": 1})).network("200.1.2.3".parse().unwrap()),
+        "128.0.0.0/1"
     );
 }
 
@@ -241,6 +326,15 @@ fn bad_settings_are_refused_where_they_are() {
         Some("/abuse/quarantine/allowlist/cidrs/0")
     );
     assert_eq!(at(json!({"typo": 1})).as_deref(), Some("/abuse/typo"));
+    for (field, bad) in [
+        ("ipv4_prefix", 0),
+        ("ipv4_prefix", 33),
+        ("ipv6_prefix", 0),
+        ("ipv6_prefix", 129),
+    ] {
+        let pointer = at(json!({"client": {field: bad}}));
+        assert_eq!(pointer, Some(format!("/abuse/client/{field}")));
+    }
 }
 
 #[test]
