@@ -56,6 +56,7 @@ pub fn render(filters: &Filters<'_>, upstream: SocketAddr) -> Result<Value, Benc
         policy,
         with_filter,
         jwks: None,
+        downstream: Default::default(),
     })?;
     let hcm = connection_manager(&mut config)?;
     hcm["route_config"]["virtual_hosts"][0]["routes"] = json!([

@@ -8,7 +8,7 @@
 //! through), and [`Abuse::strike`] for every request that ends blocked.
 
 use std::borrow::Cow;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::Deserialize;
 
@@ -17,7 +17,7 @@ use crate::config::{pointer_token, Location, PolicyError};
 use crate::policy::CompiledOperation;
 use crate::quarantine::{Cidr, Quarantine, QuarantineConfig};
 use crate::ratelimit::{KeySource, RateLimit, RateLimitConfig, Scope, MAX_SLOTS};
-use crate::slots::{fingerprint, SharedStore, SlotReport, Table};
+use crate::slots::{SharedStore, SlotReport, SlotSecret, Table};
 use crate::verdict::{OperationRef, RuleId, Verdict, Violation};
 
 /// The `abuse:` section of a policy.
@@ -37,12 +37,20 @@ pub struct AbuseConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClientConfig {
-    /// Proxies in front of Envoy that append to `X-Forwarded-For` (Envoy's
-    /// `xff_num_trusted_hops`): with N, the client is the Nth address from the right.
-    /// 0 (default): the downstream address of the connection.
+    /// Trusted proxies in front of Envoy, counted as Envoy's `xff_num_trusted_hops`
+    /// counts them, for when Envoy's own setting cannot be changed (see
+    /// [`Abuse::client_ip`]). 0 (default): the address Envoy determined. Prefer setting
+    /// Envoy's, which access logs and other filters then agree with; set in both, the
+    /// larger counts, never the sum.
     pub trusted_hops: usize,
     /// What identifies a client for quarantine.
     pub key: Vec<KeySource>,
+    /// `client_ip` keys an IPv4 client by its network of this many bits (default 32: the
+    /// address).
+    pub ipv4_prefix: u8,
+    /// `client_ip` keys an IPv6 client by its network of this many bits (default 64: one
+    /// host's subnet, as a client commonly holds a whole /64 and can rotate within it).
+    pub ipv6_prefix: u8,
 }
 
 impl Default for ClientConfig {
@@ -50,6 +58,8 @@ impl Default for ClientConfig {
         ClientConfig {
             trusted_hops: 0,
             key: vec![KeySource::ClientIp],
+            ipv4_prefix: 32,
+            ipv6_prefix: 64,
         }
     }
 }
@@ -72,6 +82,8 @@ pub struct Client<'a> {
 pub struct Abuse {
     trusted_hops: usize,
     key: Vec<KeySource>,
+    ipv4_prefix: u8,
+    ipv6_prefix: u8,
     pub rate_limits: Vec<RateLimit>,
     pub anomaly: Anomaly,
     pub quarantine: Option<Quarantine>,
@@ -221,9 +233,24 @@ impl Abuse {
                 "name at least one key source",
             ));
         }
+        let client = &config.client;
+        if !(1..=32).contains(&client.ipv4_prefix) {
+            return Err(invalid(
+                "/abuse/client/ipv4_prefix".to_owned(),
+                "must be 1 to 32",
+            ));
+        }
+        if !(1..=128).contains(&client.ipv6_prefix) {
+            return Err(invalid(
+                "/abuse/client/ipv6_prefix".to_owned(),
+                "must be 1 to 128",
+            ));
+        }
         Ok(Abuse {
-            trusted_hops: config.client.trusted_hops,
-            key: config.client.key.clone(),
+            trusted_hops: client.trusted_hops,
+            key: client.key.clone(),
+            ipv4_prefix: client.ipv4_prefix,
+            ipv6_prefix: client.ipv6_prefix,
             rate_limits,
             anomaly: Anomaly::compile(&config.anomaly, operations, find, origin)?,
             quarantine,
@@ -238,28 +265,49 @@ impl Abuse {
             .chain(self.quarantine.iter().flat_map(Quarantine::tables))
     }
 
-    /// The client's address: the downstream address, or with `trusted_hops` N the Nth
-    /// `X-Forwarded-For` address from the right (all `X-Forwarded-For` lines read as one
-    /// list). Fewer addresses than hops, or one that does not parse, falls back to the
-    /// downstream address: a client cannot choose its key by sending a short header.
+    /// The client's address: the downstream address as Envoy determined it
+    /// (`source.address`), unless `trusted_hops` N counts more proxies than Envoy did.
+    ///
+    /// Envoy forwards `X-Forwarded-For` with its own address of the client H entries from
+    /// the right (H: its `xff_num_trusted_hops`; with `use_remote_address` it appended the
+    /// peer, at H = 0), so H is where that address is found, read from the right (all
+    /// `X-Forwarded-For` lines as one list; its rightmost occurrence). N counts the same
+    /// hops: with N > H the client is the entry N from the right, else Envoy's address —
+    /// the two settings never add up, and nothing right of Envoy's address is taken. An
+    /// address not in the list, a list too short, or an entry that does not parse falls
+    /// back to Envoy's address: a client cannot choose its key by what it sends.
     pub fn client_ip(&self, client: &Client<'_>) -> Option<IpAddr> {
-        let downstream = client.downstream.and_then(parse_address);
+        let downstream = client.downstream.and_then(parse_address)?;
         if self.trusted_hops == 0 {
-            return downstream;
+            return Some(downstream);
         }
-        let forwarded: Vec<&str> = client
-            .headers
-            .iter()
+        let mut right_to_left = (client.headers.iter().rev())
             .filter(|(name, _)| *name == "x-forwarded-for")
-            .flat_map(|(_, value)| value.split(','))
-            .map(str::trim)
-            .collect();
-        forwarded
-            .len()
-            .checked_sub(self.trusted_hops)
-            .and_then(|i| forwarded.get(i))
-            .and_then(|a| parse_address(a))
-            .or(downstream)
+            .flat_map(|(_, value)| value.rsplit(','))
+            .map(|entry| parse_address(entry.trim()));
+        let further = right_to_left
+            .position(|ip| ip == Some(downstream))
+            .and_then(|by_envoy| self.trusted_hops.checked_sub(by_envoy + 1));
+        let forwarded = further.and_then(|further| right_to_left.nth(further).flatten());
+        Some(forwarded.unwrap_or(downstream))
+    }
+
+    /// The network that stands for the client's address in keys: the address with only
+    /// its first `ipv4_prefix` or `ipv6_prefix` bits kept, so that addresses of one
+    /// client's subnet share a bucket (the prefix length is part of the key).
+    fn network(&self, ip: IpAddr) -> String {
+        match ip {
+            IpAddr::V4(v4) => {
+                let mask = u32::MAX.checked_shl(32u32.saturating_sub(self.ipv4_prefix.into()));
+                let network = Ipv4Addr::from_bits(v4.to_bits() & mask.unwrap_or(0));
+                format!("{network}/{}", self.ipv4_prefix)
+            }
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX.checked_shl(128u32.saturating_sub(self.ipv6_prefix.into()));
+                let network = Ipv6Addr::from_bits(v6.to_bits() & mask.unwrap_or(0));
+                format!("{network}/{}", self.ipv6_prefix)
+            }
+        }
     }
 
     /// The client's key for `sources`; `None` when a source is absent (a header not sent,
@@ -268,7 +316,7 @@ impl Abuse {
         let mut key = Vec::new();
         for source in sources {
             let part = match source {
-                KeySource::ClientIp => self.client_ip(client)?.to_string(),
+                KeySource::ClientIp => self.network(self.client_ip(client)?),
                 KeySource::Subject => client.subject?.to_owned(),
                 KeySource::Consumer => client.consumer?.to_owned(),
                 KeySource::Header(name) => client
@@ -294,12 +342,13 @@ impl Abuse {
 
     /// The client's quarantine key: `None` without a quarantine, for allowlisted clients
     /// (they are never quarantined) and when a key source is absent.
-    pub fn quarantine_key(&self, client: &Client<'_>) -> Option<u64> {
+    pub fn quarantine_key(&self, secret: &SlotSecret, client: &Client<'_>) -> Option<u64> {
         let quarantine = self.quarantine.as_ref()?;
         if quarantine.exempt(self.client_ip(client), client.consumer) {
             return None;
         }
-        self.key(&self.key, client).map(|key| fingerprint(&key))
+        self.key(&self.key, client)
+            .map(|key| secret.fingerprint(&key))
     }
 
     /// The quarantine holding the client with `key`, if any.
@@ -334,6 +383,7 @@ impl Abuse {
     pub fn admit<S: SharedStore>(
         &self,
         store: &S,
+        secret: &SlotSecret,
         client: &Client<'_>,
         operation: Option<usize>,
         now: u64,
@@ -353,7 +403,7 @@ impl Abuse {
                         .as_slice(),
                 );
             }
-            let decision = limit.check(store, fingerprint(&key), now);
+            let decision = limit.check(store, secret.fingerprint(&key), now);
             admission.reports.push(decision.report);
             if decision.admitted && decision.remaining < fewest {
                 fewest = decision.remaining;
@@ -377,15 +427,18 @@ impl Abuse {
     }
 }
 
-/// `1.2.3.4`, `1.2.3.4:5678`, `::1`, `[::1]:5678`.
+/// `1.2.3.4`, `1.2.3.4:5678`, `::1`, `[::1]:5678`. An IPv4-mapped IPv6 address
+/// (`::ffff:1.2.3.4`, as a dual-stack listener reports IPv4 clients) is the IPv4 address:
+/// keyed as IPv6, every IPv4 client would share one /64.
 fn parse_address(text: &str) -> Option<IpAddr> {
-    if let Ok(ip) = text.parse() {
-        return Some(ip);
-    }
-    if let Some(rest) = text.strip_prefix('[') {
-        return rest.split_once(']')?.0.parse().ok();
-    }
-    text.rsplit_once(':')?.0.parse().ok()
+    let ip: IpAddr = match text.parse() {
+        Ok(ip) => ip,
+        Err(_) => match text.strip_prefix('[') {
+            Some(rest) => rest.split_once(']')?.0.parse().ok()?,
+            None => text.rsplit_once(':')?.0.parse().ok()?,
+        },
+    };
+    Some(ip.to_canonical())
 }
 
 #[cfg(test)]

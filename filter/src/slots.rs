@@ -5,8 +5,8 @@
 //! and no expiry. So per-client state cannot be a key per client (the map would grow with
 //! every address that ever connected). Instead each table (one per rate limit, one for
 //! quarantine) is a fixed array of slots, keys `apiguard.<table>.<i>`: a client's key is
-//! hashed to a [`fingerprint`], the fingerprint picks the slot, and the slot holds that
-//! fingerprint and one instant. An entry whose instant has passed is *stale* (a full
+//! hashed to a fingerprint ([`SlotSecret::fingerprint`]), the fingerprint picks the slot,
+//! and the slot holds that fingerprint and one instant. An entry whose instant has passed is *stale* (a full
 //! bucket, an ended quarantine: there is nothing left to remember) and the next client
 //! hashed there reuses it. Memory is therefore bounded by `slots ×` [`SLOT_BYTES`] per
 //! table (plus Envoy's per-key overhead), whatever the number of clients.
@@ -16,9 +16,11 @@
 //! writing between a read and a write.
 
 use std::cell::Cell;
+use std::fmt;
 
 use governor::nanos::Nanos;
 use governor::state::{NotKeyed, StateStore};
+use siphasher::sip::SipHasher13;
 
 /// Bytes of one slot's value: the client fingerprint and an instant, both u64 LE.
 pub const SLOT_BYTES: usize = 16;
@@ -43,12 +45,75 @@ pub trait SharedStore {
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError>;
 }
 
-/// A stable 64-bit FNV-1a hash of a client key. Stable across VMs and restarts (unlike
-/// std's randomly seeded hasher), since every worker must find the same slot.
-pub fn fingerprint(key: &[u8]) -> u64 {
-    key.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+/// The secret key of the slot hash: one per Envoy process, shared by every worker.
+///
+/// A client's slot is its fingerprint modulo the table size. Were the hash unkeyed (it
+/// was FNV-1a), anyone could compute which slot an address, token subject or header value
+/// lands in, and pick keys that land on a victim's: sharing the victim's rate-limit bucket
+/// gets them refused, and a quarantine started in their slot ends theirs. Keyed with a
+/// secret the attacker never sees, the slot of a key cannot be computed, only found by
+/// trial against a live Envoy, and the secret changes with every process.
+///
+/// The hash is SipHash-1-3, std's `HashMap` hash: a keyed function made for short inputs
+/// chosen by an attacker (hash flooding), fast on them, and with a 128-bit key. std's own
+/// keyed hasher (`RandomState`) cannot be used: its key can be neither set nor read, and
+/// every worker's VM must compute the same fingerprint for a client. So the key is drawn
+/// once per process and kept in shared data, beside the slots ([`SlotSecret::shared`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SlotSecret([u8; SlotSecret::BYTES]);
+
+impl SlotSecret {
+    pub const BYTES: usize = 16;
+    /// Its shared-data key.
+    pub const KEY: &'static str = "apiguard.slot_secret";
+
+    pub fn new(bytes: [u8; SlotSecret::BYTES]) -> SlotSecret {
+        SlotSecret(bytes)
+    }
+
+    /// The fingerprint of a client key.
+    pub fn fingerprint(&self, key: &[u8]) -> u64 {
+        SipHasher13::new_with_key(&self.0).hash(key)
+    }
+
+    /// The process's secret from shared data, stored first if there is none (`fresh`, the
+    /// caller's random bytes).
+    ///
+    /// Shared data has compare-and-swap but no "insert if absent": a first write is
+    /// unconditional. So every write is followed by a read, and the secret used is the one
+    /// read: a value another VM wrote meanwhile wins over ours. A write that finds a value
+    /// that is not a secret (another format) replaces it with that value's CAS token. Two
+    /// VMs that both find no secret and write at once could each read their own back if
+    /// their reads fell between the writes; Envoy rules that out in practice, as it runs
+    /// a plugin's first configuration on the main thread (its configuration canary) before
+    /// any worker's VM exists, so workers only ever read the secret that one stored.
+    pub fn shared<S: SharedStore>(
+        store: &S,
+        fresh: [u8; SlotSecret::BYTES],
+    ) -> Result<SlotSecret, StoreError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let (value, cas) = store.get(SlotSecret::KEY)?;
+            if let Some(secret) = value.as_deref().and_then(SlotSecret::decode) {
+                return Ok(secret);
+            }
+            match store.set(SlotSecret::KEY, &fresh, cas) {
+                Ok(()) | Err(StoreError::CasMismatch) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Err(StoreError::CasMismatch)
+    }
+
+    fn decode(bytes: &[u8]) -> Option<SlotSecret> {
+        bytes.try_into().ok().map(SlotSecret)
+    }
+}
+
+/// Never printed: whoever knows it can aim at a victim's slot.
+impl fmt::Debug for SlotSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SlotSecret(..)")
+    }
 }
 
 /// One fixed-size table of slots in shared data.
@@ -274,15 +339,102 @@ pub(crate) mod tests {
         }
     }
 
+    /// A fixed secret, for tests that need fingerprints but not their secrecy.
+    pub const SECRET: SlotSecret = SlotSecret([7; SlotSecret::BYTES]);
+
+    fn client(i: usize) -> Vec<u8> {
+        format!("10.0.{}.{}", i / 256, i % 256).into_bytes()
+    }
+
     #[test]
-    fn fingerprints_are_stable_and_spread() {
-        assert_eq!(fingerprint(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fingerprint(b"a"), 0xaf63_dc4c_8601_ec8c);
+    fn keyed_slots_are_stable_for_one_secret_and_spread() {
+        let again = SlotSecret::new([7; SlotSecret::BYTES]);
+        assert_eq!(
+            SECRET.fingerprint(b"10.0.0.1"),
+            again.fingerprint(b"10.0.0.1")
+        );
         let table = Table::new("t".into(), 64);
         let used: std::collections::HashSet<_> = (0..1000)
-            .map(|i| table.key_for(fingerprint(format!("10.0.0.{i}").as_bytes())))
+            .map(|i| table.key_for(SECRET.fingerprint(&client(i))))
             .collect();
         assert_eq!(used.len(), 64, "1000 clients reach every one of 64 slots");
+    }
+
+    /// Regression: the slot hash was unkeyed FNV-1a, so an attacker could compute which
+    /// keys share a victim's slot. Under another secret, the keys that shared a slot
+    /// under the first are spread again like any others.
+    #[test]
+    fn slot_hash_unkeyed_lets_clients_aim_at_a_victims_slot() {
+        let other = SlotSecret::new(*b"another secret!!");
+        assert_ne!(
+            SECRET.fingerprint(b"10.0.0.1"),
+            other.fingerprint(b"10.0.0.1")
+        );
+        let table = Table::new("t".into(), 64);
+        let victim = client(0);
+        let slot = |secret: &SlotSecret, key: &[u8]| table.key_for(secret.fingerprint(key));
+        // The keys an attacker would have found to share the victim's slot, with one
+        // secret: 1 in 64 of 6400.
+        let aimed: Vec<Vec<u8>> = (1..6400)
+            .map(client)
+            .filter(|key| slot(&SECRET, key) == slot(&SECRET, &victim))
+            .collect();
+        assert!(aimed.len() > 60, "{}", aimed.len());
+        let still = (aimed.iter())
+            .filter(|key| slot(&other, key) == slot(&other, &victim))
+            .count();
+        assert!(
+            still < 10,
+            "{still} of {} still hit the victim",
+            aimed.len()
+        );
+    }
+
+    #[test]
+    fn the_secret_is_stored_once_and_every_vm_reads_that_one() {
+        let store = MemoryStore::default();
+        let first = SlotSecret::shared(&store, [1; 16]).unwrap();
+        assert_eq!(first, SlotSecret::new([1; 16]));
+        let second = SlotSecret::shared(&store, [2; 16]).unwrap();
+        assert_eq!(second, first, "a later VM reads the stored secret");
+        assert_eq!(format!("{first:?}"), "SlotSecret(..)");
+    }
+
+    /// A store where "another VM" stores its secret just before our first write.
+    struct Racing {
+        store: MemoryStore,
+        theirs: Cell<Option<[u8; SlotSecret::BYTES]>>,
+    }
+
+    impl SharedStore for Racing {
+        fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+            self.store.get(key)
+        }
+
+        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+            if let Some(theirs) = self.theirs.take() {
+                let (_, token) = self.store.get(key)?;
+                self.store.set(key, &theirs, token)?;
+            }
+            self.store.set(key, value, cas)
+        }
+    }
+
+    #[test]
+    fn a_value_that_is_no_secret_is_replaced_and_a_concurrent_writer_wins() {
+        let store = MemoryStore::default();
+        store.set(SlotSecret::KEY, b"old format", None).unwrap();
+        let ours = SlotSecret::shared(&store, [3; 16]);
+        assert_eq!(ours, Ok(SlotSecret::new([3; 16])));
+
+        let racing = Racing {
+            store: MemoryStore::default(),
+            theirs: Cell::new(Some([4; 16])),
+        };
+        racing.store.set(SlotSecret::KEY, b"", None).unwrap();
+        let read = SlotSecret::shared(&racing, [5; 16]);
+        assert_eq!(read, Ok(SlotSecret::new([4; 16])), "theirs, not ours");
+        assert_eq!(racing.store.conflicts.get(), 1);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::client::{Client, HttpVersion};
-use crate::render::{RenderOptions, Template, LISTENER};
+use crate::render::{Downstream, RenderOptions, Template, LISTENER};
 use crate::{embed, locate, Delivery, Error, Stats};
 
 /// How often readiness is polled while Envoy starts (a start takes about a second).
@@ -51,6 +51,8 @@ pub struct EnvoyOptions {
     /// Turns on HTTP/1.1 trailers, which the shipped config leaves off (Envoy then drops
     /// them): on the listener and towards the upstream.
     pub http1_trailers: bool,
+    /// The connection manager's downstream settings; the default is what ships.
+    pub downstream: Downstream,
 }
 
 impl Default for EnvoyOptions {
@@ -69,6 +71,7 @@ impl Default for EnvoyOptions {
             jwks: None,
             delivery: None,
             http1_trailers: false,
+            downstream: Downstream::default(),
         }
     }
 }
@@ -102,6 +105,7 @@ impl Envoy {
             policy: bundle.as_ref(),
             with_filter: options.with_filter,
             jwks: options.jwks,
+            downstream: options.downstream,
         })?;
         if let Some(delivery) = &options.delivery {
             delivery.merge_into(&mut config, &wasm)?;

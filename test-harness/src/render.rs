@@ -2,7 +2,8 @@
 //!
 //! Tests and `harness up` start Envoy from the very file docker-compose mounts, changing only
 //! what a local run must: loopback addresses, the upstream's address, the `.wasm` path and the
-//! policy. Anything else a test relies on (filter order, failure policy, codec) is therefore
+//! policy, and, where a test says so, the connection manager's [`Downstream`] settings.
+//! Anything else a test relies on (filter order, failure policy, codec) is therefore
 //! what ships. Elements are found by their `name`, not position, so reordering the file or
 //! adding filters does not break rendering.
 
@@ -41,6 +42,20 @@ pub struct RenderOptions<'a> {
     pub with_filter: bool,
     /// A JWKS endpoint to add as the [`JWKS_CLUSTER`] cluster.
     pub jwks: Option<SocketAddr>,
+    pub downstream: Downstream,
+}
+
+/// The connection manager's settings about the downstream that a test may change from
+/// what ships; the default is what ships. A test on loopback is always one client
+/// (127.0.0.1): to stand for several, it plays a trusted proxy that names them in
+/// `X-Forwarded-For`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Downstream {
+    /// `xff_num_trusted_hops` (ships 0).
+    pub xff_num_trusted_hops: u32,
+    /// `headers_with_underscores_action: ALLOW` (ships `REJECT_REQUEST`), for a test of
+    /// the filter's own defence against underscore twins of its headers.
+    pub allow_underscores: bool,
 }
 
 /// The shipped Envoy config, parsed, with typed access to the parts the harness touches.
@@ -55,7 +70,8 @@ pub struct Template {
 #[derive(Debug, Clone)]
 struct Anchors {
     listener: String,
-    http_connection_manager: String,
+    /// The `ingress` listener's HTTP connection manager's `typed_config`.
+    connection_manager: String,
     http_filter: String,
     cluster: String,
 }
@@ -145,6 +161,17 @@ impl Template {
             let pointer = format!("{plugin_config}/configuration/value");
             edits.push((pointer, policy.clone()));
         }
+        let manager = &self.anchors.connection_manager;
+        let downstream = options.downstream;
+        if downstream.xff_num_trusted_hops != Downstream::default().xff_num_trusted_hops {
+            let pointer = format!("{manager}/xff_num_trusted_hops");
+            edits.push((pointer, json!(downstream.xff_num_trusted_hops)));
+        }
+        if downstream.allow_underscores {
+            let pointer =
+                format!("{manager}/common_http_protocol_options/headers_with_underscores_action");
+            edits.push((pointer, json!("ALLOW")));
+        }
         for (pointer, value) in edits {
             let (parent, key) = pointer.rsplit_once('/').unwrap_or(("", &pointer));
             match config.pointer_mut(parent) {
@@ -185,7 +212,7 @@ impl Template {
     /// upstream cluster's then pass them on instead of dropping them.
     pub fn enable_http1_trailers(&self, config: &mut Value) -> Result<(), Error> {
         let options = json!({"enable_trailers": true});
-        let hcm = format!("{}/typed_config", self.anchors.http_connection_manager);
+        let hcm = &self.anchors.connection_manager;
         let cluster = format!("{}/typed_extension_protocol_options", self.anchors.cluster);
         let upstream = json!({
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -249,11 +276,16 @@ impl Anchors {
             &format!("{listener}/filter_chains/0/filters"),
             HTTP_CONNECTION_MANAGER,
         )?;
-        let http_filter = named(config, &format!("{hcm}/typed_config/http_filters"), PLUGIN)?;
+        let connection_manager = format!("{hcm}/typed_config");
+        let http_filter = named(
+            config,
+            &format!("{connection_manager}/http_filters"),
+            PLUGIN,
+        )?;
         let cluster = named(config, "/static_resources/clusters", CLUSTER)?;
         Ok(Anchors {
             listener,
-            http_connection_manager: hcm,
+            connection_manager,
             http_filter,
             cluster,
         })

@@ -2,7 +2,7 @@ use serde_json::json;
 
 use super::*;
 use crate::policy::Policy;
-use crate::slots::tests::MemoryStore;
+use crate::slots::tests::{MemoryStore, SECRET};
 
 const SECOND: u64 = 1_000_000_000;
 const T0: u64 = 1_700_000_000 * SECOND;
@@ -27,41 +27,126 @@ fn client<'a>(downstream: &'a str, headers: &'a [(&'a str, &'a str)]) -> Client<
     }
 }
 
+fn ip(a: &Abuse, downstream: &str, headers: &[(&str, &str)]) -> Option<String> {
+    a.client_ip(&client(downstream, headers))
+        .map(|ip| ip.to_string())
+}
+
 #[test]
-fn the_client_ip_is_the_downstream_or_the_trusted_forwarded_hop() {
-    let direct = abuse(json!({}));
+fn the_client_ip_is_envoys_address_or_the_trusted_forwarded_hop() {
+    // As Envoy forwards it with `use_remote_address`: it appended the peer, 192.0.2.1.
     let xff = [
         ("x-forwarded-for", "203.0.113.9, 198.51.100.1"),
-        ("x-forwarded-for", "10.0.0.2"),
+        ("x-forwarded-for", "192.0.2.1"),
     ];
-    let ip = |a: &Abuse, down: &str, headers| {
-        a.client_ip(&client(down, headers)).map(|ip| ip.to_string())
-    };
+    let with = |hops: usize| abuse(json!({"client": {"trusted_hops": hops}}));
+    let down = "192.0.2.1:5000";
+    assert_eq!(ip(&with(0), down, &xff).as_deref(), Some("192.0.2.1"));
+    assert_eq!(ip(&with(0), "[::1]:5000", &[]).as_deref(), Some("::1"));
+    assert_eq!(ip(&with(1), down, &xff).as_deref(), Some("198.51.100.1"));
+    assert_eq!(ip(&with(2), down, &xff).as_deref(), Some("203.0.113.9"));
     assert_eq!(
-        ip(&direct, "192.0.2.1:5000", &xff).as_deref(),
-        Some("192.0.2.1")
-    );
-    assert_eq!(ip(&direct, "[::1]:5000", &[]).as_deref(), Some("::1"));
-    let one = abuse(json!({"client": {"trusted_hops": 1}}));
-    assert_eq!(
-        ip(&one, "192.0.2.1:5000", &xff).as_deref(),
-        Some("10.0.0.2")
-    );
-    let two = abuse(json!({"client": {"trusted_hops": 2}}));
-    assert_eq!(
-        ip(&two, "192.0.2.1:5000", &xff).as_deref(),
-        Some("198.51.100.1")
-    );
-    let many = abuse(json!({"client": {"trusted_hops": 9}}));
-    assert_eq!(
-        ip(&many, "192.0.2.1:5000", &xff).as_deref(),
+        ip(&with(9), down, &xff).as_deref(),
         Some("192.0.2.1"),
-        "too few: downstream"
+        "too few: Envoy's"
     );
-    let junk = [("x-forwarded-for", "not-an-ip")];
+    let junk = [("x-forwarded-for", "not-an-ip, 192.0.2.1")];
+    assert_eq!(ip(&with(1), down, &junk).as_deref(), Some("192.0.2.1"));
+    let elsewhere = [("x-forwarded-for", "203.0.113.9, 198.51.100.1")];
     assert_eq!(
-        ip(&one, "192.0.2.1:5000", &junk).as_deref(),
-        Some("192.0.2.1")
+        ip(&with(1), down, &elsewhere).as_deref(),
+        Some("192.0.2.1"),
+        "Envoy's address not in the list: Envoy's"
+    );
+    assert_eq!(
+        ip(&with(0), "::ffff:10.0.0.7", &[]).as_deref(),
+        Some("10.0.0.7"),
+        "IPv4-mapped: IPv4"
+    );
+}
+
+/// Regression: `trusted_hops` counted from the right of `X-Forwarded-For` as received,
+/// so with Envoy's `xff_num_trusted_hops` set for the same proxy the hops added up
+/// (or, with `use_remote_address`, the appended peer shifted every client to its proxy).
+/// Now a proxy Envoy trusted is never counted again.
+#[test]
+fn trusted_hops_and_envoys_xff_num_trusted_hops_double_count() {
+    // A client (203.0.113.9) wrote 6.6.6.6; a proxy (10.0.0.2) in front of Envoy
+    // appended the client; Envoy, trusting one hop, took 203.0.113.9 and appended 10.0.0.2.
+    let xff = [("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.0.0.2")];
+    let envoys = "203.0.113.9:0";
+    for hops in [0, 1] {
+        let a = abuse(json!({"client": {"trusted_hops": hops}}));
+        assert_eq!(
+            ip(&a, envoys, &xff).as_deref(),
+            Some("203.0.113.9"),
+            "{hops}"
+        );
+    }
+    // Two proxies in front, Envoy told of one: the policy's 2 reaches one further.
+    let two = abuse(json!({"client": {"trusted_hops": 2}}));
+    let xff = [(
+        "x-forwarded-for",
+        "6.6.6.6, 203.0.113.9, 10.0.0.1, 10.0.0.2",
+    )];
+    assert_eq!(ip(&two, "10.0.0.1:0", &xff).as_deref(), Some("203.0.113.9"));
+}
+
+#[test]
+fn client_ip_keys_are_networks_of_the_configured_prefix() {
+    let store = MemoryStore::default();
+    let limited = |client_config: serde_json::Value| {
+        abuse(json!({"client": client_config, "rate_limits": [
+            {"name": "one", "requests": 1, "window_seconds": 60}]}))
+    };
+    let admitted = |a: &Abuse, downstream: &str| {
+        let c = client(downstream, &[]);
+        a.admit(&store, &SECRET, &c, Some(0), T0, true)
+            .refusal
+            .is_none()
+    };
+    // Default: IPv6 by /64, IPv4 by address.
+    let a = limited(json!({}));
+    assert!(admitted(&a, "[2001:db8:0:1::1]:1"));
+    assert!(!admitted(&a, "[2001:db8:0:1:ffff::2]:1"), "same /64");
+    assert!(admitted(&a, "[2001:db8:0:2::1]:1"), "next /64");
+    assert!(admitted(&a, "192.0.2.1:1"));
+    assert!(admitted(&a, "192.0.2.2:1"), "IPv4: each address");
+    // Configured: IPv4 by /24, IPv6 by /48 (a fresh store for fresh buckets).
+    let store = MemoryStore::default();
+    let a = limited(json!({"ipv4_prefix": 24, "ipv6_prefix": 48}));
+    let admitted = |downstream: &str| {
+        let c = client(downstream, &[]);
+        a.admit(&store, &SECRET, &c, Some(0), T0, true)
+            .refusal
+            .is_none()
+    };
+    assert!(admitted("198.51.100.1:1"));
+    assert!(!admitted("198.51.100.200:1"), "same /24");
+    assert!(admitted("198.51.101.1:1"));
+    assert!(admitted("[2001:db8:1::1]:1"));
+    assert!(!admitted("[2001:db8:1:ff::1]:1"), "same /48");
+    // The key names the network and its length, and the allowlist still sees the
+    // address.
+    assert_eq!(
+        a.network("2001:db8:1:ff::1".parse().unwrap()),
+        "2001:db8:1::/48"
+    );
+    assert_eq!(
+        a.network("198.51.100.200".parse().unwrap()),
+        "198.51.100.0/24"
+    );
+    assert_eq!(
+        limited(json!({"ipv4_prefix": 32})).network("10.1.2.3".parse().unwrap()),
+        "10.1.2.3/32"
+    );
+    assert_eq!(
+        limited(json!({"ipv6_prefix": 128})).network("::1".parse().unwrap()),
+        "::1/128"
+    );
+    assert_eq!(
+        limited(json!({"ipv4_prefix": 1})).network("200.1.2.3".parse().unwrap()),
+        "128.0.0.0/1"
     );
 }
 
@@ -74,7 +159,7 @@ fn limits_apply_by_scope_and_answer_with_ietf_headers() {
     ]}));
     let store = MemoryStore::default();
     let c = client("192.0.2.1:1", &[]);
-    let admit = |op| a.admit(&store, &c, Some(op), T0, true);
+    let admit = |op| a.admit(&store, &SECRET, &c, Some(op), T0, true);
     assert!(admit(1).refusal.is_none(), "postA: api 1/3, writes 1/1");
     let refused = admit(1).refusal.unwrap();
     assert_eq!(refused.rule, RuleId::RateLimited);
@@ -96,7 +181,7 @@ fn limits_apply_by_scope_and_answer_with_ietf_headers() {
     let tenant = [("x-tenant", "t1")];
     let t = client("192.0.2.2:1", &tenant);
     let per_op = |op| {
-        a.admit(&store, &t, Some(op), T0, true)
+        a.admit(&store, &SECRET, &t, Some(op), T0, true)
             .refusal
             .map(|r| r.headers[1].1.clone())
     };
@@ -105,7 +190,10 @@ fn limits_apply_by_scope_and_answer_with_ietf_headers() {
     assert_eq!(per_op(0), None);
     assert_eq!(per_op(0).as_deref(), Some("\"api\";q=3;w=60"));
     let fresh = client("192.0.2.3:1", &tenant);
-    let r = a.admit(&store, &fresh, Some(0), T0, true).refusal.unwrap();
+    let r = a
+        .admit(&store, &SECRET, &fresh, Some(0), T0, true)
+        .refusal
+        .unwrap();
     assert_eq!(
         r.headers[1].1, "\"per-op\";q=2;w=60",
         "t1 spent getA's 2 from another address"
@@ -120,7 +208,7 @@ fn an_admitted_request_carries_the_headers_of_the_limit_closest_to_refusing() {
     ]}));
     let store = MemoryStore::default();
     let c = client("192.0.2.1:1", &[]);
-    let first = a.admit(&store, &c, Some(0), T0, true);
+    let first = a.admit(&store, &SECRET, &c, Some(0), T0, true);
     assert_eq!(
         first.headers,
         [
@@ -128,9 +216,9 @@ fn an_admitted_request_carries_the_headers_of_the_limit_closest_to_refusing() {
             ("ratelimit", "\"narrow\";r=2;t=10".to_owned())
         ]
     );
-    a.admit(&store, &c, Some(0), T0, true);
-    a.admit(&store, &c, Some(0), T0, true);
-    let refused = a.admit(&store, &c, Some(0), T0, true);
+    a.admit(&store, &SECRET, &c, Some(0), T0, true);
+    a.admit(&store, &SECRET, &c, Some(0), T0, true);
+    let refused = a.admit(&store, &SECRET, &c, Some(0), T0, true);
     assert!(refused.refusal.is_some() && refused.headers.is_empty());
 }
 
@@ -142,7 +230,7 @@ fn limits_keyed_on_an_absent_identity_do_not_apply() {
     let anonymous = client("192.0.2.1:1", &[]);
     for _ in 0..3 {
         assert!(a
-            .admit(&store, &anonymous, Some(0), T0, true)
+            .admit(&store, &SECRET, &anonymous, Some(0), T0, true)
             .refusal
             .is_none());
     }
@@ -150,8 +238,14 @@ fn limits_keyed_on_an_absent_identity_do_not_apply() {
         subject: Some("alice"),
         ..anonymous
     };
-    assert!(a.admit(&store, &alice, Some(0), T0, true).refusal.is_none());
-    assert!(a.admit(&store, &alice, Some(0), T0, true).refusal.is_some());
+    assert!(a
+        .admit(&store, &SECRET, &alice, Some(0), T0, true)
+        .refusal
+        .is_none());
+    assert!(a
+        .admit(&store, &SECRET, &alice, Some(0), T0, true)
+        .refusal
+        .is_some());
 }
 
 #[test]
@@ -161,7 +255,9 @@ fn blocked_requests_lead_to_quarantine_unless_allowlisted() {
         "allowlist": {"cidrs": ["10.0.0.0/8"]}}}),
     );
     let store = MemoryStore::default();
-    let bad = a.quarantine_key(&client("192.0.2.7:1", &[])).unwrap();
+    let bad = a
+        .quarantine_key(&SECRET, &client("192.0.2.7:1", &[]))
+        .unwrap();
     assert!(a.strike(&store, bad, T0).is_none());
     assert!(a.strike(&store, bad, T0 + SECOND).is_none());
     assert!(a.held(&store, bad, T0 + SECOND, true).is_none());
@@ -177,12 +273,12 @@ fn blocked_requests_lead_to_quarantine_unless_allowlisted() {
         "released"
     );
     assert_eq!(
-        a.quarantine_key(&client("10.1.2.3:1", &[])),
+        a.quarantine_key(&SECRET, &client("10.1.2.3:1", &[])),
         None,
         "allowlisted"
     );
     assert!(abuse(json!({}))
-        .quarantine_key(&client("192.0.2.7:1", &[]))
+        .quarantine_key(&SECRET, &client("192.0.2.7:1", &[]))
         .is_none());
 }
 
@@ -230,6 +326,15 @@ fn bad_settings_are_refused_where_they_are() {
         Some("/abuse/quarantine/allowlist/cidrs/0")
     );
     assert_eq!(at(json!({"typo": 1})).as_deref(), Some("/abuse/typo"));
+    for (field, bad) in [
+        ("ipv4_prefix", 0),
+        ("ipv4_prefix", 33),
+        ("ipv6_prefix", 0),
+        ("ipv6_prefix", 129),
+    ] {
+        let pointer = at(json!({"client": {field: bad}}));
+        assert_eq!(pointer, Some(format!("/abuse/client/{field}")));
+    }
 }
 
 #[test]

@@ -52,7 +52,7 @@ impl Guard {
         now: u64,
     ) -> Option<Verdict<'p>> {
         let abuse = policy.abuse.as_ref()?;
-        self.quarantine_key = abuse.quarantine_key(client);
+        self.quarantine_key = abuse.quarantine_key(&shared::slot_secret(), client);
         self.client_ip = abuse.client_ip(client);
         let refusal = abuse.held(&HostStore, self.quarantine_key?, now, enforcing(policy))?;
         if refusal.enforced {
@@ -74,7 +74,15 @@ impl Guard {
             return;
         };
         let operation = verdict.operation.map(|o| o.id);
-        let admission = abuse.admit(&HostStore, client, operation, now, enforcing(policy));
+        let secret = shared::slot_secret();
+        let admission = abuse.admit(
+            &HostStore,
+            &secret,
+            client,
+            operation,
+            now,
+            enforcing(policy),
+        );
         if let Some(metrics) = metrics {
             admission.reports.iter().for_each(|r| metrics.slot(*r));
         }

@@ -5,7 +5,8 @@
 //! a client cannot spoof an identity the upstream trusts. Then the identity's headers are
 //! set, and a token header not configured to be forwarded is removed ([`strip_token`]
 //! does the same for a token in the query or a cookie). Each change is a host call, so a
-//! header the request does not carry is not removed again.
+//! header the request does not carry is not removed again. Underscore twins of the
+//! managed headers go too ([`remove_twins`]).
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MapType};
@@ -25,6 +26,7 @@ pub fn apply(policy: &Policy, identity: Option<&Identity>, request: &[(&str, &st
             );
         }
     };
+    remove_twins(policy, request);
     let carried = |name: &str| request.iter().any(|(n, _)| *n == name);
     for name in policy
         .security
@@ -67,5 +69,24 @@ pub fn strip_token(identity: Option<&Identity>, path: &[u8], cookies: &[&[u8]]) 
     }
     if let Some(cookie) = identity.upstream_cookie(cookies) {
         set("cookie", cookie.as_deref());
+    }
+}
+
+/// Removes every request header that twins a managed one (`x_user` beside `x-user`; see
+/// [`crate::security::Security::twins_a_managed_header`]), so the upstream sees only the
+/// header the filter set. The shipped Envoy configs refuse header names with underscores
+/// (`headers_with_underscores_action: REJECT_REQUEST`) before they get here; this holds
+/// under a config that lets them through.
+fn remove_twins(policy: &Policy, request: &[(&str, &str)]) {
+    let twins = request
+        .iter()
+        .filter(|(name, _)| policy.security.twins_a_managed_header(name));
+    for (name, _) in twins {
+        if let Err(status) = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name) {
+            log(
+                LogLevel::Error,
+                &format!("cannot remove request header {name}: {status:?}"),
+            );
+        }
     }
 }

@@ -13,7 +13,7 @@ use super::jwks::{self, Jwks};
 use super::log;
 use super::metrics::Metrics;
 use super::sender::Sender;
-use super::shared::HostStore;
+use super::shared::{self, HostStore};
 use crate::events::sink::SenderDocument;
 use crate::events::{Event, Severity, POLICY_LOADED};
 use crate::policy::Policy;
@@ -119,6 +119,8 @@ impl RootContext for Root {
                 );
                 self.events.emit(&policy, &loaded);
                 if let Some(abuse) = &policy.abuse {
+                    // The slot secret first, so the first VM configured stores it.
+                    shared::slot_secret();
                     // Every slot up front: memory is committed now, writes are CAS later.
                     let refused: usize = abuse.tables().map(|t| t.create(&HostStore)).sum();
                     if refused > 0 {

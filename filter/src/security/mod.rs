@@ -367,6 +367,26 @@ impl Security {
             .chain(consumer)
     }
 
+    /// Whether `name` is not a managed header but reads as one once lowercased with `_`
+    /// as `-` (`x_user`, `X_APIGUARD_CONSUMER` beside `x-user`, `x-apiguard-consumer`).
+    /// CGI-style stacks (PHP, Python WSGI, Ruby Rack) turn both into `HTTP_X_USER`, and
+    /// which one the application then reads depends on their order: the twin could stand
+    /// in for the header the filter sets.
+    pub fn twins_a_managed_header(&self, name: &str) -> bool {
+        let fold = |b: u8| {
+            if b == b'_' {
+                b'-'
+            } else {
+                b.to_ascii_lowercase()
+            }
+        };
+        self.managed_headers().any(|managed| {
+            managed != name
+                && managed.len() == name.len()
+                && (managed.bytes().zip(name.bytes())).all(|(m, n)| fold(m) == fold(n))
+        })
+    }
+
     /// Installs a provider's fetched keys (the host calls this when the fetched set
     /// changed). Cached tokens are forgotten, so none outlives the key that signed it.
     pub fn install_keys(&self, provider: usize, keys: Rc<KeySet>) {

@@ -462,6 +462,34 @@ fn api_keys_are_checked_against_their_hashes() {
     assert_eq!(managed, vec!["x-tenant", "x-apiguard-consumer"]);
 }
 
+/// Regression: `x_apiguard_consumer` reached the upstream beside the consumer header the
+/// filter set, and CGI-style stacks read both as `HTTP_X_APIGUARD_CONSUMER`.
+#[test]
+fn underscore_twins_of_managed_headers_reach_the_upstream() {
+    let p = policy();
+    let twins = |name: &str| p.security.twins_a_managed_header(name);
+    for twin in [
+        "x_apiguard_consumer",
+        "X_APIGUARD_CONSUMER",
+        "x_apiguard-consumer",
+        "x_tenant",
+        "X-Tenant",
+    ] {
+        assert!(twins(twin), "{twin}");
+    }
+    for other in [
+        "x-apiguard-consumer",
+        "x-tenant",
+        "x_tenants",
+        "x_apiguard",
+        "y_tenant",
+        "x__tenant",
+        "",
+    ] {
+        assert!(!twins(other), "{other}");
+    }
+}
+
 #[test]
 fn verified_tokens_are_cached_but_time_is_checked_on_every_hit() {
     let p = policy();

@@ -9,6 +9,7 @@
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use apiguard_harness::render::Downstream;
 use apiguard_harness::{EnvoyOptions, HttpVersion, Policy, Response};
 use bytes::Bytes;
 use http::Request;
@@ -20,27 +21,42 @@ const USER_AGENT: &str = "apiguard-e2e/1";
 
 /// The petstore policy with `abuse`, in Envoy with two workers.
 fn start(abuse: Value) -> Proxy {
+    start_with(abuse, 2, Downstream::default())
+}
+
+fn start_with(abuse: Value, concurrency: u16, downstream: Downstream) -> Proxy {
     let mut policy = bundled("petstore");
     policy["abuse"] = abuse;
     Proxy::start_with(EnvoyOptions {
         policy: Policy::Bundle(policy),
-        concurrency: 2,
+        concurrency,
         // Two workers' VMs on a machine shared with compilers: generous, it only bounds a
         // failure.
         ready_timeout: Duration::from_secs(60),
+        downstream,
         ..EnvoyOptions::default()
     })
 }
 
 /// `GET target` on a fresh connection (so the kernel spreads requests over both workers),
-/// from the client `forwarded_for` names when the policy trusts one hop.
+/// with `forwarded_for` as `X-Forwarded-For`: the client it names when Envoy trusts the
+/// test as a proxy (`xff_num_trusted_hops`), else what a client claims.
 fn get(proxy: &Proxy, target: &str, forwarded_for: Option<&str>) -> Response {
+    get_over(proxy, HttpVersion::Http1, target, forwarded_for)
+}
+
+fn get_over(
+    proxy: &Proxy,
+    version: HttpVersion,
+    target: &str,
+    forwarded_for: Option<&str>,
+) -> Response {
     let mut request = Request::get(target).header("user-agent", USER_AGENT);
     if let Some(address) = forwarded_for {
         request = request.header("x-forwarded-for", address);
     }
     proxy
-        .client(HttpVersion::Http1)
+        .client(version)
         .send(request.body(Bytes::new()).unwrap())
         .unwrap()
 }
@@ -143,16 +159,24 @@ fn a_rate_limit_holds_across_workers_and_retry_after_is_enough() {
     );
 }
 
+/// The test plays a proxy in front of Envoy, which trusts it (`xff_num_trusted_hops: 1`)
+/// and so takes the client from `X-Forwarded-For`. The policy's `trusted_hops: 1` names
+/// the same proxy: counted once, not twice.
 #[test]
 fn quarantine_starts_at_the_nth_block_holds_on_every_worker_and_ends_on_time() {
     const DURATION: Duration = Duration::from_secs(4);
-    let proxy = start(json!({
+    let abuse = json!({
         "client": {"trusted_hops": 1},
         "quarantine": {
             "strikes": 3, "window_seconds": 60, "duration_seconds": DURATION.as_secs(),
             "allowlist": {"cidrs": ["198.51.100.0/24"]}
         }
-    }));
+    });
+    let one_proxy = Downstream {
+        xff_num_trusted_hops: 1,
+        ..Downstream::default()
+    };
+    let proxy = start_with(abuse, 2, one_proxy);
     let allowlisted = Some("198.51.100.7");
     for _ in 0..5 {
         assert_eq!(get(&proxy, "/v1/admin", allowlisted).status, 404);
@@ -222,6 +246,135 @@ fn quarantine_starts_at_the_nth_block_holds_on_every_worker_and_ends_on_time() {
     // Allowlisted, second client, the attacker before and after; none of the refused.
     let forwarded = proxy.upstream.received().len();
     assert_eq!(forwarded, 4 + 8 - refused as usize);
+}
+
+/// Regression: the shipped envoy.yaml left `use_remote_address` unset, so Envoy took the
+/// rightmost `X-Forwarded-For` entry for the client: by rotating it a client escaped the
+/// per-address rate limit (29 of 30 admitted after a 429), ended its quarantine, claimed
+/// the quarantine allowlist and chose the address in security events. Through the shipped
+/// settings, one client (127.0.0.1) that names another address in every request is one
+/// client for all of it, over HTTP/1.1 and h2c.
+#[test]
+fn rotating_x_forwarded_for_chooses_the_client_address() {
+    for version in [HttpVersion::Http1, HttpVersion::H2c] {
+        rotation_gains_nothing(version);
+    }
+}
+
+fn rotation_gains_nothing(version: HttpVersion) {
+    // 5 requests, then one per minute: a test slower than that only admits more by the
+    // minutes it took, which the bound below allows for.
+    let proxy = start_with(
+        json!({
+            "rate_limits": [{"name": "per-ip", "requests": 5, "window_seconds": 300}],
+            "quarantine": {
+                "strikes": 3, "window_seconds": 300, "duration_seconds": 300,
+                "allowlist": {"cidrs": ["198.51.100.0/24"]}
+            }
+        }),
+        1,
+        Downstream::default(),
+    );
+    let started = Instant::now();
+    let mut statuses = Vec::new();
+    // Each request claims another address, all of them in the allowlist.
+    for i in 0..30 {
+        let claimed = format!("198.51.100.{i}");
+        let response = get_over(&proxy, version, "/v1/pets", Some(&claimed));
+        statuses.push(response.status.as_u16());
+    }
+    let minutes = usize::try_from(started.elapsed().as_secs() / 60).unwrap();
+    let admitted = statuses.iter().filter(|s| **s == 200).count();
+    assert!(
+        (5..=5 + minutes).contains(&admitted),
+        "{version:?}: admitted {admitted} of 30: {statuses:?}"
+    );
+    // The 429s were strikes: the third started a quarantine, which every later request
+    // met whatever address it claimed, allowlisted or not.
+    let (limited, held) = statuses.split_at(admitted + 3);
+    assert!(
+        limited[admitted..].iter().all(|s| *s == 429),
+        "{version:?}: {statuses:?}"
+    );
+    assert!(held.iter().all(|s| *s == 403), "{version:?}: {statuses:?}");
+    let other = get_over(&proxy, version, "/v1/pets", Some("203.0.113.77"));
+    assert_problem("GET /v1/pets", &other, 403, "abuse.quarantined");
+    assert_eq!(proxy.counter("apiguard.abuse.quarantines_started"), 1.0);
+
+    // The upstream saw the admitted requests, each with the claim and, right of it, the
+    // address Envoy appended (for a loopback peer Envoy appends its own address).
+    let received = proxy.upstream.received();
+    assert_eq!(received.len(), admitted, "{version:?}");
+    for (i, request) in received.iter().enumerate() {
+        let forwarded = request.headers.get("x-forwarded-for").map(String::as_str);
+        let entries: Vec<&str> = forwarded.unwrap_or_default().split(',').collect();
+        let claimed = format!("198.51.100.{i}");
+        assert!(
+            entries.len() == 2 && entries[0] == claimed && entries[1].trim() != claimed,
+            "{version:?}: {forwarded:?}"
+        );
+    }
+    // Events name the peer, never a claimed address.
+    let log = proxy.envoy.log();
+    let findings: Vec<&str> = (log.lines())
+        .filter(|line| line.contains(r#""src_endpoint""#))
+        .collect();
+    let started = (findings.iter())
+        .filter(|line| line.contains(r#""uid":"abuse.quarantine_started""#))
+        .count();
+    assert_eq!(started, 1, "{log}");
+    assert!(findings.len() > started, "{log}");
+    for finding in findings {
+        assert!(
+            finding.contains(r#""src_endpoint":{"ip":"127.0.0.1"}"#),
+            "{version:?}: {finding}"
+        );
+    }
+}
+
+/// An IPv6 client holds a whole /64 and can rotate its address within it: it is keyed
+/// by the /64 (`ipv6_prefix`), events still name its address. Envoy listens on [::1], and
+/// the test plays a trusted proxy to name clients of two /64s.
+#[test]
+fn ipv6_clients_are_keyed_by_their_64() {
+    let mut policy = bundled("petstore");
+    policy["abuse"] =
+        json!({"rate_limits": [{"name": "per-net", "requests": 2, "window_seconds": 300}]});
+    let proxy = Proxy::start_with(EnvoyOptions {
+        policy: Policy::Bundle(policy),
+        listen: "[::1]:0".parse().unwrap(),
+        ready_timeout: Duration::from_secs(60),
+        downstream: Downstream {
+            xff_num_trusted_hops: 1,
+            ..Downstream::default()
+        },
+        ..EnvoyOptions::default()
+    });
+    assert!(proxy.envoy.listener().is_ipv6());
+    let status = |client: Option<&str>| get(&proxy, "/v1/pets", client).status.as_u16();
+    assert_eq!(status(Some("2001:db8:0:1::1")), 200);
+    assert_eq!(status(Some("2001:db8:0:1::2")), 200);
+    assert_eq!(status(Some("2001:db8:0:1:ffff::3")), 429, "same /64");
+    assert_eq!(status(Some("2001:db8:0:2::1")), 200, "another /64");
+    // No client named: the peer, ::1.
+    assert_eq!(status(None), 200);
+    assert_eq!(status(None), 200);
+    assert_eq!(status(None), 429);
+    let log = proxy.envoy.log();
+    let refusals: Vec<&str> = (log.lines())
+        .filter(|line| line.contains(r#""uid":"ratelimit.exceeded""#))
+        .collect();
+    assert_eq!(refusals.len(), 2, "{log}");
+    assert!(
+        refusals[0].contains(r#""src_endpoint":{"ip":"2001:db8:0:1:ffff::3"}"#),
+        "{}",
+        refusals[0]
+    );
+    assert!(
+        refusals[1].contains(r#""src_endpoint":{"ip":"::1"}"#),
+        "{}",
+        refusals[1]
+    );
 }
 
 /// Regression: a response refused for breaking the contract (the upstream's fault) once

@@ -21,4 +21,5 @@ mod metrics;
 mod monitor;
 mod routing;
 mod tokens;
+mod underscores;
 mod validation;

@@ -74,6 +74,16 @@ fn security_settings_fail_closed() {
         buffer_limit >= policy_limit,
         "{buffer_limit} < {policy_limit}"
     );
+    // The client is the connection's peer, not what it writes in X-Forwarded-For, and
+    // header names with `_` (twins of identity headers) are refused.
+    let manager = &filters["typed_config"];
+    assert_eq!(manager["use_remote_address"], true);
+    assert_eq!(manager["xff_num_trusted_hops"], 0);
+    let protocol = &manager["common_http_protocol_options"];
+    assert_eq!(
+        protocol["headers_with_underscores_action"],
+        "REJECT_REQUEST"
+    );
 
     let istio = yaml(&locate::istio_wasmplugin_yaml());
     assert_eq!(istio["spec"]["failStrategy"], "FAIL_CLOSE");
