@@ -27,6 +27,9 @@ pub struct Engine {
     /// Per scenario id: nanoseconds for `inspect` and `inspect_anomalies` (+ `inspect_body`
     /// and `inspect_body_anomalies` when there is a body): what the VM path runs.
     pub inspect_ns: Vec<(String, f64)>,
+    /// Adversarial request inputs against typical ones (absent from runs recorded before).
+    #[serde(default)]
+    pub worst: Vec<crate::worst::WorstCase>,
 }
 
 /// One policy's compile, natively.
@@ -57,6 +60,9 @@ impl Engine {
         );
         for (id, ns) in &self.inspect_ns {
             let _ = writeln!(md, "| {id} | {ns:.0} |");
+        }
+        if !self.worst.is_empty() {
+            md.push_str(&crate::worst::markdown(&self.worst));
         }
         md
     }
@@ -108,6 +114,7 @@ pub fn measure(bundles: &Bundles, scenarios: &[Scenario]) -> Result<Engine, Benc
     Ok(Engine {
         compiles,
         inspect_ns,
+        worst: crate::worst::measure()?,
     })
 }
 

@@ -15,6 +15,7 @@ mod report;
 mod scale;
 mod scenarios;
 mod tokens;
+mod worst;
 mod wrk;
 
 use std::collections::BTreeMap;
@@ -72,6 +73,9 @@ struct Args {
     /// they need; no proxied view, scale or engine section. For iterating on the VM path.
     #[arg(long, value_delimiter = ',', conflicts_with_all = ["record", "compare", "engine_only"])]
     only: Vec<String>,
+    /// Only the worst cases of request input, natively (about 10 seconds).
+    #[arg(long, conflicts_with_all = ["record", "compare", "engine_only", "only"])]
+    worst_only: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +111,10 @@ fn run(args: &Args) -> Result<bool, BenchError> {
     let scratch = std::env::temp_dir().join(format!("apiguard-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)
         .map_err(|e| BenchError::Tool(format!("creating {}: {e}", scratch.display())))?;
+    if args.worst_only {
+        print!("{}", worst::markdown(&worst::measure()?));
+        return Ok(true);
+    }
     if args.engine_only {
         let result = tokens::Keys::generate(&scratch).and_then(|keys| {
             engine::measure(&Bundles::read(&keys, &scratch)?, &scenarios::all(&keys))
