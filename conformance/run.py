@@ -5,15 +5,15 @@ on loopback), each stack stopped when its part ends, also on failure:
 
 1. differential.py — a fixed, seeded set of generated requests (valid ones from the
    schemas and examples, invalid ones by mutation) for the bookshop (OpenAPI 3.1) and
-   petstore (3.0) examples and a seeded sample of GitHub's REST API description (3.0.3,
-   `schemas: lazy`); each is judged by apiguard and by openapi-core's request validator,
-   and the accept/reject verdicts are compared;
+   petstore (3.0) examples, a seeded sample of GitHub's REST API description (3.0.3,
+   `schemas: lazy`) and of Blockfrost's (with --blockfrost); each is judged by apiguard
+   and by openapi-core's request validator, and the accept/reject verdicts are compared;
 2. fuzz.py — schemathesis (`st run`) against the petstore and bookshop stacks: positive
    cases must never be blocked, negative ones should be.
 
-Security requirements are not enforced by apiguard yet, so they are stripped from the copy
-of the document openapi-core reads (stack.oracle_document) and schemathesis does not
-generate security parameters.
+Security requirements are compared by the differential: documents with security schemes
+run with a policy that configures them, and requests carry credentials (credentials.py).
+schemathesis runs without them (no security parameters, no `security` in its policy).
 
 Every disagreement, and every negative schemathesis case that passes, has a key; the run
 fails unless each key matches an entry (a glob pattern) of DIFFERENCES.md. The figures go
