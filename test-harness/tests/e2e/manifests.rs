@@ -114,10 +114,15 @@ fn docker_compose_runs_the_shipped_envoy_yaml() {
         format!("{listener}:{listener}"),
         format!("127.0.0.1:{admin}:{admin}"),
     ] {
-        assert!(ports.contains(&published.as_str()), "{published}: {ports:?}");
+        assert!(
+            ports.contains(&published.as_str()),
+            "{published}: {ports:?}"
+        );
     }
     assert!(
-        ports.iter().all(|p| !p.ends_with(&format!(":{admin}")) || p.starts_with("127.0.0.1:")),
+        ports
+            .iter()
+            .all(|p| !p.ends_with(&format!(":{admin}")) || p.starts_with("127.0.0.1:")),
         "the admin port is published beyond loopback: {ports:?}"
     );
 
