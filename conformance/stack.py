@@ -24,7 +24,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-HARNESS = ROOT / "target" / "release" / "harness"
+# A debug build (`make harness`; `cargo test` builds it too): it only starts processes.
+HARNESS = ROOT / "target" / "debug" / "harness"
 # The host openapi-core is told the requests go to; the copy of the document it reads
 # names only this server, with the document's own base path.
 ORACLE_HOST = "http://apiguard.test"
@@ -58,8 +59,11 @@ class Stack:
 
 
 @contextlib.contextmanager
-def stack(name: str, document: Path, lazy: bool = False, workdir: Path | None = None):
+def stack(name: str, document: Path, lazy: bool = False, workdir: Path | None = None,
+          security: dict | None = None):
     """`harness up` with a temporary policy enforcing `document`, until the block ends.
+    With `security` (the policy's section, credentials.Credentials.policy), apiguard
+    checks the document's security requirements; without, it does not.
 
     The harness runs in its own process group: on exit (also on an exception or Ctrl-C)
     it gets SIGTERM, which stops Envoy and the upstream; if it has not ended after 20 s,
@@ -68,16 +72,15 @@ def stack(name: str, document: Path, lazy: bool = False, workdir: Path | None = 
     listen, admin = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix=f"conformance-{name}-") as tmp:
         policy = Path(tmp) / "policy.yaml"
-        policy.write_text(
-            yaml.safe_dump(
-                {
-                    "name": name,
-                    "mode": "enforce",
-                    "schemas": "lazy" if lazy else "eager",
-                    "openapi": {"file": str(document.resolve())},
-                }
-            )
-        )
+        config = {
+            "name": name,
+            "mode": "enforce",
+            "schemas": "lazy" if lazy else "eager",
+            "openapi": {"file": str(document.resolve())},
+        }
+        if security is not None:
+            config["security"] = security
+        policy.write_text(yaml.safe_dump(config))
         log = (workdir or Path(tmp)) / f"harness-{name}.log"
         with open(log, "wb") as log_file:
             process = subprocess.Popen(
@@ -182,11 +185,13 @@ class Client:
             self.conn = None
 
 
-def oracle_document(spec: dict) -> dict:
+def oracle_document(spec: dict, security: bool) -> dict:
     """The copy of the document openapi-core reads: one server (ORACLE_HOST + the base
-    path) and no security requirements, which apiguard does not enforce yet."""
+    path), and the security requirements only if apiguard checks them too (`security`)."""
     judged = copy.deepcopy(spec)
     judged["servers"] = [{"url": ORACLE_HOST + base_path(spec)}]
+    if security:
+        return judged
     judged.pop("security", None)
     for item in judged.get("paths", {}).values():
         if isinstance(item, dict):
@@ -198,15 +203,15 @@ def oracle_document(spec: dict) -> dict:
 
 class Oracle:
     """openapi-core's request validator (V30 or V31, picked from the document's
-    `openapi` version) over `oracle_document(spec)`."""
+    `openapi` version) over `oracle_document(spec, security)`."""
 
-    def __init__(self, spec: dict):
+    def __init__(self, spec: dict, security: bool):
         from openapi_core import OpenAPI
         from openapi_core.app import Config
 
         # The documents are known-good; openapi-spec-validator's whole-document check takes
         # minutes on GitHub's and is not what is compared here.
-        self.api = OpenAPI.from_dict(oracle_document(spec), config=Config(spec_validator_cls=None))
+        self.api = OpenAPI.from_dict(oracle_document(spec, security), config=Config(spec_validator_cls=None))
 
     def judge(self, method: str, target: str, headers: dict[str, str], body: bytes | None) -> str | None:
         """None if openapi-core accepts the request, else `ErrorClass[/CauseClass]: message`.

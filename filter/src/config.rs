@@ -216,6 +216,14 @@ pub enum PolicyError {
         #[source]
         source: std::io::Error,
     },
+    /// A file the policy names (`openapi.file`) cannot be read: `at` is the key naming it.
+    #[error("{at}: cannot read {file}: {source}")]
+    ReadNamed {
+        at: Location,
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{at}: not valid JSON or YAML: {message}")]
     Syntax { at: Location, message: String },
     #[error("{at}: {message}")]
@@ -230,8 +238,26 @@ impl PolicyError {
             PolicyError::Read { .. } => None,
             PolicyError::Syntax { at, .. }
             | PolicyError::Shape { at, .. }
-            | PolicyError::Invalid { at, .. } => Some(at),
+            | PolicyError::Invalid { at, .. }
+            | PolicyError::ReadNamed { at, .. } => Some(at),
         }
+    }
+
+    /// The error with the line and column of its pointer in `text`, the JSON or YAML the
+    /// user wrote as `origin`, in place of the position in the JSON it was found on (a
+    /// converted YAML file, or the one-line bundle); errors about other inputs, and syntax
+    /// errors (found on `text` itself), unchanged.
+    pub fn located_in(mut self, origin: &str, text: &str) -> PolicyError {
+        let at = match &mut self {
+            PolicyError::Read { .. } | PolicyError::Syntax { .. } => return self,
+            PolicyError::Shape { at, .. }
+            | PolicyError::Invalid { at, .. }
+            | PolicyError::ReadNamed { at, .. } => at,
+        };
+        if at.origin == origin {
+            at.line_column = crate::position::of_pointer(text, &at.pointer);
+        }
+        self
     }
 }
 
@@ -258,11 +284,13 @@ pub fn parse_text<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T, Po
         },
         message,
     };
-    let value: serde_yaml::Value = serde_yaml::from_str(text)
-        .map_err(|e| syntax(e.location().map(|l| (l.line(), l.column())), e.to_string()))?;
+    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+        let at = e.location().map(|l| (l.line(), l.column()));
+        syntax(at, without_position(e.to_string(), at))
+    })?;
     // YAML allows keys JSON does not (numbers become strings, e.g. response codes).
     let json = serde_json::to_string(&value).map_err(|e| syntax(None, e.to_string()))?;
-    parse_json(&json, origin)
+    parse_json(&json, origin).map_err(|e| e.located_in(origin, text))
 }
 
 /// Deserialises `T` from JSON text that borrows from `text` (see [`PolicyConfig`]).
@@ -295,9 +323,21 @@ fn typed<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     })
 }
 
+/// The parser's message without the position it gives (` at line L column C`): the
+/// location says it, once. (libyaml's messages may name a second, context position.)
+fn without_position(message: String, at: Option<(usize, usize)>) -> String {
+    match at {
+        Some((line, column)) => {
+            message.replacen(&format!(" at line {line} column {column}"), "", 1)
+        }
+        None => message,
+    }
+}
+
 fn classify_json(mut at: Location, e: serde_json::Error) -> PolicyError {
-    at.line_column = Some((e.line(), e.column()));
-    let message = e.to_string();
+    // Line 0: an error without a position (serde_json's convention).
+    at.line_column = (e.line() != 0).then(|| (e.line(), e.column()));
+    let message = without_position(e.to_string(), at.line_column);
     if e.is_data() {
         PolicyError::Shape { at, message }
     } else {
@@ -316,31 +356,51 @@ pub fn load_bundle(policy_file: &Path) -> Result<serde_json::Value, PolicyError>
 /// [`load_bundle`], also returning the policy compiled from the bundle.
 pub fn bundle(policy_file: &Path) -> Result<(serde_json::Value, Policy), PolicyError> {
     let origin = policy_file.display().to_string();
-    let mut policy: serde_json::Value = parse_text(&read(policy_file)?, &origin)?;
+    let policy_text = read(policy_file)?;
+    bundle_text(policy_file, &origin, &policy_text).map_err(|e| e.located_in(&origin, &policy_text))
+}
+
+/// [`bundle`] of the policy's text; errors are located in the policy by the caller.
+fn bundle_text(
+    policy_file: &Path,
+    origin: &str,
+    policy_text: &str,
+) -> Result<(serde_json::Value, Policy), PolicyError> {
+    let mut policy: serde_json::Value = parse_text(policy_text, origin)?;
     let file_at = |message: &str| PolicyError::Invalid {
-        at: Location::new(&origin, "/openapi/file"),
+        at: Location::new(origin, "/openapi/file"),
         message: message.to_owned(),
     };
     let Some(openapi) = policy.get_mut("openapi").and_then(|o| o.as_object_mut()) else {
         return Err(PolicyError::Shape {
-            at: Location::new(&origin, "/openapi"),
+            at: Location::new(origin, "/openapi"),
             message: "missing `openapi: {file: <path to the OpenAPI document>}`".to_owned(),
         });
     };
+    // The document's text, to point its compile errors (named after `file`) at a line.
+    let mut document_text = None;
     if let Some(file) = openapi.remove("file") {
         let file = file
             .as_str()
-            .ok_or_else(|| file_at("`file` must be a path, relative to the policy file"))?;
-        let doc_path = policy_file.parent().unwrap_or(Path::new(".")).join(file);
+            .ok_or_else(|| file_at("`file` must be a path, relative to the policy file"))?
+            .to_owned();
+        let doc_path = policy_file.parent().unwrap_or(Path::new(".")).join(&file);
         let doc_origin = doc_path.display().to_string();
-        let document: serde_json::Value = parse_text(&read(&doc_path)?, &doc_origin)?;
+        let text = std::fs::read_to_string(&doc_path).map_err(|source| PolicyError::ReadNamed {
+            at: Location::new(origin, "/openapi/file"),
+            file: doc_origin.clone(),
+            source,
+        })?;
+        let document: serde_json::Value = parse_text(&text, &doc_origin)?;
         openapi.insert("document".to_owned(), document);
-        openapi.insert(
-            "source".to_owned(),
-            serde_json::Value::String(file.to_owned()),
-        );
+        openapi.insert("source".to_owned(), serde_json::Value::String(file.clone()));
+        document_text = Some((file, text));
     }
-    let compiled = Policy::compile_from(policy.to_string(), &origin)?;
+    let compiled =
+        Policy::compile_from(policy.to_string(), origin).map_err(|e| match &document_text {
+            Some((file, text)) => e.located_in(file, text),
+            None => e,
+        })?;
     Ok((policy, compiled))
 }
 

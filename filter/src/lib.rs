@@ -42,6 +42,7 @@ pub mod params;
 pub mod path;
 pub mod percent;
 pub mod policy;
+mod position;
 pub mod problem;
 pub mod quarantine;
 pub mod ratelimit;

@@ -53,6 +53,10 @@ pub struct EnvoyOptions {
     pub http1_trailers: bool,
     /// The connection manager's downstream settings; the default is what ships.
     pub downstream: Downstream,
+    /// Where Envoy's files go (the rendered config, `envoy.log`, `access.log`), kept after
+    /// Envoy stops (`harness up --logs`). `None`: a temporary directory, removed on drop
+    /// unless a test failed.
+    pub files: Option<PathBuf>,
 }
 
 impl Default for EnvoyOptions {
@@ -72,6 +76,7 @@ impl Default for EnvoyOptions {
             delivery: None,
             http1_trailers: false,
             downstream: Downstream::default(),
+            files: None,
         }
     }
 }
@@ -113,7 +118,11 @@ impl Envoy {
         if options.http1_trailers {
             template.enable_http1_trailers(&mut config)?;
         }
-        Envoy::launch(&config, options.concurrency, options.ready_timeout)
+        let scratch = match &options.files {
+            Some(dir) => ScratchDir::kept_at(dir)?,
+            None => ScratchDir::create()?,
+        };
+        Envoy::launch_in(&config, options.concurrency, options.ready_timeout, scratch)
     }
 
     /// Starts Envoy on an already rendered config (e.g. [`Template::render`]'s output, edited
@@ -123,15 +132,23 @@ impl Envoy {
         concurrency: u16,
         ready_timeout: Duration,
     ) -> Result<Envoy, Error> {
+        Envoy::launch_in(config, concurrency, ready_timeout, ScratchDir::create()?)
+    }
+
+    fn launch_in(
+        config: &Value,
+        concurrency: u16,
+        ready_timeout: Duration,
+        scratch: ScratchDir,
+    ) -> Result<Envoy, Error> {
         let envoy_binary = locate::envoy_binary()?;
-        let scratch = ScratchDir::create()?;
         let config_path = scratch.path().join("envoy.json");
         fs::write(&config_path, serde_json::to_vec_pretty(&config)?)
             .map_err(Error::io("writing the Envoy config"))?;
+        // Envoy logs to stderr; the access log (StdoutAccessLog) is its stdout.
         let log = File::create(scratch.log()).map_err(Error::io("creating the Envoy log"))?;
-        let log_for_stdout = log
-            .try_clone()
-            .map_err(Error::io("sharing the Envoy log"))?;
+        let access_log =
+            File::create(scratch.access_log()).map_err(Error::io("creating the access log"))?;
         let child = Command::new(&envoy_binary)
             .arg("--config-path")
             .arg(&config_path)
@@ -150,7 +167,7 @@ impl Envoy {
                 "wasm:info",
             ])
             .stdin(Stdio::null())
-            .stdout(log_for_stdout)
+            .stdout(access_log)
             .stderr(log)
             .spawn()
             .map_err(Error::io(format!("starting {}", envoy_binary.display())))?;
@@ -191,14 +208,27 @@ impl Envoy {
         Ok(Stats::parse(&self.admin_get("/stats/prometheus")?))
     }
 
-    /// Envoy's whole log so far.
+    /// Envoy's whole log so far (with the filter's lines and its security events), then
+    /// the access log.
     pub fn log(&self) -> String {
-        fs::read_to_string(self.scratch.log()).unwrap_or_default()
+        let mut log = fs::read_to_string(self.scratch.log()).unwrap_or_default();
+        log += &fs::read_to_string(self.scratch.access_log()).unwrap_or_default();
+        log
     }
 
-    /// The last lines of the log, for error messages.
+    /// The last lines of Envoy's log, for error messages.
     pub fn log_tail(&self) -> String {
-        tail(&self.log())
+        tail(&fs::read_to_string(self.scratch.log()).unwrap_or_default())
+    }
+
+    /// Envoy's log file (its stderr).
+    pub fn log_path(&self) -> PathBuf {
+        self.scratch.log()
+    }
+
+    /// The access log file (its stdout): one JSON line per request.
+    pub fn access_log_path(&self) -> PathBuf {
+        self.scratch.access_log()
     }
 
     /// Polls until `/ready` answers 200 and returns the admin address Envoy bound.
@@ -291,8 +321,9 @@ fn tail(log: &str) -> String {
     lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
 }
 
-/// A per-run directory for the rendered config, the log and the admin address; removed on
-/// drop unless [`ScratchDir::keep`] was called (a failed test keeps it for inspection).
+/// A per-run directory for the rendered config, the logs and the admin address; removed on
+/// drop unless [`ScratchDir::keep`] was called (a failed test keeps it for inspection) or
+/// it is the directory the caller chose ([`EnvoyOptions::files`]).
 #[derive(Debug)]
 struct ScratchDir {
     path: PathBuf,
@@ -314,12 +345,27 @@ impl ScratchDir {
         Ok(ScratchDir { path, keep: false })
     }
 
+    /// `dir`, created if need be and never removed; files of an earlier run are replaced.
+    fn kept_at(dir: &Path) -> Result<ScratchDir, Error> {
+        fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+        // An earlier run's address would be polled as if this Envoy had bound it.
+        let _ = fs::remove_file(dir.join("admin.address"));
+        Ok(ScratchDir {
+            path: dir.to_path_buf(),
+            keep: true,
+        })
+    }
+
     fn path(&self) -> &Path {
         &self.path
     }
 
     fn log(&self) -> PathBuf {
         self.path.join("envoy.log")
+    }
+
+    fn access_log(&self) -> PathBuf {
+        self.path.join("access.log")
     }
 
     fn admin_address(&self) -> PathBuf {

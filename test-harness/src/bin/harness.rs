@@ -1,13 +1,18 @@
 //! `harness`: run apiguard locally, and keep the shipped manifests' policy in sync.
 //!
 //! ```text
-//! harness up --policy policies/petstore/policy.yaml      # Envoy + echo API until Ctrl-C
+//! harness up --policy policies/petstore/policy.yaml [--logs target/demo]   # until Ctrl-C
 //! harness render-envoy --policy policies/petstore/policy.yaml [--check]
 //! ```
 
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use apiguard_harness::{contract, embed};
 use apiguard_harness::{locate, EchoUpstream, Envoy, EnvoyOptions, Error, Policy};
@@ -38,6 +43,10 @@ enum Command {
         /// Envoy worker threads.
         #[arg(long, default_value_t = 1)]
         concurrency: u16,
+        /// Keep Envoy's log, the access log and the security events (`events.jsonl`) in this
+        /// directory, also after Ctrl-C [default: a temporary directory, removed at exit].
+        #[arg(long)]
+        logs: Option<PathBuf>,
     },
     /// Embed POLICY, bundled, in envoy/envoy.yaml and envoy/istio-wasmplugin.yaml.
     RenderEnvoy {
@@ -57,11 +66,13 @@ fn main() -> ExitCode {
             listen,
             admin,
             concurrency,
+            logs,
         } => {
             let options = EnvoyOptions {
                 listen,
                 admin: SocketAddr::from((Ipv4Addr::LOCALHOST, admin)),
                 concurrency,
+                files: logs,
                 ..EnvoyOptions::default()
             };
             up(options, &policy)
@@ -81,6 +92,7 @@ fn main() -> ExitCode {
 }
 
 fn up(options: EnvoyOptions, policy: &Path) -> Result<ExitCode, Error> {
+    let kept = options.files.is_some();
     locate::build_filter()?;
     let bundle = embed::bundle(policy)?;
     let upstream = EchoUpstream::start()?;
@@ -93,21 +105,102 @@ fn up(options: EnvoyOptions, policy: &Path) -> Result<ExitCode, Error> {
     )?;
     let api = format!("http://{}", envoy.listener());
     let admin = format!("http://{}", envoy.admin());
+    let log = envoy.log_path();
+    let events = log.with_file_name("events.jsonl");
+    let access = envoy.access_log_path();
+    let follower = EventFollower::start(log.clone(), events.clone())?;
     println!(
         "apiguard is up with {policy} (Envoy pid {pid}); Ctrl-C stops it.\n\n\
          API:   {api}  (echo upstream at {upstream})\n\
-         admin: {admin}\n\nTry:",
+         admin: {admin}\n\n\
+         Logs{when}:\n\
+         \x20 Envoy's log:     {log}\n\
+         \x20 access log:      {access}  (a JSON line per request: apiguard_action, apiguard_rule)\n\
+         \x20 security events: {events}  (OCSF, a JSON line per finding; also in Envoy's log)\n\n\
+         Try:",
         policy = policy.display(),
         pid = envoy.pid(),
         upstream = upstream.addr(),
+        when = if kept { " (kept after Ctrl-C)" } else { " (removed at exit; `--logs DIR` keeps them)" },
+        log = log.display(),
+        access = access.display(),
+        events = events.display(),
     );
     for example in examples(&bundle, &api) {
         println!("  {example}");
     }
     println!("  curl -s {admin}/stats/prometheus | grep apiguard");
+    println!("  tail -f {}", events.display());
     wait_for_shutdown_signal()?;
     println!("stopping");
+    drop(envoy);
+    follower.stop();
+    if kept {
+        println!(
+            "logs kept: {}, {}, {}",
+            log.display(),
+            access.display(),
+            events.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Copies the security events of Envoy's log (the filter logs each as one OCSF JSON line,
+/// after Envoy's prefix) into a file of their own, as they come.
+struct EventFollower {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl EventFollower {
+    fn start(log: PathBuf, events: PathBuf) -> Result<EventFollower, Error> {
+        let mut out = std::fs::File::create(&events)
+            .map_err(Error::io(format!("creating {}", events.display())))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut offset = 0;
+            let mut partial = Vec::new();
+            loop {
+                // One more pass after the stop, for what Envoy wrote last.
+                let last = stopping.load(Ordering::Relaxed);
+                offset += read_from(&log, offset, &mut partial);
+                while let Some(end) = partial.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = partial.drain(..=end).collect();
+                    if let Some(event) = event_of(&String::from_utf8_lossy(&line)) {
+                        let _ = writeln!(out, "{event}");
+                    }
+                }
+                if last {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        Ok(EventFollower { stop, thread })
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}
+
+/// Appends what `path` holds beyond `offset` to `bytes`; returns how many it read.
+fn read_from(path: &Path, offset: u64, bytes: &mut Vec<u8>) -> u64 {
+    let read = std::fs::File::open(path).and_then(|mut file| {
+        file.seek(SeekFrom::Start(offset))?;
+        file.read_to_end(bytes)
+    });
+    read.map_or(0, |n| n as u64)
+}
+
+/// The OCSF finding a log line carries (`…[wasm] wasm log apiguard apiguard: {…}`), if any.
+fn event_of(line: &str) -> Option<Value> {
+    let json = &line[line.find(": {")? + 2..];
+    let event: Value = serde_json::from_str(json.trim_end()).ok()?;
+    event.get("class_uid").is_some().then_some(event)
 }
 
 /// Example requests for the policy's own contract: one allowed, one 405, one 404.
@@ -125,7 +218,9 @@ fn examples(bundle: &Value, api: &str) -> Vec<String> {
         }
     }
     let unknown = format!("{api}{}/not-in-the-contract", contract::base_path(bundle));
-    examples.push(format!("curl -i {unknown}    # 404 problem+json"));
+    examples.push(format!(
+        "curl -i {unknown}    # 404 problem+json, and a security event (route.unknown_path)"
+    ));
     examples
 }
 

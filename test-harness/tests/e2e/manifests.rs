@@ -131,17 +131,30 @@ fn docker_compose_runs_the_shipped_envoy_yaml() {
         "the .wasm must be mounted at {wasm}: {mounts:?}"
     );
 
-    let ports: Vec<_> = envoy["ports"].as_array().unwrap().iter().collect();
-    for port in [
-        template.listener_port().unwrap(),
-        template.admin_port().unwrap(),
+    let ports: Vec<_> = envoy["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap_or_default())
+        .collect();
+    let listener = template.listener_port().unwrap();
+    let admin = template.admin_port().unwrap();
+    // The API on every interface; the admin API (which can stop Envoy) on loopback only.
+    for published in [
+        format!("{listener}:{listener}"),
+        format!("127.0.0.1:{admin}:{admin}"),
     ] {
-        let published = format!("{port}:{port}");
         assert!(
-            ports.iter().any(|p| p.as_str() == Some(&published)),
+            ports.contains(&published.as_str()),
             "{published}: {ports:?}"
         );
     }
+    assert!(
+        ports
+            .iter()
+            .all(|p| !p.ends_with(&format!(":{admin}")) || p.starts_with("127.0.0.1:")),
+        "the admin port is published beyond loopback: {ports:?}"
+    );
 
     let (host, port) = template.upstream_endpoint().unwrap();
     let upstream = &compose["services"][host];

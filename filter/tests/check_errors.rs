@@ -1,0 +1,145 @@
+//! `apiguard check` as a user runs it: where its errors point in the files they wrote.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// A policy directory of its own under the system temp dir, removed at the end.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str, files: &[(&str, &str)]) -> Dir {
+        let dir =
+            std::env::temp_dir().join(format!("apiguard-check-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        for (file, text) in files {
+            fs::write(dir.join(file), text).unwrap();
+        }
+        Dir(dir)
+    }
+
+    /// `apiguard check <dir>/policy.yaml`: its exit success and its stderr.
+    fn check(&self) -> (bool, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_apiguard"))
+            .arg("check")
+            .arg(self.0.join("policy.yaml"))
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+const DOCUMENT: &str = "\
+openapi: 3.0.3
+info: {title: t, version: '1'}
+paths:
+  /pets:
+    get:
+      responses:
+        '200': {description: ok}
+";
+
+#[test]
+fn a_key_on_line_9_was_reported_at_line_1_column_24_twice() {
+    let policy = "\
+# Pets: the example policy with a typo.
+name: pets
+mode: enforce
+openapi:
+  file: api.yaml
+strict: false
+responses:
+  mode: monitor
+mood: monitor
+";
+    let dir = Dir::new("typo", &[("policy.yaml", policy), ("api.yaml", DOCUMENT)]);
+    let (ok, stderr) = dir.check();
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("policy.yaml at /mood (line 9, column 1): unknown field `mood`"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("line ").count(),
+        1,
+        "the position is said once: {stderr}"
+    );
+}
+
+#[test]
+fn a_json_policy_reports_its_own_line() {
+    let policy = "{\n  \"name\": \"pets\",\n  \"openapi\": {\"file\": \"api.yaml\"},\n  \"mode\": \"audit\"\n}\n";
+    let dir = Dir::new("json", &[("policy.yaml", policy), ("api.yaml", DOCUMENT)]);
+    let (ok, stderr) = dir.check();
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("policy.yaml at /mode (line 4, column 3): unknown variant `audit`"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("line ").count(), 1, "{stderr}");
+}
+
+#[test]
+fn an_error_in_the_document_points_at_its_line_in_the_document() {
+    let document = "\
+openapi: 3.0.3
+info: {title: t, version: '1'}
+paths:
+  /pets:
+    post:
+      requestBody:
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/Nope'}
+      responses:
+        '200': {description: ok}
+";
+    let policy = "name: pets\nopenapi:\n  file: api.yaml\n";
+    let dir = Dir::new("doc", &[("policy.yaml", policy), ("api.yaml", document)]);
+    let (ok, stderr) = dir.check();
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("api.yaml at /paths/~1pets/post/requestBody/content/application~1json/schema (line 9, column 13)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_openapi_file_names_the_key_that_points_to_it() {
+    let policy = "name: pets\nmode: enforce\nopenapi:\n  file: nope.yaml\n";
+    let dir = Dir::new("missing", &[("policy.yaml", policy)]);
+    let (ok, stderr) = dir.check();
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("policy.yaml at /openapi/file (line 4, column 3): cannot read ")
+            && stderr.contains("nope.yaml: "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_syntax_error_says_its_position_once() {
+    let policy = "name: pets\nopenapi:\n  file: api.yaml\nmode: [enforce\n";
+    let dir = Dir::new("syntax", &[("policy.yaml", policy), ("api.yaml", DOCUMENT)]);
+    let (ok, stderr) = dir.check();
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains(
+            "policy.yaml (line 5, column 1): not valid JSON or YAML: did not find expected"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("at line 5 column 1"), "{stderr}");
+}
