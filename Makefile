@@ -92,7 +92,7 @@ test: setup specs wasm
 # Generated requests through the real stack, judged by an independent validator. See
 # conformance/run.py and DIFFERENCES.md. The figures go to target/conformance/RESULTS.md;
 # `conformance-record` writes them into the tracked conformance/RESULTS.md instead.
-CONFORMANCE = @$(STAGE) "conformance: differential vs openapi-core, schemathesis" "about 5 min" \
+CONFORMANCE = @$(STAGE) "conformance: differential vs openapi-core, schemathesis" "about 5 to 7 min" \
 	.venv/bin/python conformance/run.py --github $(GITHUB) --blockfrost $(BLOCKFROST)
 
 conformance: setup specs wasm harness
