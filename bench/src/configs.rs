@@ -4,8 +4,13 @@
 //! - the route answers with a `direct_response`, so Envoy does no upstream work and the
 //!   filters' own cost is what changes between configurations; a request carrying
 //!   `x-bench-route: proxied` is instead routed to a local upstream (a second view);
-//! - the HTTP filter chain is one of [`Filters`], followed in every configuration by
-//!   Envoy's `buffer` filter just before the router (see [`body_buffer`]).
+//! - the HTTP filter chain is one of [`Filters`], followed in every configuration by the
+//!   shipped config's `buffer` filter just before the router. apiguard lets a request's
+//!   headers go on while it holds the body, and a `direct_response` route answers on the
+//!   headers alone: without a filter that waits for the whole body before the router, the
+//!   response would go out before apiguard had read the body, and the POST scenarios would
+//!   measure no validation at all. The probe that an invalid body is refused (400) guards
+//!   this.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -68,8 +73,6 @@ pub fn render(filters: &Filters<'_>, upstream: SocketAddr) -> Result<Value, Benc
     let chain = hcm["http_filters"]
         .as_array_mut()
         .ok_or_else(|| BenchError::Config("the listener has no http_filters list".into()))?;
-    let router = chain.len().saturating_sub(1);
-    chain.insert(router, body_buffer());
     match filters {
         Filters::Noop { .. } => {
             let plugin = chain
@@ -100,22 +103,6 @@ pub fn upstream() -> Result<Value, BenchError> {
         .ok_or_else(|| BenchError::Config("no routes to edit".into()))?;
     routes.retain(|route| route.get("direct_response").is_some());
     Ok(config)
-}
-
-/// Envoy's `buffer` filter, in every configuration alike. apiguard lets a request's headers
-/// go on while it holds the body (a proxy-wasm filter cannot hold both), and a
-/// `direct_response` route answers on the headers alone: without a filter that waits for
-/// the whole body before the router, the response would go out before apiguard had read
-/// the body, and the POST scenarios would measure no validation at all. The probe that an
-/// invalid body is refused (400) guards this.
-fn body_buffer() -> Value {
-    json!({
-        "name": "envoy.filters.http.buffer",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
-            "max_request_bytes": 65536,
-        },
-    })
 }
 
 /// Starts Envoy on `config` with one worker and pins all its threads to `cpu`.

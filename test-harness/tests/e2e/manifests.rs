@@ -51,9 +51,26 @@ fn security_settings_fail_closed() {
         .iter()
         .map(|f| f["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["apiguard", "envoy.filters.http.router"]);
+    assert_eq!(
+        names,
+        [
+            "apiguard",
+            "envoy.filters.http.buffer",
+            "envoy.filters.http.router"
+        ]
+    );
     let plugin = &http_filters[0]["typed_config"]["config"];
     assert_eq!(plugin["failure_policy"], "FAIL_RELOAD");
+    // The buffer filter holds requests until apiguard has read their whole body: it must
+    // take every body the policy checks.
+    let policy_limit = plugin["configuration"]["value"]
+        .pointer("/limits/max_body_bytes")
+        .and_then(|limit| limit.as_u64())
+        .unwrap_or(1 << 20);
+    let buffer_limit = http_filters[1]["typed_config"]["max_request_bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(buffer_limit >= policy_limit, "{buffer_limit} < {policy_limit}");
 
     let istio = yaml(&locate::istio_wasmplugin_yaml());
     assert_eq!(istio["spec"]["failStrategy"], "FAIL_CLOSE");
