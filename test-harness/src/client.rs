@@ -6,21 +6,19 @@
 //! receives. Each request uses a fresh connection: tests stay independent of keep-alive and of
 //! Envoy closing a connection after a local reply.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderValue, HOST};
+use http::header::{HeaderMap, HeaderValue, HOST, TRAILER, TRANSFER_ENCODING};
 use http::{Request, StatusCode, Uri};
-use http_body::{Body, Frame};
+use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
+use crate::frames::Frames;
 use crate::Error;
 
 /// Bounds every exchange, so a hung proxy fails a test instead of stalling the suite.
@@ -48,6 +46,8 @@ pub struct Response {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The trailers that ended the body; empty when none came.
+    pub trailers: HeaderMap,
 }
 
 impl Client {
@@ -83,8 +83,31 @@ impl Client {
         request: Request<()>,
         chunks: Vec<Bytes>,
     ) -> Result<Response, Error> {
-        let (parts, ()) = request.into_parts();
-        self.send_body(Request::from_parts(parts, Chunks(chunks.into())))
+        self.send_with_trailers(request, chunks, None)
+    }
+
+    /// As [`Client::send_chunked`], with `trailers` after the last chunk: an HTTP/2 HEADERS
+    /// frame with END_STREAM, or HTTP/1.1's chunked trailer section (announced by the
+    /// `Trailer` header this adds, without which hyper drops them). Over HTTP/1.1 the body
+    /// is always chunked, even a GET's and even when there are no chunks (then a lone last
+    /// chunk: a zero-length body).
+    pub fn send_with_trailers(
+        &self,
+        request: Request<()>,
+        chunks: Vec<Bytes>,
+        trailers: Option<HeaderMap>,
+    ) -> Result<Response, Error> {
+        let (mut parts, ()) = request.into_parts();
+        if self.version == HttpVersion::Http1 {
+            // Said outright: hyper sends no body of unknown length with a GET otherwise.
+            let chunked = HeaderValue::from_static("chunked");
+            parts.headers.insert(TRANSFER_ENCODING, chunked);
+        }
+        for name in trailers.iter().flat_map(HeaderMap::keys) {
+            let name = HeaderValue::from_str(name.as_str()).map_err(http::Error::from)?;
+            parts.headers.append(TRAILER, name);
+        }
+        self.send_body(Request::from_parts(parts, Frames::new(chunks, trailers)))
     }
 
     fn send_body<B>(&self, request: Request<B>) -> Result<Response, Error>
@@ -147,30 +170,13 @@ impl Client {
             }
         };
         let (parts, body) = response.into_parts();
+        let collected = body.collect().await?;
         Ok(Response {
             status: parts.status,
             headers: parts.headers,
-            body: body.collect().await?.to_bytes(),
+            trailers: collected.trailers().cloned().unwrap_or_default(),
+            body: collected.to_bytes(),
         })
-    }
-}
-
-/// A body of separate chunks, sent one frame each; its size is unknown up front.
-struct Chunks(VecDeque<Bytes>);
-
-impl Body for Chunks {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.0.pop_front().map(|chunk| Ok(Frame::data(chunk))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.is_empty()
     }
 }
 

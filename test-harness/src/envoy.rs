@@ -48,6 +48,9 @@ pub struct EnvoyOptions {
     pub jwks: Option<SocketAddr>,
     /// `Some` adds the security event sender, posting to a collector.
     pub delivery: Option<Delivery>,
+    /// Turns on HTTP/1.1 trailers, which the shipped config leaves off (Envoy then drops
+    /// them): on the listener and towards the upstream.
+    pub http1_trailers: bool,
 }
 
 impl Default for EnvoyOptions {
@@ -65,6 +68,7 @@ impl Default for EnvoyOptions {
             ready_timeout: Duration::from_secs(90),
             jwks: None,
             delivery: None,
+            http1_trailers: false,
         }
     }
 }
@@ -89,7 +93,8 @@ impl Envoy {
             Policy::File(path) => Some(embed::bundle(path)?),
             Policy::Bundle(bundle) => Some(bundle.clone()),
         };
-        let mut config = Template::load(&locate::envoy_yaml())?.render(&RenderOptions {
+        let template = Template::load(&locate::envoy_yaml())?;
+        let mut config = template.render(&RenderOptions {
             listen: options.listen,
             admin: options.admin,
             upstream,
@@ -100,6 +105,9 @@ impl Envoy {
         })?;
         if let Some(delivery) = &options.delivery {
             delivery.merge_into(&mut config, &wasm)?;
+        }
+        if options.http1_trailers {
+            template.enable_http1_trailers(&mut config)?;
         }
         Envoy::launch(&config, options.concurrency, options.ready_timeout)
     }

@@ -55,6 +55,7 @@ pub struct Template {
 #[derive(Debug, Clone)]
 struct Anchors {
     listener: String,
+    http_connection_manager: String,
     http_filter: String,
     cluster: String,
 }
@@ -180,6 +181,31 @@ impl Template {
         Ok(config)
     }
 
+    /// Turns on HTTP/1.1 trailers in a rendered config: the listener's codec and the
+    /// upstream cluster's then pass them on instead of dropping them.
+    pub fn enable_http1_trailers(&self, config: &mut Value) -> Result<(), Error> {
+        let options = json!({"enable_trailers": true});
+        let hcm = format!("{}/typed_config", self.anchors.http_connection_manager);
+        let cluster = format!("{}/typed_extension_protocol_options", self.anchors.cluster);
+        let upstream = json!({
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http_protocol_options": options},
+            }
+        });
+        for (pointer, value) in [
+            (format!("{hcm}/http_protocol_options"), options.clone()),
+            (cluster, upstream),
+        ] {
+            let (parent, key) = pointer.rsplit_once('/').unwrap_or(("", &pointer));
+            match config.pointer_mut(parent) {
+                Some(Value::Object(object)) => object.insert(key.to_owned(), value),
+                _ => return Err(self.error(format!("no object at {parent}"))),
+            };
+        }
+        Ok(())
+    }
+
     fn plugin_config(&self) -> String {
         format!("{}/typed_config/config", self.anchors.http_filter)
     }
@@ -227,6 +253,7 @@ impl Anchors {
         let cluster = named(config, "/static_resources/clusters", CLUSTER)?;
         Ok(Anchors {
             listener,
+            http_connection_manager: hcm,
             http_filter,
             cluster,
         })

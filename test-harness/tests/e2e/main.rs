@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod abuse;
+mod bypass_bodies;
 mod compile_report;
 mod config_errors;
 mod contract;

@@ -70,7 +70,10 @@ fn security_settings_fail_closed() {
     let buffer_limit = http_filters[1]["typed_config"]["max_request_bytes"]
         .as_u64()
         .unwrap();
-    assert!(buffer_limit >= policy_limit, "{buffer_limit} < {policy_limit}");
+    assert!(
+        buffer_limit >= policy_limit,
+        "{buffer_limit} < {policy_limit}"
+    );
 
     let istio = yaml(&locate::istio_wasmplugin_yaml());
     assert_eq!(istio["spec"]["failStrategy"], "FAIL_CLOSE");
