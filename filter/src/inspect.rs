@@ -67,7 +67,9 @@ impl BodyCheck {
 enum Read {
     Json,
     Form,
-    Multipart { boundary: String },
+    Multipart {
+        boundary: String,
+    },
     /// A declared body the filter does not parse: that it is there is the whole check.
     Presence,
     /// Any byte breaks the contract (no body declared, a media type not accepted).
@@ -127,7 +129,9 @@ impl Policy {
         if bytes.is_empty() {
             if check.required {
                 let reason = Cow::Borrowed(REQUIRED);
-                verdict.violations.push(report(RuleId::BodyMissing, None, reason));
+                verdict
+                    .violations
+                    .push(report(RuleId::BodyMissing, None, reason));
             }
         } else if let Read::Refuse(rule, reason) = check.read {
             verdict
@@ -207,9 +211,8 @@ impl Policy {
                 body::parse_multipart(bytes, boundary.as_str(), form, &limits).map(Some)
             }
             // A form body for a declaration without an object schema: nothing to check.
-            (Read::Form | Read::Multipart { .. }, None) | (Read::Presence | Read::Refuse(..), _) => {
-                Ok(None)
-            }
+            (Read::Form | Read::Multipart { .. }, None)
+            | (Read::Presence | Read::Refuse(..), _) => Ok(None),
         }
     }
 
@@ -886,7 +889,11 @@ mod tests {
         let mut found: Vec<&str> = head.violations.iter().map(|v| v.rule.as_str()).collect();
         if let Some(verdict) = &settled {
             found.extend(verdict.violations.iter().map(|v| v.rule.as_str()));
-            found.push(if verdict.action == Action::Block { "block" } else { "settled" });
+            found.push(if verdict.action == Action::Block {
+                "block"
+            } else {
+                "settled"
+            });
         }
         found.join(",")
     }
@@ -921,7 +928,11 @@ mod tests {
         assert_eq!(body_start(&p, "GET", &[], 1), "body.undeclared,block");
         let text = &[("content-type", "text/plain")][..];
         assert_eq!(body_start(&p, "POST", text, 1), "body.media_type,block");
-        assert_eq!(body_start(&p, "POST", JSON, 1), "", "a JSON body is read whole");
+        assert_eq!(
+            body_start(&p, "POST", JSON, 1),
+            "",
+            "a JSON body is read whole"
+        );
         let announced = &[("content-length", "2")][..];
         assert_eq!(
             body_start(&p, "GET", announced, 0),

@@ -77,10 +77,13 @@ impl Policy {
         if contract.mode == OperationMode::Off || contract.responses.is_empty() {
             return (verdict, None);
         }
-        let enforced = self.responses.mode == OperationMode::Enforce
-            || (self.responses.redact && has_body);
-        let mut refuse =
-            |rule, reason| verdict.violations.push(response_violation(rule, reason, enforced));
+        let enforced =
+            self.responses.mode == OperationMode::Enforce || (self.responses.redact && has_body);
+        let mut refuse = |rule, reason| {
+            verdict
+                .violations
+                .push(response_violation(rule, reason, enforced))
+        };
         let check = match (contract.response(status), has_body) {
             (None, _) => {
                 refuse(
@@ -113,7 +116,9 @@ impl Policy {
         let cannot_read = check.and(unreadable(headers, self.body_limit()));
         if let Some((rule, reason)) = cannot_read {
             let redact = self.responses.redact;
-            verdict.violations.push(response_violation(rule, reason, redact));
+            verdict
+                .violations
+                .push(response_violation(rule, reason, redact));
         }
         let check = check.filter(|_| cannot_read.is_none());
         verdict.settle();
@@ -186,7 +191,11 @@ impl Policy {
     pub fn response_too_large(&self, operation: usize) -> CheckedBody<'_> {
         let mut verdict = Verdict {
             operation: self.operation_ref(operation),
-            violations: vec![response_violation(RuleId::ResponseTooLarge, TOO_LARGE, false)],
+            violations: vec![response_violation(
+                RuleId::ResponseTooLarge,
+                TOO_LARGE,
+                false,
+            )],
             ..Verdict::default()
         };
         verdict.settle();
@@ -435,7 +444,11 @@ mod tests {
     #[test]
     fn redaction_withholds_a_body_it_cannot_check() {
         let deep = format!("{}{}", "[".repeat(80), "]".repeat(80));
-        let unparsable = ["\u{feff}{\"name\": \"a\"}".to_owned(), "{\"name\": 1e400}".to_owned(), deep];
+        let unparsable = [
+            "\u{feff}{\"name\": \"a\"}".to_owned(),
+            "{\"name\": 1e400}".to_owned(),
+            deep,
+        ];
         for (redact, withheld) in [(true, true), (false, false)] {
             let p = policy(json!({"redact": redact}));
             let (_, check) = p.inspect_response(0, 200, JSON, true);

@@ -315,7 +315,9 @@ impl RuleId {
             RuleId::ResponseMediaType => "The upstream answered with an undeclared media type",
             RuleId::ResponseSchema => "The upstream's response breaks the contract",
             RuleId::ResponseTooLarge => "The upstream's response is too large to check",
-            RuleId::ResponseEncoding => "The upstream's response has a content coding apiguard cannot check",
+            RuleId::ResponseEncoding => {
+                "The upstream's response has a content coding apiguard cannot check"
+            }
             RuleId::AuthMissing => "This operation needs credentials",
             RuleId::AuthInvalid => "The credentials are not valid",
             RuleId::AuthInsufficientScope => "The credentials lack a required scope",

@@ -274,9 +274,16 @@ impl HttpContext for Request {
         }
         identity::apply(&policy, self.facts.identity.as_ref(), &pairs);
         self.operation = verdict.operation.map(|o| o.id);
-        if self.operation.is_some_and(|id| policy.wants_identity_response(id)) {
+        if self
+            .operation
+            .is_some_and(|id| policy.wants_identity_response(id))
+        {
             // A compressed answer could not be redacted (and would be refused).
-            set_header(MapType::HttpRequestHeaders, "accept-encoding", Some("identity"));
+            set_header(
+                MapType::HttpRequestHeaders,
+                "accept-encoding",
+                Some("identity"),
+            );
         }
         self.request_body = body;
         Flow::Continue
@@ -476,7 +483,10 @@ fn buffer(kind: BufferType, size: usize) -> Option<Vec<u8>> {
 fn replace(kind: BufferType, size: usize, bytes: &[u8]) -> bool {
     let replaced = hostcalls::set_buffer(kind, 0, size, bytes).is_ok();
     if !replaced {
-        log(LogLevel::Error, &format!("cannot replace the {kind:?} buffer"));
+        log(
+            LogLevel::Error,
+            &format!("cannot replace the {kind:?} buffer"),
+        );
     }
     replaced
 }
