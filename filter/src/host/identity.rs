@@ -18,14 +18,7 @@ use crate::security::Identity;
 /// `request`: the request's headers as read before the inspection (names lowercase, as
 /// are the names the policy manages).
 pub fn apply(policy: &Policy, identity: Option<&Identity>, request: &[(&str, &str)]) {
-    let set = |name: &str, value: Option<&str>| {
-        if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value) {
-            log(
-                LogLevel::Error,
-                &format!("cannot set request header {name}: {status:?}"),
-            );
-        }
-    };
+    let set = |name: &str, value: Option<&str>| set_header(name, value.map(str::as_bytes));
     remove_twins(policy, request);
     let carried = |name: &str| request.iter().any(|(n, _)| *n == name);
     for name in policy
@@ -54,21 +47,11 @@ pub fn strip_token(identity: Option<&Identity>, path: &[u8], cookies: &[&[u8]]) 
     let Some(identity) = identity else {
         return;
     };
-    let set = |name: &str, value: Option<&[u8]>| {
-        if let Err(status) =
-            hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, value)
-        {
-            log(
-                LogLevel::Error,
-                &format!("cannot rewrite request header {name}: {status:?}"),
-            );
-        }
-    };
     if let Some(path) = identity.upstream_path(path) {
-        set(":path", Some(&path));
+        set_header(":path", Some(&path));
     }
     if let Some(cookie) = identity.upstream_cookie(cookies) {
-        set("cookie", cookie.as_deref());
+        set_header("cookie", cookie.as_deref());
     }
 }
 
@@ -82,11 +65,18 @@ fn remove_twins(policy: &Policy, request: &[(&str, &str)]) {
         .iter()
         .filter(|(name, _)| policy.security.twins_a_managed_header(name));
     for (name, _) in twins {
-        if let Err(status) = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name) {
-            log(
-                LogLevel::Error,
-                &format!("cannot remove request header {name}: {status:?}"),
-            );
-        }
+        set_header(name, None);
+    }
+}
+
+/// Sets a request header, or removes it (`None`). A failure is logged: the host refused a
+/// change to a request it is already forwarding, which no retry would mend.
+fn set_header(name: &str, value: Option<&[u8]>) {
+    if let Err(status) = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, value) {
+        let change = if value.is_some() { "set" } else { "remove" };
+        log(
+            LogLevel::Error,
+            &format!("cannot {change} request header {name}: {status:?}"),
+        );
     }
 }
