@@ -170,6 +170,22 @@ def valid_requests(doc: Document, op: Operation, base: str, rng: random.Random, 
     return out
 
 
+def declares_underscore_headers(spec: dict) -> bool:
+    """Whether a header the document declares (a parameter or an API key) has `_` in its
+    name, as Blockfrost's `project_id` does: Envoy must then let such names through."""
+    def underscored(item: dict) -> bool:
+        return item.get("in") == "header" and "_" in str(item.get("name", ""))
+    components = spec.get("components", {})
+    schemes = components.get("securitySchemes", {}).values()
+    parameters = list(components.get("parameters", {}).values())
+    for item in spec.get("paths", {}).values():
+        if isinstance(item, dict):
+            parameters += item.get("parameters", [])
+            parameters += [p for op in item.values() if isinstance(op, dict)
+                           for p in op.get("parameters", [])]
+    return any(underscored(x) for x in [*schemes, *parameters] if isinstance(x, dict))
+
+
 def run(source: Source, seed: int, known: list[str], workdir: Path, matches) -> Tally:
     started = time.monotonic()
     tally = Tally()
@@ -179,7 +195,7 @@ def run(source: Source, seed: int, known: list[str], workdir: Path, matches) -> 
     oracle = Oracle(spec, security=security is not None)
     requests, tally.skipped_operations, tally.operations = build(source, spec, seed, oracle, credentials)
     with stack(f"diff-{source.name}", source.path, lazy=source.lazy, workdir=workdir,
-               security=security) as running:
+               security=security, allow_underscores=declares_underscore_headers(spec)) as running:
         client = Client(running.port)
         try:
             for req in requests:

@@ -60,10 +60,12 @@ class Stack:
 
 @contextlib.contextmanager
 def stack(name: str, document: Path, lazy: bool = False, workdir: Path | None = None,
-          security: dict | None = None):
+          security: dict | None = None, allow_underscores: bool = False):
     """`harness up` with a temporary policy enforcing `document`, until the block ends.
     With `security` (the policy's section, credentials.Credentials.policy), apiguard
     checks the document's security requirements; without, it does not.
+    `allow_underscores`: Envoy lets header names with `_` through, for a document that
+    declares such a header (the shipped config refuses them; README, "Security model").
 
     The harness runs in its own process group: on exit (also on an exception or Ctrl-C)
     it gets SIGTERM, which stops Envoy and the upstream; if it has not ended after 20 s,
@@ -85,7 +87,7 @@ def stack(name: str, document: Path, lazy: bool = False, workdir: Path | None = 
         with open(log, "wb") as log_file:
             process = subprocess.Popen(
                 [str(HARNESS), "up", "--policy", str(policy), "--listen", f"127.0.0.1:{listen}",
-                 "--admin", str(admin)],
+                 "--admin", str(admin)] + (["--allow-underscores"] if allow_underscores else []),
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,

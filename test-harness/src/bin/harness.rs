@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use apiguard_harness::render::Downstream;
 use apiguard_harness::{contract, embed};
 use apiguard_harness::{locate, EchoUpstream, Envoy, EnvoyOptions, Error, Policy};
 use clap::{Parser, Subcommand};
@@ -47,6 +48,10 @@ enum Command {
         /// directory, also after Ctrl-C [default: a temporary directory, removed at exit].
         #[arg(long)]
         logs: Option<PathBuf>,
+        /// Let header names with `_` through (`headers_with_underscores_action: ALLOW`), for
+        /// an API whose contract declares such headers; the shipped config refuses them.
+        #[arg(long)]
+        allow_underscores: bool,
     },
     /// Embed POLICY, bundled, in envoy/envoy.yaml and envoy/istio-wasmplugin.yaml.
     RenderEnvoy {
@@ -67,12 +72,17 @@ fn main() -> ExitCode {
             admin,
             concurrency,
             logs,
+            allow_underscores,
         } => {
             let options = EnvoyOptions {
                 listen,
                 admin: SocketAddr::from((Ipv4Addr::LOCALHOST, admin)),
                 concurrency,
                 files: logs,
+                downstream: Downstream {
+                    allow_underscores,
+                    ..Downstream::default()
+                },
                 ..EnvoyOptions::default()
             };
             up(options, &policy)
