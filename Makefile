@@ -73,7 +73,7 @@ $(BLOCKFROST):
 
 # The same cargo arguments as the harness's BUILD_FILTER_ARGS (test-harness/src/locate.rs).
 wasm: setup
-	@$(STAGE) "wasm: build the filter (release, LTO)" "first run about 4 min, then seconds" \
+	@$(STAGE) "wasm: build the filter (release, LTO)" "first run 4 to 8 min, then seconds" \
 		$(CARGO) build --release --target wasm32-wasip1 -p apiguard-filter --lib
 
 # The end-to-end tests load the .wasm built by `wasm` and the Envoy linked by `setup`.
@@ -85,14 +85,14 @@ test: setup specs wasm
 		$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@$(STAGE) "clippy: wasm32 (the host layer)" "first run about 1 min, then seconds" \
 		$(CARGO) clippy --target wasm32-wasip1 -p apiguard-filter --lib -- -D warnings
-	@$(STAGE) "tests: unit, policy cases, end to end through Envoy" "first run about 9 min (build included), then about 3 min" \
+	@$(STAGE) "tests: unit, policy cases, end to end through Envoy" "first run 9 to 13 min (build included), then about 5 min" \
 		$(CARGO) test --workspace
 	@$(MAKE) --no-print-directory conformance
 
 # Generated requests through the real stack, judged by an independent validator. See
 # conformance/run.py and DIFFERENCES.md. The figures go to target/conformance/RESULTS.md;
 # `conformance-record` writes them into the tracked conformance/RESULTS.md instead.
-CONFORMANCE = @$(STAGE) "conformance: differential vs openapi-core, schemathesis" "about 5 to 7 min" \
+CONFORMANCE = @$(STAGE) "conformance: differential vs openapi-core, schemathesis" "2 to 7 min" \
 	.venv/bin/python conformance/run.py --github $(GITHUB) --blockfrost $(BLOCKFROST)
 
 conformance: setup specs wasm harness
