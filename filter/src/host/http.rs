@@ -33,7 +33,7 @@ use super::abuse::{self, Guard};
 use super::events::{self as host_events, Emitter, OperationCounters};
 use super::identity;
 use super::metrics::Metrics;
-use super::{log, shared};
+use super::{log, set_header, shared};
 use crate::abuse::Client;
 use crate::config::OperationMode;
 use crate::events::{Event, RequestContext};
@@ -288,7 +288,7 @@ impl HttpContext for Request {
             set_header(
                 MapType::HttpRequestHeaders,
                 "accept-encoding",
-                Some("identity"),
+                Some(b"identity"),
             );
         }
         self.request_body = body;
@@ -521,15 +521,6 @@ fn withhold(size: usize) -> Flow {
     }
     send(&problem::unreadable_body());
     Flow::Pause
-}
-
-fn set_header(map: MapType, name: &str, value: Option<&str>) {
-    if let Err(status) = hostcalls::set_map_value(map, name, value) {
-        log(
-            LogLevel::Error,
-            &format!("cannot set header {name}: {status:?}"),
-        );
-    }
 }
 
 fn send(reply: &problem::Reply) {

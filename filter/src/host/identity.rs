@@ -8,17 +8,17 @@
 //! header the request does not carry is not removed again. Underscore twins of the
 //! managed headers go too ([`remove_twins`]).
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MapType};
+use proxy_wasm::types::MapType;
 
-use super::log;
+use super::set_header;
 use crate::policy::Policy;
 use crate::security::Identity;
 
 /// `request`: the request's headers as read before the inspection (names lowercase, as
 /// are the names the policy manages).
 pub fn apply(policy: &Policy, identity: Option<&Identity>, request: &[(&str, &str)]) {
-    let set = |name: &str, value: Option<&str>| set_header(name, value.map(str::as_bytes));
+    let set =
+        |name: &str, value: Option<&[u8]>| set_header(MapType::HttpRequestHeaders, name, value);
     remove_twins(policy, request);
     let carried = |name: &str| request.iter().any(|(n, _)| *n == name);
     for name in policy
@@ -35,7 +35,7 @@ pub fn apply(policy: &Policy, identity: Option<&Identity>, request: &[(&str, &st
         set(name, None);
     }
     for (name, value) in &identity.headers {
-        set(name, Some(value));
+        set(name, Some(value.as_bytes()));
     }
 }
 
@@ -48,35 +48,23 @@ pub fn strip_token(identity: Option<&Identity>, path: &[u8], cookies: &[&[u8]]) 
         return;
     };
     if let Some(path) = identity.upstream_path(path) {
-        set_header(":path", Some(&path));
+        set_header(MapType::HttpRequestHeaders, ":path", Some(&path));
     }
     if let Some(cookie) = identity.upstream_cookie(cookies) {
-        set_header("cookie", cookie.as_deref());
+        set_header(MapType::HttpRequestHeaders, "cookie", cookie.as_deref());
     }
 }
 
 /// Removes every request header that twins a managed one (`x_user` beside `x-user`; see
 /// [`crate::security::Security::twins_a_managed_header`]), so the upstream sees only the
 /// header the filter set. The shipped Envoy configs refuse header names with underscores
-/// (`headers_with_underscores_action: REJECT_REQUEST`) before they get here; this holds
+/// (`headers_with_underscores_action: REJECT_MapType::HttpRequestHeaders`) before they get here; this holds
 /// under a config that lets them through.
 fn remove_twins(policy: &Policy, request: &[(&str, &str)]) {
     let twins = request
         .iter()
         .filter(|(name, _)| policy.security.twins_a_managed_header(name));
     for (name, _) in twins {
-        set_header(name, None);
-    }
-}
-
-/// Sets a request header, or removes it (`None`). A failure is logged: the host refused a
-/// change to a request it is already forwarding, which no retry would mend.
-fn set_header(name: &str, value: Option<&[u8]>) {
-    if let Err(status) = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, value) {
-        let change = if value.is_some() { "set" } else { "remove" };
-        log(
-            LogLevel::Error,
-            &format!("cannot {change} request header {name}: {status:?}"),
-        );
+        set_header(MapType::HttpRequestHeaders, name, None);
     }
 }

@@ -27,7 +27,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::RootContext;
-use proxy_wasm::types::LogLevel;
+use proxy_wasm::types::{LogLevel, MapType};
 
 proxy_wasm::main! {{
     // A panic traps the VM and Envoy's failure policy takes over; log it first so the
@@ -41,6 +41,18 @@ proxy_wasm::main! {{
 /// Logs through the host; a failed log call is not worth failing a request for.
 fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
+}
+
+/// Sets a header of `map`, or removes it (`None`). A failure is logged: the host refused a
+/// change to a message it is already forwarding, which no retry would mend.
+fn set_header(map: MapType, name: &str, value: Option<&[u8]>) {
+    if let Err(status) = hostcalls::set_map_value_bytes(map, name, value) {
+        let change = if value.is_some() { "set" } else { "remove" };
+        log(
+            LogLevel::Error,
+            &format!("cannot {change} header {name}: {status:?}"),
+        );
+    }
 }
 
 /// The host's wall clock since the Unix epoch: the one clock a plugin has, and one every
