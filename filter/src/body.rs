@@ -53,6 +53,8 @@ pub enum BodyError {
     TooManyFields { limit: usize },
     /// A JSON object or array with more members than the limit.
     TooManyMembers { limit: usize },
+    /// A JSON value with more objects and arrays than the limit.
+    TooManyContainers { limit: usize },
     /// A JSON object that repeats a key, at a 1-based line and column.
     DuplicateKey { line: usize, column: usize },
 }
@@ -90,6 +92,9 @@ impl BodyError {
             BodyError::TooManyMembers { limit } => {
                 format!("A JSON object or array has more than {limit} members")
             }
+            BodyError::TooManyContainers { limit } => {
+                format!("The JSON has more than {limit} objects and arrays")
+            }
             BodyError::DuplicateKey { line, column } => format!(
                 "A JSON object repeats a key (line {line}, column {column}); parsers disagree \
                  on which value counts"
@@ -104,6 +109,7 @@ impl BodyError {
             BodyError::TooManyParts { .. } => RuleId::LimitMultipartParts,
             BodyError::TooManyFields { .. } => RuleId::LimitFormFields,
             BodyError::TooManyMembers { .. } => RuleId::LimitJsonMembers,
+            BodyError::TooManyContainers { .. } => RuleId::LimitJsonContainers,
             BodyError::DuplicateKey { .. } => RuleId::BodyDuplicateKey,
             _ => RuleId::BodyMalformed,
         }
@@ -419,21 +425,46 @@ pub fn parse_json(bytes: &[u8], limits: &JsonLimits) -> Result<Value, BodyError>
 ///   last, many parsers the first, so `{"role":"user","role":"admin"}` would be validated
 ///   as one and acted on as the other. This is the contract's own check, whatever the
 ///   anomaly settings say (which report the same objects as `anomaly.json_duplicate_key`).
-/// - an object or array with more than `max_members` members
-///   ([`BodyError::TooManyMembers`]).
+/// - an object or array with more than `caps.max_members` members
+///   ([`BodyError::TooManyMembers`]);
+/// - more than `caps.max_containers` objects and arrays in all
+///   ([`BodyError::TooManyContainers`]): each is a node of the parsed value (an object a
+///   B-tree leaf of about 630 bytes natively), so `{"a":{"a":…` takes some 100 times its
+///   size in memory, and the byte limit alone does not bound what a body allocates.
 ///
 /// One pass: each object checks its keys against the map it is building (a `BTreeMap`
 /// lookup), so the cost is linear in the body up to a log factor.
 pub fn parse_request_json(
     bytes: &[u8],
     limits: &JsonLimits,
-    max_members: usize,
+    caps: JsonCaps,
+) -> Result<Value, BodyError> {
+    parse_counted(bytes, limits, caps, &Cell::new(0))
+}
+
+/// The counts request JSON may reach, from the policy's `limits`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonCaps {
+    /// Members of one object, items of one array.
+    pub max_members: usize,
+    /// Objects and arrays of one request body (all its JSON parts) or parameter.
+    pub max_containers: usize,
+}
+
+/// [`parse_request_json`], counting containers into `containers`, which a multipart
+/// body's JSON parts share.
+fn parse_counted(
+    bytes: &[u8],
+    limits: &JsonLimits,
+    caps: JsonCaps,
+    containers: &Cell<usize>,
 ) -> Result<Value, BodyError> {
     check_depth(bytes, limits.max_depth.min(SERDE_MAX_DEPTH))?;
     let refused = Cell::new(None);
     let mut reader = serde_json::Deserializer::from_slice(bytes);
     let seed = Strict {
-        max_members,
+        caps,
+        containers,
         refused: &refused,
     };
     let value = seed
@@ -444,7 +475,12 @@ pub fn parse_request_json(
             line: e.line(),
             column: e.column(),
         },
-        Some(Refusal::TooManyMembers) => BodyError::TooManyMembers { limit: max_members },
+        Some(Refusal::TooManyMembers) => BodyError::TooManyMembers {
+            limit: caps.max_members,
+        },
+        Some(Refusal::TooManyContainers) => BodyError::TooManyContainers {
+            limit: caps.max_containers,
+        },
         None => invalid_json(&e),
     })
 }
@@ -461,12 +497,15 @@ fn invalid_json(e: &serde_json::Error) -> BodyError {
 enum Refusal {
     DuplicateKey,
     TooManyMembers,
+    TooManyContainers,
 }
 
 /// A [`Value`] builder that refuses duplicate keys and oversized containers.
 #[derive(Clone, Copy)]
 struct Strict<'r> {
-    max_members: usize,
+    caps: JsonCaps,
+    /// Objects and arrays so far.
+    containers: &'r Cell<usize>,
     refused: &'r Cell<Option<Refusal>>,
 }
 
@@ -474,6 +513,16 @@ impl Strict<'_> {
     fn refuse<E: de::Error>(self, why: Refusal) -> E {
         self.refused.set(Some(why));
         E::custom("refused")
+    }
+
+    /// Counts one more object or array, before anything of it is allocated.
+    fn open<E: de::Error>(self) -> Result<(), E> {
+        let count = self.containers.get() + 1;
+        if count > self.caps.max_containers {
+            return Err(self.refuse(Refusal::TooManyContainers));
+        }
+        self.containers.set(count);
+        Ok(())
     }
 }
 
@@ -513,9 +562,10 @@ impl<'de> Visitor<'de> for Strict<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.open()?;
         let mut items = Vec::new();
         while let Some(item) = seq.next_element_seed(self)? {
-            if items.len() == self.max_members {
+            if items.len() == self.caps.max_members {
                 return Err(self.refuse(Refusal::TooManyMembers));
             }
             items.push(item);
@@ -524,9 +574,10 @@ impl<'de> Visitor<'de> for Strict<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.open()?;
         let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            if object.len() == self.max_members {
+            if object.len() == self.caps.max_members {
                 return Err(self.refuse(Refusal::TooManyMembers));
             }
             if object.contains_key(&key) {
@@ -722,11 +773,17 @@ pub fn parse_multipart(
     spec: &FormSpec,
     limits: &JsonLimits,
     max_parts: usize,
-    max_members: usize,
+    caps: JsonCaps,
 ) -> Result<Value, BodyError> {
     let mut fields = Fields::new(spec);
+    let containers = Cell::new(0);
     each_part(bytes, boundary, max_parts, |headers, content| {
-        read_part(headers, content, &mut fields, limits, max_members)
+        let json = JsonPart {
+            limits,
+            caps,
+            containers: &containers,
+        };
+        read_part(headers, content, &mut fields, json)
     })?;
     Ok(fields.finish())
 }
@@ -810,18 +867,25 @@ fn valid_boundary(boundary: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b" '()+_,-./:=?".contains(&b))
 }
 
+/// How a multipart body's JSON parts are parsed: one container count for all of them.
+#[derive(Clone, Copy)]
+struct JsonPart<'a> {
+    limits: &'a JsonLimits,
+    caps: JsonCaps,
+    containers: &'a Cell<usize>,
+}
+
 /// One part, between delimiters: its headers and content.
 fn read_part(
     headers: PartHeaders,
     content: &[u8],
     fields: &mut Fields<'_>,
-    limits: &JsonLimits,
-    max_members: usize,
+    json: JsonPart<'_>,
 ) -> Result<(), BodyError> {
     match headers.kind() {
         Kind::File => fields.add(headers.name, Value::String(String::new())),
         Kind::Json => {
-            let value = parse_request_json(content, limits, max_members)?;
+            let value = parse_counted(content, json.limits, json.caps, json.containers)?;
             fields.add(headers.name, value)
         }
         Kind::Text => {
@@ -1369,6 +1433,10 @@ mod tests {
     // --- multipart ---------------------------------------------------------------------
 
     const LIMITS: JsonLimits = JsonLimits { max_depth: 4 };
+    const CAPS: JsonCaps = JsonCaps {
+        max_members: 3,
+        max_containers: 8,
+    };
     const MAX_PARTS: usize = 20;
 
     /// Joins lines with CRLF, as a browser sends them.
@@ -1377,7 +1445,7 @@ mod tests {
     }
 
     fn multipart(body: &[u8], boundary: &str) -> Result<Value, BodyError> {
-        parse_multipart(body, boundary, &spec(), &LIMITS, MAX_PARTS, 3)
+        parse_multipart(body, boundary, &spec(), &LIMITS, MAX_PARTS, CAPS)
     }
 
     #[test]
@@ -1673,7 +1741,7 @@ mod tests {
     }
 
     fn strict(body: &str) -> Result<Value, BodyError> {
-        parse_request_json(body.as_bytes(), &LIMITS, 3)
+        parse_request_json(body.as_bytes(), &LIMITS, CAPS)
     }
 
     #[test]
@@ -1725,6 +1793,45 @@ mod tests {
             );
         }
         assert_eq!(strict("[[[[[1]]]]]"), Err(BodyError::TooDeep { limit: 4 }));
+    }
+
+    /// Regression: a 1 MB body of nested one-key objects parsed into ~95 MB of B-tree
+    /// leaves (and 23x the time of a body a tenth its size, the allocator thrashing).
+    #[test]
+    fn request_json_counts_containers_over_the_whole_body() {
+        assert!(strict(r#"[{"a": [1]}, {"a": [1]}, {"a": [1]}]"#).is_ok());
+        for many in [
+            r#"[{"a": []}, {"a": []}, {"a": []}, {"a": []}]"#,
+            r#"[[[[1]]], [[[1]]], [[[1]]]]"#,
+        ] {
+            assert_eq!(
+                strict(many),
+                Err(BodyError::TooManyContainers { limit: 8 }),
+                "{many}"
+            );
+        }
+        // A multipart body's JSON parts share the count.
+        let part = |name: &str| {
+            format!(
+                "--b\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\
+                 Content-Type: application/json\r\n\r\n[[[1]], [[1]]]\r\n"
+            )
+        };
+        let spec = FormSpec {
+            fields: BTreeMap::new(),
+            additional: Types::ANY,
+        };
+        let one = format!("{}--b--\r\n", part("x"));
+        assert!(parse_multipart(one.as_bytes(), "b", &spec, &LIMITS, MAX_PARTS, CAPS).is_ok());
+        let body = format!("{}{}--b--\r\n", part("x"), part("y"));
+        assert_eq!(
+            parse_multipart(body.as_bytes(), "b", &spec, &LIMITS, MAX_PARTS, CAPS),
+            Err(BodyError::TooManyContainers { limit: 8 })
+        );
+        assert_eq!(
+            BodyError::TooManyContainers { limit: 8 }.rule(),
+            RuleId::LimitJsonContainers
+        );
     }
 
     #[test]
@@ -1838,15 +1945,15 @@ mod tests {
             "bytes",
             "--b--",
         ]);
-        let multipart = |body: &[u8]| parse_multipart(body, "b", &spec, &LIMITS, 50, 50);
+        let multipart = |body: &[u8]| parse_multipart(body, "b", &spec, &LIMITS, 50, CAPS);
         assert!(multipart(&valid_multipart).is_ok());
         for _ in 0..4000 {
             let _ = parse_json(&rng.mutate(valid_json), &LIMITS);
-            let _ = parse_request_json(&rng.mutate(valid_json), &LIMITS, 3);
+            let _ = parse_request_json(&rng.mutate(valid_json), &LIMITS, CAPS);
             let _ = parse_form(&rng.mutate(valid_form), &spec, 3);
             let _ = multipart(&rng.mutate(&valid_multipart));
             let _ = parse_json(&rng.input(json), &LIMITS);
-            let _ = parse_request_json(&rng.input(json), &LIMITS, 3);
+            let _ = parse_request_json(&rng.input(json), &LIMITS, CAPS);
             let _ = parse_form(&rng.input(form_pieces), &spec, 3);
             let _ = multipart(&rng.input(multipart_pieces));
             let header = rng.input(multipart_pieces);

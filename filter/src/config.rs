@@ -91,6 +91,11 @@ pub struct Limits {
     /// Members of one JSON object or items of one array in a request body or a JSON
     /// parameter (`limits.json_members`).
     pub max_json_members: usize,
+    /// Objects and arrays in one request body or JSON parameter
+    /// (`limits.json_containers`). Parsed, each is a node of its own (an object about
+    /// 630 bytes natively, a B-tree leaf), so a body of small nested objects takes about
+    /// 100 times its size: this bounds what a body can allocate, as the byte limit cannot.
+    pub max_json_containers: usize,
 }
 
 impl Default for Limits {
@@ -103,6 +108,7 @@ impl Default for Limits {
             max_form_fields: 1000,
             max_multipart_parts: 1000,
             max_json_members: 10_000,
+            max_json_containers: 50_000,
         }
     }
 }

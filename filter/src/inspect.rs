@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use crate::body::{self, BodyError, JsonLimits, MediaType};
+use crate::body::{self, BodyError, JsonCaps, JsonLimits, MediaType};
 use crate::config::OperationMode;
 use crate::contract::{Contract, Media, FORM_TYPES};
 use crate::overrides;
@@ -35,6 +35,26 @@ pub struct RequestHead<'a> {
     pub has_body: bool,
 }
 
+impl RequestHead<'_> {
+    /// The body length the head announces (`Content-Length`), when it parses.
+    pub fn content_length(&self) -> Option<usize> {
+        header_values(self.headers, "content-length")
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+    }
+
+    /// A GET or HEAD with a body stream whose length the head does not announce: whether a
+    /// body is there (`anomaly.body_on_get`) is only known at its first byte.
+    fn body_on_get_pending(&self) -> bool {
+        self.has_body
+            && matches!(
+                Method::from_request(self.method),
+                Some(Method::Get | Method::Head)
+            )
+            && self.content_length().is_none_or(|l| l == 0)
+    }
+}
+
 /// A body the host must buffer (up to [`Policy::body_limit`]) and hand to
 /// [`Policy::inspect_body`]. Owned, so the host can keep it between callbacks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,12 +64,20 @@ pub struct BodyCheck {
     /// Whether an empty body is a missing one (`body.missing`).
     required: bool,
     read: Read,
+    /// A GET or HEAD whose head announced no length: a body that comes is the
+    /// `anomaly.body_on_get` finding (an empty one is no body, and no finding).
+    body_on_get: bool,
 }
 
 impl BodyCheck {
     /// The operation whose body this is (for the anomaly checks, which read it too).
     pub fn operation(&self) -> usize {
         self.operation
+    }
+
+    /// Whether a non-empty body is itself an anomaly (a GET or HEAD that did not announce it).
+    pub fn body_on_get(&self) -> bool {
+        self.body_on_get
     }
 
     pub fn is_json(&self) -> bool {
@@ -175,7 +203,11 @@ impl Policy {
         }
         match check.read {
             // That a byte came is the whole check; which byte is never read.
-            Read::Refuse(..) | Read::Presence => Some(self.inspect_body(check, b" ")),
+            Read::Refuse(..) | Read::Presence => {
+                let mut verdict = self.inspect_body(check, b" ");
+                self.inspect_body_anomalies(check, b" ", &mut verdict);
+                Some(verdict)
+            }
             _ if size > self.body_limit() => Some(self.body_too_large(check)),
             _ => None,
         }
@@ -220,7 +252,7 @@ impl Policy {
                 form,
                 &self.json_limits(),
                 limits.max_multipart_parts,
-                limits.max_json_members,
+                self.json_caps(),
             )
             .map(Some),
             // A form body for a declaration without an object schema: nothing to check.
@@ -235,9 +267,16 @@ impl Policy {
         }
     }
 
+    fn json_caps(&self) -> JsonCaps {
+        JsonCaps {
+            max_members: self.limits.max_json_members,
+            max_containers: self.limits.max_json_containers,
+        }
+    }
+
     /// Parses request JSON (a body or a JSON parameter) within the policy's limits.
     fn parse_json(&self, bytes: &[u8]) -> Result<Value, BodyError> {
-        body::parse_request_json(bytes, &self.json_limits(), self.limits.max_json_members)
+        body::parse_request_json(bytes, &self.json_limits(), self.json_caps())
     }
 
     /// The count caps that apply before anything is routed or parsed: headers and query
@@ -440,6 +479,10 @@ impl Checker<'_> {
                                 RuleId::LimitJsonMembers,
                                 "has a JSON object or array larger than the policy allows",
                             ),
+                            BodyError::TooManyContainers { .. } => (
+                                RuleId::LimitJsonContainers,
+                                "has more JSON objects and arrays than the policy allows",
+                            ),
                             BodyError::DuplicateKey { .. } => {
                                 (RuleId::ParamInvalid, "has a JSON object that repeats a key")
                             }
@@ -558,9 +601,7 @@ impl Checker<'_> {
             }
             return None;
         }
-        let length = header_values(head.headers, "content-length")
-            .next()
-            .and_then(|l| l.trim().parse::<usize>().ok());
+        let length = head.content_length();
         let (media, read) = match self.read(head, length) {
             Ok(Some(found)) => found,
             Ok(None) if required => (0, Read::Presence),
@@ -576,6 +617,7 @@ impl Checker<'_> {
             media,
             required,
             read,
+            body_on_get: head.body_on_get_pending(),
         })
     }
 

@@ -69,6 +69,8 @@ pub enum RuleId {
     LimitMultipartParts,
     /// A JSON object or array of the request with more members than `limits.max_json_members`.
     LimitJsonMembers,
+    /// A request JSON value with more objects and arrays than `limits.max_json_containers`.
+    LimitJsonContainers,
     /// The upstream answered with a status the operation does not declare.
     ResponseStatus,
     /// The response's `Content-Type` is missing or not one the response declares.
@@ -143,7 +145,7 @@ pub enum RuleId {
 
 impl RuleId {
     /// Every rule, so the host can define one counter per rule and action up front.
-    pub const ALL: [RuleId; 58] = [
+    pub const ALL: [RuleId; 59] = [
         RuleId::UnknownPath,
         RuleId::MethodNotAllowed,
         RuleId::NotOriginForm,
@@ -169,6 +171,7 @@ impl RuleId {
         RuleId::LimitFormFields,
         RuleId::LimitMultipartParts,
         RuleId::LimitJsonMembers,
+        RuleId::LimitJsonContainers,
         RuleId::ResponseStatus,
         RuleId::ResponseMediaType,
         RuleId::ResponseSchema,
@@ -232,6 +235,7 @@ impl RuleId {
             RuleId::LimitFormFields => "limits.form_fields",
             RuleId::LimitMultipartParts => "limits.multipart_parts",
             RuleId::LimitJsonMembers => "limits.json_members",
+            RuleId::LimitJsonContainers => "limits.json_containers",
             RuleId::ResponseStatus => "response.status",
             RuleId::ResponseMediaType => "response.media_type",
             RuleId::ResponseSchema => "response.schema",
@@ -292,7 +296,8 @@ impl RuleId {
             | RuleId::LimitQueryPairs
             | RuleId::LimitFormFields
             | RuleId::LimitMultipartParts
-            | RuleId::LimitJsonMembers => 400,
+            | RuleId::LimitJsonMembers
+            | RuleId::LimitJsonContainers => 400,
             RuleId::LimitHeaders => 431,
             RuleId::RateLimited => 429,
             RuleId::Quarantined => 403,
@@ -360,6 +365,7 @@ impl RuleId {
             RuleId::LimitFormFields => "The form has too many fields",
             RuleId::LimitMultipartParts => "The multipart body has too many parts",
             RuleId::LimitJsonMembers => "A JSON object or array of the body is too large",
+            RuleId::LimitJsonContainers => "The JSON has too many objects and arrays",
             RuleId::ResponseStatus => "The upstream answered with an undeclared status",
             RuleId::ResponseMediaType => "The upstream answered with an undeclared media type",
             RuleId::ResponseSchema => "The upstream's response breaks the contract",

@@ -458,7 +458,10 @@ impl Anomaly {
         if method.is_none_or(|m| m == Method::Trace || !self.methods.contains(&m)) {
             push(RuleId::AnomalyMethod, "method", None);
         }
-        if head.has_body && matches!(method, Some(Method::Get | Method::Head)) {
+        // Announced by its length here; otherwise decided at the body's first byte
+        // (`BodyCheck::body_on_get`), since an announced body may turn out empty.
+        let announced = head.content_length().is_some_and(|l| l > 0);
+        if announced && matches!(method, Some(Method::Get | Method::Head)) {
             push(RuleId::AnomalyBodyOnGet, "body", None);
         }
         if head.path.len() > self.limits.max_uri_bytes {
@@ -662,6 +665,9 @@ impl Policy {
             return;
         };
         let mut findings = Findings::default();
+        if check.body_on_get() && !bytes.is_empty() {
+            findings.push(RuleId::AnomalyBodyOnGet, "body", None);
+        }
         let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
         if check.is_json() {
             let text = bytes.trim_ascii_start();

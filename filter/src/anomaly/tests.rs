@@ -282,6 +282,26 @@ fn injection_heuristics_cover_headers_cookies_and_multipart_fields() {
     assert!(multipart("name=\"q\"", "O'Brien").is_empty());
 }
 
+/// A chunked or HTTP/2 body on a GET is only known to be one at its first byte: an empty
+/// one is no body and no finding; a real one is found where the host first sees it.
+#[test]
+fn body_on_get_is_decided_by_the_body() {
+    let p = policy("enforce", json!({}));
+    let headers = [UA];
+    let head = RequestHead {
+        method: b"GET",
+        path: b"/users",
+        headers: &headers,
+        has_body: true,
+    };
+    let (verdict, check) = p.inspect(&head);
+    assert!(anomalies(&verdict).is_empty(), "nothing before the body");
+    let check = check.expect("the first byte is awaited");
+    assert!(p.inspect_body_start(&check, 0).is_none(), "an empty body");
+    let first = p.inspect_body_start(&check, 1).expect("a byte settles it");
+    assert_eq!(anomalies(&first), ["anomaly.body_on_get"]);
+}
+
 #[test]
 fn protocol_anomalies() {
     let p = policy(
@@ -372,8 +392,21 @@ fn protocol_anomalies() {
         ["anomaly.method"]
     );
     assert_eq!(
-        head("GET", "/users", &[], true, true, host).1,
-        ["anomaly.body_on_get"]
+        head(
+            "GET",
+            "/users",
+            &[("content-length", "5")],
+            true,
+            true,
+            host
+        )
+        .1,
+        ["anomaly.body_on_get"],
+        "a body the head announces"
+    );
+    assert!(
+        head("GET", "/users", &[], true, true, host).1.is_empty(),
+        "an unannounced body is judged at its first byte (body_on_get_is_decided_by_the_body)"
     );
     assert_eq!(
         head("GET", "/users?name=a%00b", &[], false, true, host).1,

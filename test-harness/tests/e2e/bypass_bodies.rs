@@ -283,10 +283,23 @@ fn invalid_bodies_still_reach_the_upstreams_head_regression() {
     assert_eq!(proxy.upstream.heads().len(), 2);
 }
 
+/// With the anomaly checks on: an empty body on a GET is no body, so not
+/// `anomaly.body_on_get` either (it was, from the head alone, before its first byte).
 #[test]
 fn empty_bodies_are_refused_as_bodies_regression() {
-    let proxy = petstore(false);
+    let mut policy = bundled("petstore");
+    policy["abuse"] = json!({"anomaly": {}});
+    let proxy = Proxy::start_with(EnvoyOptions {
+        policy: Policy::Bundle(policy),
+        ..EnvoyOptions::default()
+    });
     let json = [("content-type", "application/json")];
+    let body_on_get = || {
+        ["blocked", "monitored"]
+            .map(|outcome| proxy.counter(&format!("apiguard.rule.anomaly.body_on_get.{outcome}")))
+            .iter()
+            .sum::<f64>()
+    };
     for version in VERSIONS {
         // HTTP/1.1: `Transfer-Encoding: chunked` and a lone last chunk; HTTP/2: HEADERS,
         // then an empty DATA frame with END_STREAM.
@@ -307,8 +320,16 @@ fn empty_bodies_are_refused_as_bodies_regression() {
             "body.missing",
         );
     }
+    assert_eq!(body_on_get(), 0.0);
     let received: Vec<Value> = (proxy.upstream.received().iter())
         .map(|r| json!([r.method, r.path, r.body]))
         .collect();
     assert_eq!(received, vec![json!(["GET", "/v1/pets", ""]); 4]);
+    // A body that does come is the finding, seen at its first byte.
+    for (i, version) in VERSIONS.into_iter().enumerate() {
+        let response = send(&proxy, version, ("GET", "/v1/pets"), &[], &["x"], false);
+        assert_problem(&format!("{version:?}"), &response, 400, "body.undeclared");
+        assert_eq!(body_on_get(), (i + 1) as f64, "{version:?}");
+    }
+    assert_eq!(proxy.upstream.received().len(), 4);
 }

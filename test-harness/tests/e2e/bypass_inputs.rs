@@ -196,6 +196,33 @@ fn eight_thousand_query_names_are_refused_by_the_query_cap() {
     assert_eq!(proxy.upstream.received().len(), 2);
 }
 
+/// A 1 MB body of nested one-key objects parsed into ~95 MB of B-tree leaves, each worker's
+/// VM growing by as much (its memory never shrinks). With the default caps it is refused
+/// at the 50,000th object, quickly, and a valid request beside it is answered at once.
+#[test]
+fn a_megabyte_of_nested_objects_is_refused_by_the_container_cap() {
+    let proxy = start(json!({}));
+    let one = format!("{}\"x\"{}", "{\"a\":".repeat(60), "}".repeat(60));
+    let nested = format!(
+        "{{\"text\": \"t\", \"n\": [{}]}}",
+        vec![one; 2_800].join(",")
+    );
+    assert!(nested.len() < 1 << 20, "within max_body_bytes");
+    for version in VERSIONS {
+        let body = nested.clone();
+        let ((refused, took), (valid, waited)) = alongside(&proxy, version, |proxy, version| {
+            post(proxy, version, "application/json", body)
+        });
+        assert_problem("nested", &refused, 400, "limits.json_containers");
+        assert!(took < QUICK, "{version:?}: {took:?}");
+        assert_eq!(valid.status, 200, "{version:?}: {valid:?}");
+        assert!(waited < QUICK, "{version:?}: {waited:?}");
+    }
+    let received = proxy.upstream.received();
+    assert_eq!(received.len(), 2, "only the valid requests");
+    assert!(received.iter().all(|r| r.method == "GET"), "{received:#?}");
+}
+
 /// serde_json keeps the last of two equal keys, other parsers the first: the contract
 /// refuses the object itself, with no anomaly checks configured.
 #[test]
