@@ -715,6 +715,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::policy::SchemaCursor;
     use crate::verdict::Action;
 
     /// A small 3.0 contract touching every check, with the policy settings in `extra`.
@@ -1426,5 +1427,49 @@ mod tests {
             rules(&run(&lazy, "GET", "/a?q=x", &[], None)),
             ["params.invalid"]
         );
+    }
+
+    /// `schemas: lazy` compiles in the background, a bounded batch per call, from where the
+    /// last batch stopped; a schema that does not compile is reported and the rest go on.
+    #[test]
+    fn lazy_schemas_compile_in_bounded_batches() {
+        let param = |pattern: &str| json!({"name": "q", "in": "query", "schema": {"type": "string", "pattern": pattern}});
+        let paths: serde_json::Map<String, serde_json::Value> = ["a", "b(", "c", "d", "e"]
+            .iter()
+            .enumerate()
+            .map(|(i, pattern)| {
+                (
+                    format!("/p{i}"),
+                    json!({"get": {"parameters": [param(pattern)]}}),
+                )
+            })
+            .collect();
+        let config = json!({"name": "x", "schemas": "lazy",
+                            "openapi": {"document": {"openapi": "3.1.0", "paths": paths}}});
+        let policy = Policy::compile(config.to_string().as_bytes()).unwrap();
+        let mut cursor = SchemaCursor::default();
+        let mut failed = Vec::new();
+        let mut calls = 0;
+        loop {
+            calls += 1;
+            let mut budget = 2;
+            let (next, errors) = policy.compile_some(cursor, || {
+                budget -= 1;
+                budget >= 0
+            });
+            failed.extend(errors.iter().map(|e| e.location().unwrap().pointer.clone()));
+            match next {
+                Some(next) => cursor = next,
+                None => break,
+            }
+        }
+        assert_eq!(calls, 3, "five schemas, two per call");
+        assert_eq!(failed, ["/paths/~1p1/get/parameters/0/schema"]);
+        assert_eq!(
+            rules(&run(&policy, "GET", "/p1?q=x", &[], None)),
+            ["params.invalid"],
+            "fails closed"
+        );
+        assert!(rules(&run(&policy, "GET", "/p4?q=e", &[], None)).is_empty());
     }
 }

@@ -11,7 +11,7 @@ use crate::contract::{self, Contract};
 use crate::events::{fnv1a64, EventSettings};
 use crate::openapi::Document;
 use crate::route::Router;
-use crate::schema::SchemaSet;
+use crate::schema::{Schema, SchemaSet};
 use crate::security::Security;
 use crate::structpb;
 use crate::verdict::Method;
@@ -34,6 +34,8 @@ pub struct Policy {
     pub operations: Vec<CompiledOperation>,
     /// The document's component schemas, which compiled schemas refer to.
     pub schemas: SchemaSet,
+    /// When the schemas are compiled.
+    compilation: SchemaCompilation,
     /// Credentials and scopes per operation.
     pub security: Security,
     /// Rate limits, anomaly checks and quarantine, when the policy has `abuse`.
@@ -50,6 +52,11 @@ pub struct CompiledOperation {
     pub operation_id: Option<String>,
     pub contract: Contract,
 }
+
+/// How far a background compilation ([`Policy::compile_some`]) has got; the host keeps it
+/// between ticks, so the policy stays immutable.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaCursor(usize);
 
 impl Policy {
     /// Compiles the plugin configuration Envoy hands over: a serialised
@@ -194,6 +201,7 @@ impl Policy {
             stats: config.stats,
             operations,
             schemas,
+            compilation: config.schemas,
             security,
             events,
         };
@@ -214,16 +222,48 @@ impl Policy {
     }
 
     /// What `schemas: eager` compiles at configure time: the schemas a request or response
-    /// can reach. Those of operations in `mode: off`, and response schemas when responses
-    /// are not checked, are never used; compiling them anyway cost GitHub's API (`make
-    /// bench`) most of its configure time and about 110 MiB of the VM's memory.
+    /// can reach.
     fn compile_reachable_schemas(&self) -> Result<(), PolicyError> {
+        (self.reachable_schemas()).try_for_each(|schema| schema.compile(&self.schemas).map(drop))
+    }
+
+    /// The schemas a request or response can reach, in a fixed order. Those of operations
+    /// in `mode: off`, and response schemas when responses are not checked, are never
+    /// used; compiling them anyway cost GitHub's API (`make bench`) most of its configure
+    /// time and about 110 MiB of the VM's memory.
+    fn reachable_schemas(&self) -> impl Iterator<Item = &Schema> {
         let responses = self.responses.mode != OperationMode::Off;
         self.operations
             .iter()
             .filter(|op| op.contract.mode != OperationMode::Off)
-            .flat_map(|op| op.contract.schemas(responses))
-            .try_for_each(|schema| schema.compile(&self.schemas).map(drop))
+            .flat_map(move |op| op.contract.schemas(responses))
+    }
+
+    /// Whether the schemas are left to compile after configure (`schemas: lazy`).
+    pub fn schemas_are_lazy(&self) -> bool {
+        self.compilation == SchemaCompilation::Lazy
+    }
+
+    /// With `schemas: lazy`, compiles the reachable schemas in the background: from
+    /// `cursor` on, while `more()` allows (the host's time budget for one tick). Returns
+    /// where to go on from, `None` once every schema is compiled, and the schemas that do
+    /// not compile (their values fail closed, `body.schema` or `param.invalid`). A schema a
+    /// request needed first was compiled then, and costs nothing here.
+    pub fn compile_some(
+        &self,
+        cursor: SchemaCursor,
+        mut more: impl FnMut() -> bool,
+    ) -> (Option<SchemaCursor>, Vec<PolicyError>) {
+        let mut failed = Vec::new();
+        for (at, schema) in (cursor.0..).zip(self.reachable_schemas().skip(cursor.0)) {
+            if !more() {
+                return (Some(SchemaCursor(at)), failed);
+            }
+            if let Err(error) = schema.compile(&self.schemas) {
+                failed.push(error);
+            }
+        }
+        (None, failed)
     }
 }
 

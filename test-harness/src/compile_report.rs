@@ -1,7 +1,8 @@
 //! The filter's compile report: after `on_configure` compiles the policy, each VM logs
 //! "policy for API `…` compiled in N us, wasm memory M KiB: T path templates, …". The
 //! benchmark publishes these figures (GitHub's API as a policy), so the line is parsed in
-//! one place and an end-to-end test keeps the filter and the parser in step.
+//! one place and an end-to-end test keeps the filter and the parser in step. So is the
+//! line a `schemas: lazy` policy logs when its background compile is done.
 
 /// One VM's report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +27,17 @@ pub fn compile_reports(log: &str) -> Vec<CompileReport> {
                 wasm_memory_kib: memory.parse().ok()?,
                 templates: templates.parse().ok()?,
             })
+        })
+        .collect()
+}
+
+/// With `schemas: lazy`, each VM then logs "…: every schema compiled, N ms after
+/// configure" once its tick has compiled them all: the N of each, in order.
+pub fn background_compiles_ms(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter_map(|line| {
+            let rest = line.split_once(": every schema compiled, ")?.1;
+            rest.split_once(" ms after configure")?.0.parse().ok()
         })
         .collect()
 }

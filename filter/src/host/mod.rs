@@ -20,6 +20,7 @@ mod identity;
 mod jwks;
 mod metrics;
 mod root;
+mod schemas;
 mod sender;
 mod shared;
 

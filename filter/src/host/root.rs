@@ -2,6 +2,7 @@
 //! configuration and hands it to every request context.
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -12,6 +13,7 @@ use super::http::Request;
 use super::jwks::{self, Jwks};
 use super::log;
 use super::metrics::Metrics;
+use super::schemas::{self, Background};
 use super::sender::Sender;
 use super::shared::{self, HostStore};
 use crate::events::sink::SenderDocument;
@@ -28,6 +30,8 @@ pub struct Root {
     operations: Option<Rc<OperationCounters>>,
     /// Fetches the policy's remote key sets; `None` when it has none.
     jwks: Option<Jwks>,
+    /// Compiles a lazy policy's schemas; `None` when there are none left.
+    background: Option<Background>,
     /// `Some` when this root is the event sender (a bootstrap service), not a filter.
     sender: Option<Sender>,
 }
@@ -41,6 +45,31 @@ impl Context for Root {
         }
         if let Some(jwks) = &mut self.jwks {
             jwks.on_response(token, body);
+        }
+    }
+}
+
+impl Root {
+    /// The tick the filter's work needs: fast while schemas are left to compile, then
+    /// the key sets' (none without either: zero stops it). Returns whether the host took
+    /// it.
+    fn set_tick(&self) -> bool {
+        let period = if self.background.is_some() {
+            schemas::TICK
+        } else if self.jwks.is_some() {
+            jwks::TICK
+        } else {
+            Duration::ZERO
+        };
+        match hostcalls::set_tick_period(period) {
+            Ok(()) => true,
+            Err(status) => {
+                log(
+                    LogLevel::Critical,
+                    &format!("cannot set a tick: {status:?}"),
+                );
+                false
+            }
         }
     }
 }
@@ -132,17 +161,9 @@ impl RootContext for Root {
                 }
                 let policy = Rc::new(policy);
                 self.jwks = Jwks::new(Rc::clone(&policy), Rc::clone(&self.events));
-                if self.jwks.is_some() {
-                    if let Err(status) = hostcalls::set_tick_period(jwks::TICK) {
-                        log(
-                            LogLevel::Critical,
-                            &format!("cannot set a tick: {status:?}"),
-                        );
-                        return false;
-                    }
-                }
+                self.background = Background::start(&policy);
                 self.policy = Some(policy);
-                true
+                self.set_tick()
             }
             Err(error) => {
                 log(LogLevel::Critical, &format!("policy refused: {error}"));
@@ -157,6 +178,12 @@ impl RootContext for Root {
         }
         if let Some(jwks) = &mut self.jwks {
             jwks.on_tick();
+        }
+        if let Some(background) = &mut self.background {
+            if !background.on_tick() {
+                self.background = None;
+                self.set_tick();
+            }
         }
     }
 
