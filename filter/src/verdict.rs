@@ -7,403 +7,182 @@
 use std::borrow::Cow;
 use std::fmt;
 
-/// Every rule the engine can report, with its stable id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum RuleId {
+/// Declares the rules: each one's variant (with its doc), stable id, the HTTP status a
+/// blocked request receives, and a short fixed summary (the problem `title`, never request
+/// data). Everything else about a rule (its stats, its README row) derives from this.
+macro_rules! rules {
+    ($($(#[doc = $doc:literal])* $rule:ident = $id:literal, $status:literal, $title:literal;)*) => {
+        /// Every rule the engine can report, with its stable id.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum RuleId {
+            $($(#[doc = $doc])* $rule,)*
+        }
+
+        impl RuleId {
+            /// Every rule, so the host can define one counter per rule and action up front.
+            pub const ALL: [RuleId; [$($id),*].len()] = [$(RuleId::$rule),*];
+
+            /// The stable id, `family.name`.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(RuleId::$rule => $id,)*
+                }
+            }
+
+            /// The HTTP status a blocked request receives for this rule.
+            pub const fn status(self) -> u16 {
+                match self {
+                    $(RuleId::$rule => $status,)*
+                }
+            }
+
+            /// A short, fixed human summary (the problem `title`); never contains request
+            /// data.
+            pub const fn title(self) -> &'static str {
+                match self {
+                    $(RuleId::$rule => $title,)*
+                }
+            }
+        }
+    };
+}
+
+rules! {
     /// No path template of the API matches the request path.
-    UnknownPath,
+    UnknownPath = "route.unknown_path", 404, "No operation of this API has this path";
     /// The path is declared but not with the request's method.
-    MethodNotAllowed,
+    MethodNotAllowed = "route.method_not_allowed", 405, "This path does not accept this method";
     /// The `:path` is not in origin form (`/…`), or carries a fragment.
-    NotOriginForm,
+    NotOriginForm = "path.not_origin_form", 400, "The request target is not an absolute path";
     /// A `%` not followed by two hex digits, raw non-ASCII bytes, or a decoded segment
     /// that is not UTF-8.
-    InvalidEncoding,
+    InvalidEncoding = "path.invalid_encoding", 400, "The path is not validly percent-encoded";
     /// `%2F` or `%5C` inside a segment: a separator the upstream may or may not split on.
-    EncodedSeparator,
+    EncodedSeparator = "path.encoded_separator", 400, "The path has an encoded path separator";
     /// A `.` or `..` segment, raw or percent-encoded.
-    DotSegment,
+    DotSegment = "path.dot_segment", 400, "The path has a dot segment";
     /// A raw backslash, which some servers treat as `/`.
-    Backslash,
+    Backslash = "path.backslash", 400, "The path has a backslash";
     /// A control byte (NUL, CR, LF, DEL …), raw or percent-encoded.
-    ControlChar,
+    ControlChar = "path.control_char", 400, "The path has a control character";
     /// `//` inside the path: an empty segment that upstreams may merge or keep.
-    EmptySegment,
+    EmptySegment = "path.empty_segment", 400, "The path has an empty segment";
     /// A required parameter is absent.
-    ParamMissing,
+    ParamMissing = "params.missing", 400, "A required parameter is missing";
     /// A parameter cannot be read in its declared style, or breaks its schema.
-    ParamInvalid,
+    ParamInvalid = "params.invalid", 400, "A parameter is not what the contract declares";
     /// A query parameter or cookie the operation does not declare (refused in strict
     /// mode; cookies are reported only in strict mode, or when they differ from a declared
     /// one in case alone).
-    ParamUndeclared,
+    ParamUndeclared = "params.undeclared", 400, "A query parameter or cookie is not declared";
     /// A method or URL override channel (`X-HTTP-Method-Override`, `X-Original-URL`,
     /// `_method`, ...) the operation does not declare: the upstream may honour it and
     /// serve another operation than the one checked.
-    RequestOverride,
+    RequestOverride = "request.override", 400, "The request asks for another method or URL";
     /// The operation requires a body and none came.
-    BodyMissing,
+    BodyMissing = "body.missing", 400, "A required request body is missing";
     /// A body came for an operation that declares none.
-    BodyUndeclared,
+    BodyUndeclared = "body.undeclared", 400, "This operation takes no request body";
     /// The body's `Content-Type` is missing or not one the operation declares.
-    BodyMediaType,
+    BodyMediaType = "body.media_type", 415, "The body's media type is not accepted";
     /// The body is larger than the policy's limit.
-    BodyTooLarge,
+    BodyTooLarge = "body.too_large", 413, "The body is too large";
     /// The body cannot be parsed as its media type (or nests too deep).
-    BodyMalformed,
+    BodyMalformed = "body.malformed", 400, "The body cannot be parsed";
     /// The body breaks its schema.
-    BodySchema,
+    BodySchema = "body.schema", 400, "The body is not what the contract declares";
     /// A JSON object of the request repeats a key: serde_json keeps the last, other parsers
     /// the first, so the object validated is not the object the upstream may read.
-    BodyDuplicateKey,
+    BodyDuplicateKey = "body.duplicate_key", 400, "A JSON object of the body repeats a key";
     // Caps on how many items of request input the filter reads (`limits` in the policy):
     // every pass over request input is linear, and these bound its length and memory.
     /// More query pairs than `limits.max_query_pairs`.
-    LimitQueryPairs,
+    LimitQueryPairs = "limits.query_pairs", 400, "The query has too many parameters";
     /// More request headers than `limits.max_headers`.
-    LimitHeaders,
+    LimitHeaders = "limits.headers", 431, "The request has too many headers";
     /// More form fields than `limits.max_form_fields`.
-    LimitFormFields,
+    LimitFormFields = "limits.form_fields", 400, "The form has too many fields";
     /// More multipart parts than `limits.max_multipart_parts`.
-    LimitMultipartParts,
+    LimitMultipartParts = "limits.multipart_parts", 400, "The multipart body has too many parts";
     /// A JSON object or array of the request with more members than `limits.max_json_members`.
-    LimitJsonMembers,
+    LimitJsonMembers = "limits.json_members", 400, "A JSON object or array of the body is too large";
     /// A request JSON value with more objects and arrays than `limits.max_json_containers`.
-    LimitJsonContainers,
+    LimitJsonContainers = "limits.json_containers", 400, "The JSON has too many objects and arrays";
+    // Responses: the client did nothing wrong, the upstream broke the contract (502).
     /// The upstream answered with a status the operation does not declare.
-    ResponseStatus,
+    ResponseStatus = "response.status", 502, "The upstream answered with an undeclared status";
     /// The response's `Content-Type` is missing or not one the response declares.
-    ResponseMediaType,
+    ResponseMediaType = "response.media_type", 502, "The upstream answered with an undeclared media type";
     /// The response body cannot be parsed, or breaks its schema.
-    ResponseSchema,
+    ResponseSchema = "response.schema", 502, "The upstream's response breaks the contract";
     /// The response body is larger than the policy's limit, so it was not checked.
-    ResponseTooLarge,
+    ResponseTooLarge = "response.too_large", 502, "The upstream's response is too large to check";
     /// The response has a content coding (`gzip`, …) the filter cannot read, so its body
     /// was not checked.
-    ResponseEncoding,
+    ResponseEncoding = "response.encoding", 502, "The upstream's response has a content coding apiguard cannot check";
     /// The operation needs credentials and the request carries none (401).
-    AuthMissing,
+    AuthMissing = "auth.missing", 401, "This operation needs credentials";
     /// A token or API key was presented and refused: bad signature, expired, wrong
     /// issuer or audience, unknown key, two tokens (401 `invalid_token`).
-    AuthInvalid,
+    AuthInvalid = "auth.invalid", 401, "The credentials are not valid";
     /// Valid credentials without the scopes the operation needs (403).
-    AuthInsufficientScope,
+    AuthInsufficientScope = "auth.insufficient_scope", 403, "The credentials lack a required scope";
     /// A JWT provider has no keys (its JWKS could not be fetched yet): not the client's
     /// fault, so 503 rather than 401.
-    AuthKeysUnavailable,
+    AuthKeysUnavailable = "auth.keys_unavailable", 503, "The keys to check credentials are unavailable";
     // Abuse protection (`abuse` in the policy): rate limits, quarantine, anomaly checks.
     /// A rate limit of the policy refused the request (`Retry-After` says when to retry).
-    RateLimited,
+    RateLimited = "ratelimit.exceeded", 429, "The client sent too many requests";
     /// The client collected too many blocked requests and is refused until its quarantine ends.
-    Quarantined,
+    Quarantined = "abuse.quarantined", 403, "The client is quarantined";
     /// No `User-Agent`, or an empty one: no real client of the API sends that.
-    AnomalyUserAgent,
+    AnomalyUserAgent = "anomaly.user_agent", 400, "The request has no User-Agent";
     /// No `:authority`/`Host`, or a second `Host`.
-    AnomalyHost,
+    AnomalyHost = "anomaly.host", 400, "The request's Host is missing or repeated";
     /// The path and query are longer than `abuse.anomaly.limits.max_uri_bytes`.
-    AnomalyUriLength,
+    AnomalyUriLength = "anomaly.uri_length", 400, "The request target is too long";
     /// A header value is longer than `max_header_bytes`.
-    AnomalyHeaderSize,
+    AnomalyHeaderSize = "anomaly.header_size", 400, "A header value is too long";
     /// More headers than `max_headers`.
-    AnomalyHeaderCount,
+    AnomalyHeaderCount = "anomaly.header_count", 400, "The request has too many headers";
     /// A method no operation of the API declares, or `TRACE`/`CONNECT`.
-    AnomalyMethod,
+    AnomalyMethod = "anomaly.method", 400, "The API never uses this method";
     /// A `GET` or `HEAD` with a body (request smuggling, cache poisoning).
-    AnomalyBodyOnGet,
+    AnomalyBodyOnGet = "anomaly.body_on_get", 400, "A GET or HEAD request has a body";
     /// The body does not look like its `Content-Type` (JSON that is not, a form that is JSON).
-    AnomalyContentType,
+    AnomalyContentType = "anomaly.content_type", 400, "The body contradicts its Content-Type";
     /// A JSON object has a key twice: parsers disagree on which one counts.
-    AnomalyJsonDuplicateKey,
+    AnomalyJsonDuplicateKey = "anomaly.json_duplicate_key", 400, "A JSON object repeats a key";
     /// A JSON object or array has more members than `max_width`.
-    AnomalyJsonWidth,
+    AnomalyJsonWidth = "anomaly.json_width", 400, "A JSON object or array is too wide";
     /// A JSON string or key is longer than `max_string_bytes`.
-    AnomalyJsonStringLength,
+    AnomalyJsonStringLength = "anomaly.json_string_length", 400, "A JSON string is too long";
     /// A JSON number literal is longer than `max_number_chars`.
-    AnomalyJsonNumberSize,
+    AnomalyJsonNumberSize = "anomaly.json_number_size", 400, "A JSON number is too long";
     /// A query value, form field or header is not valid UTF-8.
-    AnomalyInvalidUtf8,
+    AnomalyInvalidUtf8 = "anomaly.invalid_utf8", 400, "The request has invalid UTF-8";
     /// NUL or another control byte in a query value, form field or header.
-    AnomalyControlChar,
+    AnomalyControlChar = "anomaly.control_char", 400, "The request has control characters";
     /// A query or form parameter the contract does not declare is given twice (parameter pollution).
-    AnomalyRepeatedParam,
+    AnomalyRepeatedParam = "anomaly.repeated_param", 400, "A parameter is repeated";
     /// A string value looks like SQL injection (heuristic).
-    AnomalySqlInjection,
+    AnomalySqlInjection = "anomaly.sql_injection", 400, "A value looks like SQL injection";
     /// A string value looks like cross-site scripting (heuristic).
-    AnomalyXss,
+    AnomalyXss = "anomaly.xss", 400, "A value looks like cross-site scripting";
     /// A string value looks like OS command injection (heuristic).
-    AnomalyCommandInjection,
+    AnomalyCommandInjection = "anomaly.command_injection", 400, "A value looks like OS command injection";
     /// A NoSQL operator (`$ne`, `$where`, ...) as a key or in a value (heuristic).
-    AnomalyNoSqlInjection,
+    AnomalyNoSqlInjection = "anomaly.nosql_injection", 400, "A value looks like NoSQL injection";
     /// A string value looks like server-side template or JNDI injection (heuristic).
-    AnomalyTemplateInjection,
+    AnomalyTemplateInjection = "anomaly.template_injection", 400, "A value looks like template injection";
     /// A string value looks like LDAP filter injection (heuristic).
-    AnomalyLdapInjection,
+    AnomalyLdapInjection = "anomaly.ldap_injection", 400, "A value looks like LDAP injection";
     /// A string value holds `../`, an encoded dot segment or a system file path (heuristic).
-    AnomalyPathTraversal,
+    AnomalyPathTraversal = "anomaly.path_traversal", 400, "A value looks like path traversal";
 }
 
 impl RuleId {
-    /// Every rule, so the host can define one counter per rule and action up front.
-    pub const ALL: [RuleId; 59] = [
-        RuleId::UnknownPath,
-        RuleId::MethodNotAllowed,
-        RuleId::NotOriginForm,
-        RuleId::InvalidEncoding,
-        RuleId::EncodedSeparator,
-        RuleId::DotSegment,
-        RuleId::Backslash,
-        RuleId::ControlChar,
-        RuleId::EmptySegment,
-        RuleId::ParamMissing,
-        RuleId::ParamInvalid,
-        RuleId::ParamUndeclared,
-        RuleId::RequestOverride,
-        RuleId::BodyMissing,
-        RuleId::BodyUndeclared,
-        RuleId::BodyMediaType,
-        RuleId::BodyTooLarge,
-        RuleId::BodyMalformed,
-        RuleId::BodySchema,
-        RuleId::BodyDuplicateKey,
-        RuleId::LimitQueryPairs,
-        RuleId::LimitHeaders,
-        RuleId::LimitFormFields,
-        RuleId::LimitMultipartParts,
-        RuleId::LimitJsonMembers,
-        RuleId::LimitJsonContainers,
-        RuleId::ResponseStatus,
-        RuleId::ResponseMediaType,
-        RuleId::ResponseSchema,
-        RuleId::ResponseTooLarge,
-        RuleId::ResponseEncoding,
-        RuleId::AuthMissing,
-        RuleId::AuthInvalid,
-        RuleId::AuthInsufficientScope,
-        RuleId::AuthKeysUnavailable,
-        RuleId::RateLimited,
-        RuleId::Quarantined,
-        RuleId::AnomalyUserAgent,
-        RuleId::AnomalyHost,
-        RuleId::AnomalyUriLength,
-        RuleId::AnomalyHeaderSize,
-        RuleId::AnomalyHeaderCount,
-        RuleId::AnomalyMethod,
-        RuleId::AnomalyBodyOnGet,
-        RuleId::AnomalyContentType,
-        RuleId::AnomalyJsonDuplicateKey,
-        RuleId::AnomalyJsonWidth,
-        RuleId::AnomalyJsonStringLength,
-        RuleId::AnomalyJsonNumberSize,
-        RuleId::AnomalyInvalidUtf8,
-        RuleId::AnomalyControlChar,
-        RuleId::AnomalyRepeatedParam,
-        RuleId::AnomalySqlInjection,
-        RuleId::AnomalyXss,
-        RuleId::AnomalyCommandInjection,
-        RuleId::AnomalyNoSqlInjection,
-        RuleId::AnomalyTemplateInjection,
-        RuleId::AnomalyLdapInjection,
-        RuleId::AnomalyPathTraversal,
-    ];
-
-    /// The stable id, `family.name`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            RuleId::UnknownPath => "route.unknown_path",
-            RuleId::MethodNotAllowed => "route.method_not_allowed",
-            RuleId::NotOriginForm => "path.not_origin_form",
-            RuleId::InvalidEncoding => "path.invalid_encoding",
-            RuleId::EncodedSeparator => "path.encoded_separator",
-            RuleId::DotSegment => "path.dot_segment",
-            RuleId::Backslash => "path.backslash",
-            RuleId::ControlChar => "path.control_char",
-            RuleId::EmptySegment => "path.empty_segment",
-            RuleId::ParamMissing => "params.missing",
-            RuleId::ParamInvalid => "params.invalid",
-            RuleId::ParamUndeclared => "params.undeclared",
-            RuleId::RequestOverride => "request.override",
-            RuleId::BodyMissing => "body.missing",
-            RuleId::BodyUndeclared => "body.undeclared",
-            RuleId::BodyMediaType => "body.media_type",
-            RuleId::BodyTooLarge => "body.too_large",
-            RuleId::BodyMalformed => "body.malformed",
-            RuleId::BodySchema => "body.schema",
-            RuleId::BodyDuplicateKey => "body.duplicate_key",
-            RuleId::LimitQueryPairs => "limits.query_pairs",
-            RuleId::LimitHeaders => "limits.headers",
-            RuleId::LimitFormFields => "limits.form_fields",
-            RuleId::LimitMultipartParts => "limits.multipart_parts",
-            RuleId::LimitJsonMembers => "limits.json_members",
-            RuleId::LimitJsonContainers => "limits.json_containers",
-            RuleId::ResponseStatus => "response.status",
-            RuleId::ResponseMediaType => "response.media_type",
-            RuleId::ResponseSchema => "response.schema",
-            RuleId::ResponseTooLarge => "response.too_large",
-            RuleId::ResponseEncoding => "response.encoding",
-            RuleId::AuthMissing => "auth.missing",
-            RuleId::AuthInvalid => "auth.invalid",
-            RuleId::AuthInsufficientScope => "auth.insufficient_scope",
-            RuleId::AuthKeysUnavailable => "auth.keys_unavailable",
-            RuleId::RateLimited => "ratelimit.exceeded",
-            RuleId::Quarantined => "abuse.quarantined",
-            RuleId::AnomalyUserAgent => "anomaly.user_agent",
-            RuleId::AnomalyHost => "anomaly.host",
-            RuleId::AnomalyUriLength => "anomaly.uri_length",
-            RuleId::AnomalyHeaderSize => "anomaly.header_size",
-            RuleId::AnomalyHeaderCount => "anomaly.header_count",
-            RuleId::AnomalyMethod => "anomaly.method",
-            RuleId::AnomalyBodyOnGet => "anomaly.body_on_get",
-            RuleId::AnomalyContentType => "anomaly.content_type",
-            RuleId::AnomalyJsonDuplicateKey => "anomaly.json_duplicate_key",
-            RuleId::AnomalyJsonWidth => "anomaly.json_width",
-            RuleId::AnomalyJsonStringLength => "anomaly.json_string_length",
-            RuleId::AnomalyJsonNumberSize => "anomaly.json_number_size",
-            RuleId::AnomalyInvalidUtf8 => "anomaly.invalid_utf8",
-            RuleId::AnomalyControlChar => "anomaly.control_char",
-            RuleId::AnomalyRepeatedParam => "anomaly.repeated_param",
-            RuleId::AnomalySqlInjection => "anomaly.sql_injection",
-            RuleId::AnomalyXss => "anomaly.xss",
-            RuleId::AnomalyCommandInjection => "anomaly.command_injection",
-            RuleId::AnomalyNoSqlInjection => "anomaly.nosql_injection",
-            RuleId::AnomalyTemplateInjection => "anomaly.template_injection",
-            RuleId::AnomalyLdapInjection => "anomaly.ldap_injection",
-            RuleId::AnomalyPathTraversal => "anomaly.path_traversal",
-        }
-    }
-
-    /// The HTTP status a blocked request receives for this rule.
-    pub const fn status(self) -> u16 {
-        match self {
-            RuleId::UnknownPath => 404,
-            RuleId::MethodNotAllowed => 405,
-            RuleId::NotOriginForm
-            | RuleId::InvalidEncoding
-            | RuleId::EncodedSeparator
-            | RuleId::DotSegment
-            | RuleId::Backslash
-            | RuleId::ControlChar
-            | RuleId::EmptySegment
-            | RuleId::ParamMissing
-            | RuleId::ParamInvalid
-            | RuleId::ParamUndeclared
-            | RuleId::RequestOverride
-            | RuleId::BodyMissing
-            | RuleId::BodyUndeclared
-            | RuleId::BodyMalformed
-            | RuleId::BodySchema
-            | RuleId::BodyDuplicateKey
-            | RuleId::LimitQueryPairs
-            | RuleId::LimitFormFields
-            | RuleId::LimitMultipartParts
-            | RuleId::LimitJsonMembers
-            | RuleId::LimitJsonContainers => 400,
-            RuleId::LimitHeaders => 431,
-            RuleId::RateLimited => 429,
-            RuleId::Quarantined => 403,
-            RuleId::AnomalyUserAgent
-            | RuleId::AnomalyHost
-            | RuleId::AnomalyUriLength
-            | RuleId::AnomalyHeaderSize
-            | RuleId::AnomalyHeaderCount
-            | RuleId::AnomalyMethod
-            | RuleId::AnomalyBodyOnGet
-            | RuleId::AnomalyContentType
-            | RuleId::AnomalyJsonDuplicateKey
-            | RuleId::AnomalyJsonWidth
-            | RuleId::AnomalyJsonStringLength
-            | RuleId::AnomalyJsonNumberSize
-            | RuleId::AnomalyInvalidUtf8
-            | RuleId::AnomalyControlChar
-            | RuleId::AnomalyRepeatedParam
-            | RuleId::AnomalySqlInjection
-            | RuleId::AnomalyXss
-            | RuleId::AnomalyCommandInjection
-            | RuleId::AnomalyNoSqlInjection
-            | RuleId::AnomalyTemplateInjection
-            | RuleId::AnomalyLdapInjection
-            | RuleId::AnomalyPathTraversal => 400,
-            RuleId::BodyTooLarge => 413,
-            RuleId::BodyMediaType => 415,
-            // The client did nothing wrong: the upstream broke the contract.
-            RuleId::ResponseStatus
-            | RuleId::ResponseMediaType
-            | RuleId::ResponseSchema
-            | RuleId::ResponseTooLarge
-            | RuleId::ResponseEncoding => 502,
-            RuleId::AuthMissing | RuleId::AuthInvalid => 401,
-            RuleId::AuthInsufficientScope => 403,
-            RuleId::AuthKeysUnavailable => 503,
-        }
-    }
-
-    /// A short, fixed human summary (the problem `title`); never contains request data.
-    pub const fn title(self) -> &'static str {
-        match self {
-            RuleId::UnknownPath => "No operation of this API has this path",
-            RuleId::MethodNotAllowed => "This path does not accept this method",
-            RuleId::NotOriginForm => "The request target is not an absolute path",
-            RuleId::InvalidEncoding => "The path is not validly percent-encoded",
-            RuleId::EncodedSeparator => "The path has an encoded path separator",
-            RuleId::DotSegment => "The path has a dot segment",
-            RuleId::Backslash => "The path has a backslash",
-            RuleId::ControlChar => "The path has a control character",
-            RuleId::EmptySegment => "The path has an empty segment",
-            RuleId::ParamMissing => "A required parameter is missing",
-            RuleId::ParamInvalid => "A parameter is not what the contract declares",
-            RuleId::ParamUndeclared => "A query parameter or cookie is not declared",
-            RuleId::RequestOverride => "The request asks for another method or URL",
-            RuleId::BodyMissing => "A required request body is missing",
-            RuleId::BodyUndeclared => "This operation takes no request body",
-            RuleId::BodyMediaType => "The body's media type is not accepted",
-            RuleId::BodyTooLarge => "The body is too large",
-            RuleId::BodyMalformed => "The body cannot be parsed",
-            RuleId::BodySchema => "The body is not what the contract declares",
-            RuleId::BodyDuplicateKey => "A JSON object of the body repeats a key",
-            RuleId::LimitQueryPairs => "The query has too many parameters",
-            RuleId::LimitHeaders => "The request has too many headers",
-            RuleId::LimitFormFields => "The form has too many fields",
-            RuleId::LimitMultipartParts => "The multipart body has too many parts",
-            RuleId::LimitJsonMembers => "A JSON object or array of the body is too large",
-            RuleId::LimitJsonContainers => "The JSON has too many objects and arrays",
-            RuleId::ResponseStatus => "The upstream answered with an undeclared status",
-            RuleId::ResponseMediaType => "The upstream answered with an undeclared media type",
-            RuleId::ResponseSchema => "The upstream's response breaks the contract",
-            RuleId::ResponseTooLarge => "The upstream's response is too large to check",
-            RuleId::ResponseEncoding => {
-                "The upstream's response has a content coding apiguard cannot check"
-            }
-            RuleId::AuthMissing => "This operation needs credentials",
-            RuleId::AuthInvalid => "The credentials are not valid",
-            RuleId::AuthInsufficientScope => "The credentials lack a required scope",
-            RuleId::AuthKeysUnavailable => "The keys to check credentials are unavailable",
-            RuleId::RateLimited => "The client sent too many requests",
-            RuleId::Quarantined => "The client is quarantined",
-            RuleId::AnomalyUserAgent => "The request has no User-Agent",
-            RuleId::AnomalyHost => "The request's Host is missing or repeated",
-            RuleId::AnomalyUriLength => "The request target is too long",
-            RuleId::AnomalyHeaderSize => "A header value is too long",
-            RuleId::AnomalyHeaderCount => "The request has too many headers",
-            RuleId::AnomalyMethod => "The API never uses this method",
-            RuleId::AnomalyBodyOnGet => "A GET or HEAD request has a body",
-            RuleId::AnomalyContentType => "The body contradicts its Content-Type",
-            RuleId::AnomalyJsonDuplicateKey => "A JSON object repeats a key",
-            RuleId::AnomalyJsonWidth => "A JSON object or array is too wide",
-            RuleId::AnomalyJsonStringLength => "A JSON string is too long",
-            RuleId::AnomalyJsonNumberSize => "A JSON number is too long",
-            RuleId::AnomalyInvalidUtf8 => "The request has invalid UTF-8",
-            RuleId::AnomalyControlChar => "The request has control characters",
-            RuleId::AnomalyRepeatedParam => "A parameter is repeated",
-            RuleId::AnomalySqlInjection => "A value looks like SQL injection",
-            RuleId::AnomalyXss => "A value looks like cross-site scripting",
-            RuleId::AnomalyCommandInjection => "A value looks like OS command injection",
-            RuleId::AnomalyNoSqlInjection => "A value looks like NoSQL injection",
-            RuleId::AnomalyTemplateInjection => "A value looks like template injection",
-            RuleId::AnomalyLdapInjection => "A value looks like LDAP injection",
-            RuleId::AnomalyPathTraversal => "A value looks like path traversal",
-        }
-    }
-
     /// Which of several violations decides the status: the one the client can least
     /// work around first (too large, then wrong media type), then the others.
     const fn precedence(self) -> u8 {
