@@ -8,7 +8,7 @@ use crate::config::{
     PolicyError, ResponseSettings, SchemaCompilation, StatsSettings,
 };
 use crate::contract::{self, Contract};
-use crate::events::{fnv1a64, EventSettings};
+use crate::events::{hash64, EventSettings};
 use crate::openapi::Document;
 use crate::route::Router;
 use crate::schema::{Schema, SchemaSet};
@@ -75,7 +75,7 @@ impl Policy {
         origin: &str,
     ) -> Result<Policy, PolicyError> {
         let configuration = configuration.into();
-        let configuration_hash = fnv1a64(&configuration);
+        let configuration_hash = hash64(&configuration);
         let json = json_text(configuration, origin)?;
         let config: PolicyConfig<'_> = parse_json(&json, origin)?;
         let name = config.name;

@@ -116,7 +116,7 @@ pub struct Event {
     pub severity: Severity,
     pub action: EventAction,
     pub api: String,
-    /// Hex of the policy bundle hash (FNV-1a, 64 bits), so a finding names the exact
+    /// Hex of the policy bundle hash ([`hash64`]), so a finding names the exact
     /// configuration that made it.
     pub policy_hash: String,
     pub owner: Owner,
@@ -207,7 +207,7 @@ pub struct EventSettings {
 
 impl EventSettings {
     /// `owner` from the policy wins over the document's `x-owner`, field by field;
-    /// `configuration_hash` is [`fnv1a64`] of the configuration bytes Envoy handed over.
+    /// `configuration_hash` is [`hash64`] of the configuration bytes Envoy handed over.
     pub fn new(
         api: &str,
         configuration_hash: u64,
@@ -375,12 +375,23 @@ pub const QUARANTINE_STARTED: &str = "abuse.quarantine_started";
 /// is no verdict: the response is delivered.
 pub const REDACTED: &str = "response.redacted";
 
-/// FNV-1a, 64 bits: cheap, dependency-free, and enough to tell configurations apart (it
-/// is an identifier, not a security boundary).
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
-    })
+/// FNV-1a's 64-bit step over little-endian 8-byte words, then over the last bytes one by
+/// one (so inputs under 8 bytes hash as FNV-1a does): cheap, dependency-free, and enough
+/// to tell configurations apart (an identifier, not a security boundary). Word-wise
+/// because every configure hashes the whole configuration: byte by byte, GitHub's 7 MB
+/// bundle took a tenth of its configure time.
+pub fn hash64(bytes: &[u8]) -> u64 {
+    const PRIME: u64 = 0x0100_0000_01b3;
+    let step = |hash: u64, word: u64| (hash ^ word).wrapping_mul(PRIME);
+    let words = bytes.chunks_exact(8);
+    let tail = words.remainder();
+    let hash = words.fold(0xcbf2_9ce4_8422_2325, |hash, word| {
+        let mut le = [0; 8];
+        le.copy_from_slice(word);
+        step(hash, u64::from_le_bytes(le))
+    });
+    tail.iter()
+        .fold(hash, |hash, byte| step(hash, u64::from(*byte)))
 }
 
 /// The IP of a `source.address` (`10.0.0.7:51234`, `[::1]:51234`): the port changes per
@@ -441,7 +452,7 @@ mod tests {
         assert_eq!(event.api, "pets");
         assert_eq!(
             event.policy_hash,
-            format!("{:016x}", fnv1a64(POLICY.as_bytes()))
+            format!("{:016x}", hash64(POLICY.as_bytes()))
         );
         // The policy's contact wins; the document supplies the team.
         assert_eq!(event.owner.team.as_deref(), Some("pet-team"));
@@ -551,8 +562,18 @@ mod tests {
 
     #[test]
     fn the_hash_tells_configurations_apart() {
-        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_ne!(fnv1a64(b"ab"), fnv1a64(b"ba"));
+        // Under 8 bytes it is FNV-1a's published values.
+        assert_eq!(hash64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(hash64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_ne!(hash64(b"ab"), hash64(b"ba"));
+        // Word and tail both count, in order.
+        let base = hash64(b"0123456789abcdef!");
+        for other in [
+            &b"0123456789abcdef?"[..],
+            b"1023456789abcdef!",
+            b"0123456789abcdfe!",
+        ] {
+            assert_ne!(hash64(other), base);
+        }
     }
 }

@@ -130,7 +130,7 @@ fn finding_uid(event: &Event) -> String {
         _ => format!(
             "{}:{:016x}",
             event.rule,
-            super::fnv1a64(format!("{}{}{}", event.rule, event.time_ms, event.count).as_bytes())
+            super::hash64(format!("{}{}{}", event.rule, event.time_ms, event.count).as_bytes())
         ),
     }
 }
