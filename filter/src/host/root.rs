@@ -132,14 +132,13 @@ impl RootContext for Root {
                 }
                 let policy = Rc::new(policy);
                 self.jwks = Jwks::new(Rc::clone(&policy), Rc::clone(&self.events));
-                if self.jwks.is_some() {
-                    if let Err(status) = hostcalls::set_tick_period(jwks::TICK) {
-                        log(
-                            LogLevel::Critical,
-                            &format!("cannot set a tick: {status:?}"),
-                        );
-                        return false;
-                    }
+                // The tick closes the event fold windows, and refreshes remote key sets.
+                if let Err(status) = hostcalls::set_tick_period(jwks::TICK) {
+                    log(
+                        LogLevel::Critical,
+                        &format!("cannot set a tick: {status:?}"),
+                    );
+                    return false;
                 }
                 self.policy = Some(policy);
                 true
@@ -157,6 +156,9 @@ impl RootContext for Root {
         }
         if let Some(jwks) = &mut self.jwks {
             jwks.on_tick();
+        }
+        if let Some(policy) = &self.policy {
+            self.events.flush(policy, events::now_ms());
         }
     }
 
