@@ -141,13 +141,13 @@ impl Sender {
             vec![],
             timeout,
         ) {
-            Ok(token) => self.in_flight = Some((token, batch.iter().map(findings).sum())),
+            Ok(token) => self.in_flight = Some((token, findings_in(&batch))),
             Err(status) => {
                 log(
                     LogLevel::Warn,
                     &format!("event sender: cannot call the collector: {status:?}"),
                 );
-                self.failed_batch(batch.iter().map(findings).sum());
+                self.failed_batch(findings_in(&batch));
             }
         }
     }
@@ -205,6 +205,10 @@ impl Sender {
 /// The findings an event stands for.
 fn findings(event: &Event) -> usize {
     usize::try_from(event.count).unwrap_or(usize::MAX)
+}
+
+fn findings_in(batch: &[Event]) -> usize {
+    batch.iter().map(findings).fold(0, usize::saturating_add)
 }
 
 fn counter(name: &str) -> Option<u32> {
