@@ -30,8 +30,12 @@ pub const DIRECT_BODY: &str = "{\"ok\":true}";
 pub enum Filters<'a> {
     /// Bare Envoy: the router alone.
     None,
-    /// The reference Rust proxy-wasm filter (`bench/noop-filter`).
-    Noop { wasm: &'a Path },
+    /// A reference Rust proxy-wasm filter (`bench/noop-filter`): `mode` is its plugin
+    /// configuration, `None` for the no-op filter, `floor` or `floor-body` for the floor.
+    Reference {
+        wasm: &'a Path,
+        mode: Option<&'static str>,
+    },
     /// Envoy's own `jwt_authn` (JWT cache on) and `local_ratelimit`: what a user would
     /// deploy instead of apiguard.
     Native { jwks: &'a str },
@@ -45,7 +49,7 @@ pub fn render(filters: &Filters<'_>, upstream: SocketAddr) -> Result<Value, Benc
     let filter_wasm = locate::filter_wasm()?;
     let (with_filter, wasm, policy) = match filters {
         Filters::Apiguard { wasm, policy } => (true, *wasm, Some(*policy)),
-        Filters::Noop { wasm } => (true, *wasm, None),
+        Filters::Reference { wasm, .. } => (true, *wasm, None),
         Filters::None | Filters::Native { .. } => (false, filter_wasm.as_path(), None),
     };
     let mut config = Template::load(&locate::envoy_yaml())?.render(&RenderOptions {
@@ -75,7 +79,7 @@ pub fn render(filters: &Filters<'_>, upstream: SocketAddr) -> Result<Value, Benc
         .as_array_mut()
         .ok_or_else(|| BenchError::Config("the listener has no http_filters list".into()))?;
     match filters {
-        Filters::Noop { .. } => {
+        Filters::Reference { mode, .. } => {
             let plugin = chain
                 .first_mut()
                 .and_then(|filter| filter.pointer_mut("/typed_config/config"))
@@ -83,7 +87,13 @@ pub fn render(filters: &Filters<'_>, upstream: SocketAddr) -> Result<Value, Benc
                 .ok_or_else(|| BenchError::Config("no Wasm filter to replace".into()))?;
             plugin.insert("name".into(), json!("noop"));
             plugin.insert("root_id".into(), json!("noop"));
-            plugin.remove("configuration");
+            match mode {
+                Some(mode) => plugin.insert(
+                    "configuration".into(),
+                    json!({"@type": "type.googleapis.com/google.protobuf.StringValue", "value": mode}),
+                ),
+                None => plugin.remove("configuration"),
+            };
         }
         Filters::Native { jwks } => {
             chain.splice(0..0, native_filters(jwks));

@@ -150,6 +150,10 @@ pub struct Bundles {
     /// Per algorithm, the full policy with that algorithm's key and the token cache off.
     pub jwt_cold: BTreeMap<Algorithm, Value>,
     pub full_no_jwt: Value,
+    /// The full policy without its rate limit (`Config::FullNoLimit`).
+    pub full_no_limit: Value,
+    /// The full policy in `monitor` with its response checks on (`Config::Drift`).
+    pub drift: Value,
     pub github: Value,
     pub github_lazy: Value,
     pub github_one: Value,
@@ -173,7 +177,15 @@ impl Bundles {
                 limit["key"] = serde_json::json!(["client_ip"]);
             }
         }
+        // `abuse` stays (with it, the anomaly checks run): only the limit goes.
+        let mut full_no_limit = full.clone();
+        full_no_limit["abuse"]["rate_limits"] = serde_json::json!([]);
+        let mut drift = full.clone();
+        drift["mode"] = Value::from("monitor");
+        drift["responses"] = serde_json::json!({"mode": "monitor"});
         Ok(Bundles {
+            full_no_limit,
+            drift,
             allowlist: apiguard_harness::embed::bundle(&policies.join("allowlist.yaml"))?,
             full,
             jwt_cold: jwt_cold_bundles(&full_yaml, keys, scratch)?,
@@ -238,7 +250,34 @@ fn measure(args: &Args, scratch: &Path) -> Result<Measured, BenchError> {
     let up = upstream.listener();
     let mut configurations = vec![
         (Config::Bare, Filters::None),
-        (Config::Noop, Filters::Noop { wasm: &noop }),
+        (
+            Config::Noop,
+            Filters::Reference {
+                wasm: &noop,
+                mode: None,
+            },
+        ),
+        (
+            Config::Floor,
+            Filters::Reference {
+                wasm: &noop,
+                mode: Some("floor"),
+            },
+        ),
+        (
+            Config::FloorBody,
+            Filters::Reference {
+                wasm: &noop,
+                mode: Some("floor-body"),
+            },
+        ),
+        (
+            Config::FloorNoStore,
+            Filters::Reference {
+                wasm: &noop,
+                mode: Some("floor-no-store"),
+            },
+        ),
         (
             Config::Native,
             Filters::Native {
@@ -257,6 +296,20 @@ fn measure(args: &Args, scratch: &Path) -> Result<Measured, BenchError> {
             Filters::Apiguard {
                 wasm: &apiguard,
                 policy: &bundles.full,
+            },
+        ),
+        (
+            Config::FullNoLimit,
+            Filters::Apiguard {
+                wasm: &apiguard,
+                policy: &bundles.full_no_limit,
+            },
+        ),
+        (
+            Config::Drift,
+            Filters::Apiguard {
+                wasm: &apiguard,
+                policy: &bundles.drift,
             },
         ),
         (
@@ -301,7 +354,7 @@ fn measure(args: &Args, scratch: &Path) -> Result<Measured, BenchError> {
     if !args.only.is_empty() {
         let references: Vec<&str> = (all.iter())
             .filter(|s| args.only.contains(&s.id))
-            .flat_map(|s| [s.bare, s.noop])
+            .flat_map(|s| [s.bare, s.noop, s.floor])
             .collect();
         let wanted = |s: &Scenario| args.only.contains(&s.id) || references.contains(&&*s.id);
         all = all.iter().filter(|s| wanted(s)).cloned().collect();
@@ -335,7 +388,7 @@ fn measure(args: &Args, scratch: &Path) -> Result<Measured, BenchError> {
         })
         .collect();
     for scenario in all.iter().chain(&proxied_scenarios) {
-        probe::allowed(envoy(scenario.config), scenario)?;
+        probe::answered(envoy(scenario.config), scenario)?;
     }
     if args.only.is_empty() {
         probe::refusals(
@@ -410,7 +463,7 @@ fn rounds(
 ) -> Result<Vec<Row>, BenchError> {
     let scripts = scenarios
         .iter()
-        .map(|s| Script::write(scratch, &format!("{view}-{}", s.id), &s.request))
+        .map(|s| Script::write(scratch, &format!("{view}-{}", s.id), &s.request, s.status))
         .collect::<Result<Vec<_>, _>>()?;
     let mut samples: Vec<Vec<(Sample, Sample)>> = vec![Vec::new(); scenarios.len()];
     for round in 0..rounds {
@@ -464,8 +517,10 @@ fn noop_wasm() -> Result<PathBuf, BenchError> {
 }
 
 mod probe {
-    //! Before anything is timed: every scenario's request is allowed (a benchmark of 4xx
-    //! answers would measure the wrong path), and each filter is shown to be really on.
+    //! Before anything is timed: every scenario's request is answered as the scenario
+    //! expects — allowed, but for the scenarios that measure refusals (a benchmark of
+    //! unexpected 4xx answers would measure the wrong path) — and each filter is shown to
+    //! be really on.
 
     use apiguard_harness::{Envoy, HttpVersion};
     use bytes::Bytes;
@@ -475,13 +530,14 @@ mod probe {
     use crate::wrk::Request;
     use crate::BenchError;
 
-    pub fn allowed(envoy: &Envoy, scenario: &Scenario) -> Result<(), BenchError> {
+    pub fn answered(envoy: &Envoy, scenario: &Scenario) -> Result<(), BenchError> {
         let (status, body) = send(envoy, &scenario.request)?;
-        if status != 200 || body != DIRECT_BODY {
+        let expected = scenario.status;
+        if status != expected || expected == 200 && body != DIRECT_BODY {
             return Err(BenchError::Probe {
                 scenario: scenario.id.clone(),
                 message: format!(
-                    "expected 200 {DIRECT_BODY}, got {status}: {body}\n{}",
+                    "expected {expected} (200: {DIRECT_BODY}), got {status}: {body}\n{}",
                     envoy.log_tail()
                 ),
             });

@@ -37,6 +37,12 @@ pub struct Row {
     /// Added service time per request at saturation: 1/rps minus the reference's 1/rps.
     pub added_us_vs_bare: f64,
     pub added_us_vs_noop: f64,
+    /// Against the floor filter with the same request (absent from runs recorded before
+    /// it existed).
+    #[serde(default = "nan")]
+    pub vs_floor: f64,
+    #[serde(default = "nan")]
+    pub added_us_vs_floor: f64,
     /// `p50_us` minus the no-op filter's.
     pub p50_added_vs_noop_us: f64,
     /// Failed or non-2xx requests over all runs (must be 0).
@@ -64,28 +70,37 @@ pub fn rows(scenarios: &[Scenario], samples: &[Vec<(Sample, Sample)>]) -> Vec<Ro
                 vs_noop: 0.0,
                 added_us_vs_bare: 0.0,
                 added_us_vs_noop: 0.0,
+                vs_floor: 0.0,
+                added_us_vs_floor: 0.0,
                 p50_added_vs_noop_us: 0.0,
             }
         })
         .collect();
-    let references: Vec<(f64, f64, f64)> = scenarios
+    let references: Vec<(f64, f64, f64, f64)> = scenarios
         .iter()
         .map(|scenario| {
             let find = |id: &str| rows.iter().find(|r| r.id == id);
             let bare = find(scenario.bare).map_or(f64::NAN, |r| r.rps);
             let (noop, noop_p50) =
                 find(scenario.noop).map_or((f64::NAN, f64::NAN), |r| (r.rps, r.p50_us));
-            (bare, noop, noop_p50)
+            let floor = find(scenario.floor).map_or(f64::NAN, |r| r.rps);
+            (bare, noop, noop_p50, floor)
         })
         .collect();
-    for (row, (bare, noop, noop_p50)) in rows.iter_mut().zip(references) {
+    for (row, (bare, noop, noop_p50, floor)) in rows.iter_mut().zip(references) {
         row.vs_bare = row.rps / bare;
         row.vs_noop = row.rps / noop;
+        row.vs_floor = row.rps / floor;
         row.added_us_vs_bare = 1e6 / row.rps - 1e6 / bare;
         row.added_us_vs_noop = 1e6 / row.rps - 1e6 / noop;
+        row.added_us_vs_floor = 1e6 / row.rps - 1e6 / floor;
         row.p50_added_vs_noop_us = row.p50_us - noop_p50;
     }
     rows
+}
+
+fn nan() -> f64 {
+    f64::NAN
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -270,42 +285,7 @@ impl Results {
     }
 
     fn judge(&self) -> Vec<Target> {
-        let mut targets = Vec::new();
-        let mut ratio = |what: &str, id: &str, of: &str, goal: f64| {
-            if let (Some(row), Some(reference)) = (self.row(id), self.row(of)) {
-                let value = row.rps / reference.rps;
-                targets.push(Target {
-                    what: what.into(),
-                    goal: format!(">= {goal:.2}"),
-                    measured: format!("{value:.2}"),
-                    met: Some(value >= goal),
-                });
-            }
-        };
-        ratio(
-            "header-only GET, full policy* / no-op filter (req/s)",
-            "full-get",
-            "noop",
-            0.90,
-        );
-        ratio(
-            "1 KB JSON POST validated / no-op filter, same POST (req/s)",
-            "full-post",
-            "noop-post",
-            0.75,
-        );
-        ratio(
-            "full policy* GET / native jwt_authn + local_ratelimit (req/s)",
-            "full-get",
-            "native",
-            0.80,
-        );
-        ratio(
-            "deep GitHub path: 1,223-operation policy / one-path policy (req/s)",
-            "github-deep",
-            "github-one",
-            0.95,
-        );
+        let mut targets = ratio_targets(&self.direct);
         if let Some(row) = self.row("full-get") {
             targets.push(Target {
                 what: "header-only GET, full policy*: p50 added over the no-op filter".into(),
@@ -518,6 +498,7 @@ impl Results {
             for (ratio, then, now) in [
                 ("vs bare", recorded.vs_bare, row.vs_bare),
                 ("vs no-op", recorded.vs_noop, row.vs_noop),
+                ("vs floor", recorded.vs_floor, row.vs_floor),
             ] {
                 if !then.is_finite()
                     || !now.is_finite()
@@ -540,17 +521,125 @@ impl Results {
     }
 }
 
-/// The direct view's table alone (`--only`).
+/// The targets that are ratios of two rows of one run, for those of them measured.
+fn ratio_targets(rows: &[Row]) -> Vec<Target> {
+    let row = |id: &str| rows.iter().find(|r| r.id == id);
+    [
+        (
+            "header-only GET, full policy* / no-op filter (req/s)",
+            "full-get",
+            "noop",
+            0.90,
+        ),
+        (
+            "header-only GET, full policy* / floor filter (req/s)",
+            "full-get",
+            "floor",
+            0.90,
+        ),
+        (
+            "full policy* in `monitor`, upstream drifting (one event per request) / floor filter (req/s)",
+            "drift",
+            "floor",
+            0.80,
+        ),
+        (
+            "1 KB JSON POST validated / no-op filter, same POST (req/s)",
+            "full-post",
+            "noop-post",
+            0.75,
+        ),
+        (
+            "1 KB JSON POST validated / floor filter reading the body (req/s)",
+            "full-post",
+            "floor-post",
+            0.80,
+        ),
+        (
+            "full policy* GET / native jwt_authn + local_ratelimit (req/s)",
+            "full-get",
+            "native",
+            0.80,
+        ),
+        (
+            "deep GitHub path: 1,223-operation policy / one-path policy (req/s)",
+            "github-deep",
+            "github-one",
+            0.95,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(what, id, of, goal)| {
+        let value = row(id)?.rps / row(of)?.rps;
+        Some(Target {
+            what: what.into(),
+            goal: format!(">= {goal:.2}"),
+            measured: format!("{value:.2}"),
+            met: Some(value >= goal),
+        })
+    })
+    .chain(stage_costs(rows))
+    .collect()
+}
+
+/// Stage costs as differences of service time (1e6/req/s at saturation) between rows of
+/// one run: what a stage adds over the rows without it.
+fn stage_costs(rows: &[Row]) -> Vec<Target> {
+    let service = |id: &str| rows.iter().find(|r| r.id == id).map(|r| 1e6 / r.rps);
+    let mut targets = Vec::new();
+    // The rate limit over the floor's own shared-data get and CAS set.
+    if let (Some(with), Some(without), Some(floor), Some(floor_no_store)) = (
+        service("full-get"),
+        service("full-get-nolimit"),
+        service("floor"),
+        service("floor-no-store"),
+    ) {
+        let stage = with - without;
+        let store = floor - floor_no_store;
+        targets.push(Target {
+            what: format!(
+                "rate-limit stage ({stage:.1} us: full-get - full-get-nolimit) over the floor's get + CAS ({store:.1} us: floor - floor-no-store)"
+            ),
+            goal: "<= 3 us".into(),
+            measured: format!("{:.1} us", stage - store),
+            met: Some(stage - store <= 3.0),
+        });
+    }
+    // One event per request: the drifting policy over the same policy without response
+    // checks, so an upper bound (it includes checking the response head).
+    if let (Some(drift), Some(full)) = (service("drift"), service("full-get")) {
+        targets.push(Target {
+            what: "an event per request in the VM (drift - full-get; includes the response-head check)".into(),
+            goal: "<= 5 us".into(),
+            measured: format!("{:.1} us", drift - full),
+            met: Some(drift - full <= 5.0),
+        });
+    }
+    targets
+}
+
+/// The direct view's table alone (`--only`), with the ratio targets it measured.
 pub fn rows_markdown(rows: &[Row]) -> String {
     let mut md = String::new();
     table(&mut md, rows);
+    let targets = ratio_targets(rows);
+    if !targets.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n| Target | Goal | Measured | Met |\n|---|---|---|---|"
+        );
+        for t in &targets {
+            let met = if t.met == Some(true) { "yes" } else { "**no**" };
+            let _ = writeln!(md, "| {} | {} | {} | {} |", t.what, t.goal, t.measured, met);
+        }
+    }
     md
 }
 
 fn table(md: &mut String, rows: &[Row]) {
     let _ = writeln!(
         md,
-        "| Configuration | req/s | p50 us | p99 us | / bare | / no-op | +us/req vs bare | +us/req vs no-op | p50 +us vs no-op | rounds req/s | errors |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| Configuration | req/s | p50 us | p99 us | / bare | / no-op | / floor | +us/req vs bare | +us/req vs no-op | +us/req vs floor | p50 +us vs no-op | rounds req/s | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for r in rows {
         let rounds = r
@@ -561,15 +650,17 @@ fn table(md: &mut String, rows: &[Row]) {
             .join(" / ");
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            "| {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
             r.label,
             r.rps,
             r.p50_us,
             r.p99_us,
             r.vs_bare,
             r.vs_noop,
+            r.vs_floor,
             r.added_us_vs_bare,
             r.added_us_vs_noop,
+            r.added_us_vs_floor,
             r.p50_added_vs_noop_us,
             rounds,
             r.errors

@@ -10,6 +10,12 @@ use crate::wrk::Request;
 pub enum Config {
     Bare,
     Noop,
+    /// The floor filter (`bench/noop-filter`, `floor`): the host calls a full policy
+    /// cannot avoid; `FloorBody` also reads the request body.
+    Floor,
+    FloorBody,
+    /// The floor without its shared-data get and CAS set.
+    FloorNoStore,
     Native,
     Allowlist,
     Full,
@@ -18,6 +24,12 @@ pub enum Config {
     JwtCold(Algorithm),
     /// The full policy without its `security` section: the baseline of the JWT's cost.
     FullNoJwt,
+    /// The full policy without its rate limit: the baseline of the rate limit's cost.
+    FullNoLimit,
+    /// The full policy in `monitor`, its response checks on: the direct response drifts
+    /// from the contract (a body where the operation declares none), so every request
+    /// records one `response.media_type` finding, and one event.
+    Drift,
     /// apiguard with GitHub's REST API as its policy.
     GitHub,
     /// GitHub's policy with `schemas: lazy` (scale section only).
@@ -36,6 +48,10 @@ pub struct Scenario {
     /// The bare-Envoy and no-op-filter scenarios with the same request shape.
     pub bare: &'static str,
     pub noop: &'static str,
+    /// The floor-filter scenario with the same request shape.
+    pub floor: &'static str,
+    /// The status every answer has; a scenario that measures refusals expects theirs.
+    pub status: u16,
 }
 
 /// The deep templated GitHub path the scale section matches.
@@ -81,6 +97,18 @@ pub fn all(keys: &Keys) -> Vec<Scenario> {
         request: request.clone(),
         bare,
         noop,
+        floor: if request.body.is_some() {
+            "floor-post"
+        } else {
+            "floor"
+        },
+        status: 200,
+    };
+    // The GET with a query parameter out of its bounds: refused (400) by the contract,
+    // one `request.query` event per request.
+    let invalid_get = Request {
+        target: get.target.replace("per_page=50", "per_page=500"),
+        ..get.clone()
     };
     let mut all = vec![
         scenario(
@@ -95,6 +123,22 @@ pub fn all(keys: &Keys) -> Vec<Scenario> {
             "noop",
             "2. no-op Rust proxy-wasm filter",
             Config::Noop,
+            &get,
+            "bare",
+            "noop",
+        ),
+        scenario(
+            "floor",
+            "floor filter: the host calls a full policy cannot avoid",
+            Config::Floor,
+            &get,
+            "bare",
+            "noop",
+        ),
+        scenario(
+            "floor-no-store",
+            "floor filter without its shared-data get and CAS set",
+            Config::FloorNoStore,
             &get,
             "bare",
             "noop",
@@ -131,6 +175,33 @@ pub fn all(keys: &Keys) -> Vec<Scenario> {
             "bare",
             "noop",
         ),
+        scenario(
+            "full-get-nolimit",
+            "full policy* without the rate limit",
+            Config::FullNoLimit,
+            &get,
+            "bare",
+            "noop",
+        ),
+        scenario(
+            "drift",
+            "full policy* in `monitor`, upstream drifts: one event per request",
+            Config::Drift,
+            &get,
+            "bare",
+            "noop",
+        ),
+        Scenario {
+            status: 400,
+            ..scenario(
+                "blocked",
+                "full policy*, a flood of refused requests (400): one event each",
+                Config::Full,
+                &invalid_get,
+                "bare",
+                "noop",
+            )
+        },
     ];
     all.extend(jwt_cold(keys));
     all.extend([
@@ -146,6 +217,14 @@ pub fn all(keys: &Keys) -> Vec<Scenario> {
             "noop-post",
             "no-op filter, 1 KB POST",
             Config::Noop,
+            &post,
+            "bare-post",
+            "noop-post",
+        ),
+        scenario(
+            "floor-post",
+            "floor filter reading the 1 KB body",
+            Config::FloorBody,
             &post,
             "bare-post",
             "noop-post",
@@ -201,6 +280,8 @@ fn jwt_cold(keys: &Keys) -> Vec<Scenario> {
             request: get(&credentials.token),
             bare: "bare",
             noop: "noop",
+            floor: "floor",
+            status: 200,
         })
         .collect()
 }

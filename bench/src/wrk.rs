@@ -29,7 +29,8 @@ pub struct Sample {
     pub duration_us: u64,
     pub p50_us: f64,
     pub p99_us: f64,
-    /// Connect, read, write and timeout errors plus non-2xx/3xx answers.
+    /// Connect, read, write and timeout errors plus non-2xx/3xx answers (those only when
+    /// the scenario expects a 2xx).
     pub errors: u64,
 }
 
@@ -54,7 +55,14 @@ pub struct Script {
 }
 
 impl Script {
-    pub fn write(dir: &Path, name: &str, request: &Request) -> Result<Script, BenchError> {
+    /// `status`: the answer the scenario expects; when it is no 2xx, answers are not
+    /// counted as errors by their status (the probe checked the status before the run).
+    pub fn write(
+        dir: &Path,
+        name: &str,
+        request: &Request,
+        status: u16,
+    ) -> Result<Script, BenchError> {
         let mut lua = format!("wrk.method = {}\n", lua_string(request.method));
         for (name, value) in &request.headers {
             let _ = writeln!(
@@ -67,16 +75,22 @@ impl Script {
         if let Some(body) = &request.body {
             let _ = writeln!(lua, "wrk.body = {}", lua_string(body));
         }
-        lua.push_str(
+        let status_errors = if (200..300).contains(&status) {
+            "e.status"
+        } else {
+            "0"
+        };
+        let _ = write!(
+            lua,
             r#"
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    "BENCH {\"requests\":%d,\"duration_us\":%d,\"p50_us\":%f,\"p99_us\":%f,\"errors\":%d}\n",
+    "BENCH {{\"requests\":%d,\"duration_us\":%d,\"p50_us\":%f,\"p99_us\":%f,\"errors\":%d}}\n",
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.status + e.timeout))
+    e.connect + e.read + e.write + {status_errors} + e.timeout))
 end
-"#,
+"#
         );
         let path = dir.join(format!("{name}.lua"));
         fs::write(&path, lua)

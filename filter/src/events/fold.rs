@@ -1,6 +1,10 @@
 //! Folding floods: repeated identical findings (same rule, client and operation) within a
 //! window become one event with a count.
 //!
+//! It runs twice: in each filter VM (per worker, over a short window, so that a flood
+//! costs neither an OCSF line in Envoy's log nor a queued record per request), and in the
+//! sender (over the process, with the window its configuration names).
+//!
 //! The first finding of a key goes out at once, so a SIEM sees an attack start without
 //! delay; repeats within the window are only counted, and when the window closes one
 //! event stands for all of them (`count`, `time` of the first repeat, `end_time` of the
@@ -41,10 +45,22 @@ impl Folder {
     /// Takes one event observed at `now_ms`: returns it if it is to be sent now, `None`
     /// if it was counted in an open window.
     pub fn offer(&mut self, event: Event, now_ms: u64) -> Option<Event> {
-        if self.window_ms == 0 {
-            return Some(event);
+        if self.fold(&event, now_ms) {
+            None
+        } else {
+            Some(event)
         }
-        let key = key(&event);
+    }
+
+    /// [`Folder::offer`] for a borrowed event: `true` if it was counted in an open window,
+    /// `false` if it is to be sent now (a window is then opened for its repeats). The
+    /// event is copied only when it becomes a window's first repeat, so a flood of
+    /// repeats costs a lookup and a count each.
+    pub fn fold(&mut self, event: &Event, now_ms: u64) -> bool {
+        if self.window_ms == 0 {
+            return false;
+        }
+        let key = key(event);
         if let Some(window) = self.open.get_mut(&key) {
             if now_ms < window.closes_at {
                 match &mut window.repeats {
@@ -52,9 +68,9 @@ impl Folder {
                         folded.count = folded.count.saturating_add(event.count);
                         folded.end_time_ms = folded.end_time_ms.max(event.end_time_ms);
                     }
-                    None => window.repeats = Some(event),
+                    None => window.repeats = Some(event.clone()),
                 }
-                return None;
+                return true;
             }
         }
         if self.open.len() < self.max_keys || self.open.contains_key(&key) {
@@ -64,7 +80,7 @@ impl Folder {
                 repeats: Some(_), ..
             }) = self.open.get(&key)
             {
-                return Some(event);
+                return false;
             }
             self.open.insert(
                 key,
@@ -74,7 +90,7 @@ impl Folder {
                 },
             );
         }
-        Some(event)
+        false
     }
 
     /// Closes the windows that ended by `now_ms` and returns one event per window that
@@ -176,6 +192,46 @@ mod tests {
         assert!(sent(folder.offer(event("r", "b", 1), 1)));
         assert!(sent(folder.offer(event("r", "b", 2), 2)));
         assert_eq!(folder.offer(event("r", "a", 3), 3), None);
+    }
+
+    #[test]
+    fn a_borrowed_flood_sends_the_first_and_counts_the_rest_until_the_window_closes() {
+        // The filter VM's path: events are borrowed, the first goes out, the repeats are
+        // counted, and the tick after the window hands out one event with their count.
+        let mut folder = Folder::new(1_000, 16);
+        let first = event("r", "a", 5);
+        assert!(!folder.fold(&first, 5), "the first is sent at once");
+        for t in 6..=105 {
+            assert!(
+                folder.fold(&event("r", "a", t), t),
+                "a repeat at {t} is counted"
+            );
+        }
+        assert!(folder.expire(1_004).is_empty(), "the window is still open");
+        let folded = folder.expire(1_005);
+        assert_eq!(folded.len(), 1);
+        assert_eq!(
+            (folded[0].count, folded[0].time_ms, folded[0].end_time_ms),
+            (100, 6, 105)
+        );
+        // A finding after the window is first again.
+        assert!(!folder.fold(&event("r", "a", 1_006), 1_006));
+        assert!(folder.expire(10_000).is_empty(), "it had no repeats");
+    }
+
+    #[test]
+    fn a_repeat_after_an_unexpired_closed_window_is_sent_and_its_count_kept() {
+        // The tick is late: the window closed at 1 000 but was not expired yet.
+        let mut folder = Folder::new(1_000, 16);
+        assert!(!folder.fold(&event("r", "a", 0), 0));
+        assert!(folder.fold(&event("r", "a", 10), 10));
+        assert!(
+            !folder.fold(&event("r", "a", 1_200), 1_200),
+            "sent, not lost"
+        );
+        let folded = folder.expire(1_300);
+        assert_eq!(folded.len(), 1);
+        assert_eq!(folded[0].count, 1);
     }
 
     #[test]

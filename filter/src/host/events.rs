@@ -1,13 +1,22 @@
 //! Where the filter VMs hand security events on: Envoy's log (always), the shared queue
 //! to the sender (when one runs), filter state for access logs, and per-operation
 //! counters.
+//!
+//! An event is cheap on the request path only when it is a repeat: its OCSF line and its
+//! queued record are what cost (a JSON tree built, serialised and written by Envoy's
+//! logger, tens of microseconds). So each VM folds repeats ([`Folder`], keyed by rule,
+//! client and operation): the first finding of a key goes out at once, its repeats within
+//! [`FOLD_WINDOW_MS`] are only counted, and the root's tick ([`Emitter::flush`]) sends one
+//! event with their count when the window closes. A flood of identical findings then
+//! costs Envoy's log at most two lines per key, worker and window.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType};
 
 use super::{log, shared, since_epoch};
+use crate::events::fold::Folder;
 use crate::events::{self, ocsf, Event};
 use crate::policy::Policy;
 use crate::verdict::{Action, Verdict};
@@ -15,18 +24,58 @@ use crate::verdict::{Action, Verdict};
 /// The `vm_id` the sender and the filters share; shared queues are named per `vm_id`.
 pub const VM_ID: &str = "apiguard";
 
+/// How long a VM counts repeats of a finding before it sends them as one event. Short,
+/// so a SIEM sees an ongoing flood within a second or two; the sender folds further over
+/// its own (longer) window.
+pub const FOLD_WINDOW_MS: u64 = 1_000;
+
+/// Distinct findings a VM folds at once; beyond, findings go out unfolded (as before the
+/// VM folded), which the sender's queue bound then limits.
+const FOLD_KEYS_MAX: usize = 1_024;
+
 /// One per filter VM.
-#[derive(Default)]
 pub struct Emitter {
     /// The sender's queue, once resolved. Resolved lazily: the sender may start after a
     /// filter VM, and without one events are only logged.
     queue: Cell<Option<u32>>,
+    /// Repeats being counted; one VM runs one callback at a time, so never borrowed twice.
+    folder: RefCell<Folder>,
+}
+
+impl Default for Emitter {
+    fn default() -> Self {
+        Emitter {
+            queue: Cell::new(None),
+            folder: RefCell::new(Folder::new(FOLD_WINDOW_MS, FOLD_KEYS_MAX)),
+        }
+    }
 }
 
 impl Emitter {
-    /// Logs the event as one OCSF JSON line and queues it for the sender.
+    /// Logs the event as one OCSF JSON line and queues it for the sender; a repeat within
+    /// its window is only counted (see the module's docs).
     pub fn emit(&self, policy: &Policy, event: &Event) {
-        let level = match policy.events.log {
+        let folded = (self.folder.try_borrow_mut())
+            .is_ok_and(|mut folder| folder.fold(event, event.time_ms));
+        if !folded {
+            self.send(policy.events.log, event);
+        }
+    }
+
+    /// Sends the repeats of every window that closed by `now_ms`, one event per window
+    /// with their count. The root calls it on its tick.
+    pub fn flush(&self, policy: &Policy, now_ms: u64) {
+        let closed = match self.folder.try_borrow_mut() {
+            Ok(mut folder) => folder.expire(now_ms),
+            Err(_) => return,
+        };
+        for event in &closed {
+            self.send(policy.events.log, event);
+        }
+    }
+
+    fn send(&self, log_level: events::LogLevel, event: &Event) {
+        let level = match log_level {
             events::LogLevel::Debug => Some(LogLevel::Debug),
             events::LogLevel::Info => Some(LogLevel::Info),
             events::LogLevel::Warn => Some(LogLevel::Warn),

@@ -50,16 +50,13 @@ impl Context for Root {
 }
 
 impl Root {
-    /// The tick the filter's work needs: fast while schemas are left to compile, then
-    /// the key sets' (none without either: zero stops it). Returns whether the host took
-    /// it.
+    /// The tick the filter's work needs: fast while schemas are left to compile, then the
+    /// one that closes the event fold windows and refreshes remote key sets.
     fn set_tick(&self) -> bool {
         let period = if self.background.is_some() {
             schemas::TICK
-        } else if self.jwks.is_some() {
-            jwks::TICK
         } else {
-            Duration::ZERO
+            jwks::TICK
         };
         match hostcalls::set_tick_period(period) {
             Ok(()) => true,
@@ -113,7 +110,7 @@ impl RootContext for Root {
                 // API); the host's clock is the only one a plugin has.
                 let elapsed = match (started, hostcalls::get_current_time()) {
                     (Ok(start), Ok(end)) => end.duration_since(start).unwrap_or_default(),
-                    _ => std::time::Duration::ZERO,
+                    _ => Duration::ZERO,
                 };
                 log(
                     LogLevel::Info,
@@ -178,6 +175,9 @@ impl RootContext for Root {
         }
         if let Some(jwks) = &mut self.jwks {
             jwks.on_tick();
+        }
+        if let Some(policy) = &self.policy {
+            self.events.flush(policy, events::now_ms());
         }
         if let Some(background) = &mut self.background {
             if !background.on_tick() {

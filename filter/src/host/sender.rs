@@ -10,6 +10,8 @@
 //! while the collector is slow or down. Requests never wait for any of this.
 //!
 //! Counters: `apiguard.events.sent`, `….dropped`, `….folded`, `apiguard.events.batches_failed`.
+//! The first three count findings, not records: an event the filter VMs already folded
+//! from N findings counts N.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -28,7 +30,7 @@ pub struct Sender {
     queue: u32,
     folder: Folder,
     waiting: VecDeque<Event>,
-    /// The call in flight and how many events it carries.
+    /// The call in flight and how many findings it carries.
     in_flight: Option<(u32, usize)>,
     sent: Option<u32>,
     dropped: Option<u32>,
@@ -84,10 +86,13 @@ impl Sender {
         let now = now_ms();
         while let Ok(Some(bytes)) = hostcalls::dequeue_shared_queue(self.queue) {
             match serde_json::from_slice::<Event>(&bytes) {
-                Ok(event) => match self.folder.offer(event, now) {
-                    Some(event) => self.wait(event),
-                    None => add(self.folded, 1),
-                },
+                Ok(event) => {
+                    let count = findings(&event);
+                    match self.folder.offer(event, now) {
+                        Some(event) => self.wait(event),
+                        None => add(self.folded, count),
+                    }
+                }
                 // Only filter VMs of the same .wasm write here; a record this build
                 // cannot read (a mixed rollout) is dropped, not guessed at.
                 Err(_) => add(self.dropped, 1),
@@ -136,13 +141,13 @@ impl Sender {
             vec![],
             timeout,
         ) {
-            Ok(token) => self.in_flight = Some((token, batch.len())),
+            Ok(token) => self.in_flight = Some((token, findings_in(&batch))),
             Err(status) => {
                 log(
                     LogLevel::Warn,
                     &format!("event sender: cannot call the collector: {status:?}"),
                 );
-                self.failed_batch(batch.len());
+                self.failed_batch(findings_in(&batch));
             }
         }
     }
@@ -176,7 +181,7 @@ impl Sender {
             _ => {
                 log(
                     LogLevel::Warn,
-                    &format!("event sender: the collector refused a batch (status {status:?}); {count} events dropped"),
+                    &format!("event sender: the collector refused a batch (status {status:?}); {count} findings dropped"),
                 );
                 self.failed_batch(count);
             }
@@ -185,7 +190,7 @@ impl Sender {
 
     fn wait(&mut self, event: Event) {
         if self.waiting.len() >= self.config.queue_max {
-            add(self.dropped, 1);
+            add(self.dropped, findings(&event));
         } else {
             self.waiting.push_back(event);
         }
@@ -195,6 +200,15 @@ impl Sender {
         add(self.failed, 1);
         add(self.dropped, count);
     }
+}
+
+/// The findings an event stands for.
+fn findings(event: &Event) -> usize {
+    usize::try_from(event.count).unwrap_or(usize::MAX)
+}
+
+fn findings_in(batch: &[Event]) -> usize {
+    batch.iter().map(findings).fold(0, usize::saturating_add)
 }
 
 fn counter(name: &str) -> Option<u32> {

@@ -291,3 +291,46 @@ fn the_log_carries_each_event_and_the_access_log_the_verdict() {
     assert_eq!(proxy.counter("apiguard.operation.listPets.allowed"), 1.0);
     assert_eq!(proxy.counter("apiguard.operation.listPets.blocked"), 0.0);
 }
+
+/// A flood of one finding must not multiply Envoy's log: each worker logs the first at
+/// once and the repeats of each window (one second) as one line with their count.
+#[test]
+fn a_flood_of_identical_findings_costs_the_log_a_few_lines_with_a_count() {
+    let proxy = Proxy::start(Policy::Bundle(owned_policy()));
+    let flood: u64 = 100;
+    let started = Instant::now();
+    for _ in 0..flood {
+        assert_eq!(proxy.get("/v1/admin").status, 404);
+    }
+    let elapsed = started.elapsed();
+    let events = wait_for("every finding of the flood in the log", || {
+        let log = proxy.envoy.log();
+        let events: Vec<Value> = log
+            .lines()
+            .filter_map(|line| line.find(r#"{"action""#).map(|at| &line[at..]))
+            .filter_map(|json| serde_json::from_str::<Value>(json).ok())
+            .filter(|event| event["finding_info"]["analytic"]["uid"] == "route.unknown_path")
+            .collect();
+        let total: u64 = events.iter().filter_map(|e| e["count"].as_u64()).sum();
+        (total == flood).then_some(events)
+    });
+    // One worker: a first line and a folded one per window the flood spanned.
+    let windows = elapsed.as_secs() + 2;
+    assert!(
+        (events.len() as u64) <= 2 * windows,
+        "{} lines for {flood} findings in {elapsed:?}",
+        events.len()
+    );
+    assert_eq!(events[0]["count"], 1, "the first is logged at once");
+    let folded = events.iter().find(|e| e["count"].as_u64() > Some(1));
+    let folded = folded.unwrap_or_else(|| panic!("no folded line in {events:#?}"));
+    assert!(folded["end_time"].as_u64() > folded["start_time"].as_u64());
+    assert_eq!(folded["src_endpoint"]["ip"], "127.0.0.1");
+    assert_eq!(folded["http_request"]["url"]["path"], "/v1/admin");
+    // Every request was still refused and counted.
+    assert_eq!(
+        proxy.counter("apiguard.rule.route.unknown_path.blocked"),
+        flood as f64
+    );
+    assert_eq!(proxy.upstream.received().len(), 0);
+}
