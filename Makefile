@@ -127,7 +127,7 @@ BENCH_RUN = @$(STAGE) "bench: build (quiet), then measure" "about 14 min, plus 3
 	$(CARGO) run -q --release -p apiguard-bench --bin bench -- \
 	--rounds $(BENCH_ROUNDS) --seconds $(BENCH_SECONDS) --proxied-rounds $(BENCH_PROXIED_ROUNDS)
 
-# wrk, taskset and openssl are checked (not installed) here: see scripts/setup.sh --bench.
+# wrk and taskset are checked (not installed) here: see scripts/setup.sh --bench-tools.
 bench-tools: setup $(GITHUB) wasm
 	@scripts/setup.sh --bench-tools
 	@$(STAGE) "bench: build the no-op reference filter" "first run about 1 min, then seconds" \

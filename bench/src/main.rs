@@ -116,7 +116,7 @@ fn run(args: &Args) -> Result<bool, BenchError> {
         return Ok(true);
     }
     if args.engine_only {
-        let result = tokens::Keys::generate(&scratch).and_then(|keys| {
+        let result = tokens::Keys::generate().and_then(|keys| {
             engine::measure(&Bundles::read(&keys, &scratch)?, &scenarios::all(&keys))
         });
         let _ = std::fs::remove_dir_all(&scratch);
@@ -239,7 +239,7 @@ enum Measured {
 }
 
 fn measure(args: &Args, scratch: &Path) -> Result<Measured, BenchError> {
-    let keys = Keys::generate(scratch)?;
+    let keys = Keys::generate()?;
     let apiguard = locate::filter_wasm()?;
     let noop = noop_wasm()?;
     let bundles = Bundles::read(&keys, scratch)?;
