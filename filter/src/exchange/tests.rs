@@ -2,6 +2,7 @@
 //! for the host to forward.
 
 use serde_json::{json, Value};
+use sha2::Digest;
 
 use super::*;
 use crate::events::{EventAction, QUARANTINE_STARTED, REDACTED};
@@ -302,5 +303,41 @@ fn a_response_over_the_limit_is_withheld_when_it_should_be_redacted() {
         exchange.response_data(&input, 20, true),
         Next::Withhold(20),
         "and the rest of it"
+    );
+}
+
+/// The identity headers the upstream trusts are the filter's: a spoofed one, and its
+/// underscore twin, are removed before the verified consumer's is set.
+#[test]
+fn a_spoofed_identity_header_is_replaced_by_the_verified_one() {
+    let hash: String = sha2::Sha256::digest(b"k-123")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let document = json!({
+        "openapi": "3.1.0",
+        "components": {"securitySchemes": {
+            "key": {"type": "apiKey", "in": "header", "name": "X-Api-Key"}}},
+        "security": [{"key": []}],
+        "paths": {"/stock": {"get": {"operationId": "getStock"}}}
+    });
+    let config = json!({"name": "shop", "openapi": {"document": document},
+        "security": {"api_keys": {"key": [{"sha256": hash, "consumer": "shop-1"}]}}});
+    let p = Rc::new(Policy::compile(config.to_string().as_bytes()).unwrap());
+    let spoofed = [
+        ("x-api-key", "k-123"),
+        ("x-apiguard-consumer", "admin"),
+        ("x_apiguard_consumer", "admin"),
+    ];
+    let next = exchange(&p).request_headers(&input(), &head("GET", "/stock", &spoofed), true);
+    let remove = |name: &str| HeaderChange::Set(name.to_owned(), None);
+    let set = HeaderChange::Set("x-apiguard-consumer".to_owned(), Some(b"shop-1".to_vec()));
+    assert_eq!(
+        next,
+        Next::Continue(vec![
+            remove("x_apiguard_consumer"),
+            remove("x-apiguard-consumer"),
+            set
+        ])
     );
 }
