@@ -5,10 +5,13 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use apiguard_filter::inspect::RequestHead;
+use apiguard_filter::exchange::{Exchange, Next, Values};
 use apiguard_filter::policy::Policy;
+use apiguard_filter::security::KeyRing;
+use apiguard_filter::slots::{MemoryStore, SlotSecret};
 use apiguard_filter::verdict::Action;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -24,8 +27,8 @@ pub struct Engine {
     /// `Policy::compile` of each policy natively: time and heap (peak, kept).
     #[serde(default)]
     pub compiles: Vec<Compile>,
-    /// Per scenario id: nanoseconds for `inspect` and `inspect_anomalies` (+ `inspect_body`
-    /// and `inspect_body_anomalies` when there is a body): what the VM path runs.
+    /// Per scenario id: nanoseconds for the request through the engine's pipeline
+    /// ([`Exchange::request`]): what the VM path runs, less the host calls.
     pub inspect_ns: Vec<(String, f64)>,
     /// Adversarial request inputs against typical ones (absent from runs recorded before).
     #[serde(default)]
@@ -70,7 +73,7 @@ impl Engine {
 
 pub fn measure(bundles: &Bundles, scenarios: &[Scenario]) -> Result<Engine, BenchError> {
     let mut compiles = Vec::new();
-    let mut compile = |name: &str, bundle: &Value| -> Result<Policy, BenchError> {
+    let mut compile = |name: &str, bundle: &Value| -> Result<Rc<Policy>, BenchError> {
         // The configuration's bytes are counted, as in the VM, where Envoy copies them in.
         let bytes = serde_json::to_vec(bundle).map_err(|e| BenchError::Config(e.to_string()))?;
         let started = Instant::now();
@@ -84,7 +87,7 @@ pub fn measure(bundles: &Bundles, scenarios: &[Scenario]) -> Result<Engine, Benc
             peak_mib: mib(heap.peak),
             kept_mib: mib(heap.kept),
         });
-        Ok(policy)
+        Ok(Rc::new(policy))
     };
     let github_policy = compile("GitHub", &bundles.github)?;
     drop(compile("GitHub, `schemas: lazy`", &bundles.github_lazy)?);
@@ -123,32 +126,39 @@ pub fn measure(bundles: &Bundles, scenarios: &[Scenario]) -> Result<Engine, Benc
 const AUTHORITY: &str = "127.0.0.1";
 
 /// Checks the scenario's request is allowed natively too, then times it.
-fn per_request_ns(policy: &Policy, scenario: &Scenario) -> Result<f64, BenchError> {
+fn per_request_ns(policy: &Rc<Policy>, scenario: &Scenario) -> Result<f64, BenchError> {
     let request = &scenario.request;
-    let headers: Vec<(&str, &str)> = request
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let body = request.body.as_deref().unwrap_or_default().as_bytes();
-    let head = RequestHead {
-        method: request.method.as_bytes(),
-        path: request.target.as_bytes(),
-        headers: &headers,
-        has_body: !body.is_empty(),
+    let mut headers: Vec<(&str, &str)> = vec![
+        (":method", request.method),
+        (":path", request.target.as_str()),
+        (":authority", AUTHORITY),
+    ];
+    headers.extend((request.headers.iter()).map(|(n, v)| (n.as_str(), v.as_str())));
+    let body = (request.body.as_deref())
+        .filter(|body| !body.is_empty())
+        .map(str::as_bytes);
+    let input = Values {
+        now: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+        downstream: Some("127.0.0.1:40000".to_owned()),
+        store: MemoryStore::default(),
+        secret: SlotSecret::new([1; SlotSecret::BYTES]),
     };
-    // What the VM path runs (filter/src/host/http.rs): the contract and token checks,
-    // then the anomaly checks, for the head and then for the body.
+    // What the VM path runs (filter/src/host/http.rs): the request through the engine's
+    // pipeline, head and body, with the outputs the host would forward.
+    // One ring for the loop, as one VM keeps one: a token is verified once, then cached.
+    let ring = Rc::new(KeyRing::new(&policy.security));
     let once = || {
-        let (mut verdict, check) = policy.inspect(black_box(&head));
-        policy.inspect_anomalies(&head, Some(AUTHORITY), &mut verdict);
-        match check {
-            Some(check) if verdict.action == Action::Allow => {
-                let mut verdict = policy.inspect_body(&check, black_box(body));
-                policy.inspect_body_anomalies(&check, body, &mut verdict);
-                verdict.action
-            }
-            _ => verdict.action,
+        let mut exchange = Exchange::new(Rc::clone(policy), Rc::clone(&ring));
+        let next = exchange.request(&input, black_box(&headers), black_box(body));
+        let outputs = exchange.take_outputs();
+        black_box(&outputs);
+        match next {
+            Next::Reply(_) => Action::Block,
+            _ => outputs
+                .filter_state
+                .map_or(Action::Allow, |state| state.action),
         }
     };
     if once() != Action::Allow {

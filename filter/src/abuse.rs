@@ -2,10 +2,9 @@
 //! shared rate limits ([`crate::ratelimit`]), HTTP anomaly checks ([`crate::anomaly`]) and
 //! quarantine ([`crate::quarantine`]).
 //!
-//! A policy without `abuse` gets none of it. The host calls, per request: [`Abuse::held`]
-//! first (a quarantined client is refused before anything else), then the contract and
-//! anomaly inspection, then [`Abuse::admit`] (rate limits, for requests the contract let
-//! through), and [`Abuse::strike`] for every request that ends blocked.
+//! A policy without `abuse` gets none of it. When each of [`Abuse::held`],
+//! [`Abuse::admit`] and [`Abuse::strike`] runs in a request's life is written once, in
+//! [`crate::exchange`].
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -18,6 +18,7 @@ use crate::params::{self, In, Source};
 use crate::path;
 use crate::policy::Policy;
 use crate::schema::Schema;
+use crate::security::KeyRing;
 use crate::shape::{coerce, Shape, Types};
 use crate::verdict::{sanitize, Method, OperationRef, RuleId, Verdict, Violation};
 
@@ -121,11 +122,26 @@ impl Policy {
 
     /// Checks a request head. The second value asks for the body, when the operation's
     /// contract has something to check in it. Never panics, whatever the bytes.
+    /// Tokens are checked against the local keys only, with no cache (see
+    /// [`Policy::inspect_at`]).
     pub fn inspect<'p>(&'p self, head: &RequestHead<'_>) -> (Verdict<'p>, Option<BodyCheck>) {
+        let ring = KeyRing::new(&self.security);
+        self.inspect_at(head, &ring, crate::security::unix_now())
+    }
+
+    /// [`Policy::inspect`] with what the token checks learnt so far (`ring`: fetched keys,
+    /// verified tokens), at `now` (seconds since the Unix epoch), the time token claims
+    /// are read against: the [`crate::exchange`] passes the host's clock, read once.
+    pub fn inspect_at<'p>(
+        &'p self,
+        head: &RequestHead<'_>,
+        ring: &KeyRing,
+        now: u64,
+    ) -> (Verdict<'p>, Option<BodyCheck>) {
         let mut verdict = Verdict::default();
         let mut body = None;
         let enforced = self.mode == crate::config::Mode::Enforce;
-        if let Err(rule) = self.check_head(head, &mut verdict, &mut body) {
+        if let Err(rule) = self.check_head(head, ring, now, &mut verdict, &mut body) {
             verdict.violations.push(Violation {
                 rule,
                 location: None,
@@ -319,6 +335,8 @@ impl Policy {
     fn check_head<'p>(
         &'p self,
         head: &RequestHead<'_>,
+        ring: &KeyRing,
+        now: u64,
         verdict: &mut Verdict<'p>,
         body: &mut Option<BodyCheck>,
     ) -> Result<(), RuleId> {
@@ -362,8 +380,7 @@ impl Policy {
                 return Ok(());
             }
         }
-        let now = crate::security::unix_now();
-        match self.security.check(operation.id, head, now, enforced) {
+        match (self.security).check(operation.id, head, ring, now, enforced) {
             Ok(identity) => verdict.identity = identity,
             Err(violation) => {
                 let blocks = violation.enforced;

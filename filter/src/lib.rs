@@ -26,8 +26,9 @@
 //! per-client [`ratelimit`]s and [`quarantine`] kept in fixed [`slots`] of state shared by
 //! every worker.
 //!
-//! [`host`] (wasm32 only) is the thin adapter that gathers the request view from Envoy,
-//! applies the verdicts and counts them.
+//! [`exchange`] runs all of it for one request, in the one order written there: fed what
+//! the host read, it answers what the host must do. [`host`] (wasm32 only) is the thin
+//! adapter that feeds it from Envoy's callbacks and carries out its answers.
 
 pub mod abuse;
 pub mod anomaly;
@@ -35,6 +36,7 @@ pub mod body;
 pub mod config;
 pub mod contract;
 pub mod events;
+pub mod exchange;
 pub mod inspect;
 pub mod openapi;
 pub mod overrides;

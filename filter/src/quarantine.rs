@@ -184,7 +184,7 @@ impl Quarantine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::slots::tests::MemoryStore;
+    use crate::slots::MemoryStore;
 
     const SECOND: u64 = NANOS_PER_SECOND;
     const T0: u64 = 1_700_000_000 * SECOND;

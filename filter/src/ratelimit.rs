@@ -214,7 +214,7 @@ pub fn ceil_seconds(nanos: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::slots::tests::MemoryStore;
+    use crate::slots::MemoryStore;
 
     const SECOND: u64 = NANOS_PER_SECOND;
     const T0: u64 = 1_700_000_000 * SECOND;

@@ -13,9 +13,10 @@
 //!
 //! The engine reaches shared data only through [`SharedStore`], which the host implements
 //! over `proxy_wasm::hostcalls`; tests use an in-memory store that simulates other workers
-//! writing between a read and a write.
+//! writing between a read and a write ([`MemoryStore`]).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::fmt;
 
 use governor::nanos::Nanos;
@@ -297,47 +298,45 @@ impl<S: SharedStore> StateStore for SlotState<'_, S> {
     }
 }
 
+/// Shared data in memory, with CAS tokens as Envoy hands them out: the store of unit
+/// tests, the policies' case files and the bench, which run the engine without Envoy. `interfere` makes
+/// the next `n` writes find that "another worker" wrote first.
+#[derive(Default)]
+pub struct MemoryStore {
+    pub map: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    pub interfere: Cell<usize>,
+    pub conflicts: Cell<usize>,
+}
+
+impl SharedStore for MemoryStore {
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+        Ok(match self.map.borrow().get(key) {
+            Some((value, cas)) => (Some(value.clone()), Some(*cas)),
+            None => (None, None),
+        })
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        let mut map = self.map.borrow_mut();
+        if self.interfere.get() > 0 {
+            self.interfere.set(self.interfere.get() - 1);
+            if let Some((_, token)) = map.get_mut(key) {
+                *token += 1;
+            }
+        }
+        let current = map.get(key).map(|(_, token)| *token);
+        if cas.is_some() && cas != current {
+            self.conflicts.set(self.conflicts.get() + 1);
+            return Err(StoreError::CasMismatch);
+        }
+        map.insert(key.to_owned(), (value.to_vec(), current.unwrap_or(0) + 1));
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-
     use super::*;
-
-    /// Shared data in memory, with CAS tokens as Envoy hands them out. `interfere` makes
-    /// the next `n` writes find that "another worker" wrote first.
-    #[derive(Default)]
-    pub struct MemoryStore {
-        pub map: RefCell<HashMap<String, (Vec<u8>, u32)>>,
-        pub interfere: Cell<usize>,
-        pub conflicts: Cell<usize>,
-    }
-
-    impl SharedStore for MemoryStore {
-        fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
-            Ok(match self.map.borrow().get(key) {
-                Some((value, cas)) => (Some(value.clone()), Some(*cas)),
-                None => (None, None),
-            })
-        }
-
-        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-            let mut map = self.map.borrow_mut();
-            if self.interfere.get() > 0 {
-                self.interfere.set(self.interfere.get() - 1);
-                if let Some((_, token)) = map.get_mut(key) {
-                    *token += 1;
-                }
-            }
-            let current = map.get(key).map(|(_, token)| *token);
-            if cas.is_some() && cas != current {
-                self.conflicts.set(self.conflicts.get() + 1);
-                return Err(StoreError::CasMismatch);
-            }
-            map.insert(key.to_owned(), (value.to_vec(), current.unwrap_or(0) + 1));
-            Ok(())
-        }
-    }
 
     /// A fixed secret, for tests that need fingerprints but not their secrecy.
     pub const SECRET: SlotSecret = SlotSecret([7; SlotSecret::BYTES]);

@@ -1,5 +1,7 @@
 //! Policy conformance: every `policies/*/policy.yaml` compiles, and the `cases.yaml` next
-//! to it (request -> expected verdict) holds against the compiled policy.
+//! to it (request -> expected verdict) holds against the compiled policy. Each case runs
+//! through the filter's own pipeline ([`Exchange`]): whatever the policy checks (contract,
+//! tokens, anomalies, rate limits) applies, each case as a first request from one client.
 //!
 //! Case format:
 //! ```yaml
@@ -20,11 +22,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use apiguard_filter::config::bundle;
-use apiguard_filter::inspect::RequestHead;
+use apiguard_filter::events::EventAction;
+use apiguard_filter::exchange::{Exchange, Next, Values};
 use apiguard_filter::policy::Policy;
 use apiguard_filter::problem;
+use apiguard_filter::security::KeyRing;
+use apiguard_filter::slots::{MemoryStore, SlotSecret};
 use apiguard_filter::verdict::Action;
 use serde_yaml::Value;
 
@@ -63,11 +70,13 @@ fn example_policies_meet_their_cases() {
     let mut count = 0;
     for dir in policy_dirs() {
         let (_, policy) = bundle(&dir.join("policy.yaml")).unwrap();
+        let policy = Rc::new(policy);
+        let ring = Rc::new(KeyRing::new(&policy.security));
         let text = std::fs::read_to_string(dir.join("cases.yaml")).unwrap();
         let cases: Vec<Value> = serde_yaml::from_str(&text).unwrap();
         for case in cases {
             count += 1;
-            if let Err(why) = run_case(&policy, &case) {
+            if let Err(why) = run_case(&policy, &ring, &case) {
                 failures.push(format!(
                     "{} / {}: {why}",
                     dir.display(),
@@ -100,76 +109,57 @@ struct Outcome {
     operation: Option<String>,
 }
 
-fn evaluate(policy: &Policy, case: &Value) -> Result<Outcome, String> {
+fn evaluate(policy: &Rc<Policy>, ring: &Rc<KeyRing>, case: &Value) -> Result<Outcome, String> {
     let (method, target) = field(case, "request")
         .split_once(' ')
         .ok_or("`request` must be `METHOD /path`")?;
-    let headers: Vec<(String, String)> = case
-        .get("headers")
-        .and_then(Value::as_mapping)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| {
-                    Some((k.as_str()?.to_ascii_lowercase(), v.as_str()?.to_owned()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let header_refs: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let body = case.get("body").and_then(Value::as_str);
-    let (head, check) = policy.inspect(&RequestHead {
-        method: method.as_bytes(),
-        path: target.as_bytes(),
-        headers: &header_refs,
-        has_body: body.is_some(),
-    });
-    let body_verdict = match (&check, body) {
-        (Some(check), Some(body)) => Some(policy.inspect_body(check, body.as_bytes())),
-        _ => None,
+    let mut headers: Vec<(String, String)> = vec![
+        (":method".to_owned(), method.to_owned()),
+        (":path".to_owned(), target.to_owned()),
+    ];
+    headers.extend(
+        case.get("headers")
+            .and_then(Value::as_mapping)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.as_str()?.to_ascii_lowercase(), v.as_str()?.to_owned()))),
+    );
+    let body = case.get("body").and_then(Value::as_str).map(str::as_bytes);
+    let input = Values {
+        now: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+        downstream: Some("192.0.2.1:40000".to_owned()),
+        store: MemoryStore::default(),
+        secret: SlotSecret::new([1; SlotSecret::BYTES]),
     };
-    let operation = head
-        .operation
-        .and_then(|o| o.operation_id)
-        .map(str::to_owned);
-    let mut recorded: Vec<String> = head
-        .violations
+    // The request runs the filter's own pipeline, as Envoy would drive it.
+    let mut exchange = Exchange::new(Rc::clone(policy), Rc::clone(ring));
+    let next = exchange.request(&input, &headers, body);
+    let outputs = exchange.take_outputs();
+    let state = outputs.filter_state.ok_or("the exchange settled nothing")?;
+    // A request that passed recorded every finding its events list.
+    let mut recorded: Vec<String> = outputs
+        .events
         .iter()
-        .chain(body_verdict.iter().flat_map(|v| v.violations.iter()))
-        .filter(|v| !v.enforced)
-        .map(|v| v.rule.as_str().to_owned())
+        .filter(|event| event.action == EventAction::Monitored)
+        .flat_map(|event| event.violations.iter().map(|v| v.rule.clone()))
         .collect();
     recorded.sort();
-    let deciding = [Some(&head), body_verdict.as_ref()]
-        .into_iter()
-        .flatten()
-        .find(|v| v.action == Action::Block);
-    Ok(match deciding {
-        Some(v) => Outcome {
-            action: Action::Block,
-            reply: v.rule().map(|rule| problem::reply(&policy.name, rule, v)),
-            rule: v.rule().map(|r| r.as_str().to_owned()),
-            recorded,
-            operation,
+    Ok(Outcome {
+        action: state.action,
+        reply: match next {
+            Next::Reply(reply) => Some(reply),
+            _ => None,
         },
-        None => Outcome {
-            action: if recorded.is_empty() {
-                Action::Allow
-            } else {
-                Action::Monitor
-            },
-            reply: None,
-            rule: None,
-            recorded,
-            operation,
-        },
+        rule: state.rule.map(|rule| rule.as_str().to_owned()),
+        recorded,
+        operation: state.operation,
     })
 }
 
-fn run_case(policy: &Policy, case: &Value) -> Result<(), String> {
-    let outcome = evaluate(policy, case)?;
+fn run_case(policy: &Rc<Policy>, ring: &Rc<KeyRing>, case: &Value) -> Result<(), String> {
+    let outcome = evaluate(policy, ring, case)?;
     let expect = case.get("expect").ok_or("missing `expect`")?;
     let check = |ok: bool, what: String| if ok { Ok(()) } else { Err(what) };
     let expected_recorded: Vec<String> = {

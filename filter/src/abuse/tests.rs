@@ -2,7 +2,8 @@ use serde_json::json;
 
 use super::*;
 use crate::policy::Policy;
-use crate::slots::tests::{MemoryStore, SECRET};
+use crate::slots::tests::SECRET;
+use crate::slots::MemoryStore;
 
 const SECOND: u64 = 1_000_000_000;
 const T0: u64 = 1_700_000_000 * SECOND;

@@ -1,17 +1,25 @@
-//! Every anomaly check through the policy, with an attack and a benign look-alike each.
+//! Every anomaly check through the filter's pipeline, with an attack and a benign
+//! look-alike each.
+
+use std::rc::Rc;
 
 use serde_json::json;
 
+use crate::events::Finding;
+use crate::exchange::{Exchange, Values};
 use crate::inspect::RequestHead;
 use crate::policy::Policy;
-use crate::verdict::{Action, Verdict};
+use crate::security::KeyRing;
+use crate::slots::tests::SECRET;
+use crate::slots::MemoryStore;
+use crate::verdict::{Action, RuleId};
 
-fn policy(mode: &str, anomaly: serde_json::Value) -> Policy {
+fn policy(mode: &str, anomaly: serde_json::Value) -> Rc<Policy> {
     policy_with(mode, anomaly, json!({}))
 }
 
 /// A policy with its `limits` section too.
-fn policy_with(mode: &str, anomaly: serde_json::Value, limits: serde_json::Value) -> Policy {
+fn policy_with(mode: &str, anomaly: serde_json::Value, limits: serde_json::Value) -> Rc<Policy> {
     let document = json!({
         "openapi": "3.1.0",
         "paths": {
@@ -32,53 +40,75 @@ fn policy_with(mode: &str, anomaly: serde_json::Value, limits: serde_json::Value
     });
     let config = json!({"name": "users", "mode": mode, "abuse": {"anomaly": anomaly},
                         "limits": limits, "openapi": {"document": document}});
-    Policy::compile(config.to_string().as_bytes()).unwrap()
+    Rc::new(Policy::compile(config.to_string().as_bytes()).unwrap())
 }
 
 const UA: (&str, &str) = ("user-agent", "curl/8.5.0");
 
-/// Inspects a request like the host does: contract, then anomalies, then the body.
-fn run<'p>(
-    p: &'p Policy,
+/// What the filter's pipeline did with a request: its final action, and every finding
+/// its events reported.
+#[derive(Debug)]
+struct Seen {
+    action: Action,
+    /// The deciding rule.
+    rule: Option<RuleId>,
+    violations: Vec<Finding>,
+}
+
+/// Runs a request through the filter's pipeline ([`Exchange`]), head then body.
+fn run(
+    p: &Rc<Policy>,
     method: &str,
     target: &str,
     headers: &[(&str, &str)],
     body: Option<(&str, &str)>,
-) -> Verdict<'p> {
-    let mut all: Vec<(&str, &str)> = vec![UA];
+) -> Seen {
+    let mut all: Vec<(&str, &str)> = vec![
+        (":method", method),
+        (":path", target),
+        (":authority", "api.example"),
+        UA,
+    ];
     all.extend_from_slice(headers);
     if let Some((content_type, _)) = body {
         all.push(("content-type", content_type));
     }
-    let head = RequestHead {
-        method: method.as_bytes(),
-        path: target.as_bytes(),
-        headers: &all,
-        has_body: body.is_some(),
+    let input = Values {
+        now: 1_700_000_000_000_000_000,
+        downstream: Some("192.0.2.7:5678".to_owned()),
+        store: MemoryStore::default(),
+        secret: SECRET,
     };
-    let (mut verdict, check) = p.inspect(&head);
-    p.inspect_anomalies(&head, Some("api.example"), &mut verdict);
-    if let (Some(check), Some((_, bytes))) = (check, body) {
-        let mut body_verdict = p.inspect_body(&check, bytes.as_bytes());
-        p.inspect_body_anomalies(&check, bytes.as_bytes(), &mut body_verdict);
-        verdict.violations.extend(body_verdict.violations);
-        verdict.settle();
+    let ring = Rc::new(KeyRing::new(&p.security));
+    let mut exchange = Exchange::new(Rc::clone(p), ring);
+    exchange.request(&input, &all, body.map(|(_, bytes)| bytes.as_bytes()));
+    let outputs = exchange.take_outputs();
+    let state = outputs.filter_state;
+    Seen {
+        action: state.as_ref().map_or(Action::Allow, |state| state.action),
+        rule: state.and_then(|state| state.rule),
+        violations: (outputs.events.into_iter())
+            .flat_map(|event| event.violations)
+            .collect(),
     }
-    verdict
 }
 
-fn anomalies(verdict: &Verdict<'_>) -> Vec<&'static str> {
-    let mut rules: Vec<_> = verdict
-        .violations
-        .iter()
-        .map(|v| v.rule.as_str())
+fn anomalies(seen: &Seen) -> Vec<&'static str> {
+    let rules = (seen.violations.iter())
+        .filter_map(|v| RuleId::ALL.iter().find(|rule| rule.as_str() == v.rule));
+    anomaly_rules(rules.copied())
+}
+
+fn anomaly_rules(rules: impl Iterator<Item = RuleId>) -> Vec<&'static str> {
+    let mut rules: Vec<_> = rules
+        .map(RuleId::as_str)
         .filter(|r| r.starts_with("anomaly."))
         .collect();
     rules.dedup();
     rules
 }
 
-fn get(p: &Policy, target: &str) -> Vec<&'static str> {
+fn get(p: &Rc<Policy>, target: &str) -> Vec<&'static str> {
     anomalies(&run(p, "GET", target, &[], None))
 }
 
@@ -287,19 +317,11 @@ fn injection_heuristics_cover_headers_cookies_and_multipart_fields() {
 #[test]
 fn body_on_get_is_decided_by_the_body() {
     let p = policy("enforce", json!({}));
-    let headers = [UA];
-    let head = RequestHead {
-        method: b"GET",
-        path: b"/users",
-        headers: &headers,
-        has_body: true,
-    };
-    let (verdict, check) = p.inspect(&head);
-    assert!(anomalies(&verdict).is_empty(), "nothing before the body");
-    let check = check.expect("the first byte is awaited");
-    assert!(p.inspect_body_start(&check, 0).is_none(), "an empty body");
-    let first = p.inspect_body_start(&check, 1).expect("a byte settles it");
-    assert_eq!(anomalies(&first), ["anomaly.body_on_get"]);
+    let empty = run(&p, "GET", "/users", &[], Some(("text/plain", "")));
+    assert!(anomalies(&empty).is_empty(), "{empty:?}");
+    assert_eq!(empty.action, Action::Allow, "{empty:?}");
+    let body = run(&p, "GET", "/users", &[], Some(("text/plain", "x")));
+    assert_eq!(anomalies(&body), ["anomaly.body_on_get"], "{body:?}");
 }
 
 #[test]
@@ -324,7 +346,8 @@ fn protocol_anomalies() {
         };
         let (mut verdict, _) = p.inspect(&head);
         p.inspect_anomalies(&head, authority, &mut verdict);
-        (verdict.action, anomalies(&verdict))
+        let rules = verdict.violations.iter().map(|v| v.rule);
+        (verdict.action, anomaly_rules(rules))
     };
     let host = Some("api.example");
     assert_eq!(
@@ -611,9 +634,6 @@ fn distinct_names_are_checked_in_one_pass_with_bounded_findings() {
 fn caps_bound_the_anomaly_pass() {
     let p = policy_with("enforce", json!({}), json!({"max_query_pairs": 2}));
     let verdict = run(&p, "GET", "/users?a=1&b=2&c=%00", &[], None);
-    assert_eq!(
-        verdict.rule().map(|r| r.as_str()),
-        Some("limits.query_pairs")
-    );
+    assert_eq!(verdict.rule.map(|r| r.as_str()), Some("limits.query_pairs"));
     assert!(anomalies(&verdict).is_empty(), "{:?}", anomalies(&verdict));
 }

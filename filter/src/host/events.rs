@@ -15,11 +15,11 @@ use std::cell::{Cell, RefCell};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType};
 
-use super::{log, shared, since_epoch};
+use super::{log, since_epoch};
 use crate::events::fold::Folder;
 use crate::events::{self, ocsf, Event};
+use crate::exchange::{self, FilterState};
 use crate::policy::Policy;
-use crate::verdict::{Action, Verdict};
 
 /// The `vm_id` the sender and the filters share; shared queues are named per `vm_id`.
 pub const VM_ID: &str = "apiguard";
@@ -110,11 +110,11 @@ impl Emitter {
 /// (`wasm.apiguard.action`, `wasm.apiguard.rule`, `wasm.apiguard.operation`), which an
 /// access log prints with `%FILTER_STATE(wasm.apiguard.rule:PLAIN)%`. Envoy keeps such a
 /// value read-only once set, so this runs once per request.
-pub fn annotate(action: Action, verdict: &Verdict<'_>, operation: Option<&str>) {
+pub fn annotate(state: &FilterState) {
     let fields = [
-        ("apiguard.action", Some(action.as_str())),
-        ("apiguard.rule", verdict.rule().map(|r| r.as_str())),
-        ("apiguard.operation", operation),
+        ("apiguard.action", Some(state.action.as_str())),
+        ("apiguard.rule", state.rule.map(|r| r.as_str())),
+        ("apiguard.operation", state.operation.as_deref()),
     ];
     for (key, value) in fields {
         if let Some(value) = value {
@@ -126,12 +126,6 @@ pub fn annotate(action: Action, verdict: &Verdict<'_>, operation: Option<&str>) 
 /// Milliseconds since the epoch by the host's clock (0 if it cannot tell).
 pub fn now_ms() -> u64 {
     u64::try_from(since_epoch().as_millis()).unwrap_or(0)
-}
-
-/// The client's IP, from the connection (`source.address`).
-pub fn client_ip() -> Option<String> {
-    let address = shared::downstream_address()?;
-    Some(events::client_ip(&address).to_owned())
 }
 
 /// `apiguard.operation.<operation>.allowed` / `.blocked`, one pair per operation of a
@@ -148,7 +142,7 @@ impl OperationCounters {
             .operations
             .iter()
             .map(|op| {
-                let name = stat_name(op);
+                let name = exchange::stat_name(op);
                 ["allowed", "blocked"].map(|outcome| {
                     let metric = format!("apiguard.operation.{name}.{outcome}");
                     hostcalls::define_metric(MetricType::Counter, &metric).ok()
@@ -160,29 +154,10 @@ impl OperationCounters {
 
     /// Counts a request's final outcome against its operation; requests that matched no
     /// operation are counted by rule only.
-    pub fn outcome(&self, operation: Option<usize>, blocked: bool) {
-        let id = operation
-            .and_then(|op| self.counters.get(op))
-            .and_then(|pair| pair[usize::from(blocked)]);
+    pub fn outcome(&self, operation: usize, blocked: bool) {
+        let id = (self.counters.get(operation)).and_then(|pair| pair[usize::from(blocked)]);
         if let Some(id) = id {
             let _ = hostcalls::increment_metric(id, 1);
         }
     }
-}
-
-/// The label of an operation in stats and access logs.
-pub fn stat_name(op: &crate::policy::CompiledOperation) -> String {
-    let name = match &op.operation_id {
-        Some(id) => id.clone(),
-        None => format!("{} {}", op.method.as_str(), op.template),
-    };
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }

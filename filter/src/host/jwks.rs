@@ -1,5 +1,5 @@
 //! Remote JWKS: fetched through an Envoy cluster with `dispatch_http_call`, shared by
-//! every worker through proxy-wasm shared data, installed into each VM's policy.
+//! every worker through proxy-wasm shared data, installed into each VM's [`KeyRing`].
 //!
 //! Driven by the root context's tick, never by a request: keys are fetched when the
 //! plugin starts, so the first request does not wait for (or trigger) a fetch.
@@ -33,7 +33,7 @@ use super::{log, since_epoch};
 use crate::events::{Event, Severity, JWKS_FETCH_FAILED};
 use crate::policy::Policy;
 use crate::security::jwks::KeySet;
-use crate::security::Remote;
+use crate::security::{KeyRing, Remote};
 
 /// How often the root context looks at shared data and due fetches.
 pub const TICK: Duration = Duration::from_millis(500);
@@ -46,6 +46,8 @@ const MAX_JWKS_BYTES: usize = 64 * 1024;
 
 pub struct Jwks {
     policy: Rc<Policy>,
+    /// Where fetched sets are installed, and which providers asked for a refetch.
+    ring: Rc<KeyRing>,
     /// Per provider of the policy: the CAS of the shared value this VM read last, and the
     /// set it installed (a refresh that brings the same set installs nothing, so the
     /// token cache survives it).
@@ -60,7 +62,7 @@ pub struct Jwks {
 
 impl Jwks {
     /// `None` when the policy has no remote key set.
-    pub fn new(policy: Rc<Policy>, events: Rc<Emitter>) -> Option<Jwks> {
+    pub fn new(policy: Rc<Policy>, ring: Rc<KeyRing>, events: Rc<Emitter>) -> Option<Jwks> {
         let providers = &policy.security.providers;
         if providers.iter().all(|p| p.remote.is_none()) {
             return None;
@@ -68,6 +70,7 @@ impl Jwks {
         let installed = vec![(None, String::new()); providers.len()];
         Some(Jwks {
             policy,
+            ring,
             installed,
             pending: HashMap::new(),
             fetched: counter("apiguard.jwks.fetch_succeeded"),
@@ -90,7 +93,7 @@ impl Jwks {
                 Some(at) => {
                     let age = now.saturating_sub(at);
                     age >= remote.cache_duration
-                        || (age >= REFETCH_SECONDS && policy.security.take_refetch(index))
+                        || (age >= REFETCH_SECONDS && self.ring.take_refetch(index))
                 }
             };
             if due && !self.pending.values().any(|p| *p == index) && lease(&key, now) {
@@ -123,7 +126,7 @@ impl Jwks {
         *seen = cas;
         if installed != text {
             text.clone_into(installed);
-            self.policy.security.install_keys(index, Rc::new(keys));
+            self.ring.install_keys(index, Rc::new(keys));
         }
     }
 

@@ -15,8 +15,9 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType};
 
 use super::log;
+use crate::exchange::Counter;
 use crate::slots::SlotReport;
-use crate::verdict::{Action, RuleId, Verdict};
+use crate::verdict::{Action, RuleId};
 
 pub struct Metrics {
     inspected: Option<u32>,
@@ -56,12 +57,12 @@ impl Metrics {
     }
 
     /// A request reached the filter.
-    pub fn inspected(&self) {
+    fn inspected(&self) {
         increment(self.inspected);
     }
 
     /// What finally happened to a request: allowed, blocked, or passed with findings.
-    pub fn outcome(&self, action: Action) {
+    fn outcome(&self, action: Action) {
         increment(match action {
             Action::Allow => self.allowed,
             Action::Block => self.blocked,
@@ -69,28 +70,34 @@ impl Metrics {
         });
     }
 
-    /// Each rule a verdict reports, once: as blocked when it was enforced, as monitored
-    /// when only recorded.
-    pub fn rules(&self, verdict: &Verdict<'_>) {
-        let mut seen = Vec::new();
-        for violation in &verdict.violations {
-            let key = (violation.rule, violation.enforced);
-            if seen.contains(&key) {
-                continue;
-            }
-            seen.push(key);
-            let slot = if violation.enforced { 0 } else { 1 };
-            let index = RuleId::ALL.iter().position(|r| *r == violation.rule);
-            increment(
-                index
-                    .and_then(|i| self.rules.get(i))
-                    .and_then(|ids| ids[slot]),
-            );
+    /// A counter the exchange incremented (all but the per-operation ones, which
+    /// [`super::events::OperationCounters`] keeps).
+    pub fn count(&self, counter: Counter) {
+        match counter {
+            Counter::Inspected => self.inspected(),
+            Counter::Outcome(action) => self.outcome(action),
+            Counter::Rule { rule, enforced } => self.rule(rule, enforced),
+            Counter::Slot(report) => self.slot(report),
+            Counter::QuarantineStarted => self.quarantine_started(),
+            Counter::Redacted(count) => self.redacted(count),
+            Counter::Operation { .. } => {}
         }
     }
 
+    /// A rule a verdict reports: as blocked when it was enforced, as monitored when only
+    /// recorded.
+    fn rule(&self, rule: RuleId, enforced: bool) {
+        let slot = if enforced { 0 } else { 1 };
+        let index = RuleId::ALL.iter().position(|r| *r == rule);
+        increment(
+            index
+                .and_then(|i| self.rules.get(i))
+                .and_then(|ids| ids[slot]),
+        );
+    }
+
     /// What happened in a shared-data slot.
-    pub fn slot(&self, report: SlotReport) {
+    fn slot(&self, report: SlotReport) {
         if report.collision {
             increment(self.collisions);
         }
@@ -99,7 +106,7 @@ impl Metrics {
         }
     }
 
-    pub fn quarantine_started(&self) {
+    fn quarantine_started(&self) {
         increment(self.quarantines);
     }
 
@@ -118,7 +125,7 @@ impl Metrics {
     }
 
     /// Properties removed from response bodies.
-    pub fn redacted(&self, count: usize) {
+    fn redacted(&self, count: usize) {
         if let Some(id) = self.redacted {
             let _ = hostcalls::increment_metric(id, i64::try_from(count).unwrap_or(i64::MAX));
         }

@@ -1,28 +1,29 @@
 //! The proxy-wasm adapter: the only code that talks to Envoy.
 //!
-//! It reads the plugin configuration and compiles it ([`root`]), gathers a request view
-//! from the headers, asks the engine for a verdict and applies it ([`http`]), and counts
-//! verdicts as Envoy stats ([`metrics`]); it fetches remote JWKS ([`jwks`]) and passes
-//! the resolved identity upstream ([`identity`]); [`abuse`] applies the quarantine and
-//! rate limits over the shared data and clock of [`shared`]. Host calls go through
-//! `proxy_wasm::hostcalls`, which return `Result`, instead of the trait helpers that
-//! unwrap; a failed host call fails closed (the request is refused), never open. The one
-//! exception is shared data for the rate limits and quarantine, which admits when it
-//! cannot be read (see [`shared`] for why).
+//! A VM is a filter or the event sender, by its configuration ([`vm`]). A filter's root
+//! reads the plugin configuration and compiles it ([`root`]); each request is fed to the
+//! engine's [`crate::exchange::Exchange`], whose answers the HTTP context carries out
+//! ([`http`]), counting verdicts as Envoy stats ([`metrics`]) and handing events on
+//! ([`events`]); the root fetches remote JWKS ([`jwks`]); the sender's root posts the
+//! events ([`sender`]); the exchange's quarantine and rate limits run over the shared
+//! data and clock of [`shared`]. Host calls go through `proxy_wasm::hostcalls`, which
+//! return `Result`, instead of the trait helpers that unwrap; a failed host call fails
+//! closed (the request is refused), never open. The one exception is shared data for the
+//! rate limits and quarantine, which admits when it cannot be read (see [`shared`] for
+//! why).
 
 // The SDK's entry-point macro expands to an `unsafe` `#[no_mangle]` export.
 #![allow(unsafe_code)]
 
-mod abuse;
 mod events;
 mod http;
-mod identity;
 mod jwks;
 mod metrics;
 mod root;
 mod schemas;
 mod sender;
 mod shared;
+mod vm;
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -36,7 +37,7 @@ proxy_wasm::main! {{
     std::panic::set_hook(Box::new(|info| {
         let _ = hostcalls::log(LogLevel::Critical, &format!("panic: {info}"));
     }));
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(root::Root::default()) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(vm::Root::default()) });
 }}
 
 /// Logs through the host; a failed log call is not worth failing a request for.

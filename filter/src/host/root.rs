@@ -1,5 +1,6 @@
-//! The root context: one per VM (one VM per Envoy worker). Compiles the policy on each
-//! configuration and hands it to every request context.
+//! The filter's root context: one per VM (one VM per Envoy worker). Compiles the policy
+//! on each configuration and hands it, with its [`KeyRing`], to every request context.
+//! (A VM configured as the event sender gets the sender's root instead: see [`super::vm`].)
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -14,17 +15,19 @@ use super::jwks::{self, Jwks};
 use super::log;
 use super::metrics::Metrics;
 use super::schemas::{self, Background};
-use super::sender::Sender;
 use super::shared::{self, HostStore};
-use crate::events::sink::SenderDocument;
 use crate::events::{Event, Severity, POLICY_LOADED};
 use crate::policy::Policy;
+use crate::security::KeyRing;
 
 #[derive(Default)]
-pub struct Root {
+pub struct FilterRoot {
     /// `None` until a configuration compiles. Requests in flight keep the `Rc` they
     /// were created with, so a reconfiguration never changes a request midway.
     policy: Option<Rc<Policy>>,
+    /// What the policy's token checks learn while it serves (fetched keys, the token
+    /// cache): made afresh with each policy, shared by its requests.
+    ring: Option<Rc<KeyRing>>,
     metrics: Option<Rc<Metrics>>,
     events: Rc<Emitter>,
     operations: Option<Rc<OperationCounters>>,
@@ -32,24 +35,18 @@ pub struct Root {
     jwks: Option<Jwks>,
     /// Compiles a lazy policy's schemas; `None` when there are none left.
     background: Option<Background>,
-    /// `Some` when this root is the event sender (a bootstrap service), not a filter.
-    sender: Option<Sender>,
 }
 
-impl Context for Root {
-    /// The sender's batches and the JWKS fetches are the only calls out; a root is one
-    /// or the other.
+impl Context for FilterRoot {
+    /// The JWKS fetches are the only calls out.
     fn on_http_call_response(&mut self, token: u32, _headers: usize, body: usize, _: usize) {
-        if let Some(sender) = &mut self.sender {
-            sender.on_http_call_response(token);
-        }
         if let Some(jwks) = &mut self.jwks {
             jwks.on_response(token, body);
         }
     }
 }
 
-impl Root {
+impl FilterRoot {
     /// The tick the filter's work needs: fast while schemas are left to compile, then the
     /// one that closes the event fold windows and refreshes remote key sets.
     fn set_tick(&self) -> bool {
@@ -71,7 +68,7 @@ impl Root {
     }
 }
 
-impl RootContext for Root {
+impl RootContext for FilterRoot {
     /// Compiles the policy. Returning `false` makes Envoy refuse the configuration: at
     /// start-up Envoy does not start, on an update it keeps serving the previous one.
     fn on_configure(&mut self, size: usize) -> bool {
@@ -85,21 +82,6 @@ impl RootContext for Root {
                 return false;
             }
         };
-        if let Some(sender) = SenderDocument::detect(&configuration) {
-            return match sender {
-                Ok(config) => {
-                    self.sender = Sender::start(config);
-                    self.sender.is_some()
-                }
-                Err(error) => {
-                    log(
-                        LogLevel::Critical,
-                        &format!("event sender refused: {error}"),
-                    );
-                    false
-                }
-            };
-        }
         if self.metrics.is_none() {
             self.metrics = Some(Rc::new(Metrics::define()));
         }
@@ -157,9 +139,12 @@ impl RootContext for Root {
                     }
                 }
                 let policy = Rc::new(policy);
-                self.jwks = Jwks::new(Rc::clone(&policy), Rc::clone(&self.events));
+                let ring = Rc::new(KeyRing::new(&policy.security));
+                let events = Rc::clone(&self.events);
+                self.jwks = Jwks::new(Rc::clone(&policy), Rc::clone(&ring), events);
                 self.background = Background::start(&policy);
                 self.policy = Some(policy);
+                self.ring = Some(ring);
                 self.set_tick()
             }
             Err(error) => {
@@ -170,9 +155,6 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        if let Some(sender) = &mut self.sender {
-            sender.on_tick();
-        }
         if let Some(jwks) = &mut self.jwks {
             jwks.on_tick();
         }
@@ -187,19 +169,13 @@ impl RootContext for Root {
         }
     }
 
-    fn on_queue_ready(&mut self, queue: u32) {
-        if let Some(sender) = &mut self.sender {
-            sender.on_queue_ready(queue);
-        }
-    }
-
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Request::new(
-            self.policy.clone(),
+            self.policy.clone().zip(self.ring.clone()),
             self.metrics.clone(),
             Rc::clone(&self.events),
             self.operations.clone(),

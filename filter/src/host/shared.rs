@@ -13,6 +13,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, Status};
 
 use super::{log, since_epoch};
+use crate::exchange::Input;
 use crate::slots::{SharedStore, SlotSecret, StoreError};
 
 /// proxy-wasm shared data: one map per Envoy process, shared by every worker's VM.
@@ -25,6 +26,29 @@ impl SharedStore for HostStore {
 
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
         hostcalls::set_shared_data(key, Some(value), cas).map_err(store_error)
+    }
+}
+
+/// What an exchange reads from Envoy besides the message, each read when a check asks.
+pub struct HostInput;
+
+impl Input for HostInput {
+    type Store = HostStore;
+
+    fn now(&self) -> u64 {
+        now()
+    }
+
+    fn downstream(&self) -> Option<String> {
+        downstream_address()
+    }
+
+    fn store(&self) -> &HostStore {
+        &HostStore
+    }
+
+    fn slot_secret(&self) -> SlotSecret {
+        slot_secret()
     }
 }
 

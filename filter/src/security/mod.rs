@@ -15,9 +15,9 @@
 //! uses must be configured, or the policy is refused (a declared scheme no requirement
 //! uses needs nothing: [`Security::unconfigured_schemes`] names them for a warning).
 //!
-//! Remote key sets are fetched by the host and installed with
-//! [`Security::install_keys`]; this is the only state that changes after compile time
-//! apart from the token cache, both per VM and single-threaded (`RefCell`).
+//! Remote key sets are fetched by the host and installed in a [`KeyRing`], which also
+//! holds the token cache: what changes while the policy serves lives there, owned by the
+//! host's root and passed to each check, never in the compiled policy.
 
 pub mod apikey;
 pub mod cache;
@@ -25,6 +25,7 @@ mod credentials;
 pub mod jwks;
 pub mod jwt;
 mod provider;
+mod ring;
 pub mod rsa;
 pub mod settings;
 
@@ -40,11 +41,11 @@ use crate::inspect::RequestHead;
 use crate::openapi::{SecurityRequirement, SecurityScheme};
 use crate::verdict::{RuleId, Violation};
 use apikey::ApiKey;
-use cache::{Claims, TokenCache};
+use cache::Claims;
 use credentials::{Credentials, Place};
-use jwks::KeySet;
 use jwt::TokenError;
 pub use provider::{Provider, Remote};
+pub use ring::KeyRing;
 use settings::{KeysUnavailable, SecuritySettings};
 
 /// Who made a request, once its credentials were accepted. Available to later stages
@@ -144,7 +145,8 @@ pub struct Security {
     max_token_bytes: usize,
     keys_unavailable: KeysUnavailable,
     consumer_header: String,
-    cache: TokenCache,
+    /// The token cache's size, for each [`KeyRing`].
+    token_cache_entries: usize,
 }
 
 /// What one scheme made of a request.
@@ -273,7 +275,7 @@ impl Security {
             max_token_bytes: settings.max_token_bytes,
             keys_unavailable: settings.keys_unavailable,
             consumer_header: settings.consumer_header.to_ascii_lowercase(),
-            cache: TokenCache::new(settings.token_cache_entries),
+            token_cache_entries: settings.token_cache_entries,
         })
     }
 
@@ -387,29 +389,12 @@ impl Security {
         })
     }
 
-    /// Installs a provider's fetched keys (the host calls this when the fetched set
-    /// changed). Cached tokens are forgotten, so none outlives the key that signed it.
-    pub fn install_keys(&self, provider: usize, keys: Rc<KeySet>) {
-        if let Some(p) = self.providers.get(provider) {
-            if let Ok(mut slot) = p.keys.try_borrow_mut() {
-                *slot = Some(keys);
-                self.cache.clear();
-            }
-        }
-    }
-
-    /// Whether a token asked for a refetch of the provider's keys; clears the request.
-    pub fn take_refetch(&self, provider: usize) -> bool {
-        self.providers
-            .get(provider)
-            .is_some_and(|p| p.refetch.replace(false))
-    }
-
     /// Checks an operation's requirement. `Ok(None)` when it needs no credentials.
     pub fn check(
         &self,
         operation: usize,
         head: &RequestHead<'_>,
+        ring: &KeyRing,
         now: u64,
         enforced: bool,
     ) -> Result<Option<Identity>, Violation> {
@@ -438,7 +423,7 @@ impl Security {
             for need in alternative {
                 let outcome = match outcomes.get_mut(need.scheme) {
                     Some(slot) => {
-                        slot.get_or_insert_with(|| self.evaluate(need.scheme, &request, now))
+                        slot.get_or_insert_with(|| self.evaluate(need.scheme, &request, ring, now))
                     }
                     None => continue,
                 };
@@ -490,10 +475,16 @@ impl Security {
         })
     }
 
-    fn evaluate(&self, scheme: usize, request: &Credentials<'_>, now: u64) -> Outcome {
+    fn evaluate(
+        &self,
+        scheme: usize,
+        request: &Credentials<'_>,
+        ring: &KeyRing,
+        now: u64,
+    ) -> Outcome {
         match self.schemes.get(scheme).map(|(_, s)| s) {
             Some(Scheme::Jwt(provider)) => match self.providers.get(*provider) {
-                Some(p) => self.jwt(*provider, p, request, now),
+                Some(p) => self.jwt(*provider, p, request, ring, now),
                 None => Outcome::Missing,
             },
             // Never reached: a requirement that uses one is refused at compile time.
@@ -526,6 +517,7 @@ impl Security {
         index: usize,
         provider: &Provider,
         request: &Credentials<'_>,
+        ring: &KeyRing,
         now: u64,
     ) -> Outcome {
         let found: Vec<(&Place, Option<&str>, &str)> = provider
@@ -538,7 +530,7 @@ impl Security {
             [one] => *one,
             _ => return Outcome::Invalid("more than one token in the request".into()),
         };
-        let claims = match self.verified(index, provider, token, now) {
+        let claims = match self.verified(index, provider, token, ring, now) {
             Ok(claims) => claims,
             Err(Some(e)) => return Outcome::Invalid(Cow::Owned(e.to_string())),
             Err(None) => return Outcome::Unavailable,
@@ -579,35 +571,28 @@ impl Security {
         index: usize,
         provider: &Provider,
         token: &str,
+        ring: &KeyRing,
         now: u64,
     ) -> Result<Claims, Option<TokenError>> {
-        if let Some(claims) = self.cache.get(index, token) {
+        if let Some(claims) = ring.cache().get(index, token) {
             return Ok(claims);
         }
         let decoded = jwt::decode(token, self.max_token_bytes).map_err(Some)?;
         provider.rules.issuer(&decoded.claims).map_err(Some)?;
-        let keys = provider
-            .keys
-            .try_borrow()
-            .ok()
-            .and_then(|k| k.clone())
+        let keys = (provider.local.clone())
+            .or_else(|| ring.fetched(index))
             .ok_or(None)?;
         match decoded.verify(&keys.keys) {
             Ok(_) => {}
             Err(TokenError::NoKey) if provider.remote.is_some() && decoded.kid.is_some() => {
-                provider.refetch.set(true);
+                ring.ask_refetch(index);
                 return Err(Some(TokenError::NoKey));
             }
             Err(e) => return Err(Some(e)),
         }
         let claims: Claims = Rc::new(decoded.claims);
-        self.cache.insert(index, token, Rc::clone(&claims), now);
+        ring.cache().insert(index, token, Rc::clone(&claims), now);
         Ok(claims)
-    }
-
-    /// How many verified tokens the cache holds (for tests and stats).
-    pub fn cached_tokens(&self) -> usize {
-        self.cache.len()
     }
 }
 

@@ -1,7 +1,6 @@
 //! A JWT provider compiled from its settings: claim rules, where its tokens are, what
-//! goes upstream, and its keys (local from the start, remote once the host fetched them).
+//! goes upstream, and its local keys (remote ones are fetched into the [`super::KeyRing`]).
 
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use serde_json::Value;
@@ -19,13 +18,10 @@ pub struct Provider {
     pub(super) locations: Vec<Place>,
     pub(super) forward: bool,
     pub(super) claim_to_headers: Vec<(String, String)>,
-    /// Local keys from the start; remote ones once the host installed a fetch.
-    pub(super) keys: RefCell<Option<Rc<KeySet>>>,
+    /// Local keys; remote ones are fetched into the [`super::KeyRing`].
+    pub(super) local: Option<Rc<KeySet>>,
     /// Where remote keys come from; `None` for `local_jwks`.
     pub remote: Option<Remote>,
-    /// Set when a token named a `kid` the keys do not have: the host refetches
-    /// (rate-limited), since the issuer may have rotated.
-    pub(super) refetch: Cell<bool>,
 }
 
 /// Where a provider's JWKS is fetched (`remote_jwks`).
@@ -150,9 +146,8 @@ pub(super) fn compile(
         locations,
         forward: settings.forward,
         claim_to_headers,
-        keys: RefCell::new(keys),
+        local: keys,
         remote,
-        refetch: Cell::new(false),
     })
 }
 

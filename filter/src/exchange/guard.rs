@@ -1,0 +1,138 @@
+//! Abuse protection for one exchange (`abuse` in the policy): what the quarantine and the
+//! rate limits found, kept until the reply or the response, over the shared data and
+//! clock of the [`Input`]. The order is the exchange's (its module docs): the quarantine
+//! once the checks of the head named the client, the rate limits for what they let
+//! through, a strike for every refusal the client caused.
+
+use std::net::IpAddr;
+
+use super::{Input, Step};
+use crate::abuse::Client;
+use crate::config::Mode;
+use crate::policy::Policy;
+use crate::slots::SlotReport;
+use crate::verdict::{RuleId, Verdict};
+
+/// What the request's abuse checks found.
+#[derive(Default)]
+pub(super) struct Guard {
+    /// The client's quarantine key, when the policy has a quarantine: blocked requests
+    /// are strikes against it.
+    quarantine_key: Option<u64>,
+    /// The client's address as the policy identifies it, for the quarantine event.
+    client_ip: Option<IpAddr>,
+    /// Headers for our own reply (`Retry-After`, `RateLimit`), set by enforced refusals.
+    reply_headers: Vec<(&'static str, String)>,
+    /// `RateLimit-Policy` / `RateLimit` for the response to an admitted request.
+    response_headers: Vec<(&'static str, String)>,
+}
+
+/// What a refusal adds: the reply's headers, and the quarantine its strike started.
+pub(super) struct Blocked {
+    pub headers: Vec<(&'static str, String)>,
+    pub quarantine: Option<Started>,
+}
+
+/// A quarantine a strike started.
+pub(super) struct Started {
+    pub seconds: u32,
+    pub report: SlotReport,
+}
+
+impl Guard {
+    /// The refusal of a quarantined client, if it is one.
+    pub fn quarantined<'p, I: Input>(
+        &mut self,
+        policy: &'p Policy,
+        step: &Step<'_, I>,
+        client: &Client<'_>,
+    ) -> Option<Verdict<'p>> {
+        let abuse = policy.abuse.as_ref()?;
+        self.quarantine_key = abuse.quarantine_key(&step.input.slot_secret(), client);
+        self.client_ip = abuse.client_ip(client);
+        let store = step.input.store();
+        let refusal = abuse.held(store, self.quarantine_key?, step.now(), enforcing(policy))?;
+        if refusal.enforced {
+            self.reply_headers = refusal.headers.clone();
+        }
+        Some(refusal.verdict(None))
+    }
+
+    /// Counts the request against the rate limits; a refusal joins the verdict. Returns
+    /// what happened in the slots, for the counters.
+    pub fn rate_limit<'p, I: Input>(
+        &mut self,
+        policy: &'p Policy,
+        step: &Step<'_, I>,
+        client: &Client<'_>,
+        verdict: &mut Verdict<'p>,
+    ) -> Vec<SlotReport> {
+        let Some(abuse) = &policy.abuse else {
+            return Vec::new();
+        };
+        let operation = verdict.operation.map(|o| o.id);
+        let admission = abuse.admit(
+            step.input.store(),
+            &step.input.slot_secret(),
+            client,
+            operation,
+            step.now(),
+            enforcing(policy),
+        );
+        self.response_headers = admission.headers;
+        if let Some(refusal) = admission.refusal {
+            if refusal.enforced {
+                self.reply_headers = refusal.headers.clone();
+            }
+            verdict.violations.extend(refusal.verdict(None).violations);
+            verdict.settle();
+        }
+        admission.reports
+    }
+
+    /// The request is refused for `rule`: counts a strike when the client caused it.
+    /// `by_client`: `false` for a response the upstream got wrong, which is not the
+    /// client's doing; a refusal by the quarantine itself is no strike either, or a
+    /// quarantine would never end.
+    pub fn blocked<I: Input>(
+        &mut self,
+        policy: &Policy,
+        step: &Step<'_, I>,
+        rule: RuleId,
+        by_client: bool,
+    ) -> Blocked {
+        let quarantine = if by_client && rule != RuleId::Quarantined {
+            self.strike(policy, step)
+        } else {
+            None
+        };
+        Blocked {
+            headers: std::mem::take(&mut self.reply_headers),
+            quarantine,
+        }
+    }
+
+    /// The client's address as the policy identifies it (`trusted_hops`), for events.
+    pub fn client_ip(&self) -> Option<IpAddr> {
+        self.client_ip
+    }
+
+    /// `RateLimit-Policy` / `RateLimit` for the response of an admitted request.
+    pub fn take_response_headers(&mut self) -> Vec<(&'static str, String)> {
+        std::mem::take(&mut self.response_headers)
+    }
+
+    /// Counts a strike; `Some` when it started a quarantine.
+    fn strike<I: Input>(&self, policy: &Policy, step: &Step<'_, I>) -> Option<Started> {
+        let (Some(abuse), Some(key)) = (&policy.abuse, self.quarantine_key) else {
+            return None;
+        };
+        let report = abuse.strike(step.input.store(), key, step.now())?;
+        let seconds = abuse.quarantine.as_ref()?.duration_seconds();
+        Some(Started { seconds, report })
+    }
+}
+
+fn enforcing(policy: &Policy) -> bool {
+    policy.mode == Mode::Enforce
+}

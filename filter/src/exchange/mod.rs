@@ -1,0 +1,739 @@
+//! One request and its response, through the policy: the order of a request's checks,
+//! written once.
+//!
+//! An [`Exchange`] is made per request from the compiled [`Policy`]. It does no I/O
+//! (sans-IO, like `h11` or Kuadrant's wasm-shim pipeline): the host feeds it what it read
+//! — the request head, the size of the body buffered so far and, when asked, its bytes;
+//! then the response head and body — with an [`Input`] for what else it may need (the
+//! clock, the client's address, shared data). Each step answers with what the host must
+//! do ([`Next`]: go on with header changes, keep buffering, hand over the buffered body,
+//! reply with a problem, replace or withhold a response body), and leaves in [`Outputs`]
+//! what the host only forwards: counter increments, events, access-log fields. The host
+//! callbacks (`host::http`), the policies' case files, the bench and the unit tests all
+//! run this one pipeline.
+//!
+//! The order of a request's checks:
+//!
+//! 1. The head, by [`Policy::inspect_at`]: count caps, path, route and method, override
+//!    channels, then credentials (tokens and API keys, which name the client), then the
+//!    operation's parameters and the body's media type.
+//! 2. Anomalies of the head ([`Policy::inspect_anomalies`]), scored into the same verdict.
+//! 3. The quarantine: a quarantined client is refused whatever the checks above found.
+//!    It knows the client by address, headers and the identity step 1 verified.
+//! 4. Rate limits, for a request nothing above blocked (a refused request is not counted).
+//! 5. A strike against the client for every request refused because of it (not for a
+//!    refusal by the quarantine itself, nor for a bad upstream response).
+//! 6. The body, when the contract has something to check in it: refused as soon as it is
+//!    too large or its first byte settles it, else buffered and checked at its end (last
+//!    chunk or trailers) by [`Policy::inspect_body`] and its anomalies
+//!    ([`Policy::inspect_body_anomalies`]).
+//! 7. The response: status and media type, then a JSON body, redacted when the policy
+//!    says so (see [`crate::response`]).
+//!
+//! A request that goes on has the managed identity headers rewritten first
+//! ([`upstream`]).
+
+mod guard;
+#[cfg(test)]
+mod tests;
+mod upstream;
+
+use std::borrow::Cow;
+use std::rc::Rc;
+
+use crate::abuse::Client;
+use crate::config::OperationMode;
+use crate::events::{self, Event, RequestContext};
+use crate::inspect::{BodyCheck, RequestHead};
+use crate::policy::{CompiledOperation, Policy};
+use crate::problem::{self, Reply};
+use crate::response::ResponseBodyCheck;
+use crate::security::{Identity, KeyRing};
+use crate::slots::{SharedStore, SlotReport, SlotSecret};
+use crate::verdict::{Action, RuleId, Verdict};
+use guard::Guard;
+
+/// What a step needs from the host besides the message. Each is read only when a check
+/// asks for it, at most once per step (the address once per exchange), so a request no
+/// check asks about costs no host call.
+pub trait Input {
+    type Store: SharedStore;
+    /// The wall clock in nanoseconds since the Unix epoch; 0 when the host cannot tell
+    /// (slots then read as stale, and so admit: see `host::shared`).
+    fn now(&self) -> u64;
+    /// The downstream address as Envoy gives it (`1.2.3.4:5678`, `[::1]:5678`).
+    fn downstream(&self) -> Option<String>;
+    /// The shared data the rate limits and the quarantine keep their slots in.
+    fn store(&self) -> &Self::Store;
+    /// The process's slot secret ([`SlotSecret`]).
+    fn slot_secret(&self) -> SlotSecret;
+}
+
+/// An [`Input`] of fixed values: how the case files, the bench and tests run exchanges.
+pub struct Values<S> {
+    pub now: u64,
+    pub downstream: Option<String>,
+    pub store: S,
+    pub secret: SlotSecret,
+}
+
+impl<S: SharedStore> Input for Values<S> {
+    type Store = S;
+
+    fn now(&self) -> u64 {
+        self.now
+    }
+
+    fn downstream(&self) -> Option<String> {
+        self.downstream.clone()
+    }
+
+    fn store(&self) -> &S {
+        &self.store
+    }
+
+    fn slot_secret(&self) -> SlotSecret {
+        self.secret
+    }
+}
+
+/// What the host does after a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Let the message go on, after these changes to the headers just fed (only a header
+    /// step makes any).
+    Continue(Vec<HeaderChange>),
+    /// Hold the body: more of it is needed (the callback pauses, the host buffers).
+    Buffer,
+    /// The body is complete: hand its first `n` buffered bytes to
+    /// [`Exchange::request_body`] or [`Exchange::response_body`].
+    Read(usize),
+    /// Send this local reply instead of the message.
+    Reply(Reply),
+    /// Drop the first `n` buffered response bytes: redaction could not check them.
+    Withhold(usize),
+    /// Replace the first `size` buffered response bytes with `body` (redacted).
+    Replace { size: usize, body: Vec<u8> },
+}
+
+impl Next {
+    const GO: Next = Next::Continue(Vec::new());
+}
+
+/// A change to the headers of the message being fed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderChange {
+    /// Sets the header (replacing every value), or removes it (`None`).
+    Set(String, Option<Vec<u8>>),
+    /// Adds a value beside those the message has.
+    Add(&'static str, String),
+}
+
+/// What a step produced that the host only forwards.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    pub counters: Vec<Counter>,
+    /// Security events, for the event pipeline.
+    pub events: Vec<Event>,
+    /// The request's final outcome, for access logs (filter state); set once per request.
+    pub filter_state: Option<FilterState>,
+}
+
+/// A counter increment (`host::metrics` names them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    /// A request reached the filter.
+    Inspected,
+    /// What finally happened to a request.
+    Outcome(Action),
+    /// A rule a verdict reported, once per verdict: blocked when enforced, else monitored.
+    Rule {
+        rule: RuleId,
+        enforced: bool,
+    },
+    /// A request's final outcome, by the operation it matched.
+    Operation {
+        id: usize,
+        blocked: bool,
+    },
+    /// What happened in a shared-data slot.
+    Slot(SlotReport),
+    QuarantineStarted,
+    /// Properties removed from a response body.
+    Redacted(usize),
+}
+
+/// The access-log fields of a request's final outcome (`wasm.apiguard.action`, `.rule`,
+/// `.operation`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterState {
+    pub action: Action,
+    pub rule: Option<RuleId>,
+    /// The operation's label ([`stat_name`]).
+    pub operation: Option<String>,
+}
+
+/// One request and its response, through the policy (see the module docs for the order).
+pub struct Exchange {
+    policy: Rc<Policy>,
+    /// What the token checks learnt while the policy serves (fetched keys, the token
+    /// cache), shared by every exchange of the policy.
+    ring: Rc<KeyRing>,
+    /// The operation the request matched, for the response checks.
+    operation: Option<usize>,
+    /// A request body being buffered for inspection.
+    request_body: Option<BodyCheck>,
+    /// A response body being buffered for inspection.
+    response_body: Option<ResponseBodyCheck>,
+    /// The bytes buffered so far, for the trailers that end a body.
+    request_buffered: usize,
+    response_buffered: usize,
+    /// Redaction could not check the response: what is left of its body is dropped.
+    withholding: bool,
+    /// Whether a verdict about the request recorded a violation.
+    recorded: bool,
+    /// Quarantine, rate limits and what they add to replies.
+    guard: Guard,
+    /// What events say about the request.
+    facts: Facts,
+    /// The downstream address, once read (`Some(None)`: the host has none).
+    downstream: Option<Option<String>>,
+    outputs: Outputs,
+}
+
+/// What events say about the request: method, path, `x-request-id`, upstream status.
+#[derive(Default)]
+struct Facts {
+    method: String,
+    path: String,
+    request_id: Option<String>,
+    /// Who the token checks verified; events name it by [`Identity::label`] only.
+    identity: Option<Identity>,
+    status: Option<u16>,
+}
+
+/// Which verdict of a request's life is being applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The request head, with its body still to be checked.
+    RequestHead,
+    /// The last word on the request: it goes upstream unless this blocks.
+    RequestEnd,
+    Response,
+}
+
+/// One step's view of the [`Input`]: the clock read at most once.
+struct Step<'i, I> {
+    input: &'i I,
+    now: std::cell::Cell<Option<u64>>,
+}
+
+impl<'i, I: Input> Step<'i, I> {
+    fn new(input: &'i I) -> Self {
+        Step {
+            input,
+            now: std::cell::Cell::new(None),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        *self.now.get().get_or_insert_with(|| self.input.now())
+    }
+}
+
+impl Exchange {
+    /// `ring`: the policy's [`KeyRing`], owned by the host's root.
+    pub fn new(policy: Rc<Policy>, ring: Rc<KeyRing>) -> Exchange {
+        Exchange {
+            policy,
+            ring,
+            operation: None,
+            request_body: None,
+            response_body: None,
+            request_buffered: 0,
+            response_buffered: 0,
+            withholding: false,
+            recorded: false,
+            guard: Guard::default(),
+            facts: Facts::default(),
+            downstream: None,
+            outputs: Outputs::default(),
+        }
+    }
+
+    /// What the steps so far left for the host to forward; taken, so each is forwarded
+    /// once.
+    pub fn take_outputs(&mut self) -> Outputs {
+        std::mem::take(&mut self.outputs)
+    }
+
+    /// The request head (pseudo-headers included, names lowercase as Envoy keeps them).
+    /// `end_of_stream`: no body follows.
+    pub fn request_headers<I, N, V>(
+        &mut self,
+        input: &I,
+        headers: &[(N, V)],
+        end_of_stream: bool,
+    ) -> Next
+    where
+        I: Input,
+        N: AsRef<str>,
+        V: AsRef<[u8]>,
+    {
+        let step = Step::new(input);
+        let policy = Rc::clone(&self.policy);
+        self.outputs.counters.push(Counter::Inspected);
+        let headers = Headers(headers);
+        self.facts.method = headers.get(":method").into_owned();
+        self.facts.path = headers.get(":path").into_owned();
+        self.facts.request_id =
+            Some(headers.get("x-request-id").into_owned()).filter(|id| !id.is_empty());
+        let regular = headers.regular();
+        let pairs = borrowed(&regular);
+        // A header the host could not give reads as empty, which the checks refuse:
+        // failures close.
+        let (method, path) = (headers.get(":method"), headers.get(":path"));
+        let head = RequestHead {
+            method: method.as_bytes(),
+            path: path.as_bytes(),
+            headers: &pairs,
+            has_body: !end_of_stream,
+        };
+        let seconds = step.now() / 1_000_000_000;
+        let (mut verdict, mut body) = policy.inspect_at(&head, &self.ring, seconds);
+        policy.inspect_anomalies(&head, Some(&headers.get(":authority")), &mut verdict);
+        // The quarantine and the rate limits know the client by the identity the token
+        // checks verified, as well as by its address and headers.
+        self.facts.identity = verdict.identity.take();
+        let (subject, consumer) = match &self.facts.identity {
+            Some(identity) => (identity.subject.clone(), identity.consumer.clone()),
+            None => (None, None),
+        };
+        let downstream = match policy.abuse.as_ref() {
+            Some(abuse) if abuse.reads_address() => self.downstream(input),
+            _ => None,
+        };
+        let client = Client {
+            downstream: downstream.as_deref(),
+            headers: &pairs,
+            subject: subject.as_deref(),
+            consumer: consumer.as_deref(),
+        };
+        if let Some(refusal) = self.guard.quarantined(&policy, &step, &client) {
+            // `RequestHead`: a monitored quarantine is not the request's last word.
+            if let Some(reply) = self.apply(&policy, &step, &refusal, Phase::RequestHead) {
+                return Next::Reply(reply);
+            }
+        }
+        if verdict.action != Action::Block {
+            let reports = self.guard.rate_limit(&policy, &step, &client, &mut verdict);
+            (self.outputs.counters).extend(reports.into_iter().map(Counter::Slot));
+        }
+        if verdict.action == Action::Block {
+            body = None;
+        }
+        let phase = if body.is_some() {
+            Phase::RequestHead
+        } else {
+            Phase::RequestEnd
+        };
+        if let Some(reply) = self.apply(&policy, &step, &verdict, phase) {
+            return Next::Reply(reply);
+        }
+        let identity = self.facts.identity.as_ref();
+        let mut changes = upstream::identity_headers(&policy, identity, &pairs);
+        let cookies = headers.values("cookie");
+        changes.extend(upstream::strip_token(
+            identity,
+            headers.bytes(":path"),
+            &cookies,
+        ));
+        self.operation = verdict.operation.map(|o| o.id);
+        if (self.operation).is_some_and(|id| policy.wants_identity_response(id)) {
+            // A compressed answer could not be redacted (and would be refused).
+            let identity = Some(b"identity".to_vec());
+            changes.push(HeaderChange::Set("accept-encoding".to_owned(), identity));
+        }
+        self.request_body = body;
+        Next::Continue(changes)
+    }
+
+    /// The request body has reached `size` buffered bytes; `end_of_stream`: that is all.
+    pub fn request_data<I: Input>(&mut self, input: &I, size: usize, end_of_stream: bool) -> Next {
+        let Some(check) = self.request_body.as_ref() else {
+            return Next::GO;
+        };
+        let policy = Rc::clone(&self.policy);
+        self.request_buffered = size;
+        // Refused as soon as it is too large (the rest is never buffered) or breaks the
+        // contract with its first byte.
+        if let Some(verdict) = policy.inspect_body_start(check, size) {
+            self.request_body = None;
+            let step = Step::new(input);
+            return match self.apply(&policy, &step, &verdict, Phase::RequestEnd) {
+                Some(reply) => Next::Reply(reply),
+                None => Next::GO,
+            };
+        }
+        if !end_of_stream {
+            return Next::Buffer;
+        }
+        Next::Read(size)
+    }
+
+    /// The request's trailers came: its body, if one is being buffered, is complete.
+    pub fn request_trailers(&mut self) -> Next {
+        match self.request_body {
+            Some(_) => Next::Read(self.request_buffered),
+            None => Next::GO,
+        }
+    }
+
+    /// The complete request body, as [`Next::Read`] asked for.
+    pub fn request_body<I: Input>(&mut self, input: &I, bytes: &[u8]) -> Next {
+        let Some(check) = self.request_body.take() else {
+            return Next::GO;
+        };
+        let policy = Rc::clone(&self.policy);
+        let mut verdict = policy.inspect_body(&check, bytes);
+        policy.inspect_body_anomalies(&check, bytes, &mut verdict);
+        match self.apply(&policy, &Step::new(input), &verdict, Phase::RequestEnd) {
+            Some(reply) => Next::Reply(reply),
+            None => Next::GO,
+        }
+    }
+
+    /// Whether [`Exchange::response_headers`] reads the headers it is given: a host may
+    /// pass none otherwise, and save reading them.
+    pub fn checks_response(&self) -> bool {
+        self.operation.is_some() && self.policy.response_mode() != OperationMode::Off
+    }
+
+    /// The response head (`:status` included). `end_of_stream`: no body follows.
+    pub fn response_headers<I, N, V>(
+        &mut self,
+        input: &I,
+        headers: &[(N, V)],
+        end_of_stream: bool,
+    ) -> Next
+    where
+        I: Input,
+        N: AsRef<str>,
+        V: AsRef<[u8]>,
+    {
+        let mut changes: Vec<HeaderChange> = (self.guard.take_response_headers())
+            .into_iter()
+            .map(|(name, value)| HeaderChange::Add(name, value))
+            .collect();
+        let Some(operation) = self.operation.filter(|_| self.checks_response()) else {
+            return Next::Continue(changes);
+        };
+        let policy = Rc::clone(&self.policy);
+        let headers = Headers(headers);
+        let status = headers.get(":status").parse().unwrap_or(0);
+        self.facts.status = Some(status);
+        let regular = headers.regular();
+        let (verdict, check) =
+            policy.inspect_response(operation, status, &borrowed(&regular), !end_of_stream);
+        if let Some(reply) = self.apply(&policy, &Step::new(input), &verdict, Phase::Response) {
+            return Next::Reply(reply);
+        }
+        let Some(check) = check else {
+            return Next::Continue(changes);
+        };
+        self.response_body = Some(check);
+        if policy.responses.redact {
+            // The body may shrink or be withheld; let Envoy frame it (chunked / HTTP/2
+            // frames).
+            changes.push(HeaderChange::Set("content-length".to_owned(), None));
+        }
+        Next::Continue(changes)
+    }
+
+    /// The response body has reached `size` buffered bytes; `end_of_stream`: that is all.
+    pub fn response_data<I: Input>(&mut self, input: &I, size: usize, end_of_stream: bool) -> Next {
+        if self.withholding {
+            return Next::Withhold(size);
+        }
+        if self.response_body.is_none() {
+            return Next::GO;
+        }
+        let policy = Rc::clone(&self.policy);
+        self.response_buffered = size;
+        if size > policy.body_limit() {
+            self.response_body = None;
+            let checked = policy.response_too_large(self.operation.unwrap_or_default());
+            let reply = self.apply(
+                &policy,
+                &Step::new(input),
+                &checked.verdict,
+                Phase::Response,
+            );
+            if let Some(reply) = reply {
+                return Next::Reply(reply);
+            }
+            if checked.withheld {
+                self.withholding = true;
+                return Next::Withhold(size);
+            }
+            return Next::GO;
+        }
+        if !end_of_stream {
+            return Next::Buffer;
+        }
+        Next::Read(size)
+    }
+
+    /// The response's trailers came: its body, if one is being buffered, is complete.
+    pub fn response_trailers(&mut self) -> Next {
+        match self.response_body {
+            Some(_) => Next::Read(self.response_buffered),
+            None => Next::GO,
+        }
+    }
+
+    /// The complete response body, as [`Next::Read`] asked for: checked, and redacted or
+    /// withheld.
+    pub fn response_body<I: Input>(&mut self, input: &I, bytes: &[u8]) -> Next {
+        let Some(check) = self.response_body.take() else {
+            return Next::GO;
+        };
+        let policy = Rc::clone(&self.policy);
+        let step = Step::new(input);
+        let size = self.response_buffered;
+        let checked = policy.inspect_response_body(&check, bytes);
+        if let Some(reply) = self.apply(&policy, &step, &checked.verdict, Phase::Response) {
+            return Next::Reply(reply);
+        }
+        if checked.withheld {
+            return Next::Withhold(size);
+        }
+        let Some(body) = checked.redacted else {
+            return Next::GO;
+        };
+        let count = checked.redacted_count;
+        self.outputs.counters.push(Counter::Redacted(count));
+        if let Some(operation) = self.operation.and_then(|id| policy.operations.get(id)) {
+            let event = self.with_context(&step, None, |request| {
+                Event::redacted(&policy.events, operation, count, request)
+            });
+            self.outputs.events.push(event);
+        }
+        Next::Replace { size, body }
+    }
+
+    /// A whole request at once, as a host feeds one whose body (`None`: no body) comes
+    /// in one piece: the head, then the body. Answers the head's changes, or the reply.
+    /// How the case files, the bench and tests run a request.
+    pub fn request<I, N, V>(&mut self, input: &I, headers: &[(N, V)], body: Option<&[u8]>) -> Next
+    where
+        I: Input,
+        N: AsRef<str>,
+        V: AsRef<[u8]>,
+    {
+        let head = self.request_headers(input, headers, body.is_none());
+        let (Next::Continue(_), Some(body)) = (&head, body) else {
+            return head;
+        };
+        let next = match self.request_data(input, body.len(), true) {
+            Next::Read(size) => self.request_body(input, body.get(..size).unwrap_or(body)),
+            next => next,
+        };
+        match next {
+            Next::Reply(reply) => Next::Reply(reply),
+            _ => head,
+        }
+    }
+
+    /// A whole response at once, like [`Exchange::request`]: the head, then the body.
+    /// Answers the head's changes, or what the body came to (a reply, a replacement).
+    pub fn response<I, N, V>(&mut self, input: &I, headers: &[(N, V)], body: Option<&[u8]>) -> Next
+    where
+        I: Input,
+        N: AsRef<str>,
+        V: AsRef<[u8]>,
+    {
+        let head = self.response_headers(input, headers, body.is_none());
+        let (Next::Continue(_), Some(body)) = (&head, body) else {
+            return head;
+        };
+        let next = match self.response_data(input, body.len(), true) {
+            Next::Read(size) => self.response_body(input, body.get(..size).unwrap_or(body)),
+            next => next,
+        };
+        match next {
+            Next::Continue(_) => head,
+            next => next,
+        }
+    }
+
+    /// The downstream address, read from the host once per exchange.
+    fn downstream<I: Input>(&mut self, input: &I) -> Option<String> {
+        self.downstream
+            .get_or_insert_with(|| input.downstream())
+            .clone()
+    }
+
+    /// Builds something from what events say about this request, read now. `client`:
+    /// the client's address as the policy identifies it, instead of the peer's.
+    fn with_context<I: Input, T>(
+        &mut self,
+        step: &Step<'_, I>,
+        client: Option<&str>,
+        build: impl FnOnce(&RequestContext<'_>) -> T,
+    ) -> T {
+        let peer = self.downstream(step.input);
+        let peer = peer.as_deref().map(events::client_ip);
+        // Hashed here, when an event is made, not for every request.
+        let identity = self.facts.identity.as_ref().and_then(Identity::label);
+        build(&RequestContext {
+            time_ms: step.now() / 1_000_000,
+            method: &self.facts.method,
+            path: &self.facts.path,
+            client: client.or(peer),
+            identity: identity.as_deref(),
+            request_id: self.facts.request_id.as_deref(),
+            status: self.facts.status,
+        })
+    }
+
+    /// Counts and records a verdict; answers with the problem when it blocks.
+    fn apply<I: Input>(
+        &mut self,
+        policy: &Policy,
+        step: &Step<'_, I>,
+        verdict: &Verdict<'_>,
+        phase: Phase,
+    ) -> Option<Reply> {
+        let blocked = verdict.action == Action::Block;
+        if phase != Phase::Response {
+            self.recorded |= !verdict.violations.is_empty();
+        }
+        self.count_rules(verdict);
+        if phase == Phase::RequestEnd || (phase == Phase::RequestHead && blocked) {
+            let outcome = match (blocked, self.recorded) {
+                (true, _) => Action::Block,
+                (false, true) => Action::Monitor,
+                (false, false) => Action::Allow,
+            };
+            self.outputs.counters.push(Counter::Outcome(outcome));
+            let operation = verdict.operation.map(|o| o.id).or(self.operation);
+            if let Some(id) = operation {
+                (self.outputs.counters).push(Counter::Operation { id, blocked });
+            }
+            self.outputs.filter_state = Some(FilterState {
+                action: outcome,
+                rule: verdict.rule(),
+                operation: operation
+                    .and_then(|id| policy.operations.get(id))
+                    .map(stat_name),
+            });
+        }
+        if !verdict.violations.is_empty() {
+            let event = self.with_context(step, None, |request| {
+                Event::from_verdict(&policy.events, verdict, request)
+            });
+            self.outputs.events.extend(event);
+        }
+        let rule = verdict.rule().filter(|_| blocked)?;
+        // Our own reply goes back through the response callbacks: it is not the
+        // upstream's answer, so nothing more is checked.
+        self.operation = None;
+        self.response_body = None;
+        let by_client = phase != Phase::Response;
+        let mut reply = problem::reply(&policy.name, rule, verdict);
+        let blocked = self.guard.blocked(policy, step, rule, by_client);
+        reply.headers.extend(blocked.headers);
+        if let Some(quarantine) = blocked.quarantine {
+            let counters = &mut self.outputs.counters;
+            counters.extend([Counter::QuarantineStarted, Counter::Slot(quarantine.report)]);
+            let ip = self.guard.client_ip().map(|ip| ip.to_string());
+            let event = self.with_context(step, ip.as_deref(), |request| {
+                Event::quarantine_started(&policy.events, quarantine.seconds, request)
+            });
+            self.outputs.events.push(event);
+        }
+        Some(reply)
+    }
+
+    /// Each rule a verdict reports, once: as blocked when it was enforced, as monitored
+    /// when only recorded.
+    fn count_rules(&mut self, verdict: &Verdict<'_>) {
+        let counters = &mut self.outputs.counters;
+        for violation in &verdict.violations {
+            let counter = Counter::Rule {
+                rule: violation.rule,
+                enforced: violation.enforced,
+            };
+            if !counters.contains(&counter) {
+                counters.push(counter);
+            }
+        }
+    }
+}
+
+/// The label of an operation in stats and access logs: its `operationId`, or `METHOD
+/// /template`, with every character outside `[A-Za-z0-9_-]` turned into `_`.
+pub fn stat_name(op: &CompiledOperation) -> String {
+    let name = match &op.operation_id {
+        Some(id) => id.clone(),
+        None => format!("{} {}", op.method.as_str(), op.template),
+    };
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A header map as the host gave it. Values are bytes on the wire; non-UTF-8 ones are read
+/// lossily, so that they fail any declared pattern rather than pass unseen.
+struct Headers<'h, N, V>(&'h [(N, V)]);
+
+impl<'h, N: AsRef<str>, V: AsRef<[u8]>> Headers<'h, N, V> {
+    fn get(&self, name: &str) -> Cow<'h, str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.as_ref() == name)
+            .map_or(Cow::Borrowed(""), |(_, v)| {
+                String::from_utf8_lossy(v.as_ref())
+            })
+    }
+
+    /// Every value of `name`, as the bytes the host holds.
+    fn values(&self, name: &str) -> Vec<&'h [u8]> {
+        self.0
+            .iter()
+            .filter(|(n, _)| n.as_ref() == name)
+            .map(|(_, v)| v.as_ref())
+            .collect()
+    }
+
+    /// The first value of `name` as bytes; empty when absent.
+    fn bytes(&self, name: &str) -> &'h [u8] {
+        self.0
+            .iter()
+            .find(|(n, _)| n.as_ref() == name)
+            .map_or(&[], |(_, v)| v.as_ref())
+    }
+
+    /// The regular headers (no `:pseudo` ones).
+    fn regular(&self) -> Vec<(&'h str, Cow<'h, str>)> {
+        self.0
+            .iter()
+            .filter(|(name, _)| !name.as_ref().starts_with(':'))
+            .map(|(name, value)| (name.as_ref(), String::from_utf8_lossy(value.as_ref())))
+            .collect()
+    }
+}
+
+fn borrowed<'a>(headers: &'a [(&'a str, Cow<'a, str>)]) -> Vec<(&'a str, &'a str)> {
+    headers
+        .iter()
+        .map(|(name, value)| (*name, value.as_ref()))
+        .collect()
+}

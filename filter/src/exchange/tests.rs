@@ -1,0 +1,343 @@
+//! The exchange step by step, as the host drives it: what it answers, and what it leaves
+//! for the host to forward.
+
+use serde_json::{json, Value};
+use sha2::Digest;
+
+use super::*;
+use crate::events::{EventAction, QUARANTINE_STARTED, REDACTED};
+use crate::slots::tests::SECRET;
+use crate::slots::MemoryStore;
+
+const SECOND: u64 = 1_000_000_000;
+const T0: u64 = 1_700_000_000 * SECOND;
+
+fn policy(extra: Value) -> Rc<Policy> {
+    let document = json!({
+        "openapi": "3.1.0",
+        "paths": {
+            "/users": {"post": {"operationId": "createUser", "requestBody": {"required": true,
+                "content": {"application/json": {"schema": {"type": "object",
+                    "properties": {"name": {"type": "string"}}, "required": ["name"]}}}}}},
+            "/users/{id}": {"get": {"operationId": "getUser", "responses": {
+                "200": {"description": "ok", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"name": {"type": "string"}}}}}}}}}
+        }
+    });
+    let mut config = json!({"name": "users", "openapi": {"document": document}});
+    if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
+        config.extend(extra.clone());
+    }
+    Rc::new(Policy::compile(config.to_string().as_bytes()).unwrap())
+}
+
+fn exchange(policy: &Rc<Policy>) -> Exchange {
+    let ring = Rc::new(KeyRing::new(&policy.security));
+    Exchange::new(Rc::clone(policy), ring)
+}
+
+fn input() -> Values<MemoryStore> {
+    Values {
+        now: T0,
+        downstream: Some("192.0.2.7:5678".to_owned()),
+        store: MemoryStore::default(),
+        secret: SECRET,
+    }
+}
+
+fn head(method: &str, path: &str, extra: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    [
+        (":method", method),
+        (":path", path),
+        (":authority", "api.example"),
+    ]
+    .iter()
+    .chain([("user-agent", "curl/8.5.0")].iter())
+    .chain(extra)
+    .map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec()))
+    .collect()
+}
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+fn reply_rule(next: &Next) -> Option<(u16, String)> {
+    let Next::Reply(reply) = next else {
+        return None;
+    };
+    let body: Value = serde_json::from_slice(&reply.body).unwrap();
+    Some((
+        reply.status,
+        body["rule"].as_str().unwrap_or_default().to_owned(),
+    ))
+}
+
+fn outcome(outputs: &Outputs) -> Option<Action> {
+    outputs.counters.iter().find_map(|c| match c {
+        Counter::Outcome(action) => Some(*action),
+        _ => None,
+    })
+}
+
+#[test]
+fn an_allowed_request_goes_on_and_is_counted_once() {
+    let (p, input) = (policy(json!({})), input());
+    let mut exchange = exchange(&p);
+    let next = exchange.request_headers(&input, &head("GET", "/users/7", &[]), true);
+    assert_eq!(next, Next::Continue(vec![]));
+    let outputs = exchange.take_outputs();
+    assert_eq!(
+        outputs.counters,
+        [
+            Counter::Inspected,
+            Counter::Outcome(Action::Allow),
+            Counter::Operation {
+                id: 1,
+                blocked: false
+            }
+        ]
+    );
+    assert!(outputs.events.is_empty());
+    let state = outputs.filter_state.unwrap();
+    assert_eq!(
+        (state.action, state.rule, state.operation.as_deref()),
+        (Action::Allow, None, Some("getUser"))
+    );
+    assert!(exchange.take_outputs().counters.is_empty(), "taken once");
+}
+
+#[test]
+fn a_refused_head_is_answered_with_its_problem_and_an_event() {
+    let (p, input) = (policy(json!({})), input());
+    let mut exchange = exchange(&p);
+    let next = exchange.request_headers(&input, &head("GET", "/nowhere?x=1", &[]), true);
+    assert_eq!(
+        reply_rule(&next),
+        Some((404, "route.unknown_path".to_owned()))
+    );
+    let outputs = exchange.take_outputs();
+    assert!(outputs.counters.contains(&Counter::Rule {
+        rule: RuleId::UnknownPath,
+        enforced: true
+    }));
+    assert_eq!(outcome(&outputs), Some(Action::Block));
+    let [event] = outputs.events.as_slice() else {
+        panic!("one event: {:?}", outputs.events);
+    };
+    assert_eq!(event.action, EventAction::Blocked);
+    let request = event.request.as_ref().unwrap();
+    assert_eq!(request.path.as_deref(), Some("/nowhere"), "no query");
+    assert_eq!(request.client.as_deref(), Some("192.0.2.7"));
+    assert_eq!(event.time_ms, T0 / 1_000_000);
+    // The reply goes back through the response callbacks: nothing is checked there.
+    assert!(!exchange.checks_response());
+}
+
+#[test]
+fn a_body_is_buffered_then_read_and_checked() {
+    let (p, input) = (policy(json!({})), input());
+    let mut exchange = exchange(&p);
+    let next = exchange.request_headers(&input, &head("POST", "/users", &[JSON]), false);
+    assert_eq!(next, Next::Continue(vec![]));
+    assert_eq!(outcome(&exchange.take_outputs()), None, "not the last word");
+    assert_eq!(exchange.request_data(&input, 5, false), Next::Buffer);
+    assert_eq!(exchange.request_data(&input, 11, true), Next::Read(11));
+    let next = exchange.request_body(&input, br#"{"nom": 1}"#);
+    assert_eq!(reply_rule(&next), Some((400, "body.schema".to_owned())));
+    assert_eq!(outcome(&exchange.take_outputs()), Some(Action::Block));
+}
+
+#[test]
+fn trailers_end_a_buffered_body() {
+    let (p, input) = (policy(json!({})), input());
+    let mut exchange = exchange(&p);
+    exchange.request_headers(&input, &head("POST", "/users", &[JSON]), false);
+    assert_eq!(exchange.request_data(&input, 12, false), Next::Buffer);
+    assert_eq!(exchange.request_trailers(), Next::Read(12));
+    let next = exchange.request_body(&input, br#"{"name": "a"}"#);
+    assert_eq!(next, Next::Continue(vec![]));
+    assert_eq!(outcome(&exchange.take_outputs()), Some(Action::Allow));
+    assert_eq!(
+        exchange.request_trailers(),
+        Next::Continue(vec![]),
+        "read once"
+    );
+}
+
+#[test]
+fn a_body_over_the_limit_is_refused_before_it_is_buffered() {
+    let p = policy(json!({"limits": {"max_body_bytes": 16}}));
+    let input = input();
+    let mut exchange = exchange(&p);
+    exchange.request_headers(&input, &head("POST", "/users", &[JSON]), false);
+    let next = exchange.request_data(&input, 17, false);
+    assert_eq!(reply_rule(&next), Some((413, "body.too_large".to_owned())));
+}
+
+#[test]
+fn monitor_mode_records_and_lets_through() {
+    let (p, input) = (policy(json!({"mode": "monitor"})), input());
+    let mut exchange = exchange(&p);
+    let next = exchange.request_headers(&input, &head("GET", "/nowhere", &[]), true);
+    assert_eq!(next, Next::Continue(vec![]));
+    let outputs = exchange.take_outputs();
+    assert_eq!(outcome(&outputs), Some(Action::Monitor));
+    assert_eq!(outputs.events.len(), 1);
+    assert!(outputs.counters.contains(&Counter::Rule {
+        rule: RuleId::UnknownPath,
+        enforced: false
+    }));
+}
+
+#[test]
+fn anomalies_are_scored_into_the_head_verdict() {
+    let p = policy(json!({"abuse": {"anomaly": {}}}));
+    let input = input();
+    let mut exchange = exchange(&p);
+    let next =
+        exchange.request_headers(&input, &head("GET", "/users/1%27%20OR%201=1--", &[]), true);
+    let (status, rule) = reply_rule(&next).unwrap();
+    assert!(rule.starts_with("anomaly."), "{status} {rule}");
+}
+
+#[test]
+fn rate_limits_refuse_with_retry_after_and_advise_admitted_responses() {
+    let p = policy(json!({"abuse": {"rate_limits": [
+        {"name": "one", "requests": 1, "window_seconds": 60}]}}));
+    let input = input();
+    let mut first = exchange(&p);
+    assert_eq!(
+        first.request_headers(&input, &head("GET", "/users/1", &[]), true),
+        Next::Continue(vec![])
+    );
+    let Next::Continue(changes) = first.response_headers(&input, &head("GET", "", &[]), true)
+    else {
+        panic!("the response goes on");
+    };
+    assert!(
+        changes
+            .iter()
+            .any(|c| matches!(c, HeaderChange::Add("ratelimit", _))),
+        "{changes:?}"
+    );
+    let mut second = exchange(&p);
+    let next = second.request_headers(&input, &head("GET", "/users/1", &[]), true);
+    assert_eq!(
+        reply_rule(&next),
+        Some((429, "ratelimit.exceeded".to_owned()))
+    );
+    let Next::Reply(reply) = next else {
+        unreachable!()
+    };
+    assert!(reply.headers.iter().any(|(name, _)| *name == "retry-after"));
+}
+
+#[test]
+fn strikes_start_a_quarantine_that_refuses_even_valid_requests() {
+    let p = policy(json!({"abuse": {"quarantine": {
+        "strikes": 2, "window_seconds": 10, "duration_seconds": 30}}}));
+    let input = input();
+    let mut started = Vec::new();
+    for _ in 0..2 {
+        let mut exchange = exchange(&p);
+        exchange.request_headers(&input, &head("GET", "/nowhere", &[]), true);
+        started.push(exchange.take_outputs());
+    }
+    assert!(!started[0].counters.contains(&Counter::QuarantineStarted));
+    assert!(started[1].counters.contains(&Counter::QuarantineStarted));
+    let rules: Vec<&str> = started[1].events.iter().map(|e| e.rule.as_str()).collect();
+    assert_eq!(rules, ["route.unknown_path", QUARANTINE_STARTED]);
+    let mut exchange = exchange(&p);
+    let next = exchange.request_headers(&input, &head("GET", "/users/1", &[]), true);
+    assert_eq!(
+        reply_rule(&next),
+        Some((403, "abuse.quarantined".to_owned()))
+    );
+    let outputs = exchange.take_outputs();
+    assert!(
+        !outputs.counters.contains(&Counter::QuarantineStarted),
+        "a refusal by the quarantine is no strike"
+    );
+}
+
+#[test]
+fn a_redacted_response_replaces_the_body_and_says_so() {
+    let p = policy(json!({"responses": {"mode": "enforce", "redact": true}}));
+    let input = input();
+    let mut exchange = exchange(&p);
+    let next = exchange.request_headers(&input, &head("GET", "/users/1", &[]), true);
+    let accept = HeaderChange::Set("accept-encoding".to_owned(), Some(b"identity".to_vec()));
+    assert_eq!(next, Next::Continue(vec![accept]));
+    exchange.take_outputs();
+    assert!(exchange.checks_response());
+    let response = [(":status", "200"), JSON].map(|(n, v)| (n, v.as_bytes()));
+    let next = exchange.response_headers(&input, &response, false);
+    let length = HeaderChange::Set("content-length".to_owned(), None);
+    assert_eq!(next, Next::Continue(vec![length]));
+    let body = br#"{"name": "a", "ssn": "1"}"#;
+    assert_eq!(
+        exchange.response_data(&input, body.len(), false),
+        Next::Buffer
+    );
+    assert_eq!(exchange.response_trailers(), Next::Read(body.len()));
+    let Next::Replace { size, body } = exchange.response_body(&input, body) else {
+        panic!("redacted");
+    };
+    assert_eq!((size, body.as_slice()), (25, &br#"{"name":"a"}"#[..]));
+    let outputs = exchange.take_outputs();
+    assert!(outputs.counters.contains(&Counter::Redacted(1)));
+    assert_eq!(outputs.events.len(), 1);
+    assert_eq!(outputs.events[0].rule, REDACTED);
+}
+
+#[test]
+fn a_response_over_the_limit_is_withheld_when_it_should_be_redacted() {
+    let p = policy(json!({"responses": {"mode": "monitor", "redact": true},
+                          "limits": {"max_body_bytes": 8}}));
+    let input = input();
+    let mut exchange = exchange(&p);
+    exchange.request_headers(&input, &head("GET", "/users/1", &[]), true);
+    let response = [(":status", "200"), JSON].map(|(n, v)| (n, v.as_bytes()));
+    exchange.response_headers(&input, &response, false);
+    assert_eq!(exchange.response_data(&input, 9, false), Next::Withhold(9));
+    assert_eq!(
+        exchange.response_data(&input, 20, true),
+        Next::Withhold(20),
+        "and the rest of it"
+    );
+}
+
+/// The identity headers the upstream trusts are the filter's: a spoofed one, and its
+/// underscore twin, are removed before the verified consumer's is set.
+#[test]
+fn a_spoofed_identity_header_is_replaced_by_the_verified_one() {
+    let hash: String = sha2::Sha256::digest(b"k-123")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let document = json!({
+        "openapi": "3.1.0",
+        "components": {"securitySchemes": {
+            "key": {"type": "apiKey", "in": "header", "name": "X-Api-Key"}}},
+        "security": [{"key": []}],
+        "paths": {"/stock": {"get": {"operationId": "getStock"}}}
+    });
+    let config = json!({"name": "shop", "openapi": {"document": document},
+        "security": {"api_keys": {"key": [{"sha256": hash, "consumer": "shop-1"}]}}});
+    let p = Rc::new(Policy::compile(config.to_string().as_bytes()).unwrap());
+    let spoofed = [
+        ("x-api-key", "k-123"),
+        ("x-apiguard-consumer", "admin"),
+        ("x_apiguard_consumer", "admin"),
+    ];
+    let next = exchange(&p).request_headers(&input(), &head("GET", "/stock", &spoofed), true);
+    let remove = |name: &str| HeaderChange::Set(name.to_owned(), None);
+    let set = HeaderChange::Set("x-apiguard-consumer".to_owned(), Some(b"shop-1".to_vec()));
+    assert_eq!(
+        next,
+        Next::Continue(vec![
+            remove("x_apiguard_consumer"),
+            remove("x-apiguard-consumer"),
+            set
+        ])
+    );
+}
