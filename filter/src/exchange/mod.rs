@@ -118,6 +118,24 @@ pub enum Next {
 
 impl Next {
     const GO: Next = Next::Continue(Vec::new());
+
+    /// A body being buffered has reached `size` bytes: more to come, or all of it to read.
+    fn more_or_read(size: usize, end_of_stream: bool) -> Next {
+        if end_of_stream {
+            Next::Read(size)
+        } else {
+            Next::Buffer
+        }
+    }
+
+    /// Trailers end a message: a body being buffered is complete at `size` bytes.
+    fn complete(buffering: bool, size: usize) -> Next {
+        if buffering {
+            Next::Read(size)
+        } else {
+            Next::GO
+        }
+    }
 }
 
 /// A change to the headers of the message being fed.
@@ -375,18 +393,12 @@ impl Exchange {
                 None => Next::GO,
             };
         }
-        if !end_of_stream {
-            return Next::Buffer;
-        }
-        Next::Read(size)
+        Next::more_or_read(size, end_of_stream)
     }
 
     /// The request's trailers came: its body, if one is being buffered, is complete.
     pub fn request_trailers(&mut self) -> Next {
-        match self.request_body {
-            Some(_) => Next::Read(self.request_buffered),
-            None => Next::GO,
-        }
+        Next::complete(self.request_body.is_some(), self.request_buffered)
     }
 
     /// The complete request body, as [`Next::Read`] asked for.
@@ -478,18 +490,12 @@ impl Exchange {
             }
             return Next::GO;
         }
-        if !end_of_stream {
-            return Next::Buffer;
-        }
-        Next::Read(size)
+        Next::more_or_read(size, end_of_stream)
     }
 
     /// The response's trailers came: its body, if one is being buffered, is complete.
     pub fn response_trailers(&mut self) -> Next {
-        match self.response_body {
-            Some(_) => Next::Read(self.response_buffered),
-            None => Next::GO,
-        }
+        Next::complete(self.response_body.is_some(), self.response_buffered)
     }
 
     /// The complete response body, as [`Next::Read`] asked for: checked, and redacted or
@@ -535,11 +541,7 @@ impl Exchange {
         let (Next::Continue(_), Some(body)) = (&head, body) else {
             return head;
         };
-        let next = match self.request_data(input, body.len(), true) {
-            Next::Read(size) => self.request_body(input, body.get(..size).unwrap_or(body)),
-            next => next,
-        };
-        match next {
+        match self.whole_body(input, body, Self::request_data, Self::request_body) {
             Next::Reply(reply) => Next::Reply(reply),
             _ => head,
         }
@@ -557,12 +559,23 @@ impl Exchange {
         let (Next::Continue(_), Some(body)) = (&head, body) else {
             return head;
         };
-        let next = match self.response_data(input, body.len(), true) {
-            Next::Read(size) => self.response_body(input, body.get(..size).unwrap_or(body)),
-            next => next,
-        };
-        match next {
+        match self.whole_body(input, body, Self::response_data, Self::response_body) {
             Next::Continue(_) => head,
+            next => next,
+        }
+    }
+
+    /// A whole body after a head that goes on: its size (`data`), then, when asked, its
+    /// bytes (`read`), as the host would hand them over.
+    fn whole_body<I: Input>(
+        &mut self,
+        input: &I,
+        body: &[u8],
+        data: fn(&mut Self, &I, usize, bool) -> Next,
+        read: fn(&mut Self, &I, &[u8]) -> Next,
+    ) -> Next {
+        match data(self, input, body.len(), true) {
+            Next::Read(size) => read(self, input, body.get(..size).unwrap_or(body)),
             next => next,
         }
     }
