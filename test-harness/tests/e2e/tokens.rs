@@ -227,12 +227,16 @@ pub fn hs256(secret: &[u8], claims: &Value) -> String {
     )
 }
 
-#[test]
-fn api_keys_and_local_keys_with_unspoofable_identity_headers() {
+/// The local provider's HS256 secret and the API key of consumer `shop-17`.
+pub const LOCAL_SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-local-test-secret";
+pub const SHOP_KEY: &str = "shop-key-1";
+
+/// The petstore, bundled, open to a bearer token from the local JWT provider (`provider`'s
+/// settings beside its key set [`LOCAL_SECRET`]) or to the API key [`SHOP_KEY`] in
+/// `X-Api-Key` (stored as its SHA-256, consumer `shop-17`).
+pub fn petstore_with_local_token_or_shop_key(provider: Value) -> Value {
     use sha2::Digest;
-    let secret = b"0123456789abcdef0123456789abcdef-local-test-secret";
-    let api_key = "shop-key-1";
-    let hash: String = sha2::Sha256::digest(api_key.as_bytes())
+    let hash: String = sha2::Sha256::digest(SHOP_KEY.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
@@ -243,16 +247,26 @@ fn api_keys_and_local_keys_with_unspoofable_identity_headers() {
         "local": {"type": "http", "scheme": "bearer"},
         "shopKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"}
     });
-    let jwks = json!({"keys": [{"kty": "oct", "k": URL_SAFE_NO_PAD.encode(secret)}]});
+    let jwks = json!({"keys": [{"kty": "oct", "k": URL_SAFE_NO_PAD.encode(LOCAL_SECRET)}]});
+    let mut local = json!({"local_jwks": {"inline_string": jwks.to_string()}});
+    if let (Some(local), Some(provider)) = (local.as_object_mut(), provider.as_object()) {
+        local.extend(provider.clone());
+    }
     bundle["security"] = json!({
-        "providers": {"local": {
-            "local_jwks": {"inline_string": jwks.to_string()},
-            "from_headers": [{"name": "Authorization", "value_prefix": "Bearer "}],
-            "from_params": ["access_token"],
-            "forward": true
-        }},
+        "providers": {"local": local},
         "api_keys": {"shopKey": [{"sha256": hash, "consumer": "shop-17"}]}
     });
+    bundle
+}
+
+#[test]
+fn api_keys_and_local_keys_with_unspoofable_identity_headers() {
+    let (secret, api_key) = (LOCAL_SECRET, SHOP_KEY);
+    let bundle = petstore_with_local_token_or_shop_key(json!({
+        "from_headers": [{"name": "Authorization", "value_prefix": "Bearer "}],
+        "from_params": ["access_token"],
+        "forward": true
+    }));
     let proxy = Proxy::start_with(EnvoyOptions {
         policy: Policy::Bundle(bundle),
         ..EnvoyOptions::default()

@@ -5,41 +5,21 @@
 
 use apiguard_harness::render::Downstream;
 use apiguard_harness::{EnvoyOptions, HttpVersion, Policy, Response};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use bytes::Bytes;
 use http::Request;
 use serde_json::json;
 
-use crate::fixture::{bundled, Proxy};
+use crate::fixture::Proxy;
+use crate::tokens::{petstore_with_local_token_or_shop_key, SHOP_KEY};
 
-const API_KEY: &str = "shop-key-1";
 const VERSIONS: [HttpVersion; 2] = [HttpVersion::Http1, HttpVersion::H2c];
 
 /// The petstore with an API key (consumer header `x-apiguard-consumer`) and a JWT provider
 /// that would set `x-user`: both are managed headers.
 fn start(downstream: Downstream) -> Proxy {
-    use sha2::Digest;
-    let hash: String = sha2::Sha256::digest(API_KEY.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let mut bundle = bundled("petstore");
-    let document = &mut bundle["openapi"]["document"];
-    document["security"] = json!([{"local": []}, {"shopKey": []}]);
-    document["components"]["securitySchemes"] = json!({
-        "local": {"type": "http", "scheme": "bearer"},
-        "shopKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"}
-    });
-    let secret = b"0123456789abcdef0123456789abcdef-local-test-secret";
-    let jwks = json!({"keys": [{"kty": "oct", "k": URL_SAFE_NO_PAD.encode(secret)}]});
-    bundle["security"] = json!({
-        "providers": {"local": {
-            "local_jwks": {"inline_string": jwks.to_string()},
-            "claim_to_headers": [{"header_name": "x-user", "claim_name": "sub"}]
-        }},
-        "api_keys": {"shopKey": [{"sha256": hash, "consumer": "shop-17"}]}
-    });
+    let bundle = petstore_with_local_token_or_shop_key(json!({
+        "claim_to_headers": [{"header_name": "x-user", "claim_name": "sub"}]
+    }));
     Proxy::start_with(EnvoyOptions {
         policy: Policy::Bundle(bundle),
         downstream,
@@ -49,7 +29,7 @@ fn start(downstream: Downstream) -> Proxy {
 
 /// `GET /v1/pets` with the API key and `headers`, over `version`.
 fn send(proxy: &Proxy, version: HttpVersion, headers: &[(&str, &str)]) -> Response {
-    let mut request = Request::get("/v1/pets").header("x-api-key", API_KEY);
+    let mut request = Request::get("/v1/pets").header("x-api-key", SHOP_KEY);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -70,7 +50,7 @@ fn the_shipped_config_refuses_header_names_with_underscores() {
     assert_eq!(response.status, 400, "{response:?}");
     // HTTP/2: Envoy resets the stream instead of answering.
     let request = Request::get("/v1/pets")
-        .header("x-api-key", API_KEY)
+        .header("x-api-key", SHOP_KEY)
         .header("x_apiguard_consumer", "admin")
         .body(Bytes::new())
         .unwrap();
