@@ -8,11 +8,7 @@ use std::hint::black_box;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use apiguard_filter::exchange::{Exchange, Next, Values};
-use apiguard_filter::policy::Policy;
-use apiguard_filter::security::KeyRing;
-use apiguard_filter::slots::{MemoryStore, SlotSecret};
-use apiguard_filter::verdict::Action;
+use apiguard_filter::{Action, Exchange, MemoryStore, Next, Policy, SlotSecret, Values};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -148,7 +144,7 @@ fn per_request_ns(policy: &Rc<Policy>, scenario: &Scenario) -> Result<f64, Bench
     // What the VM path runs (filter/src/host/http.rs): the request through the engine's
     // pipeline, head and body, with the outputs the host would forward.
     // One ring for the loop, as one VM keeps one: a token is verified once, then cached.
-    let ring = Rc::new(KeyRing::new(&policy.security));
+    let ring = Rc::new(policy.key_ring());
     let once = || {
         let mut exchange = Exchange::new(Rc::clone(policy), Rc::clone(&ring));
         let next = exchange.request(&input, black_box(&headers), black_box(body));
@@ -180,9 +176,9 @@ fn per_request_ns(policy: &Rc<Policy>, scenario: &Scenario) -> Result<f64, Bench
 
 #[cfg(test)]
 mod tests {
-    use apiguard_filter::inspect::RequestHead;
-    use apiguard_filter::policy::Policy;
-    use apiguard_filter::verdict::{Action, RuleId};
+    use apiguard_filter::Policy;
+    use apiguard_filter::RequestHead;
+    use apiguard_filter::{Action, RuleId};
     use apiguard_harness::locate;
 
     use crate::scenarios::{self, Config};

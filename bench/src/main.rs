@@ -89,7 +89,7 @@ pub enum BenchError {
     #[error("{scenario}: {message}")]
     Probe { scenario: String, message: String },
     #[error("policy: {0}")]
-    Policy(#[from] apiguard_filter::config::PolicyError),
+    Policy(#[from] apiguard_filter::PolicyError),
     #[error("{0}")]
     Recorded(String),
 }

@@ -4,7 +4,7 @@
 use std::fs;
 use std::time::{Duration, Instant};
 
-use apiguard_filter::config::{load_bundle, PolicyError};
+use apiguard_filter::{load_bundle, PolicyError};
 use apiguard_harness::compile_report::{background_compiles_ms, compile_reports, CompileReport};
 use apiguard_harness::{locate, Envoy};
 use serde::{Deserialize, Serialize};

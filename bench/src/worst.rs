@@ -14,9 +14,7 @@ use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use apiguard_filter::inspect::RequestHead;
-use apiguard_filter::policy::Policy;
-use apiguard_filter::verdict::Action;
+use apiguard_filter::{Action, Policy, RequestHead};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -347,7 +345,7 @@ fn inspect(policy: &Policy, request: &Request, explain: bool) -> (Action, Action
     let (mut verdict, check) = policy.inspect(black_box(&head));
     policy.inspect_anomalies(&head, Some("127.0.0.1"), &mut verdict);
     let unknown = verdict.operation.is_none();
-    let rule = |v: &apiguard_filter::verdict::Verdict<'_>| {
+    let rule = |v: &apiguard_filter::Verdict<'_>| {
         (v.deciding().filter(|_| explain)).map(|d| format!("{} {:?} {}", d.rule, d.name, d.reason))
     };
     match check {

@@ -10,15 +10,18 @@ use serde::Serialize;
 use crate::verdict::{RuleId, Verdict, Violation};
 
 /// How many violations a problem lists.
-pub const MAX_LISTED: usize = 20;
+pub(crate) const MAX_LISTED: usize = 20;
 /// How long a listed reason may be.
-pub const MAX_REASON: usize = 300;
+pub(crate) const MAX_REASON: usize = 300;
 
 /// A local reply the host sends instead of forwarding the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
+    /// The HTTP status.
     pub status: u16,
+    /// Headers beside `content-type` (`Allow`, `WWW-Authenticate`, `Retry-After`…).
     pub headers: Vec<(&'static str, String)>,
+    /// The `application/problem+json` body.
     pub body: Vec<u8>,
 }
 
@@ -64,7 +67,7 @@ impl<'a> From<&'a Violation> for Entry<'a> {
 }
 
 /// The reply for a verdict's rule.
-pub fn reply(api: &str, rule: RuleId, verdict: &Verdict<'_>) -> Reply {
+pub(crate) fn reply(api: &str, rule: RuleId, verdict: &Verdict<'_>) -> Reply {
     let allowed = verdict.allowed.as_ref();
     let allowed_methods =
         allowed.map(|(_, methods)| methods.iter().map(|m| m.as_str()).collect::<Vec<_>>());
@@ -149,7 +152,7 @@ fn detail(api: &str, rule: RuleId, verdict: &Verdict<'_>) -> String {
 }
 
 /// The reply when no policy is loaded: 503, fail closed.
-pub fn unconfigured() -> Reply {
+pub(crate) fn unconfigured() -> Reply {
     Reply {
         status: 503,
         headers: vec![("content-type", "application/problem+json".to_owned())],
@@ -159,7 +162,7 @@ pub fn unconfigured() -> Reply {
 
 /// The reply when the host cannot hand over a body it announced: 503, fail closed (the
 /// body is neither read as empty nor passed unchecked).
-pub fn unreadable_body() -> Reply {
+pub(crate) fn unreadable_body() -> Reply {
     Reply {
         status: 503,
         headers: vec![("content-type", "application/problem+json".to_owned())],

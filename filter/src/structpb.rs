@@ -19,7 +19,7 @@ const MAX_DEPTH: usize = 128;
 
 /// Whether `bytes` look like a serialised `Struct` rather than JSON or YAML text: a
 /// `Struct` starts with field 1, length-delimited (`0x0A`), and must decode completely.
-pub fn to_json_if_struct(bytes: &[u8]) -> Option<Result<String, String>> {
+pub(crate) fn to_json_if_struct(bytes: &[u8]) -> Option<Result<String, String>> {
     if bytes.first() != Some(&0x0A) {
         return None;
     }

@@ -7,6 +7,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::request::{Identity, Method};
+
 /// Declares the rules: each one's variant (with its doc), stable id, the HTTP status a
 /// blocked request receives, and a short fixed summary (the problem `title`, never request
 /// data). Everything else about a rule (its stats, its README row) derives from this.
@@ -200,72 +202,6 @@ impl fmt::Display for RuleId {
     }
 }
 
-/// The HTTP methods an OpenAPI 3.0/3.1 path item can declare, in the order of the path
-/// item's fields (which is also the order of the `Allow` header we send).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Method {
-    Get,
-    Put,
-    Post,
-    Delete,
-    Options,
-    Head,
-    Patch,
-    Trace,
-}
-
-impl Method {
-    pub const ALL: [Method; 8] = [
-        Method::Get,
-        Method::Put,
-        Method::Post,
-        Method::Delete,
-        Method::Options,
-        Method::Head,
-        Method::Patch,
-        Method::Trace,
-    ];
-
-    /// Parses a request method. Methods are case-sensitive (RFC 9110 §9.1): `get` is not
-    /// `GET`, and is as undeclared as `PROPFIND`.
-    pub fn from_request(method: &[u8]) -> Option<Method> {
-        Method::ALL
-            .into_iter()
-            .find(|m| m.as_str().as_bytes() == method)
-    }
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Put => "PUT",
-            Method::Post => "POST",
-            Method::Delete => "DELETE",
-            Method::Options => "OPTIONS",
-            Method::Head => "HEAD",
-            Method::Patch => "PATCH",
-            Method::Trace => "TRACE",
-        }
-    }
-
-    /// The key of this method's operation in an OpenAPI path item.
-    pub const fn openapi_key(self) -> &'static str {
-        match self {
-            Method::Get => "get",
-            Method::Put => "put",
-            Method::Post => "post",
-            Method::Delete => "delete",
-            Method::Options => "options",
-            Method::Head => "head",
-            Method::Patch => "patch",
-            Method::Trace => "trace",
-        }
-    }
-
-    pub(crate) const fn index(self) -> usize {
-        self as usize
-    }
-}
-
 /// What the filter does with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Action {
@@ -280,6 +216,7 @@ pub enum Action {
 }
 
 impl Action {
+    /// Its name in stats, access logs and events.
     pub const fn as_str(self) -> &'static str {
         match self {
             Action::Allow => "allowed",
@@ -292,9 +229,11 @@ impl Action {
 /// The operation a request was matched to: the context of every verdict about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OperationRef<'p> {
+    /// The operation's method.
     pub method: Method,
     /// The path template as written in the document, e.g. `/pets/{petId}`.
     pub template: &'p str,
+    /// Its `operationId`, when the document gives one.
     pub operation_id: Option<&'p str>,
     /// The operation's index in the policy, to find its contract again.
     pub id: usize,
@@ -303,6 +242,7 @@ pub struct OperationRef<'p> {
 /// One way a request (or response) breaks the contract.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
+    /// The rule broken.
     pub rule: RuleId,
     /// Where: `path`, `query`, `header`, `cookie` or `body`.
     pub location: Option<&'static str>,
@@ -318,15 +258,17 @@ pub struct Violation {
 /// The outcome of inspecting one request (or one part of it: its head, then its body).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Verdict<'p> {
+    /// What the filter does with the request.
     pub action: Action,
     /// The matched operation, when there was one.
     pub operation: Option<OperationRef<'p>>,
+    /// Everything found, enforced or not.
     pub violations: Vec<Violation>,
     /// For `route.method_not_allowed`: the matched template and its declared methods,
     /// which become the `Allow` header.
     pub allowed: Option<(&'p str, Vec<Method>)>,
     /// Who made the request, when the operation needed credentials and they held.
-    pub identity: Option<crate::security::Identity>,
+    pub identity: Option<Identity>,
 }
 
 impl Verdict<'_> {
@@ -361,7 +303,7 @@ impl Verdict<'_> {
 /// Text from the request made safe to show: characters that could carry markup, quotes
 /// or control bytes become `_`, and it is cut at 200 characters. Used for JSON pointers
 /// into bodies and undeclared parameter names, which an attacker chooses.
-pub fn sanitize(text: &str) -> String {
+pub(crate) fn sanitize(text: &str) -> String {
     const MAX: usize = 200;
     let mut out: String = text
         .chars()

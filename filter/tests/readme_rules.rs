@@ -5,8 +5,7 @@
 
 use std::collections::HashMap;
 
-use apiguard_filter::anomaly::CHECKS;
-use apiguard_filter::verdict::RuleId;
+use apiguard_filter::{RuleId, ANOMALY_CHECKS};
 
 const README: &str = include_str!("../../README.md");
 
@@ -66,7 +65,7 @@ fn every_rule_has_one_row_with_its_status() {
 #[test]
 fn every_anomaly_row_has_its_severity_and_score() {
     let rows = rows();
-    for (rule, severity, _) in CHECKS {
+    for (rule, severity, _) in ANOMALY_CHECKS {
         let (_, cells) = (rows.iter())
             .find(|(id, cells)| *id == rule.as_str() && cells.len() >= 2)
             .unwrap_or_else(|| panic!("{rule}: no row in the anomaly table"));

@@ -59,7 +59,7 @@ impl Manifest {
 
 /// Bundles the policy at `policy_file` the way the filter expects its configuration.
 pub fn bundle(policy_file: &Path) -> Result<Value, Error> {
-    apiguard_filter::config::load_bundle(policy_file).map_err(|error| Error::Policy {
+    apiguard_filter::load_bundle(policy_file).map_err(|error| Error::Policy {
         path: policy_file.to_owned(),
         message: error.to_string(),
     })

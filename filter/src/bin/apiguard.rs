@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use apiguard_filter::config::{bundle, load_bundle};
+use apiguard_filter::{bundle, load_bundle};
 
 const USAGE: &str = "usage: apiguard check POLICY.yaml...\n       apiguard bundle POLICY.yaml";
 
@@ -33,7 +33,7 @@ fn check(files: &[String]) -> ExitCode {
             .and_then(|(_, policy)| policy.compile_schemas().map(|()| policy));
         match checked {
             Ok(policy) => {
-                for scheme in policy.security.unconfigured_schemes() {
+                for scheme in policy.unconfigured_schemes() {
                     eprintln!(
                         "warning: {file}: security scheme `{scheme}` is declared but not \
                          configured; no operation uses it"
@@ -41,9 +41,9 @@ fn check(files: &[String]) -> ExitCode {
                 }
                 println!(
                     "{file}: ok: API `{}`, {} path templates, mode {:?}",
-                    policy.name,
-                    policy.router.len(),
-                    policy.mode
+                    policy.name(),
+                    policy.templates(),
+                    policy.mode()
                 )
             }
             Err(e) => {

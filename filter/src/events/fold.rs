@@ -20,7 +20,7 @@ use super::Event;
 type Key = (String, Option<String>, Option<String>);
 
 #[derive(Debug)]
-pub struct Folder {
+pub(crate) struct Folder {
     window_ms: u64,
     max_keys: usize,
     open: HashMap<Key, Window>,
@@ -34,7 +34,7 @@ struct Window {
 }
 
 impl Folder {
-    pub fn new(window_ms: u64, max_keys: usize) -> Folder {
+    pub(crate) fn new(window_ms: u64, max_keys: usize) -> Folder {
         Folder {
             window_ms,
             max_keys,
@@ -44,7 +44,7 @@ impl Folder {
 
     /// Takes one event observed at `now_ms`: returns it if it is to be sent now, `None`
     /// if it was counted in an open window.
-    pub fn offer(&mut self, event: Event, now_ms: u64) -> Option<Event> {
+    pub(crate) fn offer(&mut self, event: Event, now_ms: u64) -> Option<Event> {
         if self.fold(&event, now_ms) {
             None
         } else {
@@ -56,7 +56,7 @@ impl Folder {
     /// `false` if it is to be sent now (a window is then opened for its repeats). The
     /// event is copied only when it becomes a window's first repeat, so a flood of
     /// repeats costs a lookup and a count each.
-    pub fn fold(&mut self, event: &Event, now_ms: u64) -> bool {
+    pub(crate) fn fold(&mut self, event: &Event, now_ms: u64) -> bool {
         if self.window_ms == 0 {
             return false;
         }
@@ -95,7 +95,7 @@ impl Folder {
 
     /// Closes the windows that ended by `now_ms` and returns one event per window that
     /// folded repeats.
-    pub fn expire(&mut self, now_ms: u64) -> Vec<Event> {
+    pub(crate) fn expire(&mut self, now_ms: u64) -> Vec<Event> {
         let mut out = Vec::new();
         self.open.retain(|_, window| {
             if now_ms < window.closes_at {

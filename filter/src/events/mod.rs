@@ -11,21 +11,22 @@
 //! line cannot be forged with CR/LF) and cut at [`MAX_PATH_CHARS`]; parameter names and
 //! body pointers were sanitised by the engine already.
 
-pub mod fold;
-pub mod ocsf;
-pub mod sink;
+pub(crate) mod fold;
+pub(crate) mod ocsf;
+pub(crate) mod sink;
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::CompiledOperation;
+use crate::contract::openapi::Owner;
+use crate::contract::CompiledOperation;
 use crate::verdict::{Action, Verdict};
 
 /// The name of the proxy-wasm shared queue between the filter VMs and the sender.
-pub const QUEUE: &str = "apiguard.events";
+pub(crate) const QUEUE: &str = "apiguard.events";
 
 /// Paths longer than this are cut (with `…`) in events: a SIEM needs the shape, and a
 /// 60 KiB path should not become a 60 KiB event.
-pub const MAX_PATH_CHARS: usize = 512;
+pub(crate) const MAX_PATH_CHARS: usize = 512;
 
 /// The policy's `events` key: who owns the API, and how events are logged.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -38,15 +39,6 @@ pub struct EventsConfig {
     /// (delivery to a collector continues).
     #[serde(default)]
     pub log: LogLevel,
-}
-
-/// An API's owner: `{team, contact}` in the policy, or `x-owner` in the document's `info`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Owner {
-    pub team: Option<String>,
-    /// An address, a channel or a queue: whatever the ITSM routes by.
-    pub contact: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -93,7 +85,9 @@ impl Severity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventAction {
+    /// The request was refused (or the response replaced).
     Blocked,
+    /// Recorded only: the policy or the operation is in `monitor`.
     Monitored,
     /// The response went out with properties its schema does not declare removed
     /// (`responses.redact`).
@@ -189,7 +183,7 @@ pub struct RequestContext<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub client: Option<&'a str>,
-    /// The verified identity's label ([`crate::security::Identity::label`]).
+    /// The verified identity's label ([`crate::request::Identity::label`]).
     pub identity: Option<&'a str>,
     pub request_id: Option<&'a str>,
     /// The upstream status, for response findings.
@@ -360,27 +354,27 @@ impl Event {
 }
 
 /// The policy system event the root emits each time a configuration is accepted.
-pub const POLICY_LOADED: &str = "apiguard.policy_loaded";
+pub(crate) const POLICY_LOADED: &str = "apiguard.policy_loaded";
 
 /// A remote JWKS could not be fetched (the system event the key fetcher emits); tokens
 /// of that provider are checked against the keys it had, or refused with
 /// `auth.keys_unavailable` when it has none.
-pub const JWKS_FETCH_FAILED: &str = "auth.jwks_fetch_failed";
+pub(crate) const JWKS_FETCH_FAILED: &str = "auth.jwks_fetch_failed";
 
 /// The rule id of [`Event::quarantine_started`]; the refusals that follow are verdicts of
 /// [`crate::verdict::RuleId::Quarantined`] (`abuse.quarantined`).
-pub const QUARANTINE_STARTED: &str = "abuse.quarantine_started";
+pub(crate) const QUARANTINE_STARTED: &str = "abuse.quarantine_started";
 
 /// The rule id of [`Event::redacted`]; not a [`crate::verdict::RuleId`], since redaction
 /// is no verdict: the response is delivered.
-pub const REDACTED: &str = "response.redacted";
+pub(crate) const REDACTED: &str = "response.redacted";
 
 /// FNV-1a's 64-bit step over little-endian 8-byte words, then over the last bytes one by
 /// one (so inputs under 8 bytes hash as FNV-1a does): cheap, dependency-free, and enough
 /// to tell configurations apart (an identifier, not a security boundary). Word-wise
 /// because every configure hashes the whole configuration: byte by byte, GitHub's 7 MB
 /// bundle took a tenth of its configure time.
-pub fn hash64(bytes: &[u8]) -> u64 {
+pub(crate) fn hash64(bytes: &[u8]) -> u64 {
     const PRIME: u64 = 0x0100_0000_01b3;
     let step = |hash: u64, word: u64| (hash ^ word).wrapping_mul(PRIME);
     let words = bytes.chunks_exact(8);
@@ -396,7 +390,7 @@ pub fn hash64(bytes: &[u8]) -> u64 {
 
 /// The IP of a `source.address` (`10.0.0.7:51234`, `[::1]:51234`): the port changes per
 /// connection and would defeat folding by client.
-pub fn client_ip(address: &str) -> &str {
+pub(crate) fn client_ip(address: &str) -> &str {
     if let Some(rest) = address.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
     }
@@ -416,8 +410,8 @@ fn truncate(text: &str, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::RequestHead;
     use crate::policy::Policy;
+    use crate::request::RequestHead;
 
     const POLICY: &str = r#"{"name": "pets", "events": {"owner": {"contact": "pets@example.com"}},
         "openapi": {"document": {"openapi": "3.0.3",

@@ -16,10 +16,10 @@ const CATEGORY_UID: u32 = 2;
 const CLASS_UID: u32 = 2004;
 /// `Create`: a new finding.
 const ACTIVITY_ID: u32 = 1;
-pub const SCHEMA_VERSION: &str = "1.3.0";
+pub(crate) const SCHEMA_VERSION: &str = "1.3.0";
 
 /// The event as an OCSF Detection Finding object.
-pub fn detection_finding(event: &Event) -> Value {
+pub(crate) fn detection_finding(event: &Event) -> Value {
     let (action_id, action) = match event.action {
         EventAction::Blocked => (2, "Denied"),
         EventAction::Monitored => (1, "Allowed"),

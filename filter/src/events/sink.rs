@@ -14,13 +14,13 @@ use super::{ocsf, Event};
 /// The whole configuration of the bootstrap service: `{"sender": {...}}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SenderDocument {
+pub(crate) struct SenderDocument {
     pub sender: SenderConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SenderConfig {
+pub(crate) struct SenderConfig {
     /// The Envoy cluster of the collector.
     pub cluster: String,
     /// The request path, e.g. `/services/collector/event` for Splunk HEC.
@@ -56,7 +56,7 @@ impl SenderDocument {
     /// Reads a plugin configuration as a sender's: `None` when it is not one (it has no
     /// top-level `sender` key — then it is a policy), else the configuration or why it is
     /// refused. Envoy hands it over as a serialised `Struct` or as JSON text.
-    pub fn detect(configuration: &[u8]) -> Option<Result<SenderConfig, String>> {
+    pub(crate) fn detect(configuration: &[u8]) -> Option<Result<SenderConfig, String>> {
         let json = match crate::structpb::to_json_if_struct(configuration) {
             Some(Ok(json)) => json,
             Some(Err(_)) => return None,
@@ -83,22 +83,22 @@ struct SenderProbe {
 }
 
 mod defaults {
-    pub fn batch_max() -> usize {
+    pub(super) fn batch_max() -> usize {
         100
     }
-    pub fn flush_ms() -> u64 {
+    pub(super) fn flush_ms() -> u64 {
         1_000
     }
-    pub fn queue_max() -> usize {
+    pub(super) fn queue_max() -> usize {
         10_000
     }
-    pub fn fold_window_ms() -> u64 {
+    pub(super) fn fold_window_ms() -> u64 {
         10_000
     }
-    pub fn fold_keys_max() -> usize {
+    pub(super) fn fold_keys_max() -> usize {
         4_096
     }
-    pub fn timeout_ms() -> u64 {
+    pub(super) fn timeout_ms() -> u64 {
         5_000
     }
 }
@@ -106,7 +106,7 @@ mod defaults {
 /// The collector's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Format {
+pub(crate) enum Format {
     /// A JSON array of OCSF objects.
     Ocsf,
     /// Splunk HTTP Event Collector (`/services/collector/event`): concatenated
@@ -117,11 +117,11 @@ pub enum Format {
 }
 
 /// Every format is sent as JSON (HEC reads its body as a stream of JSON objects).
-pub const CONTENT_TYPE: &str = "application/json";
+pub(crate) const CONTENT_TYPE: &str = "application/json";
 
 impl Format {
     /// The request body for a batch.
-    pub fn body(self, events: &[Event]) -> Vec<u8> {
+    pub(crate) fn body(self, events: &[Event]) -> Vec<u8> {
         let findings = events.iter().map(ocsf::detection_finding);
         match self {
             Format::Ocsf => Value::Array(findings.collect()).to_string().into_bytes(),

@@ -7,10 +7,10 @@
 use std::net::IpAddr;
 
 use super::{Input, Step};
+use crate::abuse::slots::SlotReport;
 use crate::abuse::Client;
-use crate::config::Mode;
 use crate::policy::Policy;
-use crate::slots::SlotReport;
+use crate::settings::Mode;
 use crate::verdict::{RuleId, Verdict};
 
 /// What the request's abuse checks found.
@@ -41,7 +41,7 @@ pub(super) struct Started {
 
 impl Guard {
     /// The refusal of a quarantined client, if it is one.
-    pub fn quarantined<'p, I: Input>(
+    pub(super) fn quarantined<'p, I: Input>(
         &mut self,
         policy: &'p Policy,
         step: &Step<'_, I>,
@@ -60,7 +60,7 @@ impl Guard {
 
     /// Counts the request against the rate limits; a refusal joins the verdict. Returns
     /// what happened in the slots, for the counters.
-    pub fn rate_limit<'p, I: Input>(
+    pub(super) fn rate_limit<'p, I: Input>(
         &mut self,
         policy: &'p Policy,
         step: &Step<'_, I>,
@@ -94,7 +94,7 @@ impl Guard {
     /// `by_client`: `false` for a response the upstream got wrong, which is not the
     /// client's doing; a refusal by the quarantine itself is no strike either, or a
     /// quarantine would never end.
-    pub fn blocked<I: Input>(
+    pub(super) fn blocked<I: Input>(
         &mut self,
         policy: &Policy,
         step: &Step<'_, I>,
@@ -113,12 +113,12 @@ impl Guard {
     }
 
     /// The client's address as the policy identifies it (`trusted_hops`), for events.
-    pub fn client_ip(&self) -> Option<IpAddr> {
+    pub(super) fn client_ip(&self) -> Option<IpAddr> {
         self.client_ip
     }
 
     /// `RateLimit-Policy` / `RateLimit` for the response of an admitted request.
-    pub fn take_response_headers(&mut self) -> Vec<(&'static str, String)> {
+    pub(super) fn take_response_headers(&mut self) -> Vec<(&'static str, String)> {
         std::mem::take(&mut self.response_headers)
     }
 

@@ -28,7 +28,7 @@
 //!    chunk or trailers) by [`Policy::inspect_body`] and its anomalies
 //!    ([`Policy::inspect_body_anomalies`]).
 //! 7. The response: status and media type, then a JSON body, redacted when the policy
-//!    says so (see [`crate::response`]).
+//!    says so (see [`crate::policy::response`]).
 //!
 //! A request that goes on has the managed identity headers rewritten first
 //! ([`upstream`]).
@@ -41,15 +41,17 @@ mod upstream;
 use std::borrow::Cow;
 use std::rc::Rc;
 
+use crate::abuse::slots::{SharedStore, SlotReport, SlotSecret};
 use crate::abuse::Client;
-use crate::config::OperationMode;
+use crate::contract::CompiledOperation;
 use crate::events::{self, Event, RequestContext};
-use crate::inspect::{BodyCheck, RequestHead};
-use crate::policy::{CompiledOperation, Policy};
+use crate::policy::response::ResponseBodyCheck;
+use crate::policy::BodyCheck;
+use crate::policy::Policy;
 use crate::problem::{self, Reply};
-use crate::response::ResponseBodyCheck;
-use crate::security::{Identity, KeyRing};
-use crate::slots::{SharedStore, SlotReport, SlotSecret};
+use crate::request::{Identity, RequestHead};
+use crate::security::KeyRing;
+use crate::settings::OperationMode;
 use crate::verdict::{Action, RuleId, Verdict};
 use guard::Guard;
 
@@ -57,6 +59,7 @@ use guard::Guard;
 /// asks for it, at most once per step (the address once per exchange), so a request no
 /// check asks about costs no host call.
 pub trait Input {
+    /// The shared data the host gives access to.
     type Store: SharedStore;
     /// The wall clock in nanoseconds since the Unix epoch; 0 when the host cannot tell
     /// (slots then read as stale, and so admit: see `host::shared`).
@@ -71,9 +74,13 @@ pub trait Input {
 
 /// An [`Input`] of fixed values: how the case files, the bench and tests run exchanges.
 pub struct Values<S> {
+    /// [`Input::now`].
     pub now: u64,
+    /// [`Input::downstream`].
     pub downstream: Option<String>,
+    /// [`Input::store`].
     pub store: S,
+    /// [`Input::slot_secret`].
     pub secret: SlotSecret,
 }
 
@@ -113,7 +120,12 @@ pub enum Next {
     /// Drop the first `n` buffered response bytes: redaction could not check them.
     Withhold(usize),
     /// Replace the first `size` buffered response bytes with `body` (redacted).
-    Replace { size: usize, body: Vec<u8> },
+    Replace {
+        /// How many buffered bytes the new body replaces.
+        size: usize,
+        /// The redacted body.
+        body: Vec<u8>,
+    },
 }
 
 impl Next {
@@ -150,6 +162,7 @@ pub enum HeaderChange {
 /// What a step produced that the host only forwards.
 #[derive(Debug, Default)]
 pub struct Outputs {
+    /// Counter increments, in the order they happened.
     pub counters: Vec<Counter>,
     /// Security events, for the event pipeline.
     pub events: Vec<Event>,
@@ -166,16 +179,21 @@ pub enum Counter {
     Outcome(Action),
     /// A rule a verdict reported, once per verdict: blocked when enforced, else monitored.
     Rule {
+        /// The rule.
         rule: RuleId,
+        /// Whether the finding blocked.
         enforced: bool,
     },
     /// A request's final outcome, by the operation it matched.
     Operation {
+        /// The operation's index in the policy.
         id: usize,
+        /// Whether the request was refused.
         blocked: bool,
     },
     /// What happened in a shared-data slot.
     Slot(SlotReport),
+    /// A client was put in quarantine.
     QuarantineStarted,
     /// Properties removed from a response body.
     Redacted(usize),
@@ -185,9 +203,11 @@ pub enum Counter {
 /// `.operation`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FilterState {
+    /// What happened to the request.
     pub action: Action,
+    /// The rule that decided it, if one did.
     pub rule: Option<RuleId>,
-    /// The operation's label ([`stat_name`]).
+    /// The operation's label (`stat_name`).
     pub operation: Option<String>,
 }
 
@@ -687,7 +707,7 @@ impl Exchange {
 
 /// The label of an operation in stats and access logs: its `operationId`, or `METHOD
 /// /template`, with every character outside `[A-Za-z0-9_-]` turned into `_`.
-pub fn stat_name(op: &CompiledOperation) -> String {
+pub(crate) fn stat_name(op: &CompiledOperation) -> String {
     let name = match &op.operation_id {
         Some(id) => id.clone(),
         None => format!("{} {}", op.method.as_str(), op.template),

@@ -5,9 +5,9 @@ use serde_json::{json, Value};
 use sha2::Digest;
 
 use super::*;
+use crate::abuse::slots::tests::SECRET;
+use crate::abuse::slots::MemoryStore;
 use crate::events::{EventAction, QUARANTINE_STARTED, REDACTED};
-use crate::slots::tests::SECRET;
-use crate::slots::MemoryStore;
 
 const SECOND: u64 = 1_000_000_000;
 const T0: u64 = 1_700_000_000 * SECOND;

@@ -10,7 +10,7 @@
 
 use super::HeaderChange;
 use crate::policy::Policy;
-use crate::security::Identity;
+use crate::request::Identity;
 
 /// `request`: the request's regular headers as read before the inspection (names
 /// lowercase, as are the names the policy manages).

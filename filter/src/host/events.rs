@@ -22,19 +22,19 @@ use crate::exchange::{self, FilterState};
 use crate::policy::Policy;
 
 /// The `vm_id` the sender and the filters share; shared queues are named per `vm_id`.
-pub const VM_ID: &str = "apiguard";
+pub(super) const VM_ID: &str = "apiguard";
 
 /// How long a VM counts repeats of a finding before it sends them as one event. Short,
 /// so a SIEM sees an ongoing flood within a second or two; the sender folds further over
 /// its own (longer) window.
-pub const FOLD_WINDOW_MS: u64 = 1_000;
+pub(super) const FOLD_WINDOW_MS: u64 = 1_000;
 
 /// Distinct findings a VM folds at once; beyond, findings go out unfolded (as before the
 /// VM folded), which the sender's queue bound then limits.
 const FOLD_KEYS_MAX: usize = 1_024;
 
 /// One per filter VM.
-pub struct Emitter {
+pub(super) struct Emitter {
     /// The sender's queue, once resolved. Resolved lazily: the sender may start after a
     /// filter VM, and without one events are only logged.
     queue: Cell<Option<u32>>,
@@ -54,7 +54,7 @@ impl Default for Emitter {
 impl Emitter {
     /// Logs the event as one OCSF JSON line and queues it for the sender; a repeat within
     /// its window is only counted (see the module's docs).
-    pub fn emit(&self, policy: &Policy, event: &Event) {
+    pub(super) fn emit(&self, policy: &Policy, event: &Event) {
         let folded = (self.folder.try_borrow_mut())
             .is_ok_and(|mut folder| folder.fold(event, event.time_ms));
         if !folded {
@@ -64,7 +64,7 @@ impl Emitter {
 
     /// Sends the repeats of every window that closed by `now_ms`, one event per window
     /// with their count. The root calls it on its tick.
-    pub fn flush(&self, policy: &Policy, now_ms: u64) {
+    pub(super) fn flush(&self, policy: &Policy, now_ms: u64) {
         let closed = match self.folder.try_borrow_mut() {
             Ok(mut folder) => folder.expire(now_ms),
             Err(_) => return,
@@ -110,7 +110,7 @@ impl Emitter {
 /// (`wasm.apiguard.action`, `wasm.apiguard.rule`, `wasm.apiguard.operation`), which an
 /// access log prints with `%FILTER_STATE(wasm.apiguard.rule:PLAIN)%`. Envoy keeps such a
 /// value read-only once set, so this runs once per request.
-pub fn annotate(state: &FilterState) {
+pub(super) fn annotate(state: &FilterState) {
     let fields = [
         ("apiguard.action", Some(state.action.as_str())),
         ("apiguard.rule", state.rule.map(|r| r.as_str())),
@@ -124,20 +124,20 @@ pub fn annotate(state: &FilterState) {
 }
 
 /// Milliseconds since the epoch by the host's clock (0 if it cannot tell).
-pub fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     u64::try_from(since_epoch().as_millis()).unwrap_or(0)
 }
 
 /// `apiguard.operation.<operation>.allowed` / `.blocked`, one pair per operation of a
 /// policy, defined when the policy is configured. The operation is its `operationId`, or
 /// `METHOD /template`, with every character outside `[A-Za-z0-9_-]` turned into `_`.
-pub struct OperationCounters {
+pub(super) struct OperationCounters {
     /// `[allowed, blocked]`, indexed by operation id.
     counters: Vec<[Option<u32>; 2]>,
 }
 
 impl OperationCounters {
-    pub fn define(policy: &Policy) -> OperationCounters {
+    pub(super) fn define(policy: &Policy) -> OperationCounters {
         let counters = policy
             .operations
             .iter()
@@ -154,7 +154,7 @@ impl OperationCounters {
 
     /// Counts a request's final outcome against its operation; requests that matched no
     /// operation are counted by rule only.
-    pub fn outcome(&self, operation: usize, blocked: bool) {
+    pub(super) fn outcome(&self, operation: usize, blocked: bool) {
         let id = (self.counters.get(operation)).and_then(|pair| pair[usize::from(blocked)]);
         if let Some(id) = id {
             let _ = hostcalls::increment_metric(id, 1);

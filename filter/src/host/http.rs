@@ -34,7 +34,7 @@ use crate::policy::Policy;
 use crate::problem;
 use crate::security::KeyRing;
 
-pub struct Request {
+pub(super) struct Request {
     /// `None` when no policy compiled.
     exchange: Option<Exchange>,
     policy: Option<Rc<Policy>>,
@@ -68,7 +68,7 @@ impl Message {
 
 impl Request {
     /// `policy`: the compiled policy and its key ring; `None` when none compiled.
-    pub fn new(
+    pub(super) fn new(
         policy: Option<(Rc<Policy>, Rc<KeyRing>)>,
         metrics: Option<Rc<Metrics>>,
         events: Rc<Emitter>,

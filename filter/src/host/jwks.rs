@@ -36,7 +36,7 @@ use crate::security::jwks::KeySet;
 use crate::security::{KeyRing, Remote};
 
 /// How often the root context looks at shared data and due fetches.
-pub const TICK: Duration = Duration::from_millis(500);
+pub(super) const TICK: Duration = Duration::from_millis(500);
 /// The least time between two fetch attempts of one provider, across all workers.
 const RETRY_SECONDS: u64 = 2;
 /// The least age of a set before an unknown `kid` may trigger a refetch.
@@ -44,7 +44,7 @@ const REFETCH_SECONDS: u64 = 10;
 /// Larger JWKS responses are refused (a set of a few dozen RSA keys is ~20 KiB).
 const MAX_JWKS_BYTES: usize = 64 * 1024;
 
-pub struct Jwks {
+pub(super) struct Jwks {
     policy: Rc<Policy>,
     /// Where fetched sets are installed, and which providers asked for a refetch.
     ring: Rc<KeyRing>,
@@ -62,7 +62,7 @@ pub struct Jwks {
 
 impl Jwks {
     /// `None` when the policy has no remote key set.
-    pub fn new(policy: Rc<Policy>, ring: Rc<KeyRing>, events: Rc<Emitter>) -> Option<Jwks> {
+    pub(super) fn new(policy: Rc<Policy>, ring: Rc<KeyRing>, events: Rc<Emitter>) -> Option<Jwks> {
         let providers = &policy.security.providers;
         if providers.iter().all(|p| p.remote.is_none()) {
             return None;
@@ -79,7 +79,7 @@ impl Jwks {
         })
     }
 
-    pub fn on_tick(&mut self) {
+    pub(super) fn on_tick(&mut self) {
         let now = now();
         let policy = Rc::clone(&self.policy);
         for (index, provider) in policy.security.providers.iter().enumerate() {
@@ -150,7 +150,7 @@ impl Jwks {
     }
 
     /// A fetch's answer (other call tokens are not ours and ignored).
-    pub fn on_response(&mut self, token: u32, body_size: usize) {
+    pub(super) fn on_response(&mut self, token: u32, body_size: usize) {
         let Some(index) = self.pending.remove(&token) else {
             return;
         };

@@ -15,11 +15,11 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType};
 
 use super::log;
+use crate::abuse::slots::SlotReport;
 use crate::exchange::Counter;
-use crate::slots::SlotReport;
 use crate::verdict::{Action, RuleId};
 
-pub struct Metrics {
+pub(super) struct Metrics {
     inspected: Option<u32>,
     allowed: Option<u32>,
     blocked: Option<u32>,
@@ -34,7 +34,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn define() -> Metrics {
+    pub(super) fn define() -> Metrics {
         Metrics {
             inspected: counter("apiguard.requests_inspected"),
             allowed: counter("apiguard.requests_allowed"),
@@ -72,7 +72,7 @@ impl Metrics {
 
     /// A counter the exchange incremented (all but the per-operation ones, which
     /// [`super::events::OperationCounters`] keeps).
-    pub fn count(&self, counter: Counter) {
+    pub(super) fn count(&self, counter: Counter) {
         match counter {
             Counter::Inspected => self.inspected(),
             Counter::Outcome(action) => self.outcome(action),
@@ -113,7 +113,7 @@ impl Metrics {
     /// Runs one inspection and records how long it took. The host clock is wall time, so
     /// a sample includes any preemption of the worker; a clock that cannot be read (or
     /// goes backwards) records nothing.
-    pub fn timed<T>(&self, inspect: impl FnOnce() -> T) -> T {
+    pub(super) fn timed<T>(&self, inspect: impl FnOnce() -> T) -> T {
         let started = clock_us();
         let result = inspect();
         if let (Some(id), Some(started), Some(ended)) = (self.inspection, started, clock_us()) {

@@ -21,7 +21,7 @@ use crate::policy::Policy;
 use crate::security::KeyRing;
 
 #[derive(Default)]
-pub struct FilterRoot {
+pub(super) struct FilterRoot {
     /// `None` until a configuration compiles. Requests in flight keep the `Rc` they
     /// were created with, so a reconfiguration never changes a request midway.
     policy: Option<Rc<Policy>>,

@@ -15,12 +15,12 @@ use crate::policy::{Policy, SchemaCursor};
 
 /// The tick while schemas are left to compile: Envoy arms the next tick after this one
 /// returns, so each tick's work is followed by a turn of the worker's event loop.
-pub const TICK: Duration = Duration::from_millis(1);
+pub(super) const TICK: Duration = Duration::from_millis(1);
 /// The most one tick spends compiling, so the most a request waits behind it (one schema
 /// may overrun it: jsonschema builds a validator in about a millisecond in the VM).
 const BUDGET: Duration = Duration::from_millis(5);
 
-pub struct Background {
+pub(super) struct Background {
     policy: Rc<Policy>,
     cursor: SchemaCursor,
     started: Duration,
@@ -28,7 +28,7 @@ pub struct Background {
 
 impl Background {
     /// `None` unless the policy compiles its schemas lazily.
-    pub fn start(policy: &Rc<Policy>) -> Option<Background> {
+    pub(super) fn start(policy: &Rc<Policy>) -> Option<Background> {
         policy.schemas_are_lazy().then(|| Background {
             policy: Rc::clone(policy),
             cursor: SchemaCursor::default(),
@@ -37,7 +37,7 @@ impl Background {
     }
 
     /// Compiles for one tick's budget; `false` once every schema is compiled.
-    pub fn on_tick(&mut self) -> bool {
+    pub(super) fn on_tick(&mut self) -> bool {
         let deadline = since_epoch() + BUDGET;
         let (next, failed) = self
             .policy

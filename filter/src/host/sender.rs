@@ -25,7 +25,7 @@ use crate::events::fold::Folder;
 use crate::events::sink::{SenderConfig, CONTENT_TYPE};
 use crate::events::{self, Event};
 
-pub struct Sender {
+pub(super) struct Sender {
     config: SenderConfig,
     queue: u32,
     folder: Folder,
@@ -40,7 +40,7 @@ pub struct Sender {
 
 impl Sender {
     /// Registers the queue and the flush timer; `None` (logged) if the host refuses.
-    pub fn start(config: SenderConfig) -> Option<Sender> {
+    pub(super) fn start(config: SenderConfig) -> Option<Sender> {
         let queue = match hostcalls::register_shared_queue(events::QUEUE) {
             Ok(queue) => queue,
             Err(status) => {
@@ -79,7 +79,7 @@ impl Sender {
     }
 
     /// Drains the queue.
-    pub fn on_queue_ready(&mut self, queue: u32) {
+    pub(super) fn on_queue_ready(&mut self, queue: u32) {
         if queue != self.queue {
             return;
         }
@@ -101,7 +101,7 @@ impl Sender {
     }
 
     /// Closes fold windows and posts a batch if none is in flight.
-    pub fn on_tick(&mut self) {
+    pub(super) fn on_tick(&mut self) {
         for event in self.folder.expire(now_ms()) {
             self.wait(event);
         }
@@ -153,7 +153,7 @@ impl Sender {
     }
 
     /// The collector answered (or the call failed: then there are no headers).
-    pub fn on_http_call_response(&mut self, token: u32) {
+    pub(super) fn on_http_call_response(&mut self, token: u32) {
         let Some((expected, count)) = self.in_flight else {
             return;
         };

@@ -13,11 +13,11 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, Status};
 
 use super::{log, since_epoch};
+use crate::abuse::slots::{SharedStore, SlotSecret, StoreError};
 use crate::exchange::Input;
-use crate::slots::{SharedStore, SlotSecret, StoreError};
 
 /// proxy-wasm shared data: one map per Envoy process, shared by every worker's VM.
-pub struct HostStore;
+pub(super) struct HostStore;
 
 impl SharedStore for HostStore {
     fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
@@ -30,7 +30,7 @@ impl SharedStore for HostStore {
 }
 
 /// What an exchange reads from Envoy besides the message, each read when a check asks.
-pub struct HostInput;
+pub(super) struct HostInput;
 
 impl Input for HostInput {
     type Store = HostStore;
@@ -62,7 +62,7 @@ fn store_error(status: Status) -> StoreError {
 /// The host's wall clock in nanoseconds since the Unix epoch: the one clock every worker
 /// reads alike, so slot times written by one worker mean the same to the others. A clock
 /// the host cannot give reads as 0, which makes every slot stale (admit) — see above.
-pub fn now() -> u64 {
+pub(super) fn now() -> u64 {
     u64::try_from(since_epoch().as_nanos()).unwrap_or(0)
 }
 
@@ -79,7 +79,7 @@ thread_local! {
 /// says so: each worker then picks its own slot for a client, so limits count per worker
 /// (the same degradation as a lost slot update, see above), and the slot stays
 /// unpredictable.
-pub fn slot_secret() -> SlotSecret {
+pub(super) fn slot_secret() -> SlotSecret {
     if let Some(secret) = SLOT_SECRET.get() {
         return secret;
     }
@@ -113,7 +113,7 @@ fn random_bytes() -> [u8; SlotSecret::BYTES] {
 }
 
 /// The downstream address (`source.address`, `ip:port`), if the host has it.
-pub fn downstream_address() -> Option<String> {
+pub(super) fn downstream_address() -> Option<String> {
     hostcalls::get_property(vec!["source", "address"])
         .ok()
         .flatten()

@@ -12,7 +12,7 @@ use super::root::FilterRoot;
 use super::sender::Sender;
 use crate::events::sink::SenderDocument;
 
-pub enum Root {
+pub(super) enum Root {
     Filter(FilterRoot),
     Sender(SenderRoot),
 }
@@ -70,7 +70,7 @@ impl RootContext for Root {
 
 /// The event sender's root: drains the events queue, folds, and posts batches.
 #[derive(Default)]
-pub struct SenderRoot {
+pub(super) struct SenderRoot {
     /// `None` until a sender configuration started it.
     sender: Option<Sender>,
 }

@@ -9,29 +9,29 @@ use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 /// One accepted key: its hash, who it belongs to, and what it may do.
 #[derive(Debug, Clone)]
-pub struct ApiKey {
+pub(crate) struct ApiKey {
     pub sha256: [u8; 32],
     pub consumer: String,
     pub scopes: Vec<String>,
 }
 
 /// Parses a lowercase or uppercase hex SHA-256 digest.
-pub fn parse_hash(hex: &str) -> Option<[u8; 32]> {
+pub(crate) fn parse_hash(hex: &str) -> Option<[u8; 32]> {
     let bytes = hex.as_bytes();
     if bytes.len() != 64 {
         return None;
     }
     let mut out = [0u8; 32];
     for (slot, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        let hi = crate::percent::hex_value(pair.first().copied()?)?;
-        let lo = crate::percent::hex_value(pair.get(1).copied()?)?;
+        let hi = crate::contract::percent::hex_value(pair.first().copied()?)?;
+        let lo = crate::contract::percent::hex_value(pair.get(1).copied()?)?;
         *slot = hi << 4 | lo;
     }
     Some(out)
 }
 
 /// The key whose hash matches `presented`, compared in constant time.
-pub fn find<'k>(keys: &'k [ApiKey], presented: &str) -> Option<&'k ApiKey> {
+pub(crate) fn find<'k>(keys: &'k [ApiKey], presented: &str) -> Option<&'k ApiKey> {
     let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
     let mut found = 0u32;
     for (index, key) in keys.iter().enumerate() {

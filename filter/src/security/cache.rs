@@ -25,10 +25,10 @@ use std::rc::Rc;
 use serde_json::{Map, Value};
 
 /// Claims of a verified token, shared by the cache and the identity built from them.
-pub type Claims = Rc<Map<String, Value>>;
+pub(crate) type Claims = Rc<Map<String, Value>>;
 
 #[derive(Debug, Default)]
-pub struct TokenCache {
+pub(crate) struct TokenCache {
     capacity: usize,
     entries: RefCell<HashMap<Box<str>, Entry>>,
 }
@@ -43,7 +43,7 @@ struct Entry {
 }
 
 impl TokenCache {
-    pub fn new(capacity: usize) -> TokenCache {
+    pub(crate) fn new(capacity: usize) -> TokenCache {
         TokenCache {
             capacity,
             entries: RefCell::default(),
@@ -51,13 +51,13 @@ impl TokenCache {
     }
 
     /// The claims of `token` if `provider` verified it.
-    pub fn get(&self, provider: usize, token: &str) -> Option<Claims> {
+    pub(crate) fn get(&self, provider: usize, token: &str) -> Option<Claims> {
         let entries = self.entries.try_borrow().ok()?;
         let entry = entries.get(token).filter(|e| e.provider == provider)?;
         Some(Rc::clone(&entry.claims))
     }
 
-    pub fn insert(&self, provider: usize, token: &str, claims: Claims, now: u64) {
+    pub(crate) fn insert(&self, provider: usize, token: &str, claims: Claims, now: u64) {
         if self.capacity == 0 {
             return;
         }
@@ -84,17 +84,18 @@ impl TokenCache {
 
     /// Forgets every token: after a key rotation, a token signed with a retired key must
     /// be verified (and refused) again.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         if let Ok(mut entries) = self.entries.try_borrow_mut() {
             entries.clear();
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.try_borrow().map_or(0, |e| e.len())
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

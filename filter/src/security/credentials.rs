@@ -5,19 +5,19 @@
 
 use std::cell::OnceCell;
 
-use crate::inspect::RequestHead;
-use crate::params;
+use crate::contract::params;
+use crate::request::RequestHead;
 
 /// Where a credential is read from a request.
 #[derive(Debug, Clone)]
-pub enum Place {
+pub(super) enum Place {
     Header { name: String, prefix: String },
     Query(String),
     Cookie(String),
 }
 
 /// The places credentials can be in, each parsed on its first look, once per request.
-pub struct Credentials<'a> {
+pub(super) struct Credentials<'a> {
     headers: &'a [(&'a str, &'a str)],
     path: &'a [u8],
     query: OnceCell<Vec<(String, String)>>,
@@ -25,7 +25,7 @@ pub struct Credentials<'a> {
 }
 
 impl<'a> Credentials<'a> {
-    pub fn read(head: &RequestHead<'a>) -> Credentials<'a> {
+    pub(super) fn read(head: &RequestHead<'a>) -> Credentials<'a> {
         Credentials {
             headers: head.headers,
             path: head.path,
@@ -54,7 +54,7 @@ impl<'a> Credentials<'a> {
     }
 
     /// Every value at `location`, with the header name when it came from a header.
-    pub fn find(&self, location: &Place) -> Vec<(Option<&'a str>, &str)> {
+    pub(super) fn find(&self, location: &Place) -> Vec<(Option<&'a str>, &str)> {
         match location {
             Place::Header { name, prefix } => self
                 .headers
@@ -79,13 +79,13 @@ impl<'a> Credentials<'a> {
 /// `path` (a `:path`) without the query pairs whose names, decoded as
 /// [`params::parse_query`] decodes them, are in `names`; every other byte as it came (the
 /// `?` goes too when no pair is left). `None` when no pair is removed.
-pub fn path_without_params(path: &[u8], names: &[String]) -> Option<Vec<u8>> {
+pub(super) fn path_without_params(path: &[u8], names: &[String]) -> Option<Vec<u8>> {
     let at = path.iter().position(|&b| b == b'?')?;
     let (before, query) = path.split_at(at);
     let query = query.get(1..).unwrap_or_default();
     let named = |pair: &[u8]| {
         let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
-        crate::percent::form_decode(name).is_some_and(|name| names.contains(&name))
+        crate::contract::percent::form_decode(name).is_some_and(|name| names.contains(&name))
     };
     if !query.split(|&b| b == b'&').any(named) {
         return None;
@@ -103,7 +103,7 @@ pub fn path_without_params(path: &[u8], names: &[String]) -> Option<Vec<u8>> {
 /// names them: trimmed, case-sensitive), the other cookies byte for byte, the lines joined
 /// with `; ` (one header, as HTTP/1.1 requires). `None` when no cookie is removed,
 /// `Some(None)` when none is left.
-pub fn cookies_without(lines: &[&[u8]], names: &[String]) -> Option<Option<Vec<u8>>> {
+pub(super) fn cookies_without(lines: &[&[u8]], names: &[String]) -> Option<Option<Vec<u8>>> {
     let named = |part: &[u8]| {
         let name = part.split(|&b| b == b'=').next().unwrap_or_default();
         names.iter().any(|n| n.as_bytes() == trim_ows(name))

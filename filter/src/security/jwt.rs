@@ -20,7 +20,7 @@ use super::rsa;
 /// built from the token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum TokenError {
+pub(crate) enum TokenError {
     #[error("the token is larger than the policy allows")]
     Oversized,
     #[error("the token is not a JWS in compact form with base64url JSON parts")]
@@ -53,7 +53,7 @@ pub enum TokenError {
 
 /// A token split and decoded, not yet verified.
 #[derive(Debug)]
-pub struct Decoded<'a> {
+pub(crate) struct Decoded<'a> {
     pub alg: Algorithm,
     pub kid: Option<String>,
     pub claims: Map<String, Value>,
@@ -70,7 +70,7 @@ struct Header {
 }
 
 /// Splits and decodes a compact JWS. Refuses what no key could make valid.
-pub fn decode(token: &str, max_bytes: usize) -> Result<Decoded<'_>, TokenError> {
+pub(crate) fn decode(token: &str, max_bytes: usize) -> Result<Decoded<'_>, TokenError> {
     if token.len() > max_bytes {
         return Err(TokenError::Oversized);
     }
@@ -117,7 +117,7 @@ fn signature_len(token: &str) -> usize {
 impl Decoded<'_> {
     /// Checks the signature with the first key that fits the token's `kid` and `alg`
     /// and verifies it. Without a `kid`, every fitting key is tried (as Envoy does).
-    pub fn verify<'k>(&self, keys: &'k [Key]) -> Result<&'k Key, TokenError> {
+    pub(crate) fn verify<'k>(&self, keys: &'k [Key]) -> Result<&'k Key, TokenError> {
         let mut fitting = keys
             .iter()
             .filter(|k| k.accepts(self.alg, self.kid.as_deref()))
@@ -132,7 +132,7 @@ impl Decoded<'_> {
 }
 
 /// One signature check. The caller has matched `alg` to the key type.
-pub fn verify(alg: Algorithm, key: &KeyMaterial, message: &[u8], signature: &[u8]) -> bool {
+pub(crate) fn verify(alg: Algorithm, key: &KeyMaterial, message: &[u8], signature: &[u8]) -> bool {
     use Algorithm::*;
     match (alg, key) {
         (Rs256, KeyMaterial::Rsa(k)) => {
@@ -180,7 +180,7 @@ fn hmac_ok<M: Mac + hmac::digest::KeyInit>(secret: &[u8], message: &[u8], tag: &
 
 /// What a provider requires of a verified token's claims.
 #[derive(Debug, Clone, Default)]
-pub struct ClaimRules {
+pub(crate) struct ClaimRules {
     pub issuer: Option<String>,
     /// Any one of these in `aud`; empty means `aud` is not checked.
     pub audiences: Vec<String>,
@@ -196,7 +196,7 @@ pub struct ClaimRules {
 impl ClaimRules {
     /// The issuer check, done before the signature so a token from another issuer never
     /// costs a verification.
-    pub fn issuer(&self, claims: &Map<String, Value>) -> Result<(), TokenError> {
+    pub(crate) fn issuer(&self, claims: &Map<String, Value>) -> Result<(), TokenError> {
         match &self.issuer {
             Some(issuer) if claims.get("iss").and_then(Value::as_str) != Some(issuer) => {
                 Err(TokenError::Issuer)
@@ -207,7 +207,7 @@ impl ClaimRules {
 
     /// The checks that depend on the time or the audience; cheap, so repeated on every
     /// use of a cached token.
-    pub fn current(&self, claims: &Map<String, Value>, now: u64) -> Result<(), TokenError> {
+    pub(crate) fn current(&self, claims: &Map<String, Value>, now: u64) -> Result<(), TokenError> {
         let time = |name: &str| -> Result<Option<u64>, TokenError> {
             match claims.get(name) {
                 None => Ok(None),
@@ -256,7 +256,7 @@ impl ClaimRules {
 
 /// The scopes a token grants: `scope` (space-separated, RFC 8693 §4.2) or `scp` (a string
 /// or an array, as some issuers write it).
-pub fn scopes(claims: &Map<String, Value>) -> Vec<String> {
+pub(crate) fn scopes(claims: &Map<String, Value>) -> Vec<String> {
     let split = |s: &str| {
         s.split(' ')
             .filter(|s| !s.is_empty())

@@ -19,15 +19,15 @@
 //! holds the token cache: what changes while the policy serves lives there, owned by the
 //! host's root and passed to each check, never in the compiled policy.
 
-pub mod apikey;
-pub mod cache;
+pub(crate) mod apikey;
+pub(crate) mod cache;
 mod credentials;
-pub mod jwks;
-pub mod jwt;
+pub(crate) mod jwks;
+pub(crate) mod jwt;
 mod provider;
 mod ring;
-pub mod rsa;
-pub mod settings;
+pub(crate) mod rsa;
+pub(crate) mod settings;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -36,39 +36,20 @@ use std::rc::Rc;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::config::{pointer_token, Location, PolicyError};
-use crate::inspect::RequestHead;
-use crate::openapi::{SecurityRequirement, SecurityScheme};
+use crate::contract::openapi::{SecurityRequirement, SecurityScheme};
+use crate::error::{pointer_token, Location, PolicyError};
+use crate::request::{Identity, RequestHead};
 use crate::verdict::{RuleId, Violation};
 use apikey::ApiKey;
 use cache::Claims;
 use credentials::{Credentials, Place};
 use jwt::TokenError;
-pub use provider::{Provider, Remote};
+pub(crate) use provider::Provider;
+// The host fetches remote keys; natively nothing does.
+#[cfg(target_arch = "wasm32")]
+pub(crate) use provider::Remote;
 pub use ring::KeyRing;
 use settings::{KeysUnavailable, SecuritySettings};
-
-/// Who made a request, once its credentials were accepted. Available to later stages
-/// (rate limits, events) through the verdict.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Identity {
-    /// The JWT provider that accepted a token.
-    pub provider: Option<String>,
-    /// The token's `sub`.
-    pub subject: Option<String>,
-    /// The consumer an API key belongs to.
-    pub consumer: Option<String>,
-    /// Every scope granted by the accepted credentials.
-    pub scopes: Vec<String>,
-    /// Headers to set on the request sent upstream (`claim_to_headers`, consumer).
-    pub headers: Vec<(String, String)>,
-    /// Headers that carried a token not to be forwarded upstream.
-    pub remove: Vec<String>,
-    /// Query parameters (decoded names) that carried a token not to be forwarded.
-    pub remove_params: Vec<String>,
-    /// Cookies that carried a token not to be forwarded.
-    pub remove_cookies: Vec<String>,
-}
 
 impl Identity {
     /// The `:path` to send upstream when a token not to be forwarded came in the query:
@@ -598,7 +579,7 @@ impl Security {
 
 /// Seconds since the Unix epoch: the clock JWT time claims are read against. Under
 /// Envoy this is WASI's realtime clock, which Envoy serves from its own time source.
-pub fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -607,7 +588,7 @@ pub fn unix_now() -> u64 {
 /// The `WWW-Authenticate` challenge for a refused credential (RFC 6750 §3): no error
 /// code when none was presented, `invalid_token` or `insufficient_scope` otherwise. The
 /// realm is the API name, which the policy restricts to `[A-Za-z0-9._-]`.
-pub fn challenge(api: &str, rule: RuleId) -> Option<String> {
+pub(crate) fn challenge(api: &str, rule: RuleId) -> Option<String> {
     let error = match rule {
         RuleId::AuthMissing => return Some(format!("Bearer realm=\"{api}\"")),
         RuleId::AuthInvalid => "invalid_token",

@@ -11,6 +11,7 @@ use super::cache::TokenCache;
 use super::jwks::KeySet;
 use super::Security;
 
+/// The run-time state of a policy's token checks (see the module's documentation).
 #[derive(Debug)]
 pub struct KeyRing {
     /// Per provider: the key set the host fetched; `None` until then (and always for

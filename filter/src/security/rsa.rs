@@ -15,10 +15,10 @@
 use sha2::digest::{Digest, FixedOutputReset};
 
 /// The smallest modulus accepted (RFC 7518 §3.3: "2048 bits or larger").
-pub const MIN_BITS: usize = 2048;
+pub(crate) const MIN_BITS: usize = 2048;
 /// The largest: a verification's cost grows with the square of the size, and keys beyond
 /// this are not issued for JWTs in practice.
-pub const MAX_BITS: usize = 8192;
+pub(crate) const MAX_BITS: usize = 8192;
 
 /// An RSA public key, with what its Montgomery arithmetic needs precomputed.
 #[derive(Clone, PartialEq, Eq)]
@@ -275,15 +275,15 @@ impl std::fmt::Debug for PublicKey {
 }
 
 /// The DigestInfo DER prefixes of RFC 8017 §9.2, note 1.
-pub const SHA256_PREFIX: &[u8] = &[
+pub(crate) const SHA256_PREFIX: &[u8] = &[
     0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
     0x00, 0x04, 0x20,
 ];
-pub const SHA384_PREFIX: &[u8] = &[
+pub(crate) const SHA384_PREFIX: &[u8] = &[
     0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05,
     0x00, 0x04, 0x30,
 ];
-pub const SHA512_PREFIX: &[u8] = &[
+pub(crate) const SHA512_PREFIX: &[u8] = &[
     0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05,
     0x00, 0x04, 0x40,
 ];

@@ -16,9 +16,9 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use super::jwks::{Algorithm, KeyMaterial, KeySet};
 use super::jwt::{self, TokenError};
-use crate::inspect::RequestHead;
 use crate::policy::Policy;
 use crate::problem;
+use crate::request::RequestHead;
 use crate::verdict::{Action, RuleId};
 
 fn b64(bytes: &[u8]) -> String {

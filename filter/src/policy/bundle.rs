@@ -1,0 +1,80 @@
+//! Bundling: a policy file and the OpenAPI document it names, as the one JSON plugin
+//! configuration Envoy hands the filter.
+//!
+//! A policy file names its OpenAPI document by path (`openapi: {file: …}`), but a plugin
+//! inside Envoy cannot read files: Envoy hands it the plugin `configuration` (a
+//! `google.protobuf.Struct`, as JSON). [`load_bundle`] therefore inlines the document as
+//! `openapi: {document: …}`; that JSON is what goes into `envoy.yaml` or Istio's
+//! `pluginConfig`. It compiles what it produced, so a bundle Envoy would refuse is never
+//! written.
+
+use std::path::Path;
+
+use crate::error::{parse_text, Location, PolicyError};
+use crate::policy::Policy;
+
+/// Reads a policy file and returns it as the JSON plugin configuration, with its
+/// OpenAPI document (`openapi.file`, relative to the policy) inlined as
+/// `openapi.document`. The result is checked by compiling it, so a bundle that Envoy
+/// would refuse is never produced.
+pub fn load_bundle(policy_file: &Path) -> Result<serde_json::Value, PolicyError> {
+    bundle(policy_file).map(|(json, _)| json)
+}
+
+/// [`load_bundle`], also returning the policy compiled from the bundle.
+pub fn bundle(policy_file: &Path) -> Result<(serde_json::Value, Policy), PolicyError> {
+    let origin = policy_file.display().to_string();
+    let policy_text = read(policy_file)?;
+    bundle_text(policy_file, &origin, &policy_text).map_err(|e| e.located_in(&origin, &policy_text))
+}
+
+/// [`bundle`] of the policy's text; errors are located in the policy by the caller.
+fn bundle_text(
+    policy_file: &Path,
+    origin: &str,
+    policy_text: &str,
+) -> Result<(serde_json::Value, Policy), PolicyError> {
+    let mut policy: serde_json::Value = parse_text(policy_text, origin)?;
+    let file_at = |message: &str| PolicyError::Invalid {
+        at: Location::new(origin, "/openapi/file"),
+        message: message.to_owned(),
+    };
+    let Some(openapi) = policy.get_mut("openapi").and_then(|o| o.as_object_mut()) else {
+        return Err(PolicyError::Shape {
+            at: Location::new(origin, "/openapi"),
+            message: "missing `openapi: {file: <path to the OpenAPI document>}`".to_owned(),
+        });
+    };
+    // The document's text, to point its compile errors (named after `file`) at a line.
+    let mut document_text = None;
+    if let Some(file) = openapi.remove("file") {
+        let file = file
+            .as_str()
+            .ok_or_else(|| file_at("`file` must be a path, relative to the policy file"))?
+            .to_owned();
+        let doc_path = policy_file.parent().unwrap_or(Path::new(".")).join(&file);
+        let doc_origin = doc_path.display().to_string();
+        let text = std::fs::read_to_string(&doc_path).map_err(|source| PolicyError::ReadNamed {
+            at: Location::new(origin, "/openapi/file"),
+            file: doc_origin.clone(),
+            source,
+        })?;
+        let document: serde_json::Value = parse_text(&text, &doc_origin)?;
+        openapi.insert("document".to_owned(), document);
+        openapi.insert("source".to_owned(), serde_json::Value::String(file.clone()));
+        document_text = Some((file, text));
+    }
+    let compiled =
+        Policy::compile_from(policy.to_string(), origin).map_err(|e| match &document_text {
+            Some((file, text)) => e.located_in(file, text),
+            None => e,
+        })?;
+    Ok((policy, compiled))
+}
+
+fn read(path: &Path) -> Result<String, PolicyError> {
+    std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+        file: path.display().to_string(),
+        source,
+    })
+}

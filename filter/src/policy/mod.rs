@@ -1,0 +1,556 @@
+//! The compiled policy: everything a request is checked against, built once.
+
+mod anomalies;
+pub mod bundle;
+pub(crate) mod inspect;
+pub(crate) mod response;
+
+use std::collections::BTreeSet;
+
+use crate::abuse::Abuse;
+use crate::config::{PolicyConfig, ResponseSettings, SchemaCompilation, StatsSettings};
+use crate::contract::openapi::Document;
+use crate::contract::route::Router;
+use crate::contract::schema::{Schema, SchemaSet};
+use crate::contract::{self, CompiledOperation};
+use crate::error::{parse_json, parse_text, pointer_token, Location, PolicyError};
+use crate::events::{hash64, EventSettings};
+use crate::security::{KeyRing, Security};
+use crate::settings::{Limits, Mode, OperationMode};
+use crate::structpb;
+
+pub use bundle::{bundle, load_bundle};
+pub use inspect::BodyCheck;
+
+/// How errors name the configuration Envoy handed over, which has no file name.
+pub(crate) const PLUGIN_CONFIGURATION: &str = "plugin configuration";
+
+/// An immutable, pre-indexed policy. Shared by every request of a configuration; a
+/// reconfiguration builds a new one. (Schemas compiled lazily fill a cache on first use;
+/// nothing else changes.)
+#[derive(Debug)]
+pub struct Policy {
+    /// The API's name: a label in stats, problems and events.
+    pub(crate) name: String,
+    pub(crate) mode: Mode,
+    pub(crate) router: Router,
+    pub(crate) limits: Limits,
+    pub(crate) responses: ResponseSettings,
+    pub(crate) stats: StatsSettings,
+    /// Every operation, indexed by the id the router hands back.
+    pub(crate) operations: Vec<CompiledOperation>,
+    /// The document's component schemas, which compiled schemas refer to.
+    pub(crate) schemas: SchemaSet,
+    /// When the schemas are compiled.
+    compilation: SchemaCompilation,
+    /// Credentials and scopes per operation.
+    pub(crate) security: Security,
+    /// Rate limits, anomaly checks and quarantine, when the policy has `abuse`.
+    pub(crate) abuse: Option<Abuse>,
+    /// What every security event of this policy carries (owner, bundle hash).
+    pub(crate) events: EventSettings,
+}
+
+/// How far a background compilation ([`Policy::compile_some`]) has got; the host keeps it
+/// between ticks, so the policy stays immutable.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaCursor(usize);
+
+impl Policy {
+    /// The API's name: a label in stats, problems and events.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether violations are answered (`enforce`) or only recorded (`monitor`).
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// How many path templates the router holds.
+    pub fn templates(&self) -> usize {
+        self.router.len()
+    }
+
+    /// Security schemes the document declares but the policy does not configure: no
+    /// operation may use them, so `apiguard check` warns about each.
+    pub fn unconfigured_schemes(&self) -> impl Iterator<Item = &str> {
+        self.security.unconfigured_schemes()
+    }
+
+    /// An empty key ring for this policy's token checks: what a filter root owns.
+    pub fn key_ring(&self) -> KeyRing {
+        KeyRing::new(&self.security)
+    }
+
+    /// Compiles the plugin configuration Envoy hands over: a serialised
+    /// `google.protobuf.Struct`, or JSON or YAML text (a `StringValue`).
+    pub fn compile(configuration: impl Into<Vec<u8>>) -> Result<Policy, PolicyError> {
+        Policy::compile_from(configuration, PLUGIN_CONFIGURATION)
+    }
+
+    /// Compiles a bundled policy, naming `origin` in errors.
+    ///
+    /// The configuration is taken by value so that, once turned into JSON text, its bytes
+    /// are freed before anything is compiled: a VM's linear memory never shrinks, so its
+    /// size is the compile's peak, and a large API's configuration is megabytes.
+    pub fn compile_from(
+        configuration: impl Into<Vec<u8>>,
+        origin: &str,
+    ) -> Result<Policy, PolicyError> {
+        let configuration = configuration.into();
+        let configuration_hash = hash64(&configuration);
+        let json = json_text(configuration, origin)?;
+        let config: PolicyConfig<'_> = parse_json(&json, origin)?;
+        let name = config.name;
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(PolicyError::Invalid {
+                at: Location::new(origin, "/name"),
+                message: "`name` must be 1 to 64 characters of A-Z a-z 0-9 . _ -".to_owned(),
+            });
+        }
+        let source = config.openapi;
+        if source.file.is_some() {
+            return Err(PolicyError::Invalid {
+                at: Location::new(origin, "/openapi/file"),
+                message: "a plugin inside Envoy cannot read files: inline the document with \
+                          `apiguard bundle <policy.yaml>` and use its output as the plugin \
+                          configuration"
+                    .to_owned(),
+            });
+        }
+        let Some(raw) = source.document else {
+            return Err(PolicyError::Shape {
+                at: Location::new(origin, "/openapi"),
+                message: "missing `document` (or `file`, resolved by `apiguard bundle`)".to_owned(),
+            });
+        };
+        let doc_origin = source
+            .source
+            .unwrap_or_else(|| format!("{origin} /openapi/document"));
+        let document = parse_document(raw.get(), &doc_origin)?;
+        let Some(version) = document.version() else {
+            return Err(PolicyError::Invalid {
+                at: Location::new(&doc_origin, "/openapi"),
+                message: format!(
+                    "OpenAPI version `{}` is not supported: apiguard reads 3.0.x and 3.1.x \
+                     (convert Swagger 2.0 documents first)",
+                    document.openapi
+                ),
+            });
+        };
+        let events = EventSettings::new(
+            &name,
+            configuration_hash,
+            &config.events,
+            document.info.owner.as_ref(),
+        );
+        let Document {
+            paths,
+            servers,
+            mut components,
+            security: document_security,
+            ..
+        } = document;
+        let mut security = Security::compile(
+            config.security,
+            &components.security_schemes,
+            origin,
+            &doc_origin,
+        )?;
+        let component_schemas = std::mem::take(&mut components.schemas);
+        let schemas = SchemaSet::new(version, component_schemas, &doc_origin);
+        let settings = contract::Settings {
+            origin: &doc_origin,
+            mode: match config.mode {
+                Mode::Enforce => OperationMode::Enforce,
+                Mode::Monitor => OperationMode::Monitor,
+            },
+            strict: config.strict,
+            overrides: &config.operations,
+            components: &components,
+            schemas: &schemas,
+        };
+        let mut operations = Vec::new();
+        let mut used = BTreeSet::new();
+        let router = Router::build(&paths, &servers, &doc_origin, &mut |site| {
+            let key = format!("{} {}", site.method.as_str(), site.template);
+            let operation_id = site.operation.operation_id.clone();
+            used.extend(operation_id.iter().cloned().chain([key]));
+            let requirement = site.operation.security.as_ref();
+            security.add_operation(
+                requirement.or(document_security.as_ref()),
+                &site.pointer,
+                &doc_origin,
+            )?;
+            operations.push(CompiledOperation {
+                method: site.method,
+                template: site.template.to_owned(),
+                operation_id,
+                contract: contract::compile(site, &settings)?,
+            });
+            Ok(operations.len() - 1)
+        })?;
+        if let Some(unknown) = config.operations.keys().find(|k| !used.contains(*k)) {
+            return Err(PolicyError::Invalid {
+                at: Location::new(origin, format!("/operations/{}", pointer_token(unknown))),
+                message: "names no operation of the document: use an operationId or \
+                          `METHOD /template` as written in the document"
+                    .to_owned(),
+            });
+        }
+        let find = |name: &str| {
+            operations.iter().position(|op| {
+                op.operation_id.as_deref() == Some(name)
+                    || format!("{} {}", op.method.as_str(), op.template) == name
+            })
+        };
+        let abuse = config
+            .abuse
+            .as_ref()
+            .map(|abuse| Abuse::compile(abuse, &name, &operations, &find, origin))
+            .transpose()?;
+        let policy = Policy {
+            abuse,
+            name,
+            mode: config.mode,
+            router,
+            limits: config.limits,
+            responses: config.responses,
+            stats: config.stats,
+            operations,
+            schemas,
+            compilation: config.schemas,
+            security,
+            events,
+        };
+        if config.schemas == SchemaCompilation::Eager {
+            policy.compile_reachable_schemas()?;
+        }
+        Ok(policy)
+    }
+
+    /// Compiles every schema now, reporting the first that does not compile. What
+    /// `apiguard check` does always, so that a lazy policy's schemas, and those this
+    /// policy never uses, are checked before it is deployed.
+    pub fn compile_schemas(&self) -> Result<(), PolicyError> {
+        self.operations
+            .iter()
+            .flat_map(|op| op.contract.schemas(true))
+            .try_for_each(|schema| schema.compile(&self.schemas).map(drop))
+    }
+
+    /// What `schemas: eager` compiles at configure time: the schemas a request or response
+    /// can reach.
+    fn compile_reachable_schemas(&self) -> Result<(), PolicyError> {
+        (self.reachable_schemas()).try_for_each(|schema| schema.compile(&self.schemas).map(drop))
+    }
+
+    /// The schemas a request or response can reach, in a fixed order. Those of operations
+    /// in `mode: off`, and response schemas when responses are not checked, are never
+    /// used; compiling them anyway cost GitHub's API (`make bench`) most of its configure
+    /// time and about 110 MiB of the VM's memory.
+    fn reachable_schemas(&self) -> impl Iterator<Item = &Schema> {
+        let responses = self.responses.mode != OperationMode::Off;
+        self.operations
+            .iter()
+            .filter(|op| op.contract.mode != OperationMode::Off)
+            .flat_map(move |op| op.contract.schemas(responses))
+    }
+
+    /// Whether the schemas are left to compile after configure (`schemas: lazy`).
+    pub fn schemas_are_lazy(&self) -> bool {
+        self.compilation == SchemaCompilation::Lazy
+    }
+
+    /// With `schemas: lazy`, compiles the reachable schemas in the background: from
+    /// `cursor` on, while `more()` allows (the host's time budget for one tick). Returns
+    /// where to go on from, `None` once every schema is compiled, and the schemas that do
+    /// not compile (their values fail closed, `body.schema` or `param.invalid`). A schema a
+    /// request needed first was compiled then, and costs nothing here.
+    pub fn compile_some(
+        &self,
+        cursor: SchemaCursor,
+        mut more: impl FnMut() -> bool,
+    ) -> (Option<SchemaCursor>, Vec<PolicyError>) {
+        let mut failed = Vec::new();
+        for (at, schema) in (cursor.0..).zip(self.reachable_schemas().skip(cursor.0)) {
+            if !more() {
+                return (Some(SchemaCursor(at)), failed);
+            }
+            if let Err(error) = schema.compile(&self.schemas) {
+                failed.push(error);
+            }
+        }
+        (None, failed)
+    }
+}
+
+/// The document is inlined either as an object or as JSON/YAML text in a string.
+fn parse_document(raw: &str, origin: &str) -> Result<Document, PolicyError> {
+    if raw.starts_with('"') {
+        let text: String = parse_json(raw, origin)?;
+        parse_text(&text, origin)
+    } else {
+        parse_json(raw, origin)
+    }
+}
+
+/// The configuration as JSON text, whatever form it came in, so the document inside can be
+/// borrowed from one representation. JSON text is taken over without a copy.
+fn json_text(configuration: Vec<u8>, origin: &str) -> Result<String, PolicyError> {
+    let syntax = |message: String| PolicyError::Syntax {
+        at: Location::new(origin, ""),
+        message,
+    };
+    if let Some(transcoded) = structpb::to_json_if_struct(&configuration) {
+        return transcoded.map_err(syntax);
+    }
+    let text = String::from_utf8(configuration).map_err(|e| syntax(format!("not UTF-8: {e}")))?;
+    if text.trim_start().starts_with('{') {
+        return Ok(text);
+    }
+    let value: serde_json::Value = parse_text(&text, origin)?;
+    Ok(value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::Method;
+    use crate::request::RequestHead;
+    use crate::verdict::{Action, RuleId};
+
+    const DOC: &str = r#"{"openapi": "3.0.3", "servers": [{"url": "/v1"}],
+        "paths": {"/pets": {"get": {"operationId": "listPets"}, "post": {}},
+                  "/pets/{id}": {"get": {"operationId": "showPet"}}}}"#;
+
+    fn policy(mode: &str, document: &str) -> Result<Policy, PolicyError> {
+        let config = format!(
+            r#"{{"name": "pets", "mode": "{mode}", "openapi": {{"document": {document}}}}}"#
+        );
+        Policy::compile(config.as_bytes())
+    }
+
+    fn head<'a>(method: &'a str, path: &'a [u8]) -> RequestHead<'a> {
+        RequestHead {
+            method: method.as_bytes(),
+            path,
+            headers: &[],
+            has_body: false,
+        }
+    }
+
+    fn verdict(policy: &Policy, method: &str, path: &str) -> (Action, Option<RuleId>) {
+        let (v, _) = policy.inspect(&head(method, path.as_bytes()));
+        (v.action, v.rule())
+    }
+
+    #[test]
+    fn enforce_blocks_and_allows() {
+        let p = policy("enforce", DOC).unwrap();
+        assert_eq!(verdict(&p, "GET", "/v1/pets"), (Action::Allow, None));
+        assert_eq!(
+            verdict(&p, "GET", "/v1/cats"),
+            (Action::Block, Some(RuleId::UnknownPath))
+        );
+        assert_eq!(
+            verdict(&p, "DELETE", "/v1/pets"),
+            (Action::Block, Some(RuleId::MethodNotAllowed))
+        );
+        assert_eq!(
+            verdict(&p, "get", "/v1/pets"),
+            (Action::Block, Some(RuleId::MethodNotAllowed)),
+            "methods are case-sensitive"
+        );
+        assert_eq!(
+            verdict(&p, "GET", "/v1/pets/%2e%2e"),
+            (Action::Block, Some(RuleId::DotSegment))
+        );
+    }
+
+    #[test]
+    fn allowed_verdict_names_the_operation() {
+        let p = policy("enforce", DOC).unwrap();
+        let (v, _) = p.inspect(&head("GET", b"/v1/pets/7"));
+        let op = v.operation.unwrap();
+        assert_eq!(
+            (op.method, op.template, op.operation_id),
+            (Method::Get, "/pets/{id}", Some("showPet"))
+        );
+    }
+
+    #[test]
+    fn method_not_allowed_carries_the_allow_list() {
+        let p = policy("enforce", DOC).unwrap();
+        let (v, _) = p.inspect(&head("PUT", b"/v1/pets"));
+        assert_eq!(v.allowed, Some(("/pets", vec![Method::Get, Method::Post])));
+    }
+
+    #[test]
+    fn monitor_lets_everything_through_but_keeps_the_rule() {
+        let p = policy("monitor", DOC).unwrap();
+        assert_eq!(
+            verdict(&p, "GET", "/v1/cats"),
+            (Action::Monitor, Some(RuleId::UnknownPath))
+        );
+        assert_eq!(verdict(&p, "GET", "/v1/pets"), (Action::Allow, None));
+    }
+
+    #[test]
+    fn the_document_may_be_yaml_text() {
+        let yaml = serde_json::to_string("openapi: 3.1.0\npaths:\n  /a:\n    get: {}\n").unwrap();
+        let p = policy("enforce", &yaml).unwrap();
+        assert_eq!(verdict(&p, "GET", "/a"), (Action::Allow, None));
+    }
+
+    #[test]
+    fn the_configuration_may_be_yaml_text() {
+        let p = Policy::compile(
+            b"name: a\nopenapi:\n  document:\n    openapi: 3.0.0\n    paths: {/a: {get: {}}}\n",
+        )
+        .unwrap();
+        assert_eq!((p.name.as_str(), p.mode), ("a", Mode::Enforce));
+    }
+
+    fn error(config: &str) -> PolicyError {
+        Policy::compile(config.as_bytes()).expect_err("the policy should be refused")
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_pointer() {
+        let e =
+            error(r#"{"name": "a", "mode": "enforce", "openapi": {"document": {}, "fil": "x"}}"#);
+        assert!(matches!(e, PolicyError::Shape { .. }), "{e}");
+        assert_eq!(e.location().unwrap().pointer, "/openapi/fil");
+        let e = error(r#"{"name": "a", "mood": "monitor", "openapi": {}}"#);
+        assert_eq!(e.location().unwrap().pointer, "/mood");
+        assert!(e.to_string().contains("unknown field `mood`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_pointer() {
+        let e = error(r#"{"name": "a", "mode": "audit", "openapi": {"document": {}}}"#);
+        assert_eq!(e.location().unwrap().pointer, "/mode");
+        let e = error(r#"{"name": "a b", "openapi": {"document": {"openapi": "3.0.0"}}}"#);
+        assert_eq!(e.location().unwrap().pointer, "/name");
+    }
+
+    #[test]
+    fn unsupported_versions_are_refused() {
+        for doc in [r#"{"openapi": "2.0"}"#, r#"{"openapi": "3.2.0"}"#] {
+            let e = policy("enforce", doc).unwrap_err();
+            assert!(e.to_string().contains("not supported"), "{e}");
+            assert_eq!(e.location().unwrap().pointer, "/openapi");
+        }
+        let e = policy("enforce", r#"{"swagger": "2.0", "paths": {}}"#).unwrap_err();
+        assert!(e.to_string().contains("missing field `openapi`"), "{e}");
+    }
+
+    #[test]
+    fn a_file_reference_says_how_to_inline_it() {
+        let e = error(r#"{"name": "a", "openapi": {"file": "api.yaml"}}"#);
+        assert!(e.to_string().contains("apiguard bundle"), "{e}");
+    }
+
+    #[test]
+    fn document_errors_name_the_source_file() {
+        let e = error(
+            r#"{"name": "a", "openapi": {"source": "api.yaml", "document": {"openapi": "3.0.0", "paths": {"x": {"get": {}}}}}}"#,
+        );
+        assert_eq!(e.to_string().split(" at ").next(), Some("api.yaml"));
+        assert_eq!(e.location().unwrap().pointer, "/paths/x");
+    }
+
+    #[test]
+    fn unparsable_input_is_a_syntax_error_with_a_line() {
+        let e = error("name: [unclosed\nopenapi: {}\n");
+        assert!(matches!(e, PolicyError::Syntax { .. }), "{e}");
+        assert!(e.location().unwrap().line_column.is_some(), "{e}");
+        let e = error("{\"name\": ");
+        assert!(matches!(e, PolicyError::Syntax { .. }), "{e}");
+        assert!(matches!(error("\u{0}\u{ff}"), PolicyError::Syntax { .. }));
+    }
+
+    #[test]
+    fn arbitrary_requests_never_panic() {
+        // Deterministic xorshift noise over the bytes that matter to the path parser,
+        // mixed with arbitrary ones, at lengths up to 4 KiB (Envoy caps headers at 60 KiB).
+        let p = policy("enforce", DOC).unwrap();
+        let alphabet = b"/%.2fFeE5cC\\?#0a{}~ \x00\x7f\xc3\xa9";
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 64) as usize + if next() % 100 == 0 { 4096 } else { 0 };
+            let path: Vec<u8> = (0..len)
+                .map(|_| match next() % 4 {
+                    0 => next() as u8,
+                    _ => alphabet[(next() % alphabet.len() as u64) as usize],
+                })
+                .collect();
+            let method: &[u8] = [&b"GET"[..], b"get", b"", b"\xff"][(next() % 4) as usize];
+            let (v, _) = p.inspect(&RequestHead {
+                method,
+                path: &path,
+                headers: &[],
+                has_body: false,
+            });
+            assert_eq!(v.rule().is_some(), v.action == Action::Block);
+        }
+    }
+
+    #[test]
+    fn arbitrary_configuration_bytes_never_panic() {
+        for bytes in [
+            &b"\n"[..],
+            b"\n\x05",
+            b"\n\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+            b"- a",
+            b"~",
+            b"",
+            b"null",
+            b"[]",
+        ] {
+            assert!(Policy::compile(bytes).is_err());
+        }
+    }
+
+    /// An unusable schema (an invalid `pattern`) in a response, and in an operation that
+    /// is `mode: off`: eager compilation refuses it only where it can be reached, while
+    /// `compile_schemas` (`apiguard check`) still reports it.
+    #[test]
+    fn eager_compiles_only_reachable_schemas() {
+        let broken = r#"{"type": "string", "pattern": "("}"#;
+        let document = format!(
+            r#"{{"openapi": "3.1.0", "paths": {{
+                "/a": {{"get": {{"responses": {{"200": {{"description": "ok",
+                    "content": {{"application/json": {{"schema": {broken}}}}}}}}}}}}},
+                "/b": {{"get": {{"operationId": "b", "parameters": [
+                    {{"name": "q", "in": "query", "schema": {broken}}}]}}}}}}}}"#
+        );
+        let compile = |responses: &str, b: &str| {
+            Policy::compile(
+                format!(
+                    r#"{{"name": "x", "responses": {{"mode": "{responses}"}},
+                        "operations": {{"b": {{"mode": "{b}"}}}},
+                        "openapi": {{"document": {document}}}}}"#
+                )
+                .as_bytes(),
+            )
+        };
+        let unused = compile("off", "off").unwrap();
+        assert!(unused.compile_schemas().is_err());
+        assert!(compile("monitor", "off").is_err());
+        assert!(compile("off", "enforce").is_err());
+    }
+}
