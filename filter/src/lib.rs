@@ -42,6 +42,9 @@ mod settings;
 mod structpb;
 mod verdict;
 
+#[cfg(test)]
+mod testkit;
+
 #[cfg(target_arch = "wasm32")]
 mod host;
 

@@ -135,6 +135,7 @@ pub struct Identity {
     pub remove_cookies: Vec<String>,
 }
 
+/// The values of one header, in order; names are lowercase in Envoy.
 pub(crate) fn header_values<'h>(
     headers: &'h [(&'h str, &'h str)],
     name: &'h str,

@@ -70,7 +70,7 @@ impl SlotSecret {
     pub const KEY: &'static str = "apiguard.slot_secret";
 
     /// A secret of these bytes (random ones: the host draws them once per process).
-    pub fn new(bytes: [u8; SlotSecret::BYTES]) -> SlotSecret {
+    pub const fn new(bytes: [u8; SlotSecret::BYTES]) -> SlotSecret {
         SlotSecret(bytes)
     }
 
@@ -336,11 +336,9 @@ impl SharedStore for MemoryStore {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// A fixed secret, for tests that need fingerprints but not their secrecy.
-    pub(crate) const SECRET: SlotSecret = SlotSecret([7; SlotSecret::BYTES]);
+    use crate::testkit::SECRET;
 
     fn client(i: usize) -> Vec<u8> {
         format!("10.0.{}.{}", i / 256, i % 256).into_bytes()

@@ -1,19 +1,15 @@
 use serde_json::json;
 
 use super::*;
-use crate::abuse::slots::tests::SECRET;
 use crate::abuse::slots::MemoryStore;
 use crate::policy::Policy;
-
-const SECOND: u64 = 1_000_000_000;
-const T0: u64 = 1_700_000_000 * SECOND;
+use crate::testkit::{try_policy, SECOND, SECRET, T0};
 
 fn policy(abuse: serde_json::Value) -> Result<Policy, PolicyError> {
     let document = json!({"openapi": "3.1.0", "paths": {
         "/a": {"get": {"operationId": "getA"}, "post": {"operationId": "postA"}},
         "/b": {"get": {"operationId": "getB"}}}});
-    let config = json!({"name": "api", "abuse": abuse, "openapi": {"document": document}});
-    Policy::compile(config.to_string().as_bytes())
+    try_policy("api", document, json!({"abuse": abuse}))
 }
 
 fn abuse(config: serde_json::Value) -> Abuse {

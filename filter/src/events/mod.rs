@@ -433,12 +433,7 @@ mod tests {
     #[test]
     fn a_blocked_verdict_becomes_an_event_with_every_field() {
         let policy = Policy::compile(POLICY.as_bytes()).unwrap();
-        let (verdict, _) = policy.inspect(&RequestHead {
-            method: b"DELETE",
-            path: b"/pets",
-            headers: &[],
-            has_body: false,
-        });
+        let (verdict, _) = policy.inspect(&RequestHead::new("DELETE", "/pets"));
         let event = Event::from_verdict(&policy.events, &verdict, &context("/pets")).unwrap();
         assert_eq!(event.rule, "route.method_not_allowed");
         assert_eq!(event.action, EventAction::Blocked);
@@ -462,12 +457,7 @@ mod tests {
     #[test]
     fn a_clean_verdict_is_no_event() {
         let policy = Policy::compile(POLICY.as_bytes()).unwrap();
-        let (verdict, _) = policy.inspect(&RequestHead {
-            method: b"GET",
-            path: b"/pets",
-            headers: &[],
-            has_body: false,
-        });
+        let (verdict, _) = policy.inspect(&RequestHead::get("/pets"));
         assert_eq!(
             Event::from_verdict(&policy.events, &verdict, &context("/pets")),
             None
@@ -478,12 +468,7 @@ mod tests {
     fn the_query_stays_out_of_the_event() {
         let policy = Policy::compile(POLICY.as_bytes()).unwrap();
         let target = "/pets?api_key=secret";
-        let (verdict, _) = policy.inspect(&RequestHead {
-            method: b"DELETE",
-            path: target.as_bytes(),
-            headers: &[],
-            has_body: false,
-        });
+        let (verdict, _) = policy.inspect(&RequestHead::new("DELETE", target));
         let event = Event::from_verdict(&policy.events, &verdict, &context(target)).unwrap();
         assert_eq!(event.request.unwrap().path.as_deref(), Some("/pets"));
     }
@@ -534,12 +519,7 @@ mod tests {
     fn long_paths_are_cut_on_a_character_boundary() {
         let policy = Policy::compile(POLICY.as_bytes()).unwrap();
         let path = format!("/{}", "é".repeat(2 * MAX_PATH_CHARS));
-        let (verdict, _) = policy.inspect(&RequestHead {
-            method: b"GET",
-            path: path.as_bytes(),
-            headers: &[],
-            has_body: false,
-        });
+        let (verdict, _) = policy.inspect(&RequestHead::get(&path));
         let event = Event::from_verdict(&policy.events, &verdict, &context(&path)).unwrap();
         let cut = event.request.unwrap().path.unwrap();
         assert_eq!(cut.chars().count(), MAX_PATH_CHARS + 1);

@@ -408,10 +408,8 @@ impl Exchange {
         if let Some(verdict) = policy.inspect_body_start(check, size) {
             self.request_body = None;
             let step = Step::new(input);
-            return match self.apply(&policy, &step, &verdict, Phase::RequestEnd) {
-                Some(reply) => Next::Reply(reply),
-                None => Next::GO,
-            };
+            let reply = self.apply(&policy, &step, &verdict, Phase::RequestEnd);
+            return reply.map_or(Next::GO, Next::Reply);
         }
         Next::more_or_read(size, end_of_stream)
     }
@@ -429,10 +427,8 @@ impl Exchange {
         let policy = Rc::clone(&self.policy);
         let mut verdict = policy.inspect_body(&check, bytes);
         policy.inspect_body_anomalies(&check, bytes, &mut verdict);
-        match self.apply(&policy, &Step::new(input), &verdict, Phase::RequestEnd) {
-            Some(reply) => Next::Reply(reply),
-            None => Next::GO,
-        }
+        let reply = self.apply(&policy, &Step::new(input), &verdict, Phase::RequestEnd);
+        reply.map_or(Next::GO, Next::Reply)
     }
 
     /// Whether [`Exchange::response_headers`] reads the headers it is given: a host may

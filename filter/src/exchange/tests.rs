@@ -5,12 +5,8 @@ use serde_json::{json, Value};
 use sha2::Digest;
 
 use super::*;
-use crate::abuse::slots::tests::SECRET;
-use crate::abuse::slots::MemoryStore;
 use crate::events::{EventAction, QUARANTINE_STARTED, REDACTED};
-
-const SECOND: u64 = 1_000_000_000;
-const T0: u64 = 1_700_000_000 * SECOND;
+use crate::testkit::{self, exchange, input, T0};
 
 fn policy(extra: Value) -> Rc<Policy> {
     let document = json!({
@@ -24,25 +20,7 @@ fn policy(extra: Value) -> Rc<Policy> {
                     "type": "object", "properties": {"name": {"type": "string"}}}}}}}}}
         }
     });
-    let mut config = json!({"name": "users", "openapi": {"document": document}});
-    if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
-        config.extend(extra.clone());
-    }
-    Rc::new(Policy::compile(config.to_string().as_bytes()).unwrap())
-}
-
-fn exchange(policy: &Rc<Policy>) -> Exchange {
-    let ring = Rc::new(KeyRing::new(&policy.security));
-    Exchange::new(Rc::clone(policy), ring)
-}
-
-fn input() -> Values<MemoryStore> {
-    Values {
-        now: T0,
-        downstream: Some("192.0.2.7:5678".to_owned()),
-        store: MemoryStore::default(),
-        secret: SECRET,
-    }
+    Rc::new(testkit::policy("users", document, extra))
 }
 
 fn head(method: &str, path: &str, extra: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {

@@ -685,13 +685,13 @@ fn lone_scalar(shape: &Shape, value: &Value) -> Option<Value> {
     }
 }
 
-/// The values of one header, in order; names are lowercase in Envoy.
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
     use crate::policy::SchemaCursor;
+    use crate::testkit;
     use crate::verdict::Action;
 
     /// A small 3.0 contract touching every check, with the policy settings in `extra`.
@@ -736,11 +736,7 @@ mod tests {
                 "properties": {"id": {"type": "integer", "readOnly": true}, "name": {"type": "string"}, "count": {"type": "integer"}}
             }}}
         });
-        let mut config = json!({"name": "items", "openapi": {"document": document}});
-        if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
-            config.extend(extra.clone());
-        }
-        Policy::compile(config.to_string().as_bytes()).unwrap()
+        testkit::policy("items", document, extra)
     }
 
     /// Inspects a request, body included, and returns every (rule, enforced) found.
@@ -751,12 +747,8 @@ mod tests {
         headers: &[(&str, &str)],
         body: Option<&str>,
     ) -> (Action, Vec<(String, bool)>) {
-        let (head, check) = policy.inspect(&RequestHead {
-            method: method.as_bytes(),
-            path: target.as_bytes(),
-            headers,
-            has_body: body.is_some(),
-        });
+        let request = RequestHead::new(method, target).headers(headers);
+        let (head, check) = policy.inspect(&request.with_body(body.is_some()));
         let mut violations = head.violations.clone();
         let mut action = head.action;
         if let (Some(check), Some(body), false) = (check, body, action == Action::Block) {
@@ -857,20 +849,10 @@ mod tests {
         assert_eq!(budget("-527212089351644756574208"), (Action::Allow, vec![]));
         assert_eq!(rules(&budget("5e23")), ["params.invalid"]);
         // Bounds still hold, compared on the right side of the exact value.
-        let (verdict, _) = p.inspect(&RequestHead {
-            method: b"GET",
-            path: b"/items?limit=527212089351644756574208",
-            headers: &[],
-            has_body: false,
-        });
+        let (verdict, _) = p.inspect(&RequestHead::get("/items?limit=527212089351644756574208"));
         let reasons: Vec<&str> = verdict.violations.iter().map(|v| &*v.reason).collect();
         assert_eq!(reasons, ["must be at most 50"]);
-        let (verdict, _) = p.inspect(&RequestHead {
-            method: b"GET",
-            path: b"/items/-9223372036854775809",
-            headers: &[],
-            has_body: false,
-        });
+        let (verdict, _) = p.inspect(&RequestHead::get("/items/-9223372036854775809"));
         let reasons: Vec<&str> = verdict.violations.iter().map(|v| &*v.reason).collect();
         assert_eq!(reasons, ["must be at least 1"]);
     }
@@ -966,12 +948,7 @@ mod tests {
     #[test]
     fn violations_name_the_parameter_and_never_the_value() {
         let p = policy(json!({}));
-        let (verdict, _) = p.inspect(&RequestHead {
-            method: b"GET",
-            path: b"/items?limit=%3Cscript%3E",
-            headers: &[],
-            has_body: false,
-        });
+        let (verdict, _) = p.inspect(&RequestHead::get("/items?limit=%3Cscript%3E"));
         let v = &verdict.violations[0];
         assert_eq!(
             (v.location, v.name.as_deref()),
@@ -1236,12 +1213,11 @@ mod tests {
     #[test]
     fn body_errors_point_into_the_body() {
         let p = policy(json!({}));
-        let (_, check) = p.inspect(&RequestHead {
-            method: b"POST",
-            path: b"/items",
-            headers: JSON,
-            has_body: true,
-        });
+        let (_, check) = p.inspect(
+            &RequestHead::new("POST", "/items")
+                .headers(JSON)
+                .with_body(true),
+        );
         let verdict = p.inspect_body(&check.unwrap(), br#"{"name": 5}"#);
         let v = &verdict.violations[0];
         assert_eq!(
@@ -1257,12 +1233,11 @@ mod tests {
             ("content-type", "application/json"),
             ("content-length", "11"),
         ][..];
-        let (verdict, check) = p.inspect(&RequestHead {
-            method: b"POST",
-            path: b"/items",
-            headers: big,
-            has_body: true,
-        });
+        let (verdict, check) = p.inspect(
+            &RequestHead::new("POST", "/items")
+                .headers(big)
+                .with_body(true),
+        );
         assert_eq!((verdict.rule(), check), (Some(RuleId::BodyTooLarge), None));
         assert_eq!(problem_status(&verdict), 413);
         assert_eq!(
@@ -1273,16 +1248,13 @@ mod tests {
 
     /// The rules of a head announcing a body, and of that body once it has `size` bytes.
     fn body_start(p: &Policy, method: &str, headers: &[(&str, &str)], size: usize) -> String {
-        let (head, check) = p.inspect(&RequestHead {
-            method: method.as_bytes(),
-            path: if method == "GET" {
-                &b"/items?limit=1"[..]
-            } else {
-                b"/items"
-            },
-            headers,
-            has_body: true,
-        });
+        let target = if method == "GET" {
+            "/items?limit=1"
+        } else {
+            "/items"
+        };
+        let request = RequestHead::new(method, target).headers(headers);
+        let (head, check) = p.inspect(&request.with_body(true));
         let settled = check.and_then(|check| p.inspect_body_start(&check, size));
         let mut found: Vec<&str> = head.violations.iter().map(|v| v.rule.as_str()).collect();
         if let Some(verdict) = &settled {
@@ -1338,12 +1310,11 @@ mod tests {
             "refused with the head when Content-Length announces a body"
         );
         let octets = &[("content-type", "application/octet-stream")][..];
-        let (_, check) = p.inspect(&RequestHead {
-            method: b"PUT",
-            path: b"/items/1",
-            headers: octets,
-            has_body: true,
-        });
+        let (_, check) = p.inspect(
+            &RequestHead::new("PUT", "/items/1")
+                .headers(octets)
+                .with_body(true),
+        );
         let settled = p.inspect_body_start(&check.unwrap(), 1).unwrap();
         assert_eq!(
             (settled.action, settled.violations.len()),

@@ -337,17 +337,8 @@ mod tests {
         Policy::compile(config.as_bytes())
     }
 
-    fn head<'a>(method: &'a str, path: &'a [u8]) -> RequestHead<'a> {
-        RequestHead {
-            method: method.as_bytes(),
-            path,
-            headers: &[],
-            has_body: false,
-        }
-    }
-
     fn verdict(policy: &Policy, method: &str, path: &str) -> (Action, Option<RuleId>) {
-        let (v, _) = policy.inspect(&head(method, path.as_bytes()));
+        let (v, _) = policy.inspect(&RequestHead::new(method, path));
         (v.action, v.rule())
     }
 
@@ -377,7 +368,7 @@ mod tests {
     #[test]
     fn allowed_verdict_names_the_operation() {
         let p = policy("enforce", DOC).unwrap();
-        let (v, _) = p.inspect(&head("GET", b"/v1/pets/7"));
+        let (v, _) = p.inspect(&RequestHead::get("/v1/pets/7"));
         let op = v.operation.unwrap();
         assert_eq!(
             (op.method, op.template, op.operation_id),
@@ -388,7 +379,7 @@ mod tests {
     #[test]
     fn method_not_allowed_carries_the_allow_list() {
         let p = policy("enforce", DOC).unwrap();
-        let (v, _) = p.inspect(&head("PUT", b"/v1/pets"));
+        let (v, _) = p.inspect(&RequestHead::new("PUT", "/v1/pets"));
         assert_eq!(v.allowed, Some(("/pets", vec![Method::Get, Method::Post])));
     }
 

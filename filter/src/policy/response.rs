@@ -256,6 +256,7 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
+    use crate::testkit;
     use crate::verdict::Action;
 
     fn policy(responses: Value) -> Policy {
@@ -279,8 +280,11 @@ mod tests {
                 }}
             }}
         });
-        let config = json!({"name": "users", "responses": responses, "limits": limits, "openapi": {"document": document}});
-        Policy::compile(config.to_string().as_bytes()).unwrap()
+        testkit::policy(
+            "users",
+            document,
+            json!({"responses": responses, "limits": limits}),
+        )
     }
 
     const JSON: &[(&str, &str)] = &[("content-type", "application/json")];

@@ -19,6 +19,7 @@ use super::jwt::{self, TokenError};
 use crate::policy::Policy;
 use crate::problem;
 use crate::request::RequestHead;
+use crate::testkit;
 use crate::verdict::{Action, RuleId};
 
 fn b64(bytes: &[u8]) -> String {
@@ -157,25 +158,21 @@ fn key_hash() -> String {
 }
 
 fn policy_with(security: Value) -> Policy {
-    let config = json!({
-        "name": "shop",
-        "security": security,
-        "openapi": {"document": {
-            "openapi": "3.0.3",
-            "security": [{"jwt": ["read"]}],
-            "components": {"securitySchemes": {
-                "jwt": {"type": "http", "scheme": "bearer"},
-                "key": {"type": "apiKey", "in": "header", "name": "X-Api-Key"}
-            }},
-            "paths": {
-                "/pets": {"get": {}},
-                "/admin": {"get": {"security": [{"jwt": ["admin"]}]}},
-                "/open": {"get": {"security": []}},
-                "/either": {"get": {"security": [{"jwt": []}, {"key": ["stock"]}]}}
-            }
-        }}
+    let document = json!({
+        "openapi": "3.0.3",
+        "security": [{"jwt": ["read"]}],
+        "components": {"securitySchemes": {
+            "jwt": {"type": "http", "scheme": "bearer"},
+            "key": {"type": "apiKey", "in": "header", "name": "X-Api-Key"}
+        }},
+        "paths": {
+            "/pets": {"get": {}},
+            "/admin": {"get": {"security": [{"jwt": ["admin"]}]}},
+            "/open": {"get": {"security": []}},
+            "/either": {"get": {"security": [{"jwt": []}, {"key": ["stock"]}]}}
+        }
     });
-    Policy::compile(config.to_string().as_bytes()).unwrap()
+    testkit::policy("shop", document, json!({"security": security}))
 }
 
 fn policy() -> Policy {
@@ -198,7 +195,7 @@ fn check(
     headers: &[(&str, &str)],
     now: u64,
 ) -> Result<Option<super::Identity>, RuleId> {
-    check_with(&KeyRing::new(&policy.security), policy, path, headers, now)
+    check_with(&policy.key_ring(), policy, path, headers, now)
 }
 
 /// [`check`] with what the token checks learnt so far (fetched keys, cached tokens).
@@ -209,12 +206,7 @@ fn check_with(
     headers: &[(&str, &str)],
     now: u64,
 ) -> Result<Option<super::Identity>, RuleId> {
-    let head = RequestHead {
-        method: b"GET",
-        path: path.as_bytes(),
-        headers,
-        has_body: false,
-    };
+    let head = RequestHead::get(path).headers(headers);
     let (verdict, _) = policy.inspect(&head);
     let op = verdict.operation.map(|o| o.id).unwrap();
     policy
@@ -272,20 +264,10 @@ fn the_whole_inspection_allows_a_valid_token_and_names_the_identity() {
     c["exp"] = json!(u32::MAX);
     c["iat"] = json!(1);
     let auth = bearer(&sign("ES256", "p256", &c));
-    let (v, _) = p.inspect(&RequestHead {
-        method: b"GET",
-        path: b"/pets",
-        headers: &[("authorization", &auth)],
-        has_body: false,
-    });
+    let (v, _) = p.inspect(&RequestHead::get("/pets").headers(&[("authorization", &auth)]));
     assert_eq!(v.action, Action::Allow, "{v:?}");
     assert_eq!(v.identity.unwrap().scopes, vec!["read", "write"]);
-    let (v, _) = p.inspect(&RequestHead {
-        method: b"GET",
-        path: b"/pets",
-        headers: &[],
-        has_body: false,
-    });
+    let (v, _) = p.inspect(&RequestHead::get("/pets"));
     assert_eq!(
         (v.action, v.rule()),
         (Action::Block, Some(RuleId::AuthMissing))
@@ -505,7 +487,7 @@ fn underscore_twins_of_managed_headers_reach_the_upstream() {
 #[test]
 fn verified_tokens_are_cached_but_time_is_checked_on_every_hit() {
     let p = policy();
-    let ring = KeyRing::new(&p.security);
+    let ring = p.key_ring();
     let auth = bearer(&sign("RS256", "rsa", &claims()));
     assert_eq!(ring.cached_tokens(), 0);
     assert!(check_with(&ring, &p, "/pets", &[("authorization", &auth)], NOW).is_ok());
@@ -525,7 +507,7 @@ fn remote_keys_are_unavailable_until_installed() {
         "remote_jwks": {"http_uri": {"uri": "http://idp.test/jwks.json", "cluster": "idp"},
                         "cache_duration": "30s"}
     }}, "api_keys": {"key": []}}));
-    let ring = KeyRing::new(&p.security);
+    let ring = p.key_ring();
     let remote = p.security.providers[0].remote.clone().unwrap();
     assert_eq!(
         (
@@ -568,12 +550,7 @@ fn keys_unavailable_can_be_configured_to_let_requests_through() {
         "remote_jwks": {"http_uri": {"uri": "http://idp.test/jwks", "cluster": "idp"}}
     }}, "api_keys": {"key": []}}));
     let auth = bearer(&sign("ES256", "p256", &claims()));
-    let (v, _) = p.inspect(&RequestHead {
-        method: b"GET",
-        path: b"/pets",
-        headers: &[("authorization", &auth)],
-        has_body: false,
-    });
+    let (v, _) = p.inspect(&RequestHead::get("/pets").headers(&[("authorization", &auth)]));
     assert_eq!(
         (v.action, v.rule()),
         (Action::Monitor, Some(RuleId::AuthKeysUnavailable))
@@ -730,12 +707,7 @@ fn an_off_operation_keeps_its_credentials_check_in_the_policy_mode() {
     };
     let inspect = |mode: &str| {
         let p = Policy::compile(config(mode).as_bytes()).unwrap();
-        let (v, _) = p.inspect(&RequestHead {
-            method: b"GET",
-            path: b"/a",
-            headers: &[],
-            has_body: false,
-        });
+        let (v, _) = p.inspect(&RequestHead::get("/a"));
         (v.action, v.rule())
     };
     assert_eq!(

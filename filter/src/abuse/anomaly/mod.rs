@@ -25,7 +25,7 @@ use crate::contract::body::{self, Field};
 use crate::contract::params;
 use crate::contract::percent::hex_value;
 use crate::contract::CompiledOperation;
-use crate::error::{Location, PolicyError};
+use crate::error::{pointer_token, Location, PolicyError};
 use crate::request::{Method, RequestHead};
 use crate::verdict::{sanitize, RuleId, Violation};
 use injection::Detector;
@@ -342,19 +342,19 @@ impl Anomaly {
             at: Location::new(origin, pointer),
             message,
         };
+        // A key of `checks` or `operations` that names nothing.
+        let unknown = |section: &str, key: &str, message: &str| {
+            let pointer = format!("/abuse/anomaly/{section}/{}", pointer_token(key));
+            invalid(pointer, message.to_owned())
+        };
         let mut actions = CHECKS.map(|(_, _, action)| action);
         for (rule, action) in &config.checks {
             let index = CHECKS
                 .iter()
                 .position(|(id, _, _)| id.as_str() == rule)
                 .ok_or_else(|| {
-                    invalid(
-                        format!(
-                            "/abuse/anomaly/checks/{}",
-                            crate::error::pointer_token(rule)
-                        ),
-                        "is not an anomaly rule id: see the README's anomaly table".to_owned(),
-                    )
+                    let message = "is not an anomaly rule id: see the README's anomaly table";
+                    unknown("checks", rule, message)
                 })?;
             if let Some(slot) = actions.get_mut(index) {
                 *slot = *action;
@@ -362,15 +362,8 @@ impl Anomaly {
         }
         let mut thresholds = vec![None; operations.len()];
         for (name, settings) in &config.operations {
-            let id = find(name).ok_or_else(|| {
-                invalid(
-                    format!(
-                        "/abuse/anomaly/operations/{}",
-                        crate::error::pointer_token(name)
-                    ),
-                    "names no operation of the document".to_owned(),
-                )
-            })?;
+            let id = find(name)
+                .ok_or_else(|| unknown("operations", name, "names no operation of the document"))?;
             if let Some(slot) = thresholds.get_mut(id) {
                 *slot = Some(settings.threshold);
             }

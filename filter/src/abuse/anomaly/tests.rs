@@ -5,13 +5,10 @@ use std::rc::Rc;
 
 use serde_json::json;
 
-use crate::abuse::slots::tests::SECRET;
-use crate::abuse::slots::MemoryStore;
 use crate::events::Finding;
-use crate::exchange::{Exchange, Values};
 use crate::policy::Policy;
 use crate::request::RequestHead;
-use crate::security::KeyRing;
+use crate::testkit;
 use crate::verdict::{Action, RuleId};
 
 fn policy(mode: &str, anomaly: serde_json::Value) -> Rc<Policy> {
@@ -38,9 +35,8 @@ fn policy_with(mode: &str, anomaly: serde_json::Value, limits: serde_json::Value
                 {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}]}}
         }
     });
-    let config = json!({"name": "users", "mode": mode, "abuse": {"anomaly": anomaly},
-                        "limits": limits, "openapi": {"document": document}});
-    Rc::new(Policy::compile(config.to_string().as_bytes()).unwrap())
+    let sections = json!({"mode": mode, "abuse": {"anomaly": anomaly}, "limits": limits});
+    Rc::new(testkit::policy("users", document, sections))
 }
 
 const UA: (&str, &str) = ("user-agent", "curl/8.5.0");
@@ -73,15 +69,12 @@ fn run(
     if let Some((content_type, _)) = body {
         all.push(("content-type", content_type));
     }
-    let input = Values {
-        now: 1_700_000_000_000_000_000,
-        downstream: Some("192.0.2.7:5678".to_owned()),
-        store: MemoryStore::default(),
-        secret: SECRET,
-    };
-    let ring = Rc::new(KeyRing::new(&p.security));
-    let mut exchange = Exchange::new(Rc::clone(p), ring);
-    exchange.request(&input, &all, body.map(|(_, bytes)| bytes.as_bytes()));
+    let mut exchange = testkit::exchange(p);
+    exchange.request(
+        &testkit::input(),
+        &all,
+        body.map(|(_, bytes)| bytes.as_bytes()),
+    );
     let outputs = exchange.take_outputs();
     let state = outputs.filter_state;
     Seen {
@@ -338,12 +331,9 @@ fn protocol_anomalies() {
                 authority| {
         let mut all: Vec<(&str, &str)> = if ua { vec![UA] } else { vec![] };
         all.extend_from_slice(headers);
-        let head = RequestHead {
-            method: method.as_bytes(),
-            path: target.as_bytes(),
-            headers: &all,
-            has_body,
-        };
+        let head = RequestHead::new(method, target)
+            .headers(&all)
+            .with_body(has_body);
         let (mut verdict, _) = p.inspect(&head);
         p.inspect_anomalies(&head, authority, &mut verdict);
         let rules = verdict.violations.iter().map(|v| v.rule);
@@ -495,12 +485,7 @@ fn scores_add_up_to_the_threshold_and_actions_are_per_check() {
     // Two notices (2 + 2) stay under 5; with an error (4) the request is blocked.
     let p = policy("enforce", json!({}));
     let (v, _) = {
-        let head = RequestHead {
-            method: b"GET",
-            path: b"/users?x=1&x=2",
-            headers: &[],
-            has_body: false,
-        };
+        let head = RequestHead::get("/users?x=1&x=2");
         let (mut v, c) = p.inspect(&head);
         p.inspect_anomalies(&head, Some("h"), &mut v);
         (v, c)
@@ -508,12 +493,7 @@ fn scores_add_up_to_the_threshold_and_actions_are_per_check() {
     assert_eq!(v.action, Action::Monitor, "{v:?}");
     assert!(v.violations.iter().all(|v| !v.enforced));
     let lowered = policy("enforce", json!({"threshold": 4}));
-    let head = RequestHead {
-        method: b"GET",
-        path: b"/users?x=1&x=2",
-        headers: &[],
-        has_body: false,
-    };
+    let head = RequestHead::get("/users?x=1&x=2");
     let (mut v, _) = lowered.inspect(&head);
     lowered.inspect_anomalies(&head, Some("h"), &mut v);
     assert_eq!(v.action, Action::Block);
