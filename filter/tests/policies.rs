@@ -1,7 +1,8 @@
 //! Policy conformance: every `policies/*/policy.yaml` compiles, and the `cases.yaml` next
 //! to it (request -> expected verdict) holds against the compiled policy. Each case runs
 //! through the filter's own pipeline ([`Exchange`]): whatever the policy checks (contract,
-//! tokens, anomalies, rate limits) applies, each case as a first request from one client.
+//! tokens, anomalies, rate limits, responses) applies, each case as the requests of one
+//! new client.
 //!
 //! Case format:
 //! ```yaml
@@ -16,9 +17,19 @@
 //!   headers: {content-type: application/json}
 //!   body: '{"name": "Rex"}'
 //!   expect: {allow: true, recorded: [params.undeclared]}   # passed, findings recorded
+//! - name: the third pet within the minute
+//!   request: POST /v1/pets
+//!   times: 3                           # sent 3 times by the same client; `expect` is the last
+//!   expect: {status: 429, rule: ratelimit.exceeded}
+//! - name: a pet the upstream gets wrong
+//!   request: GET /v1/pets/42
+//!   response: {status: 200, headers: {content-type: application/json}, body: '{"id": 0}'}
+//!   expect: {allow: true, response: {status: 502, rule: response.schema}}
 //! ```
 //! `allow` means the request passes with nothing recorded, unless `recorded` lists the
-//! rules of the findings that were recorded without blocking.
+//! rules of the findings that were recorded without blocking. `response` is the upstream's
+//! answer to a request that passed, and `expect.response` what the filter makes of it, in
+//! the same terms.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -26,8 +37,8 @@ use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use apiguard_filter::{
-    bundle, Action, EventAction, Exchange, KeyRing, MemoryStore, Next, Policy, Reply, SlotSecret,
-    Values,
+    bundle, Action, EventAction, Exchange, KeyRing, MemoryStore, Next, Outputs, Policy, Reply,
+    SlotSecret, Values,
 };
 use serde_yaml::Value;
 
@@ -94,33 +105,41 @@ fn field<'a>(case: &'a Value, key: &str) -> &'a str {
     case.get(key).and_then(Value::as_str).unwrap_or("<missing>")
 }
 
-/// Everything the engine said about one request, head and body.
+/// Everything the engine said about one step of an exchange: the request (head and
+/// body), or the upstream's response to it.
 struct Outcome {
     action: Action,
-    /// The reply a blocked request gets.
+    /// The reply that replaces what was blocked.
     reply: Option<Reply>,
     rule: Option<String>,
     /// Rules of violations that were recorded but did not block.
     recorded: Vec<String>,
     operation: Option<String>,
+    /// The response step, when the case gives the upstream's answer.
+    response: Option<Box<Outcome>>,
+}
+
+/// A case's headers (`{name: value}`), names lowercase as Envoy gives them.
+fn headers(case: &Value, key: &str) -> Vec<(String, String)> {
+    case.get(key)
+        .and_then(Value::as_mapping)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.as_str()?.to_ascii_lowercase(), v.as_str()?.to_owned())))
+        .collect()
 }
 
 fn evaluate(policy: &Rc<Policy>, ring: &Rc<KeyRing>, case: &Value) -> Result<Outcome, String> {
     let (method, target) = field(case, "request")
         .split_once(' ')
         .ok_or("`request` must be `METHOD /path`")?;
-    let mut headers: Vec<(String, String)> = vec![
+    let mut request: Vec<(String, String)> = vec![
         (":method".to_owned(), method.to_owned()),
         (":path".to_owned(), target.to_owned()),
     ];
-    headers.extend(
-        case.get("headers")
-            .and_then(Value::as_mapping)
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| Some((k.as_str()?.to_ascii_lowercase(), v.as_str()?.to_owned()))),
-    );
+    request.extend(headers(case, "headers"));
     let body = case.get("body").and_then(Value::as_str).map(str::as_bytes);
+    // One client, one store: `times` repeats the request as that client would.
     let input = Values {
         now: SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -129,34 +148,93 @@ fn evaluate(policy: &Rc<Policy>, ring: &Rc<KeyRing>, case: &Value) -> Result<Out
         store: MemoryStore::default(),
         secret: SlotSecret::new([1; SlotSecret::BYTES]),
     };
-    // The request runs the filter's own pipeline, as Envoy would drive it.
-    let mut exchange = Exchange::new(Rc::clone(policy), Rc::clone(ring));
-    let next = exchange.request(&input, &headers, body);
+    let times = case.get("times").and_then(Value::as_u64).unwrap_or(1);
+    let mut last = None;
+    for _ in 0..times {
+        // The request runs the filter's own pipeline, as Envoy would drive it.
+        let mut exchange = Exchange::new(Rc::clone(policy), Rc::clone(ring));
+        let next = exchange.request(&input, &request, body);
+        last = Some((exchange, next));
+    }
+    let (mut exchange, next) = last.ok_or("`times` must be at least 1")?;
     let outputs = exchange.take_outputs();
-    let state = outputs.filter_state.ok_or("the exchange settled nothing")?;
-    // A request that passed recorded every finding its events list.
-    let mut recorded: Vec<String> = outputs
-        .events
-        .iter()
-        .filter(|event| event.action == EventAction::Monitored)
-        .flat_map(|event| event.violations.iter().map(|v| v.rule.clone()))
-        .collect();
-    recorded.sort();
-    Ok(Outcome {
+    let state = (outputs.filter_state.clone()).ok_or("the exchange settled nothing")?;
+    let mut outcome = Outcome {
         action: state.action,
         reply: match next {
             Next::Reply(reply) => Some(reply),
             _ => None,
         },
         rule: state.rule.map(|rule| rule.as_str().to_owned()),
-        recorded,
+        recorded: recorded(&outputs),
         operation: state.operation,
-    })
+        response: None,
+    };
+    if let (Some(response), None) = (case.get("response"), &outcome.reply) {
+        let status = response
+            .get("status")
+            .and_then(Value::as_u64)
+            .unwrap_or(200);
+        let mut answer = vec![(":status".to_owned(), status.to_string())];
+        answer.extend(headers(response, "headers"));
+        let body = response
+            .get("body")
+            .and_then(Value::as_str)
+            .map(str::as_bytes);
+        let next = exchange.response(&input, &answer, body);
+        let outputs = exchange.take_outputs();
+        // What blocked it: the first violation of the event that says so.
+        let rule = (outputs.events.iter())
+            .filter(|event| event.action == EventAction::Blocked)
+            .flat_map(|event| event.violations.iter().map(|v| v.rule.clone()))
+            .next();
+        let recorded = recorded(&outputs);
+        let reply = match next {
+            Next::Reply(reply) => Some(reply),
+            _ => None,
+        };
+        outcome.response = Some(Box::new(Outcome {
+            action: match (&reply, recorded.is_empty()) {
+                (Some(_), _) => Action::Block,
+                (None, false) => Action::Monitor,
+                (None, true) => Action::Allow,
+            },
+            reply,
+            rule,
+            recorded,
+            operation: None,
+            response: None,
+        }));
+    }
+    Ok(outcome)
+}
+
+/// The rules of every finding the events recorded without blocking, sorted.
+fn recorded(outputs: &Outputs) -> Vec<String> {
+    let mut recorded: Vec<String> = (outputs.events.iter())
+        .filter(|event| event.action == EventAction::Monitored)
+        .flat_map(|event| event.violations.iter().map(|v| v.rule.clone()))
+        .collect();
+    recorded.sort();
+    recorded
 }
 
 fn run_case(policy: &Rc<Policy>, ring: &Rc<KeyRing>, case: &Value) -> Result<(), String> {
     let outcome = evaluate(policy, ring, case)?;
     let expect = case.get("expect").ok_or("missing `expect`")?;
+    meets(&outcome, expect)?;
+    match (expect.get("response"), outcome.response) {
+        (Some(expect), Some(response)) => {
+            meets(&response, expect).map_err(|e| format!("response: {e}"))
+        }
+        (Some(_), None) => Err("expected a response step: give the case a `response`".to_owned()),
+        (None, Some(_)) => Err("the case has a `response`: say what to expect of it".to_owned()),
+        (None, None) => Ok(()),
+    }
+}
+
+/// Whether one step's outcome is what `expect` says.
+fn meets(outcome: &Outcome, expect: &Value) -> Result<(), String> {
     let check = |ok: bool, what: String| if ok { Ok(()) } else { Err(what) };
     let expected_recorded: Vec<String> = {
         let mut r: Vec<String> = expect
@@ -199,8 +277,9 @@ fn run_case(policy: &Rc<Policy>, ring: &Rc<KeyRing>, case: &Value) -> Result<(),
     }
     let reply = outcome
         .reply
+        .as_ref()
         .ok_or_else(|| format!("expected a refusal, got {:?}", outcome.action))?;
-    let rule = outcome.rule.unwrap_or_default();
+    let rule = outcome.rule.clone().unwrap_or_default();
     if let Some(status) = expect.get("status").and_then(Value::as_u64) {
         check(
             u64::from(reply.status) == status,
