@@ -8,6 +8,7 @@
 #   make check [POLICY=…]       compile policies without Envoy (default: every example)
 #   make conformance            apiguard vs openapi-core and schemathesis, through Envoy; figures in target/conformance
 #   make conformance-record     the same, recording its figures into conformance/RESULTS.md
+#   make discovery-sim [SEED=…] discovery's precision and recall on GitHub's API with a tenth of its paths cut
 #   make bench                  apiguard vs bare Envoy, a no-op wasm filter, native filters; records BENCHMARKS.md
 #   make bench-compare          re-run the benchmark, compare its ratios with the recorded ones
 #   make oci-image [IMAGE=…]    the filter as an OCI image for Istio's WasmPlugin (needs Docker)
@@ -32,7 +33,7 @@ DEMO_POLICY := $(or $(POLICY),policies/petstore/policy.yaml)
 CHECK_POLICIES := $(or $(POLICY),$(sort $(wildcard policies/*/policy.yaml)))
 
 .PHONY: help setup specs wasm harness test demo check conformance conformance-record bench-tools \
-	bench bench-compare oci-image
+	bench bench-compare oci-image discovery-sim
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -138,6 +139,13 @@ bench: bench-tools
 
 bench-compare: bench-tools
 	$(BENCH_RUN) --compare --tolerance $(BENCH_TOLERANCE)
+
+# Seeded: the same SEED replays the same traffic. `make test` runs seed 1 (sim's unit test).
+SEED ?= 1
+REQUESTS ?= 100000
+discovery-sim: setup $(GITHUB)
+	@$(STAGE) "discovery-sim: GitHub's API with holes, $(REQUESTS) requests through the pipeline" "seconds, plus a build the first time" \
+		$(CARGO) run -q --release -p apiguard-sim --bin sim -- discovery --seed $(SEED) --requests $(REQUESTS)
 
 # The filter as an OCI image Istio's WasmPlugin can pull (envoy/Dockerfile: FROM scratch,
 # the .wasm only). Push it to your registry and point the WasmPlugin's `url:` at it.

@@ -51,6 +51,9 @@ pub(crate) struct PolicyConfig<'a> {
     pub abuse: Option<crate::abuse::AbuseConfig>,
     #[serde(default)]
     pub stats: StatsSettings,
+    /// Record requests no template matches and infer their templates (shadow endpoints);
+    /// off if absent.
+    pub discovery: Option<crate::discovery::DiscoverySettings>,
 }
 
 /// Stats beyond the counters, each off unless asked for: they cost host calls on every

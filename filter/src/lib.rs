@@ -31,6 +31,7 @@
 mod abuse;
 mod config;
 mod contract;
+mod discovery;
 mod error;
 mod events;
 mod exchange;
@@ -52,6 +53,8 @@ pub use abuse::anomaly::{
     CheckAction as AnomalyAction, Severity as AnomalySeverity, CHECKS as ANOMALY_CHECKS,
 };
 pub use abuse::slots::{MemoryStore, SharedStore, SlotSecret};
+pub use discovery::segment::Kind as SegmentKind;
+pub use discovery::{Discovery, DiscoverySettings, Seen, Template, Undeclared};
 pub use error::{Location, PolicyError};
 pub use events::EventAction;
 pub use exchange::{Counter, Exchange, FilterState, HeaderChange, Input, Next, Outputs, Values};

@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["policy"],
     &["config"],
     &["events", "problem"],
-    &["abuse", "security"],
+    &["abuse", "discovery", "security"],
     &["contract"],
     &["verdict"],
     &["error", "request", "settings", "structpb"],

@@ -43,13 +43,14 @@ use std::rc::Rc;
 
 use crate::abuse::slots::{SharedStore, SlotReport, SlotSecret};
 use crate::abuse::Client;
-use crate::contract::CompiledOperation;
+use crate::contract::{path, CompiledOperation};
+use crate::discovery::Undeclared;
 use crate::events::{self, Event, RequestContext};
 use crate::policy::response::ResponseBodyCheck;
 use crate::policy::BodyCheck;
 use crate::policy::Policy;
 use crate::problem::{self, Reply};
-use crate::request::{Identity, RequestHead};
+use crate::request::{Identity, Method, RequestHead};
 use crate::security::KeyRing;
 use crate::settings::OperationMode;
 use crate::verdict::{Action, RuleId, Verdict};
@@ -150,6 +151,22 @@ impl Next {
     }
 }
 
+/// What discovery records of a request the router could not place: no template matches its
+/// path, or its template declares no operation for its method. Nothing for other verdicts.
+fn undeclared(head: &RequestHead<'_>, verdict: &Verdict<'_>, time: u64) -> Option<Undeclared> {
+    let routing = matches!(
+        verdict.rule(),
+        Some(RuleId::UnknownPath | RuleId::MethodNotAllowed)
+    );
+    let method = Method::from_request(head.method).filter(|_| routing)?;
+    let path = path::parse(head.path).ok()?;
+    Some(Undeclared {
+        method,
+        segments: path.segments.into_iter().map(String::from).collect(),
+        time,
+    })
+}
+
 /// A change to the headers of the message being fed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderChange {
@@ -168,6 +185,8 @@ pub struct Outputs {
     pub events: Vec<Event>,
     /// The request's final outcome, for access logs (filter state); set once per request.
     pub filter_state: Option<FilterState>,
+    /// A request no template matched, when the policy discovers them.
+    pub undeclared: Option<Undeclared>,
 }
 
 /// A counter increment (`host::metrics` names them).
@@ -339,6 +358,9 @@ impl Exchange {
         };
         let seconds = step.now() / 1_000_000_000;
         let (mut verdict, mut body) = policy.inspect_at(&head, &self.ring, seconds);
+        if policy.discovery.is_some() {
+            self.outputs.undeclared = undeclared(&head, &verdict, seconds);
+        }
         policy.inspect_anomalies(&head, Some(&headers.get(":authority")), &mut verdict);
         // The quarantine and the rate limits know the client by the identity the token
         // checks verified, as well as by its address and headers.

@@ -13,6 +13,7 @@ use crate::contract::openapi::Document;
 use crate::contract::route::Router;
 use crate::contract::schema::{Schema, SchemaSet};
 use crate::contract::{self, CompiledOperation};
+use crate::discovery::DiscoverySettings;
 use crate::error::{parse_json, parse_text, pointer_token, Location, PolicyError};
 use crate::events::{hash64, EventSettings};
 use crate::security::{KeyRing, Security};
@@ -47,6 +48,8 @@ pub struct Policy {
     pub(crate) security: Security,
     /// Rate limits, anomaly checks and quarantine, when the policy has `abuse`.
     pub(crate) abuse: Option<Abuse>,
+    /// Whether requests no template matches are recorded, and within what ceiling.
+    pub(crate) discovery: Option<DiscoverySettings>,
     /// What every security event of this policy carries (owner, bundle hash).
     pub(crate) events: EventSettings,
 }
@@ -76,6 +79,11 @@ impl Policy {
     /// operation may use them, so `apiguard check` warns about each.
     pub fn unconfigured_schemes(&self) -> impl Iterator<Item = &str> {
         self.security.unconfigured_schemes()
+    }
+
+    /// The policy's `discovery` settings, when it records undeclared requests.
+    pub fn discovery(&self) -> Option<DiscoverySettings> {
+        self.discovery
     }
 
     /// An empty key ring for this policy's token checks: what a filter root owns.
@@ -223,6 +231,7 @@ impl Policy {
             limits: config.limits,
             responses: config.responses,
             stats: config.stats,
+            discovery: config.discovery,
             operations,
             schemas,
             compilation: config.schemas,
