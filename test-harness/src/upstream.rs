@@ -86,6 +86,8 @@ pub enum Fault {
     Status(u16),
     /// Answer only after this long (a collector slower than its client's timeout).
     Delay(Duration),
+    /// Answer with a body of this many bytes (over a client's cap on an answer).
+    Huge(usize),
 }
 
 /// What the connections share with the test.
@@ -224,6 +226,7 @@ async fn echo(
     match fault {
         Some(Fault::Status(status)) => reply.status = Some(status),
         Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
+        Some(Fault::Huge(size)) => reply.body = Some(" ".repeat(size)),
         None => {}
     }
     let body = reply.body.map_or(Bytes::from(echo), Bytes::from);
