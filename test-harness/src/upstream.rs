@@ -3,19 +3,22 @@
 //! blocked request never arrived. It also notes each request head as it arrives, before
 //! any body ([`EchoUpstream::heads`]), and a request can ask for another answer with the
 //! [`Reply`] header: a status, headers, body and trailers of the test's choosing, an
-//! answer before the request body is read, or no answer at all (a reset). A [`Fault`]
+//! answer before the request body is read, no answer at all or half of one (a reset). A [`Fault`]
 //! changes the answer to every request, for a client a test cannot add a header to (the
 //! event sender posting to this server as its collector).
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, ACCEPT_ENCODING, CONTENT_TYPE, TRAILER};
 use http::{HeaderMap, StatusCode};
-use http_body_util::BodyExt;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Either};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -66,6 +69,9 @@ pub struct Reply {
     /// Close the connection unanswered as soon as the head arrives, the body unread (an
     /// upstream that crashes mid-request). Only the head is noted ([`EchoUpstream::heads`]).
     pub reset: bool,
+    /// Send the head and the first half of the body (announced whole), then reset: an
+    /// upstream that crashes while answering.
+    pub cut: bool,
 }
 
 impl Reply {
@@ -184,7 +190,7 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
 async fn echo(
     request: http::Request<Incoming>,
     shared: Arc<Shared>,
-) -> Result<http::Response<Frames>, BoxError> {
+) -> Result<http::Response<Either<Frames, Cut>>, BoxError> {
     let (parts, body) = request.into_parts();
     let head = format!("{} {}", parts.method, parts.uri.path());
     lock(&shared.heads).push(head);
@@ -243,15 +249,56 @@ async fn echo(
     for name in trailers.keys() {
         headers.append(TRAILER, HeaderValue::from_str(name.as_str())?);
     }
-    let body = if trailers.is_empty() && !reply.chunked {
-        Frames::whole(body)
+    let body = if reply.cut {
+        Either::Right(Cut::new(body))
+    } else if trailers.is_empty() && !reply.chunked {
+        Either::Left(Frames::whole(body))
     } else {
-        Frames::new(vec![body], Some(trailers).filter(|t| !t.is_empty()))
+        let trailers = Some(trailers).filter(|t| !t.is_empty());
+        Either::Left(Frames::new(vec![body], trailers))
     };
     let mut response = http::Response::new(body);
     *response.status_mut() = StatusCode::from_u16(reply.status.unwrap_or(200))?;
     *response.headers_mut() = headers;
     Ok(response)
+}
+
+/// A body announced at its full length of which only the first half is sent, then an
+/// error, on which hyper drops the connection (HTTP/1.1) or resets the stream (HTTP/2).
+#[derive(Debug)]
+struct Cut {
+    half: Option<Bytes>,
+    size: u64,
+}
+
+impl Cut {
+    fn new(mut body: Bytes) -> Cut {
+        let size = u64::try_from(body.len()).unwrap_or(u64::MAX);
+        body.truncate(body.len() / 2);
+        Cut {
+            half: Some(body),
+            size,
+        }
+    }
+}
+
+impl Body for Cut {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Poll::Ready(Some(match self.half.take() {
+            Some(half) => Ok(Frame::data(half)),
+            None => Err("the reply asked to be cut".into()),
+        }))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.size)
+    }
 }
 
 fn header_map(pairs: &BTreeMap<String, String>) -> Result<HeaderMap, BoxError> {

@@ -79,6 +79,11 @@ fn assert_forwarded_only_allowed(proxy: &Proxy) {
     assert_eq!(proxy.upstream.received().len() as f64, allowed);
 }
 
+/// Waits until a request with `token` is served (the keys it needs are installed).
+fn eventually_served(proxy: &Proxy, token: &str, what: &str) {
+    eventually(what, || get(proxy, Some(token), &[]).status == 200);
+}
+
 /// Nothing stuck: a request with `token` is answered 200, and well before any timeout
 /// in play (each is a second or more).
 fn assert_served_promptly(proxy: &Proxy, token: &str) {
@@ -119,9 +124,7 @@ fn a_jwks_endpoint_slower_than_its_timeout_is_a_counted_failure_not_a_wait() {
     // Retried while slow (each attempt a counted failure), served once it is fast.
     next_fetch_failure(&proxy, failed);
     jwks.set_delay(Duration::ZERO);
-    eventually("the keys arrive once the endpoint is fast", || {
-        get(&proxy, Some(&token), &[]).status == 200
-    });
+    eventually_served(&proxy, &token, "the keys arrive once the endpoint is fast");
     assert_served_promptly(&proxy, &token);
     assert_forwarded_only_allowed(&proxy);
 }
@@ -152,9 +155,7 @@ fn a_jwks_endpoint_answering_garbage_is_a_counted_failure_and_good_keys_are_kept
     }
 
     jwks.set_keys(&set(&[&key]));
-    eventually("good keys are installed", || {
-        get(&proxy, Some(&token), &[]).status == 200
-    });
+    eventually_served(&proxy, &token, "good keys are installed");
     // Garbage again: each refresh fails, and the keys fetched before keep serving.
     for (body, cause) in garbage {
         serve_until_it_fails(&proxy, &jwks, body, cause);
@@ -191,9 +192,7 @@ fn a_huge_jwks_body_is_refused_by_its_size_and_counted() {
     assert_problem("huge set", &response, 503, "auth.keys_unavailable");
 
     jwks.set_keys(&set(&[&key]));
-    eventually("a set of normal size is installed", || {
-        get(&proxy, Some(&token), &[]).status == 200
-    });
+    eventually_served(&proxy, &token, "a set of normal size is installed");
     serve_until_it_fails(&proxy, &jwks, &huge, over_the_cap);
     assert_served_promptly(&proxy, &token);
     assert_forwarded_only_allowed(&proxy);
@@ -210,9 +209,7 @@ fn a_jwks_answer_over_envoys_buffer_limit_is_a_counted_failure_not_a_dead_vm() {
     let token = key.token("pets:read", 3600);
     let jwks = JwksServer::start(&set(&[&key])).unwrap();
     let proxy = start_idp(&jwks, 5, 2);
-    eventually("the keys are installed", || {
-        get(&proxy, Some(&token), &[]).status == 200
-    });
+    eventually_served(&proxy, &token, "the keys are installed");
     let jwk = key.jwk().to_string();
     let copies = (33 << 20) / jwk.len();
     let over_envoys_cap = format!(r#"{{"keys": [{}{jwk}]}}"#, format!("{jwk},").repeat(copies));
@@ -237,9 +234,7 @@ fn keys_rotating_under_load_answer_every_request_per_policy() {
     ];
     let jwks = JwksServer::start(&set(&[&old])).unwrap();
     let proxy = start_idp(&jwks, 1, 2);
-    eventually("the first key is installed", || {
-        get(&proxy, Some(&tokens[0].1), &[]).status == 200
-    });
+    eventually_served(&proxy, &tokens[0].1, "the first key is installed");
     let before = proxy.counter("apiguard.requests_inspected");
     let unavailable = proxy.counter("apiguard.rule.auth.keys_unavailable.blocked");
 
@@ -343,14 +338,18 @@ fn a_failing_collector_costs_counted_events_and_recovers(fault: Fault, timeout_m
         .map(|finding| &finding["http_request"]["url"]["path"])
         .collect();
     assert!(paths.contains(&&json!("/v1/admin/healed")), "{paths:?}");
-    // Every finding is accounted for exactly once, sent or dropped: the four refusals
-    // and the pass's two recorded findings (it has no User-Agent, and the echo is not
-    // the pet list the contract declares).
+    // Every finding is accounted for once, sent or dropped: the four refusals and the
+    // pass's two recorded findings (it has no User-Agent, and the echo is not the pet list
+    // the contract declares), and the VMs' `policy_loaded` records if they were queued
+    // (a VM configured before the sender registered its queue only logs its own).
     let settled =
         || proxy.counter("apiguard.events.sent") + proxy.counter("apiguard.events.dropped");
     wait_for("every finding settled", || (settled() >= 6.0).then_some(()));
     thread::sleep(Duration::from_millis(500));
-    assert_eq!(settled(), 6.0);
+    let loaded = (proxy.envoy.log().lines())
+        .filter(|line| line.contains(r#""uid":"apiguard.policy_loaded""#))
+        .count() as f64;
+    assert!((6.0..=6.0 + loaded).contains(&settled()), "{}", settled());
 }
 
 #[test]
@@ -444,6 +443,57 @@ fn an_upstream_resetting_mid_request_is_envoys_503_and_the_filter_carries_on() {
         proxy.counter("apiguard.rule.route.unknown_path.blocked"),
         1.0
     );
+}
+
+/// The upstream sends the head and half of a valid answer, then resets. With responses
+/// enforced the filter holds the body until its end to check it, which never comes: the
+/// client never gets the half answer as if whole. If the head has gone out, Envoy resets
+/// the client's stream; if not, Envoy answers the reset itself (503, `text/plain`), which
+/// enforce mode replaces like any undeclared media type (502 `response.media_type`). The
+/// filter is not left waiting, and its VM goes on.
+#[test]
+fn an_upstream_resetting_mid_answer_never_delivers_half_and_the_filter_carries_on() {
+    let mut policy = bundled("petstore");
+    policy["responses"] = json!({"mode": "enforce"});
+    let proxy = Proxy::start(Policy::Bundle(policy));
+    let pets = r#"[{"id": 1, "name": "Rex"}, {"id": 2, "name": "Max"}]"#;
+    let cut = Reply {
+        cut: true,
+        body: Some(pets.to_owned()),
+        ..Reply::default()
+    };
+    for version in VERSIONS {
+        let request = Request::get("/v1/pets")
+            .header(Reply::HEADER, cut.header_value())
+            .body(Bytes::new())
+            .unwrap();
+        let started = Instant::now();
+        match proxy.client(version).send(request) {
+            Err(reset) => eprintln!("{version:?}: the half answer: {reset}"),
+            Ok(response) => {
+                assert_problem("a half answer", &response, 502, "response.media_type");
+                eprintln!("{version:?}: the half answer: 502 response.media_type");
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{version:?}: stalled"
+        );
+    }
+    assert_eq!(proxy.upstream.received().len(), 2);
+
+    let whole = Reply {
+        body: Some(pets.to_owned()),
+        ..Reply::default()
+    };
+    for version in VERSIONS {
+        let response = send(&proxy, version, "GET", "/v1/pets", &whole, "");
+        assert_eq!(response.status, 200, "{version:?}: {response:?}");
+        assert_eq!(response.json().unwrap()[1]["name"], "Max");
+    }
+    assert_eq!(proxy.get("/v1/admin").status, 404);
+    let (inspected, decided) = outcomes(&proxy);
+    assert_eq!((inspected, decided), (5.0, 5.0));
 }
 
 #[test]
