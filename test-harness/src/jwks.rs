@@ -1,10 +1,12 @@
 //! [`JwksServer`]: an identity provider's JWKS endpoint, as far as the filter can tell.
-//! Tests change the key set it serves (rotation) and take it down and up again; it counts
-//! the fetches it answered, so a test can prove keys were fetched before any request.
+//! Tests change the key set it serves (rotation, or any text: garbage, a huge body), take
+//! it down and up again and slow it down; it counts the fetches it answered, so a test can
+//! prove keys were fetched before any request.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -22,6 +24,8 @@ struct State {
     keys: Mutex<String>,
     /// When set, connections are closed unanswered, as by a crashed endpoint.
     down: AtomicBool,
+    /// How long each answer waits before it is sent (a slow identity provider).
+    delay: Mutex<Duration>,
     fetches: AtomicUsize,
 }
 
@@ -64,7 +68,8 @@ impl JwksServer {
         self.addr
     }
 
-    /// Serves another key set from now on (a rotation).
+    /// Serves another body from now on: a key set (a rotation), or any text at all (not
+    /// JSON, JSON that is no key set, megabytes), always as a 200 `application/json`.
     pub fn set_keys(&self, keys: &str) {
         *lock(&self.state.keys) = keys.to_owned();
     }
@@ -72,6 +77,11 @@ impl JwksServer {
     /// Takes the endpoint down (connections closed unanswered) or brings it back.
     pub fn set_down(&self, down: bool) {
         self.state.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Answers each fetch that arrives from now on only after `delay` (zero: at once).
+    pub fn set_delay(&self, delay: Duration) {
+        *lock(&self.state.delay) = delay;
     }
 
     /// How many fetches were answered with keys.
@@ -112,6 +122,8 @@ async fn serve(listener: TcpListener, state: Arc<State>) {
 /// The key set, or an error (which closes the connection unanswered) while down, also on
 /// connections opened before.
 async fn answer(state: Arc<State>) -> Result<http::Response<Full<Bytes>>, BoxError> {
+    let delay = *lock(&state.delay);
+    tokio::time::sleep(delay).await;
     if state.down.load(Ordering::SeqCst) {
         return Err("the JWKS endpoint is down".into());
     }

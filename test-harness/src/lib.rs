@@ -11,8 +11,9 @@
 //! - [`contract`]: the requests a policy's OpenAPI document declares.
 //! - [`delivery`]: the security event sender and its collector, from `envoy/events.yaml`.
 //! - [`embed`]: keeps the policy embedded in `envoy/*.yaml` equal to the bundled policy file.
-//! - [`upstream`]: [`EchoUpstream`], an HTTP/1.1 + h2c server that echoes and records.
-//! - [`jwks`]: [`JwksServer`], a JWKS endpoint tests can rotate keys on and take down.
+//! - [`upstream`]: [`EchoUpstream`], an HTTP/1.1 + h2c server that echoes and records, and
+//!   fails on request ([`Fault`], [`Reply`]).
+//! - [`jwks`]: [`JwksServer`], a JWKS endpoint tests can rotate keys on, slow and take down.
 //! - [`envoy`]: [`Envoy`], the process fixture: start, wait for `/ready`, stop on drop.
 //! - [`client`]: a small blocking client that sends request targets byte for byte (no URL
 //!   normalisation, which would hide the very encodings the filter must catch).
@@ -39,4 +40,4 @@ pub use envoy::{Envoy, EnvoyOptions, Policy};
 pub use error::Error;
 pub use jwks::JwksServer;
 pub use stats::Stats;
-pub use upstream::{EchoUpstream, RecordedRequest, Reply};
+pub use upstream::{EchoUpstream, Fault, RecordedRequest, Reply};

@@ -2,17 +2,23 @@
 //! of what it received and records it, so a test can prove what was forwarded — or that a
 //! blocked request never arrived. It also notes each request head as it arrives, before
 //! any body ([`EchoUpstream::heads`]), and a request can ask for another answer with the
-//! [`Reply`] header: a status, headers, body and trailers of the test's choosing, or an
-//! answer before the request body is read.
+//! [`Reply`] header: a status, headers, body and trailers of the test's choosing, an
+//! answer before the request body is read, no answer at all or half of one (a reset). A [`Fault`]
+//! changes the answer to every request, for a client a test cannot add a header to (the
+//! event sender posting to this server as its collector).
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, ACCEPT_ENCODING, CONTENT_TYPE, TRAILER};
 use http::{HeaderMap, StatusCode};
-use http_body_util::BodyExt;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Either};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -60,6 +66,12 @@ pub struct Reply {
     /// Answer as soon as the head arrives, without reading the request body (which is then
     /// recorded empty).
     pub early: bool,
+    /// Close the connection unanswered as soon as the head arrives, the body unread (an
+    /// upstream that crashes mid-request). Only the head is noted ([`EchoUpstream::heads`]).
+    pub reset: bool,
+    /// Send the head and the first half of the body (announced whole), then reset: an
+    /// upstream that crashes while answering.
+    pub cut: bool,
 }
 
 impl Reply {
@@ -72,14 +84,31 @@ impl Reply {
     }
 }
 
-type Recorded<T> = Arc<Mutex<Vec<T>>>;
+/// What the upstream does to every request from now on ([`EchoUpstream::set_fault`]);
+/// each request is still recorded as it arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this status instead of the request's (a collector answering 500).
+    Status(u16),
+    /// Answer only after this long (a collector slower than its client's timeout).
+    Delay(Duration),
+    /// Answer with a body of this many bytes (over a client's cap on an answer).
+    Huge(usize),
+}
+
+/// What the connections share with the test.
+#[derive(Debug, Default)]
+struct Shared {
+    received: Mutex<Vec<RecordedRequest>>,
+    heads: Mutex<Vec<String>>,
+    fault: Mutex<Option<Fault>>,
+}
 
 /// An HTTP/1.1 and h2c echo server on its own runtime; stopped on drop.
 #[derive(Debug)]
 pub struct EchoUpstream {
     addr: SocketAddr,
-    received: Recorded<RecordedRequest>,
-    heads: Recorded<String>,
+    shared: Arc<Shared>,
     /// `Some` until drop, which shuts it down without blocking on open connections.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -102,12 +131,11 @@ impl EchoUpstream {
         let addr = listener
             .local_addr()
             .map_err(Error::io("reading the upstream address"))?;
-        let (received, heads) = (Arc::default(), Arc::default());
-        runtime.spawn(serve(listener, Arc::clone(&received), Arc::clone(&heads)));
+        let shared = Arc::<Shared>::default();
+        runtime.spawn(serve(listener, Arc::clone(&shared)));
         Ok(EchoUpstream {
             addr,
-            received,
-            heads,
+            shared,
             runtime: Some(runtime),
         })
     }
@@ -118,14 +146,19 @@ impl EchoUpstream {
 
     /// Every request received so far, in arrival order.
     pub fn received(&self) -> Vec<RecordedRequest> {
-        lock(&self.received).clone()
+        lock(&self.shared.received).clone()
     }
 
     /// Every request head received so far (`METHOD /path`), noted before its body is read:
     /// a request whose head arrived and whose body never completed is here and not in
     /// [`EchoUpstream::received`].
     pub fn heads(&self) -> Vec<String> {
-        lock(&self.heads).clone()
+        lock(&self.shared.heads).clone()
+    }
+
+    /// Applies `fault` to every request from now on; `None` heals.
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        *lock(&self.shared.fault) = fault;
     }
 }
 
@@ -137,19 +170,14 @@ impl Drop for EchoUpstream {
     }
 }
 
-async fn serve(
-    listener: TcpListener,
-    received: Recorded<RecordedRequest>,
-    heads: Recorded<String>,
-) {
+async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         let Ok((stream, _peer)) = listener.accept().await else {
             continue;
         };
-        let (received, heads) = (Arc::clone(&received), Arc::clone(&heads));
+        let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            let service =
-                service_fn(move |request| echo(request, Arc::clone(&received), Arc::clone(&heads)));
+            let service = service_fn(move |request| echo(request, Arc::clone(&shared)));
             // A connection error (a client resetting, Envoy closing an idle connection) ends
             // only that connection; tests assert on what was recorded, not on this.
             let _ = auto::Builder::new(TokioExecutor::new())
@@ -161,15 +189,20 @@ async fn serve(
 
 async fn echo(
     request: http::Request<Incoming>,
-    received: Recorded<RecordedRequest>,
-    heads: Recorded<String>,
-) -> Result<http::Response<Frames>, BoxError> {
+    shared: Arc<Shared>,
+) -> Result<http::Response<Either<Frames, Cut>>, BoxError> {
     let (parts, body) = request.into_parts();
-    lock(&heads).push(format!("{} {}", parts.method, parts.uri.path()));
-    let reply: Reply = match parts.headers.get(Reply::HEADER) {
+    let head = format!("{} {}", parts.method, parts.uri.path());
+    lock(&shared.heads).push(head);
+    let mut reply: Reply = match parts.headers.get(Reply::HEADER) {
         Some(value) => serde_json::from_slice(value.as_bytes())?,
         None => Reply::default(),
     };
+    if reply.reset {
+        // A service error makes hyper drop the connection without an answer (HTTP/1.1)
+        // or reset the stream (HTTP/2).
+        return Err("the request asked for a reset".into());
+    }
     let body = if reply.early {
         Bytes::new()
     } else {
@@ -194,7 +227,14 @@ async fn echo(
         body: String::from_utf8_lossy(&body).into_owned(),
     };
     let echo = serde_json::to_vec(&recorded)?;
-    lock(&received).push(recorded);
+    lock(&shared.received).push(recorded);
+    let fault = *lock(&shared.fault);
+    match fault {
+        Some(Fault::Status(status)) => reply.status = Some(status),
+        Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
+        Some(Fault::Huge(size)) => reply.body = Some(" ".repeat(size)),
+        None => {}
+    }
     let body = reply.body.map_or(Bytes::from(echo), Bytes::from);
     let gzip_accepted = (parts.headers.get_all(ACCEPT_ENCODING).iter())
         .any(|value| String::from_utf8_lossy(value.as_bytes()).contains("gzip"));
@@ -209,15 +249,56 @@ async fn echo(
     for name in trailers.keys() {
         headers.append(TRAILER, HeaderValue::from_str(name.as_str())?);
     }
-    let body = if trailers.is_empty() && !reply.chunked {
-        Frames::whole(body)
+    let body = if reply.cut {
+        Either::Right(Cut::new(body))
+    } else if trailers.is_empty() && !reply.chunked {
+        Either::Left(Frames::whole(body))
     } else {
-        Frames::new(vec![body], Some(trailers).filter(|t| !t.is_empty()))
+        let trailers = Some(trailers).filter(|t| !t.is_empty());
+        Either::Left(Frames::new(vec![body], trailers))
     };
     let mut response = http::Response::new(body);
     *response.status_mut() = StatusCode::from_u16(reply.status.unwrap_or(200))?;
     *response.headers_mut() = headers;
     Ok(response)
+}
+
+/// A body announced at its full length of which only the first half is sent, then an
+/// error, on which hyper drops the connection (HTTP/1.1) or resets the stream (HTTP/2).
+#[derive(Debug)]
+struct Cut {
+    half: Option<Bytes>,
+    size: u64,
+}
+
+impl Cut {
+    fn new(mut body: Bytes) -> Cut {
+        let size = u64::try_from(body.len()).unwrap_or(u64::MAX);
+        body.truncate(body.len() / 2);
+        Cut {
+            half: Some(body),
+            size,
+        }
+    }
+}
+
+impl Body for Cut {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Poll::Ready(Some(match self.half.take() {
+            Some(half) => Ok(Frame::data(half)),
+            None => Err("the reply asked to be cut".into()),
+        }))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.size)
+    }
 }
 
 fn header_map(pairs: &BTreeMap<String, String>) -> Result<HeaderMap, BoxError> {

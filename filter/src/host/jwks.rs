@@ -25,11 +25,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType};
+use proxy_wasm::types::{BufferType, LogLevel};
 
 use super::events::{self, Emitter};
 use super::metrics::{counter, increment};
-use super::{log, since_epoch};
+use super::{call_status, log, since_epoch};
 use crate::events::{Event, Severity, JWKS_FETCH_FAILED};
 use crate::policy::Policy;
 use crate::security::jwks::KeySet;
@@ -149,8 +149,9 @@ impl Jwks {
         }
     }
 
-    /// A fetch's answer (other call tokens are not ours and ignored).
-    pub(super) fn on_response(&mut self, token: u32, body_size: usize) {
+    /// A fetch's answer, with `headers` headers (other call tokens are not ours and
+    /// ignored).
+    pub(super) fn on_response(&mut self, token: u32, headers: usize, body_size: usize) {
         let Some(index) = self.pending.remove(&token) else {
             return;
         };
@@ -158,9 +159,7 @@ impl Jwks {
         let Some(provider) = policy.security.providers.get(index) else {
             return;
         };
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten();
+        let status = call_status(headers);
         let body = if body_size > MAX_JWKS_BYTES {
             None
         } else {
@@ -168,19 +167,21 @@ impl Jwks {
                 .ok()
                 .flatten()
         };
-        let parsed = match (status.as_deref(), body) {
-            (Some("200"), Some(body)) => String::from_utf8(body)
+        let parsed = match (status, body) {
+            (Some(200), Some(body)) => String::from_utf8(body)
                 .map_err(|_| "the body is not UTF-8".to_owned())
                 .and_then(|text| {
                     KeySet::parse(&text)
                         .map(|keys| (text, keys))
                         .map_err(|e| e.to_string())
                 }),
-            (Some("200"), None) => Err(format!("no body, or more than {MAX_JWKS_BYTES} bytes")),
-            (status, _) => Err(format!(
-                "status {}",
-                status.unwrap_or("none (connection failed or timed out)")
-            )),
+            (Some(200), None) => Err(format!("no body, or more than {MAX_JWKS_BYTES} bytes")),
+            (Some(status), _) => Err(format!("status {status}")),
+            (None, _) => Err(
+                "no answer (the call was reset, or its answer was over Envoy's \
+                 buffer limit)"
+                    .to_owned(),
+            ),
         };
         match parsed {
             Ok((text, keys)) => {

@@ -58,6 +58,22 @@ fn set_header(map: MapType, name: &str, value: Option<&[u8]>) {
     }
 }
 
+/// The `:status` of the answer to a `dispatch_http_call` that reported `headers` headers;
+/// `None` when the call ended without an answer. Envoy reports a call that failed outright
+/// (reset mid-answer, or an answer over its `http.async_response_buffer_limit`, 32 MiB)
+/// with zero headers and no header map to read, and the SDK's map getters panic on the
+/// host's `BadArgument` then, which would kill the VM: so the count is looked at first.
+fn call_status(headers: usize) -> Option<u16> {
+    if headers == 0 {
+        return None;
+    }
+    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten()?
+        .parse()
+        .ok()
+}
+
 /// The host's wall clock since the Unix epoch: the one clock a plugin has, and one every
 /// worker reads alike. Zero when the host cannot tell; callers say what that means.
 fn since_epoch() -> Duration {

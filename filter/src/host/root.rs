@@ -39,9 +39,9 @@ pub(super) struct FilterRoot {
 
 impl Context for FilterRoot {
     /// The JWKS fetches are the only calls out.
-    fn on_http_call_response(&mut self, token: u32, _headers: usize, body: usize, _: usize) {
+    fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, _: usize) {
         if let Some(jwks) = &mut self.jwks {
-            jwks.on_response(token, body);
+            jwks.on_response(token, headers, body);
         }
     }
 }

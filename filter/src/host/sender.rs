@@ -17,10 +17,10 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MapType, MetricType};
+use proxy_wasm::types::{LogLevel, MetricType};
 
 use super::events::now_ms;
-use super::log;
+use super::{call_status, log};
 use crate::events::fold::Folder;
 use crate::events::sink::{SenderConfig, CONTENT_TYPE};
 use crate::events::{self, Event};
@@ -152,8 +152,8 @@ impl Sender {
         }
     }
 
-    /// The collector answered (or the call failed: then there are no headers).
-    pub(super) fn on_http_call_response(&mut self, token: u32) {
+    /// The collector answered with `headers` headers (none: the call failed).
+    pub(super) fn on_http_call_response(&mut self, token: u32, headers: usize) {
         let Some((expected, count)) = self.in_flight else {
             return;
         };
@@ -161,14 +161,7 @@ impl Sender {
             return;
         }
         self.in_flight = None;
-        let status = hostcalls::get_map(MapType::HttpCallResponseHeaders)
-            .ok()
-            .and_then(|headers| {
-                headers
-                    .into_iter()
-                    .find(|(name, _)| name == ":status")
-                    .and_then(|(_, value)| value.parse::<u16>().ok())
-            });
+        let status = call_status(headers);
         match status {
             Some(200..=299) => {
                 add(self.sent, count);

@@ -77,9 +77,9 @@ pub(super) struct SenderRoot {
 
 impl Context for SenderRoot {
     /// The batches are the only calls out.
-    fn on_http_call_response(&mut self, token: u32, _headers: usize, _body: usize, _: usize) {
+    fn on_http_call_response(&mut self, token: u32, headers: usize, _body: usize, _: usize) {
         if let Some(sender) = &mut self.sender {
-            sender.on_http_call_response(token);
+            sender.on_http_call_response(token, headers);
         }
     }
 }

@@ -21,7 +21,7 @@ fn owned_policy() -> Value {
     policy
 }
 
-fn start(collector: SocketAddr, sender: Value) -> Proxy {
+pub fn start(collector: SocketAddr, sender: Value) -> Proxy {
     Proxy::start_with(EnvoyOptions {
         policy: Policy::Bundle(owned_policy()),
         delivery: Some(Delivery { collector, sender }),
@@ -30,7 +30,7 @@ fn start(collector: SocketAddr, sender: Value) -> Proxy {
 }
 
 /// Polls `done` until it returns `Some`, or fails with `what` after [`DELIVERY_TIMEOUT`].
-fn wait_for<T>(what: &str, mut done: impl FnMut() -> Option<T>) -> T {
+pub fn wait_for<T>(what: &str, mut done: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + DELIVERY_TIMEOUT;
     loop {
         if let Some(value) = done() {
@@ -60,7 +60,7 @@ fn findings(request: &RecordedRequest) -> Vec<Value> {
 }
 
 /// Every finding for `rule` the collector received so far.
-fn received(collector: &EchoUpstream, rule: &str) -> Vec<Value> {
+pub fn received(collector: &EchoUpstream, rule: &str) -> Vec<Value> {
     collector
         .received()
         .iter()

@@ -15,6 +15,7 @@ mod config_errors;
 mod contract;
 mod encoding;
 mod events;
+mod faults;
 mod fixture;
 mod manifests;
 mod metrics;

@@ -16,23 +16,23 @@ use serde_json::{json, Value};
 use crate::fixture::{assert_problem, bundled, Proxy};
 
 /// Generous: several Envoys and compilers share two cores.
-const PATIENCE: Duration = Duration::from_secs(40);
+pub const PATIENCE: Duration = Duration::from_secs(40);
 const ISSUER: &str = "https://idp.test";
 
-struct Key {
+pub struct Key {
     kid: &'static str,
     signing: SigningKey,
 }
 
 impl Key {
-    fn new(kid: &'static str) -> Key {
+    pub fn new(kid: &'static str) -> Key {
         Key {
             kid,
             signing: SigningKey::random(&mut OsRng),
         }
     }
 
-    fn jwk(&self) -> Value {
+    pub fn jwk(&self) -> Value {
         let point = self.signing.verifying_key().to_encoded_point(false);
         let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
         json!({"kty": "EC", "crv": "P-256", "alg": "ES256", "kid": self.kid,
@@ -40,7 +40,7 @@ impl Key {
     }
 
     /// An ES256 token for `sub` with `scope`, valid for an hour from now (or `exp`).
-    fn token(&self, scope: &str, exp_offset: i64) -> String {
+    pub fn token(&self, scope: &str, exp_offset: i64) -> String {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -55,7 +55,7 @@ impl Key {
     }
 }
 
-fn set(keys: &[&Key]) -> String {
+pub fn set(keys: &[&Key]) -> String {
     json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()}).to_string()
 }
 
@@ -63,6 +63,18 @@ fn set(keys: &[&Key]) -> String {
 /// `pets:read`), whose keys come from `jwks`, refreshed every 2 seconds. Two workers,
 /// so that keys fetched by one reach the other through shared data.
 fn start(jwks: &JwksServer) -> Proxy {
+    Proxy::start_with(EnvoyOptions {
+        policy: Policy::Bundle(idp_policy()),
+        jwks: Some(jwks.addr()),
+        concurrency: 2,
+        ..EnvoyOptions::default()
+    })
+}
+
+/// The petstore policy with every operation behind the `idp` provider (scope
+/// `pets:read`), whose keys come from the `jwks` cluster, refreshed every 2 seconds and
+/// fetched with a 2-second timeout.
+pub fn idp_policy() -> Value {
     let mut bundle = bundled("petstore");
     let document = &mut bundle["openapi"]["document"];
     document["security"] = json!([{"idp": ["pets:read"]}]);
@@ -77,15 +89,10 @@ fn start(jwks: &JwksServer) -> Proxy {
         },
         "claim_to_headers": [{"header_name": "x-user", "claim_name": "sub"}]
     }}});
-    Proxy::start_with(EnvoyOptions {
-        policy: Policy::Bundle(bundle),
-        jwks: Some(jwks.addr()),
-        concurrency: 2,
-        ..EnvoyOptions::default()
-    })
+    bundle
 }
 
-fn get(proxy: &Proxy, token: Option<&str>, headers: &[(&str, &str)]) -> Response {
+pub fn get(proxy: &Proxy, token: Option<&str>, headers: &[(&str, &str)]) -> Response {
     let mut request = Request::get("/v1/pets");
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));
@@ -100,7 +107,7 @@ fn get(proxy: &Proxy, token: Option<&str>, headers: &[(&str, &str)]) -> Response
 }
 
 /// Polls until `done` holds; panics with `what` after [`PATIENCE`].
-fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+pub fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;
     while !done() {
         assert!(Instant::now() < deadline, "not within {PATIENCE:?}: {what}");
