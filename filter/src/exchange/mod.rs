@@ -459,6 +459,13 @@ impl Exchange {
         self.operation.is_some() && self.policy.response_mode() != OperationMode::Off
     }
 
+    /// The response is Envoy's own (the upstream reset, timed out, or was not there), not
+    /// the upstream's answer: the contract has nothing to say about it, so nothing of it is
+    /// checked — in monitor mode an outage would otherwise be a finding per request.
+    pub fn skip_response(&mut self) {
+        self.operation = None;
+    }
+
     /// The response head (`:status` included). `end_of_stream`: no body follows.
     pub fn response_headers<I, N, V>(
         &mut self,

@@ -198,7 +198,13 @@ impl HttpContext for Request {
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Flow {
-        let reads = (self.exchange.as_ref()).is_some_and(Exchange::checks_response);
+        let mut reads = (self.exchange.as_ref()).is_some_and(Exchange::checks_response);
+        if reads && !from_upstream() {
+            if let Some(exchange) = &mut self.exchange {
+                exchange.skip_response();
+            }
+            reads = false;
+        }
         let headers = match reads {
             true => read_headers(MapType::HttpResponseHeaders),
             false => Vec::new(),
@@ -216,6 +222,17 @@ impl HttpContext for Request {
     fn on_http_response_trailers(&mut self, _trailers: usize) -> Flow {
         let next = self.step(Exchange::response_trailers);
         self.follow(next, Message::Response)
+    }
+}
+
+/// Whether the response being sent is the upstream's, not Envoy's own reply to an upstream
+/// that reset, timed out or was not there (`response.code_details` is `via_upstream`
+/// then). One property read, only when the response is to be checked; a property the host
+/// cannot give reads as the upstream's, which is checked: failures close.
+fn from_upstream() -> bool {
+    match hostcalls::get_property(vec!["response", "code_details"]) {
+        Ok(Some(details)) => details == b"via_upstream",
+        _ => true,
     }
 }
 
