@@ -234,7 +234,11 @@ fn keys_rotating_under_load_answer_every_request_per_policy() {
     ];
     let jwks = JwksServer::start(&set(&[&old])).unwrap();
     let proxy = start_idp(&jwks, 1, 2);
-    eventually_served(&proxy, &tokens[0].1, "the first key is installed");
+    // Each worker's VM fetches its own keys: wait until a run of requests on fresh
+    // connections (spread over both workers) is served, not just the first.
+    eventually("every worker has the first key", || {
+        (0..16).all(|_| get(&proxy, Some(&tokens[0].1), &[]).status == 200)
+    });
     let before = proxy.counter("apiguard.requests_inspected");
     let unavailable = proxy.counter("apiguard.rule.auth.keys_unavailable.blocked");
 
