@@ -23,11 +23,17 @@ pub use tree::{Seen, Template};
 pub struct DiscoverySettings {
     /// Nodes of the path tree per VM (about 200 bytes each): the memory ceiling.
     pub max_nodes: usize,
+    /// How often each VM reports the templates whose traffic grew (`discovery.endpoint`
+    /// events), in seconds.
+    pub report_seconds: u64,
 }
 
 impl Default for DiscoverySettings {
     fn default() -> Self {
-        DiscoverySettings { max_nodes: 4096 }
+        DiscoverySettings {
+            max_nodes: 4096,
+            report_seconds: 60,
+        }
     }
 }
 

@@ -39,6 +39,19 @@ impl Kind {
         }
     }
 
+    /// Its name in events: `integer`, `uuid`, `hex`, `date`, `email`, `token`, `string`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Integer => "integer",
+            Kind::Uuid => "uuid",
+            Kind::Hex => "hex",
+            Kind::Date => "date",
+            Kind::Email => "email",
+            Kind::Token => "token",
+            Kind::Word => "string",
+        }
+    }
+
     /// The form two parameters of one position share: their own if they agree, else a
     /// plain string.
     pub(crate) fn widen(self, other: Kind) -> Kind {

@@ -111,11 +111,13 @@ impl Folder {
 
 fn key(event: &Event) -> Key {
     let request = event.request.as_ref();
+    // Without an operation id, the method tells operations of one path apart.
     let operation = request.and_then(|r| {
-        r.operation_id
-            .clone()
-            .or_else(|| r.path_template.clone())
-            .or_else(|| r.path.clone())
+        let method = r.method.as_deref().unwrap_or_default();
+        r.operation_id.clone().or_else(|| {
+            let path = r.path_template.as_ref().or(r.path.as_ref())?;
+            Some(format!("{method} {path}"))
+        })
     });
     (
         event.rule.clone(),

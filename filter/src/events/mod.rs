@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::contract::openapi::Owner;
 use crate::contract::CompiledOperation;
+use crate::discovery::Template;
 use crate::verdict::{Action, Verdict};
 
 /// The name of the proxy-wasm shared queue between the filter VMs and the sender.
@@ -309,6 +310,45 @@ impl Event {
         .with_request(facts)
     }
 
+    /// An endpoint the contract does not declare, as discovery inferred it: its method and
+    /// template (`path_template`), each parameter's name and form (one finding each, the
+    /// form as its reason), and the `count` requests since the last report, between
+    /// `first_ms` and `last_ms`. Never a request's values: only their forms.
+    pub fn endpoint_discovered(
+        settings: &EventSettings,
+        template: &Template,
+        count: u64,
+        first_ms: u64,
+        last_ms: u64,
+    ) -> Event {
+        let facts = RequestFacts {
+            method: Some(template.method.as_str().to_owned()),
+            path_template: Some(truncate(&template.path, MAX_PATH_CHARS)),
+            ..RequestFacts::default()
+        };
+        let violations = (template.params.iter())
+            .map(|(name, kind)| Finding {
+                rule: DISCOVERED.to_owned(),
+                location: Some("path".to_owned()),
+                name: Some(name.clone()),
+                reason: kind.as_str().to_owned(),
+            })
+            .collect();
+        Event {
+            end_time_ms: last_ms,
+            count: u32::try_from(count).unwrap_or(u32::MAX),
+            violations,
+            ..Event::base(
+                settings,
+                first_ms,
+                DISCOVERED,
+                Severity::Informational,
+                EventAction::Observed,
+            )
+        }
+        .with_request(facts)
+    }
+
     /// An event that is not about one request: a policy loaded, a key set that cannot be
     /// fetched, a client quarantined. `detail` must be a fixed text, not request data.
     pub fn system(
@@ -352,6 +392,9 @@ impl Event {
         self
     }
 }
+
+/// The rule id of [`Event::endpoint_discovered`]: an undeclared endpoint (shadow API).
+pub(crate) const DISCOVERED: &str = "discovery.endpoint";
 
 /// The policy system event the root emits each time a configuration is accepted.
 pub(crate) const POLICY_LOADED: &str = "apiguard.policy_loaded";

@@ -25,6 +25,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action as Flow, BufferType, LogLevel, MapType};
 
+use super::discovery::Record;
 use super::events::{self as host_events, Emitter, OperationCounters};
 use super::metrics::Metrics;
 use super::shared::HostInput;
@@ -41,6 +42,8 @@ pub(super) struct Request {
     metrics: Option<Rc<Metrics>>,
     events: Rc<Emitter>,
     operations: Option<Rc<OperationCounters>>,
+    /// The VM's record of undeclared requests, when the policy discovers them.
+    discovery: Option<Rc<Record>>,
 }
 
 /// Which message of the exchange a callback is about.
@@ -73,6 +76,7 @@ impl Request {
         metrics: Option<Rc<Metrics>>,
         events: Rc<Emitter>,
         operations: Option<Rc<OperationCounters>>,
+        discovery: Option<Rc<Record>>,
     ) -> Self {
         let (policy, exchange) = match policy {
             Some((policy, ring)) => (Some(Rc::clone(&policy)), Some(Exchange::new(policy, ring))),
@@ -84,6 +88,7 @@ impl Request {
             metrics,
             events,
             operations,
+            discovery,
         }
     }
 
@@ -167,6 +172,9 @@ impl Request {
         }
         for event in &outputs.events {
             self.events.emit(policy, event);
+        }
+        if let (Some(request), Some(discovery)) = (&outputs.undeclared, &self.discovery) {
+            discovery.observe(request);
         }
     }
 }

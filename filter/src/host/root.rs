@@ -9,6 +9,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
+use super::discovery::Record;
 use super::events::{self, Emitter, OperationCounters};
 use super::http::Request;
 use super::jwks::{self, Jwks};
@@ -35,6 +36,8 @@ pub(super) struct FilterRoot {
     jwks: Option<Jwks>,
     /// Compiles a lazy policy's schemas; `None` when there are none left.
     background: Option<Background>,
+    /// The undeclared requests this VM saw, when the policy discovers them.
+    discovery: Option<Rc<Record>>,
 }
 
 impl Context for FilterRoot {
@@ -143,6 +146,8 @@ impl RootContext for FilterRoot {
                 let events = Rc::clone(&self.events);
                 self.jwks = Jwks::new(Rc::clone(&policy), Rc::clone(&ring), events);
                 self.background = Background::start(&policy);
+                self.discovery = (policy.discovery)
+                    .map(|settings| Rc::new(Record::new(settings, events::now_ms())));
                 self.policy = Some(policy);
                 self.ring = Some(ring);
                 self.set_tick()
@@ -159,7 +164,11 @@ impl RootContext for FilterRoot {
             jwks.on_tick();
         }
         if let Some(policy) = &self.policy {
-            self.events.flush(policy, events::now_ms());
+            let now_ms = events::now_ms();
+            if let Some(discovery) = &self.discovery {
+                discovery.report(policy, &self.events, now_ms);
+            }
+            self.events.flush(policy, now_ms);
         }
         if let Some(background) = &mut self.background {
             if !background.on_tick() {
@@ -179,6 +188,7 @@ impl RootContext for FilterRoot {
             self.metrics.clone(),
             Rc::clone(&self.events),
             self.operations.clone(),
+            self.discovery.clone(),
         )))
     }
 }

@@ -13,6 +13,7 @@ mod bypass_inputs;
 mod compile_report;
 mod config_errors;
 mod contract;
+mod discovery;
 mod encoding;
 mod events;
 mod faults;

@@ -1,0 +1,83 @@
+//! API discovery through a real Envoy: requests to endpoints the contract does not declare
+//! come out of each worker as `discovery.endpoint` events with inferred templates — the
+//! values in the paths never do.
+
+use apiguard_harness::{HttpVersion, Policy};
+use bytes::Bytes;
+use http::Request;
+use serde_json::{json, Value};
+
+use crate::events::wait_for;
+use crate::fixture::{bundled, Proxy};
+
+/// The `discovery.endpoint` events in Envoy's log so far (OCSF lines).
+fn discovered(proxy: &Proxy) -> Vec<Value> {
+    let log = proxy.envoy.log();
+    log.lines()
+        .filter_map(|line| line.find(r#"{"action""#).map(|at| &line[at..]))
+        .filter_map(|json| serde_json::from_str::<Value>(json).ok())
+        .filter(|event| event["finding_info"]["analytic"]["uid"] == "discovery.endpoint")
+        .collect()
+}
+
+#[test]
+fn shadow_endpoints_are_reported_as_templates_in_monitor_mode() {
+    let mut policy = bundled("petstore");
+    policy["mode"] = json!("monitor");
+    policy["discovery"] = json!({"report_seconds": 1});
+    let proxy = Proxy::start(Policy::Bundle(policy));
+    // An undeclared sub-resource with ids, an undeclared method on a declared path, and a
+    // declared operation (which discovery leaves alone).
+    for id in [7, 42, 1001] {
+        assert_eq!(
+            proxy.get(&format!("/v1/pets/{id}/vaccinations")).status,
+            200
+        );
+    }
+    let patch = Request::patch("/v1/pets/7").body(Bytes::new()).unwrap();
+    let patch = proxy.client(HttpVersion::Http1).send(patch).unwrap();
+    assert_eq!(patch.status, 200, "monitor mode passes it: {patch:?}");
+    assert_eq!(proxy.get("/v1/pets").status, 200);
+
+    let events = wait_for("discovery events for both endpoints", || {
+        let events = discovered(&proxy);
+        let templates: Vec<(String, String)> = (events.iter())
+            .map(|e| {
+                (
+                    e["http_request"]["http_method"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    e["unmapped"]["path_template"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
+            .collect();
+        let has =
+            |method: &str, path: &str| templates.iter().any(|(m, p)| m == method && p == path);
+        (has("GET", "/v1/pets/{petId}/vaccinations") && has("PATCH", "/v1/pets/{petId}"))
+            .then_some(events)
+    });
+    // Each worker reports what it saw: the counts add up to the requests sent.
+    let count = |method: &str| -> u64 {
+        (events.iter())
+            .filter(|e| e["http_request"]["http_method"] == method)
+            .map(|e| e["count"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert_eq!((count("GET"), count("PATCH")), (3, 1), "{events:#?}");
+    let vaccinations = (events.iter())
+        .find(|e| e["http_request"]["http_method"] == "GET")
+        .unwrap();
+    assert_eq!(
+        vaccinations["unmapped"]["violations"][0],
+        json!({"rule": "discovery.endpoint", "in": "path", "name": "petId", "reason": "integer"})
+    );
+    // The ids themselves are nowhere in the events.
+    let text = serde_json::to_string(&events).unwrap();
+    assert!(!text.contains("1001") && !text.contains("/42/"), "{text}");
+    // The declared operation is not discovered.
+    assert!(!text.contains(r#""/v1/pets""#), "{text}");
+}
