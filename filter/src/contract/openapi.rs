@@ -142,6 +142,9 @@ pub(crate) struct Operation {
     pub apiguard: Option<crate::settings::OperationSettings>,
     /// Overrides the document's `security`; `[]` means no credentials are needed.
     pub security: Option<Vec<SecurityRequirement>>,
+    /// Still served, but on its way out: calls to it are counted (zombie endpoints).
+    #[serde(default)]
+    pub deprecated: bool,
 }
 
 /// A parameter, or a `$ref` to one in `components.parameters`.

@@ -26,6 +26,8 @@ pub struct CompiledOperation {
     pub template: String,
     pub operation_id: Option<String>,
     pub contract: Contract,
+    /// `deprecated: true` in the document: calls to it are counted and reported.
+    pub deprecated: bool,
 }
 
 /// What one operation accepts and returns.

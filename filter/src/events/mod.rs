@@ -349,6 +349,31 @@ impl Event {
         .with_request(facts)
     }
 
+    /// A call to an operation the document marks `deprecated`: who still uses it.
+    pub fn deprecated_call(
+        settings: &EventSettings,
+        operation: &CompiledOperation,
+        request: &RequestContext<'_>,
+    ) -> Event {
+        let facts = RequestFacts::new(
+            request,
+            Some(&operation.template),
+            operation.operation_id.as_deref(),
+            None,
+        );
+        Event {
+            detail: Some("a deprecated operation was called".to_owned()),
+            ..Event::base(
+                settings,
+                request.time_ms,
+                ZOMBIE,
+                Severity::Low,
+                EventAction::Observed,
+            )
+        }
+        .with_request(facts)
+    }
+
     /// An event that is not about one request: a policy loaded, a key set that cannot be
     /// fetched, a client quarantined. `detail` must be a fixed text, not request data.
     pub fn system(
@@ -395,6 +420,9 @@ impl Event {
 
 /// The rule id of [`Event::endpoint_discovered`]: an undeclared endpoint (shadow API).
 pub(crate) const DISCOVERED: &str = "discovery.endpoint";
+
+/// The rule id of [`Event::deprecated_call`]: a call to a deprecated operation (zombie).
+pub(crate) const ZOMBIE: &str = "discovery.zombie";
 
 /// The policy system event the root emits each time a configuration is accepted.
 pub(crate) const POLICY_LOADED: &str = "apiguard.policy_loaded";

@@ -216,6 +216,9 @@ pub enum Counter {
     QuarantineStarted,
     /// Properties removed from a response body.
     Redacted(usize),
+    /// A call to an operation the document marks `deprecated` (a zombie endpoint), by
+    /// the operation's index in the policy.
+    Deprecated(usize),
 }
 
 /// The access-log fields of a request's final outcome (`wasm.apiguard.action`, `.rule`,
@@ -655,6 +658,19 @@ impl Exchange {
         })
     }
 
+    /// A call to a deprecated operation: counted, and reported as `discovery.zombie` with
+    /// the client (folded like every event, so a busy client costs a line per window).
+    fn deprecated_call<I: Input>(&mut self, policy: &Policy, step: &Step<'_, I>, id: usize) {
+        let Some(operation) = policy.operations.get(id).filter(|op| op.deprecated) else {
+            return;
+        };
+        self.outputs.counters.push(Counter::Deprecated(id));
+        let event = self.with_context(step, None, |request| {
+            Event::deprecated_call(&policy.events, operation, request)
+        });
+        self.outputs.events.push(event);
+    }
+
     /// Counts and records a verdict; answers with the problem when it blocks.
     fn apply<I: Input>(
         &mut self,
@@ -678,6 +694,7 @@ impl Exchange {
             let operation = verdict.operation.map(|o| o.id).or(self.operation);
             if let Some(id) = operation {
                 (self.outputs.counters).push(Counter::Operation { id, blocked });
+                self.deprecated_call(policy, step, id);
             }
             self.outputs.filter_state = Some(FilterState {
                 action: outcome,

@@ -84,6 +84,45 @@ fn an_allowed_request_goes_on_and_is_counted_once() {
 }
 
 #[test]
+fn a_call_to_a_deprecated_operation_is_counted_and_reported_with_its_client() {
+    let document = json!({"openapi": "3.1.0", "paths": {
+        "/old": {"get": {"operationId": "oldWay", "deprecated": true}},
+        "/new": {"get": {"operationId": "newWay"}}}});
+    let p = Rc::new(testkit::policy("api", document, json!({})));
+    let input = input();
+    let mut exchange = exchange(&p);
+    exchange.request_headers(&input, &head("GET", "/old", &[]), true);
+    let outputs = exchange.take_outputs();
+    let old = (p.operations.iter()).position(|op| op.operation_id.as_deref() == Some("oldWay"));
+    assert!(
+        outputs
+            .counters
+            .contains(&Counter::Deprecated(old.unwrap())),
+        "{:?}",
+        outputs.counters
+    );
+    let [event] = outputs.events.as_slice() else {
+        panic!("one event: {:?}", outputs.events);
+    };
+    assert_eq!(
+        (event.rule.as_str(), event.action),
+        ("discovery.zombie", EventAction::Observed)
+    );
+    let request = event.request.as_ref().unwrap();
+    assert_eq!(request.operation_id.as_deref(), Some("oldWay"));
+    assert_eq!(request.client.as_deref(), Some("192.0.2.7"));
+    // A current operation: nothing of the kind.
+    let mut exchange = testkit::exchange(&p);
+    exchange.request_headers(&input, &head("GET", "/new", &[]), true);
+    let outputs = exchange.take_outputs();
+    assert!(!outputs
+        .counters
+        .iter()
+        .any(|c| matches!(c, Counter::Deprecated(_))));
+    assert!(outputs.events.is_empty());
+}
+
+#[test]
 fn a_refused_head_is_answered_with_its_problem_and_an_event() {
     let (p, input) = (policy(json!({})), input());
     let mut exchange = exchange(&p);

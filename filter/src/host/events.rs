@@ -134,6 +134,8 @@ pub(super) fn now_ms() -> u64 {
 pub(super) struct OperationCounters {
     /// `[allowed, blocked]`, indexed by operation id.
     counters: Vec<[Option<u32>; 2]>,
+    /// `apiguard.operation.<name>.deprecated`, defined for deprecated operations only.
+    deprecated: Vec<Option<u32>>,
 }
 
 impl OperationCounters {
@@ -149,7 +151,25 @@ impl OperationCounters {
                 })
             })
             .collect();
-        OperationCounters { counters }
+        let deprecated = (policy.operations.iter())
+            .map(|op| {
+                let metric = format!("apiguard.operation.{}.deprecated", exchange::stat_name(op));
+                op.deprecated
+                    .then(|| hostcalls::define_metric(MetricType::Counter, &metric).ok())
+                    .flatten()
+            })
+            .collect();
+        OperationCounters {
+            counters,
+            deprecated,
+        }
+    }
+
+    /// Counts a call to a deprecated operation.
+    pub(super) fn deprecated(&self, operation: usize) {
+        if let Some(Some(id)) = self.deprecated.get(operation) {
+            let _ = hostcalls::increment_metric(*id, 1);
+        }
     }
 
     /// Counts a request's final outcome against its operation; requests that matched no

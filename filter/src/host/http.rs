@@ -163,7 +163,8 @@ impl Request {
                 (Counter::Operation { id, blocked }, Some(operations), _) => {
                     operations.outcome(id, blocked)
                 }
-                (Counter::Operation { .. }, None, _) | (_, _, None) => {}
+                (Counter::Deprecated(id), Some(operations), _) => operations.deprecated(id),
+                (Counter::Operation { .. } | Counter::Deprecated(_), None, _) | (_, _, None) => {}
                 (counter, _, Some(metrics)) => metrics.count(counter),
             }
         }

@@ -80,7 +80,7 @@ impl Metrics {
             Counter::Slot(report) => self.slot(report),
             Counter::QuarantineStarted => self.quarantine_started(),
             Counter::Redacted(count) => self.redacted(count),
-            Counter::Operation { .. } => {}
+            Counter::Operation { .. } | Counter::Deprecated(_) => {}
         }
     }
 

@@ -201,6 +201,7 @@ impl Policy {
                 template: site.template.to_owned(),
                 operation_id,
                 contract: contract::compile(site, &settings)?,
+                deprecated: site.operation.deprecated,
             });
             Ok(operations.len() - 1)
         })?;

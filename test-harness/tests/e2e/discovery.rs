@@ -10,13 +10,13 @@ use serde_json::{json, Value};
 use crate::events::wait_for;
 use crate::fixture::{bundled, Proxy};
 
-/// The `discovery.endpoint` events in Envoy's log so far (OCSF lines).
-fn discovered(proxy: &Proxy) -> Vec<Value> {
+/// The events of `rule` in Envoy's log so far (OCSF lines).
+fn logged(proxy: &Proxy, rule: &str) -> Vec<Value> {
     let log = proxy.envoy.log();
     log.lines()
         .filter_map(|line| line.find(r#"{"action""#).map(|at| &line[at..]))
         .filter_map(|json| serde_json::from_str::<Value>(json).ok())
-        .filter(|event| event["finding_info"]["analytic"]["uid"] == "discovery.endpoint")
+        .filter(|event| event["finding_info"]["analytic"]["uid"] == rule)
         .collect()
 }
 
@@ -40,7 +40,7 @@ fn shadow_endpoints_are_reported_as_templates_in_monitor_mode() {
     assert_eq!(proxy.get("/v1/pets").status, 200);
 
     let events = wait_for("discovery events for both endpoints", || {
-        let events = discovered(&proxy);
+        let events = logged(&proxy, "discovery.endpoint");
         let templates: Vec<(String, String)> = (events.iter())
             .map(|e| {
                 (
@@ -80,4 +80,43 @@ fn shadow_endpoints_are_reported_as_templates_in_monitor_mode() {
     assert!(!text.contains("1001") && !text.contains("/42/"), "{text}");
     // The declared operation is not discovered.
     assert!(!text.contains(r#""/v1/pets""#), "{text}");
+}
+
+#[test]
+fn calls_to_a_deprecated_operation_are_counted_and_reported_per_client() {
+    let mut policy = bundled("petstore");
+    policy["openapi"]["document"]["paths"]["/pets/{petId}"]["delete"]["deprecated"] = json!(true);
+    let proxy = Proxy::start(Policy::Bundle(policy));
+    for _ in 0..2 {
+        let delete = Request::delete("/v1/pets/7").body(Bytes::new()).unwrap();
+        let response = proxy.client(HttpVersion::Http1).send(delete).unwrap();
+        assert_eq!(response.status, 200, "still served: {response:?}");
+    }
+    assert_eq!(proxy.get("/v1/pets/7").status, 200);
+    assert_eq!(
+        proxy.counter("apiguard.operation.deletePet.deprecated"),
+        2.0
+    );
+    assert_eq!(
+        proxy.counter("apiguard.operation.showPetById.deprecated"),
+        0.0
+    );
+    // The second call within the fold window is counted into the first's event.
+    let zombies = wait_for("both calls reported", || {
+        let zombies = logged(&proxy, "discovery.zombie");
+        let calls: u64 = zombies
+            .iter()
+            .map(|e| e["count"].as_u64().unwrap_or(0))
+            .sum();
+        (calls == 2).then_some(zombies)
+    });
+    assert!(zombies
+        .iter()
+        .all(|e| e["unmapped"]["operation_id"] == "deletePet"));
+    assert!(
+        zombies
+            .iter()
+            .all(|e| e["src_endpoint"]["ip"] == "127.0.0.1"),
+        "{zombies:#?}"
+    );
 }
