@@ -1,23 +1,34 @@
-//! `apiguard`: the policy tool. Checks a policy without Envoy, and bundles it into the
-//! plugin configuration Envoy loads.
+//! `apiguard`: the policy tool. Checks a policy without Envoy, bundles it into the plugin
+//! configuration Envoy loads, and explains what it does with a request.
 //!
 //! ```text
-//! apiguard check  POLICY.yaml...   compile each policy; report errors with their place
-//! apiguard bundle POLICY.yaml      print the plugin configuration (JSON, document inlined)
+//! apiguard check   POLICY.yaml...   compile each policy; report errors with their place
+//! apiguard bundle  POLICY.yaml      print the plugin configuration (JSON, document inlined)
+//! apiguard explain POLICY.yaml 'METHOD /target' [-H 'name: value']... [-d BODY]
+//!                                   the verdict on one request, run through the filter's
+//!                                   own pipeline, with every rule it hit and the operation
+//!                                   (and its place in the document) that decided it
 //! ```
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use apiguard_filter::{bundle, load_bundle};
+use std::rc::Rc;
 
-const USAGE: &str = "usage: apiguard check POLICY.yaml...\n       apiguard bundle POLICY.yaml";
+use apiguard_filter::{bundle, load_bundle, Exchange, MemoryStore, Next, SlotSecret, Values};
+
+const USAGE: &str =
+    "usage: apiguard check POLICY.yaml...\n       apiguard bundle POLICY.yaml\n       \
+                     apiguard explain POLICY.yaml 'METHOD /target' [-H 'name: value']... [-d BODY]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.split_first() {
         Some((command, files)) if command == "check" && !files.is_empty() => check(files),
         Some((command, [file])) if command == "bundle" => print_bundle(Path::new(file)),
+        Some((command, [file, request, options @ ..])) if command == "explain" => {
+            explain(Path::new(file), request, options)
+        }
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
@@ -66,4 +77,90 @@ fn print_bundle(file: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs one request through the policy as Envoy would (one new client, the time now, no
+/// token cache) and says what happened and why.
+fn explain(file: &Path, request: &str, options: &[String]) -> ExitCode {
+    let Some((method, target)) = request.split_once(' ') else {
+        eprintln!("error: the request is `METHOD /target`, e.g. 'GET /v1/pets?limit=5'\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    let mut headers = vec![
+        (":method".to_owned(), method.to_owned()),
+        (":path".to_owned(), target.to_owned()),
+    ];
+    let mut body = None;
+    for pair in options.chunks(2) {
+        match pair {
+            [flag, header] if flag == "-H" => match header.split_once(':') {
+                Some((name, value)) => {
+                    headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+                }
+                None => {
+                    eprintln!("error: a header is `name: value`, not `{header}`");
+                    return ExitCode::from(2);
+                }
+            },
+            [flag, data] if flag == "-d" => body = Some(data.clone()),
+            _ => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let policy = match bundle(file) {
+        Ok((_, policy)) => Rc::new(policy),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let input = Values {
+        now,
+        downstream: Some("192.0.2.1:40000".to_owned()),
+        store: MemoryStore::default(),
+        secret: SlotSecret::new([0; SlotSecret::BYTES]),
+    };
+    let mut exchange = Exchange::new(Rc::clone(&policy), Rc::new(policy.key_ring()));
+    let next = exchange.request(&input, &headers, body.as_deref().map(str::as_bytes));
+    let outputs = exchange.take_outputs();
+    let Some(state) = outputs.filter_state else {
+        eprintln!("error: the request was not settled");
+        return ExitCode::FAILURE;
+    };
+    println!("{method} {target}: {}", state.action.as_str());
+    match &next {
+        Next::Reply(reply) => println!(
+            "  answered {} by the filter ({})",
+            reply.status,
+            state.rule.map_or("", |r| r.as_str())
+        ),
+        _ => println!("  forwarded upstream"),
+    }
+    if let Some(label) = &state.operation {
+        let place = policy.operation_pointer(label).unwrap_or_default();
+        println!("  operation {label}, declared at {place} in the OpenAPI document");
+    }
+    for event in &outputs.events {
+        for finding in &event.violations {
+            let at = [finding.location.as_deref(), finding.name.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let action = serde_json::to_value(event.action).unwrap_or_default();
+            let action = action.as_str().unwrap_or_default();
+            let at = if at.is_empty() {
+                String::new()
+            } else {
+                format!(" {at}")
+            };
+            println!("  {} [{action}]{at}: {}", finding.rule, finding.reason);
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -28,6 +28,8 @@ pub struct CompiledOperation {
     pub contract: Contract,
     /// `deprecated: true` in the document: calls to it are counted and reported.
     pub deprecated: bool,
+    /// Where the document declares it: a JSON pointer (`/paths/~1pets/get`).
+    pub pointer: String,
 }
 
 /// What one operation accepts and returns.
@@ -113,6 +115,26 @@ impl StatusKey {
             StatusKey::Class(class) => status / 100 == class,
             StatusKey::Default => true,
         }
+    }
+}
+
+impl CompiledOperation {
+    /// The label of an operation in stats and access logs: its `operationId`, or `METHOD
+    /// /template`, with every character outside `[A-Za-z0-9_-]` turned into `_`.
+    pub fn label(&self) -> String {
+        let name = match &self.operation_id {
+            Some(id) => id.clone(),
+            None => format!("{} {}", self.method.as_str(), self.template),
+        };
+        name.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
     }
 }
 

@@ -229,7 +229,7 @@ pub struct FilterState {
     pub action: Action,
     /// The rule that decided it, if one did.
     pub rule: Option<RuleId>,
-    /// The operation's label (`stat_name`).
+    /// The operation's label ([`CompiledOperation::label`]).
     pub operation: Option<String>,
 }
 
@@ -701,7 +701,7 @@ impl Exchange {
                 rule: verdict.rule(),
                 operation: operation
                     .and_then(|id| policy.operations.get(id))
-                    .map(stat_name),
+                    .map(CompiledOperation::label),
             });
         }
         if !verdict.violations.is_empty() {
@@ -745,24 +745,6 @@ impl Exchange {
             }
         }
     }
-}
-
-/// The label of an operation in stats and access logs: its `operationId`, or `METHOD
-/// /template`, with every character outside `[A-Za-z0-9_-]` turned into `_`.
-pub(crate) fn stat_name(op: &CompiledOperation) -> String {
-    let name = match &op.operation_id {
-        Some(id) => id.clone(),
-        None => format!("{} {}", op.method.as_str(), op.template),
-    };
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// A header map as the host gave it. Values are bytes on the wire; non-UTF-8 ones are read

@@ -18,7 +18,7 @@ use proxy_wasm::types::{LogLevel, MetricType};
 use super::{log, since_epoch};
 use crate::events::fold::Folder;
 use crate::events::{self, ocsf, Event};
-use crate::exchange::{self, FilterState};
+use crate::exchange::FilterState;
 use crate::policy::Policy;
 
 /// The `vm_id` the sender and the filters share; shared queues are named per `vm_id`.
@@ -144,7 +144,7 @@ impl OperationCounters {
             .operations
             .iter()
             .map(|op| {
-                let name = exchange::stat_name(op);
+                let name = op.label();
                 ["allowed", "blocked"].map(|outcome| {
                     let metric = format!("apiguard.operation.{name}.{outcome}");
                     hostcalls::define_metric(MetricType::Counter, &metric).ok()
@@ -153,7 +153,7 @@ impl OperationCounters {
             .collect();
         let deprecated = (policy.operations.iter())
             .map(|op| {
-                let metric = format!("apiguard.operation.{}.deprecated", exchange::stat_name(op));
+                let metric = format!("apiguard.operation.{}.deprecated", op.label());
                 op.deprecated
                     .then(|| hostcalls::define_metric(MetricType::Counter, &metric).ok())
                     .flatten()

@@ -86,6 +86,14 @@ impl Policy {
         self.discovery
     }
 
+    /// Where the document declares the operation an access log or a verdict names by
+    /// `label` (its `operationId`, or `METHOD_/template` as in stats): a JSON pointer.
+    pub fn operation_pointer(&self, label: &str) -> Option<&str> {
+        (self.operations.iter())
+            .find(|op| op.label() == label)
+            .map(|op| op.pointer.as_str())
+    }
+
     /// An empty key ring for this policy's token checks: what a filter root owns.
     pub fn key_ring(&self) -> KeyRing {
         KeyRing::new(&self.security)
@@ -202,6 +210,7 @@ impl Policy {
                 operation_id,
                 contract: contract::compile(site, &settings)?,
                 deprecated: site.operation.deprecated,
+                pointer: site.pointer.clone(),
             });
             Ok(operations.len() - 1)
         })?;
