@@ -82,6 +82,10 @@ rules! {
     /// `_method`, ...) the operation does not declare: the upstream may honour it and
     /// serve another operation than the one checked.
     RequestOverride = "request.override", 400, "The request asks for another method or URL";
+    /// A `format: uri` or `url` value of the request (parameter or body property) points
+    /// inside the network: loopback, private, link-local (cloud metadata), or a non-HTTP
+    /// scheme — server-side request forgery if the upstream fetches it.
+    RequestSsrf = "request.ssrf", 400, "A URL in the request points inside the network";
     /// The operation requires a body and none came.
     BodyMissing = "body.missing", 400, "A required request body is missing";
     /// A body came for an operation that declares none.

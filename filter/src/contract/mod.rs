@@ -9,7 +9,8 @@
 //!   styles, request [`body`] media types and readers, responses — with [`schema`] the
 //!   translated and compiled JSON Schemas and [`shape`] what string values convert to;
 //! - [`overrides`]: method and URL override channels the contract does not declare;
-//! - [`percent`]: percent-decoding, shared by paths, parameters and forms.
+//! - [`percent`]: percent-decoding, shared by paths, parameters and forms;
+//! - [`uri`]: whether a URL a request carries points inside the network (SSRF).
 //!
 //! Nothing here knows a request's order of checks or its credentials: the
 //! [`crate::policy`] ties the contract to the other subsystems and inspects requests.
@@ -24,6 +25,7 @@ pub(crate) mod percent;
 pub(crate) mod route;
 pub(crate) mod schema;
 pub(crate) mod shape;
+pub(crate) mod uri;
 
 pub(crate) use operation::{
     compile, CompiledOperation, Content, Contract, Media, Settings, FORM_TYPES,

@@ -14,7 +14,7 @@ use crate::contract::body::{self, BodyError, JsonCaps, JsonLimits, MediaType};
 use crate::contract::overrides;
 use crate::contract::params::{self, In, Source};
 use crate::contract::path;
-use crate::contract::schema::Schema;
+use crate::contract::schema::{Schema, SSRF};
 use crate::contract::shape::{coerce, Shape, Types};
 use crate::contract::{Contract, Media, FORM_TYPES};
 use crate::policy::Policy;
@@ -164,7 +164,14 @@ impl Policy {
                 Ok(Some(value)) => {
                     if let Some(schema) = &media.schema {
                         verdict.violations.extend(self.validate(schema, &value).map(
-                            |(pointer, reason)| report(RuleId::BodySchema, Some(pointer), reason),
+                            |(pointer, reason, ssrf)| {
+                                let rule = if ssrf {
+                                    RuleId::RequestSsrf
+                                } else {
+                                    RuleId::BodySchema
+                                };
+                                report(rule, Some(pointer), reason)
+                            },
                         ));
                     }
                 }
@@ -277,16 +284,17 @@ impl Policy {
         Ok(())
     }
 
-    /// Schema violations as (pointer, reason) pairs.
+    /// Schema violations as (pointer, reason, whether the value points inside the network:
+    /// `request.ssrf` rather than a schema violation).
     pub(crate) fn validate<'a>(
         &'a self,
         schema: &'a Schema,
         value: &Value,
-    ) -> impl Iterator<Item = (String, Cow<'static, str>)> + 'a {
+    ) -> impl Iterator<Item = (String, Cow<'static, str>, bool)> + 'a {
         schema
             .validate(&self.schemas, value)
             .into_iter()
-            .map(|v| (v.pointer, Cow::Owned(v.reason)))
+            .map(|v| (v.pointer, Cow::Owned(v.reason), v.keyword == SSRF))
     }
 
     pub(crate) fn operation_ref(&self, id: usize) -> Option<OperationRef<'_>> {
@@ -489,13 +497,18 @@ impl Checker<'_> {
                 {
                     continue;
                 }
-                for (pointer, reason) in failures {
+                for (pointer, reason, ssrf) in failures {
                     let reason = if pointer.is_empty() {
                         reason
                     } else {
                         Cow::Owned(format!("{pointer} {reason}"))
                     };
-                    out.push(self.violation(RuleId::ParamInvalid, location, name(), reason));
+                    let rule = if ssrf {
+                        RuleId::RequestSsrf
+                    } else {
+                        RuleId::ParamInvalid
+                    };
+                    out.push(self.violation(rule, location, name(), reason));
                 }
             }
         }
@@ -737,6 +750,45 @@ mod tests {
             }}}
         });
         testkit::policy("items", document, extra)
+    }
+
+    #[test]
+    fn urls_pointing_inside_the_network_are_their_own_rule() {
+        let document = json!({"openapi": "3.1.0", "paths": {"/hooks": {"post": {
+            "parameters": [{"name": "next", "in": "query", "schema": {"type": "string", "format": "url"}}],
+            "requestBody": {"content": {"application/json": {"schema": {"type": "object",
+                "properties": {"callback": {"type": "string", "format": "uri"},
+                               "note": {"type": "string"}}}}}},
+            "responses": {"200": {"description": "ok", "content": {"application/json": {
+                "schema": {"type": "object", "properties": {"self": {"type": "string", "format": "uri"}}}}}}}}}}});
+        let p = testkit::policy("hooks", document, json!({}));
+        let json = [("content-type", "application/json")];
+        let post = |target: &str, body: &str| run(&p, "POST", target, &json, Some(body)).1;
+        let rules =
+            |found: Vec<(String, bool)>| found.into_iter().map(|(r, _)| r).collect::<Vec<_>>();
+        assert!(post("/hooks", r#"{"callback": "https://hooks.example.com/a"}"#).is_empty());
+        for internal in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://0177.0.0.1/",
+            "http://[::ffff:127.0.0.1]/",
+            "file:///etc/passwd",
+        ] {
+            let body = json!({"callback": internal}).to_string();
+            assert_eq!(rules(post("/hooks", &body)), ["request.ssrf"], "{internal}");
+        }
+        assert_eq!(
+            rules(post("/hooks?next=http://localhost:8080/", "{}")),
+            ["request.ssrf"]
+        );
+        // Not a URI at all is the schema's finding; a free-text property is not a URL.
+        assert_eq!(
+            rules(post("/hooks", r#"{"callback": "not a uri"}"#)),
+            ["body.schema"]
+        );
+        assert!(post("/hooks", r#"{"note": "http://127.0.0.1/"}"#).is_empty());
+        // A response may name internal URLs: only what the client sends is checked.
+        let (verdict, _) = p.inspect_response(0, 200, &json, true);
+        assert!(verdict.violations.is_empty());
     }
 
     /// Inspects a request, body included, and returns every (rule, enforced) found.

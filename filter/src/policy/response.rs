@@ -164,7 +164,7 @@ impl Policy {
             Ok(mut value) => {
                 checked.verdict.violations.extend(
                     self.validate(schema, &value)
-                        .map(|(pointer, reason)| violation(reason, Some(pointer))),
+                        .map(|(pointer, reason, _)| violation(reason, Some(pointer))),
                 );
                 if self.responses.redact {
                     checked.redacted_count = self.schemas.redact(schema.raw(), &mut value);

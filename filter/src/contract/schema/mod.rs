@@ -296,6 +296,15 @@ impl Schema {
                         });
                     }
                 }
+                ValidationErrorKind::Format { format } if format == PUBLIC_URI => {
+                    out.push(SchemaViolation {
+                        pointer,
+                        keyword: SSRF,
+                        reason: "points inside the network (loopback, private or link-local \
+                                 address, or a scheme other than http and https)"
+                            .to_owned(),
+                    });
+                }
                 _ => out.push(SchemaViolation {
                     pointer,
                     keyword: keyword(kind),
@@ -311,11 +320,26 @@ impl Schema {
     }
 }
 
+/// The format a request's `uri` and `url` values are checked with: a URI that does not point
+/// inside the network ([`crate::contract::uri`]).
+pub(crate) const PUBLIC_URI: &str = "apiguard-public-uri";
+
+/// The keyword of a [`SchemaViolation`] whose value points inside the network: the
+/// request's own rule (`request.ssrf`), not a schema violation like others.
+pub(crate) const SSRF: &str = "ssrf";
+
+/// Whether a value does not point inside the network (its form as a URI is the `uri`
+/// format's to check).
+fn public_uri(value: &str) -> bool {
+    !crate::contract::uri::is_internal(value)
+}
+
 /// Compiles a translated schema.
 fn build(schema: &Value) -> Result<Validator, String> {
     jsonschema::options()
         .with_draft(Draft::Draft202012)
         .should_validate_formats(true)
+        .with_format(PUBLIC_URI, public_uri)
         .build(schema)
         .map_err(|e| format!("the schema does not compile: {e}"))
 }

@@ -174,6 +174,9 @@ impl Translator<'_> {
             translate_exclusive_bounds(&mut map);
         }
         add_integer_format_bounds(&mut map);
+        if self.context.direction == Direction::Request {
+            guard_urls(&mut map);
+        }
         self.hide_one_way_properties(&mut map);
         self.discriminate(&mut map);
 
@@ -443,6 +446,25 @@ fn add_integer_format_bounds(map: &mut Map<String, Value>) {
         Some(Value::Array(all)) => all.push(bounds),
         _ => {
             map.insert("allOf".to_owned(), json!([bounds]));
+        }
+    }
+}
+
+/// `format: uri` and `url` in a request are URLs the upstream may fetch: besides their own
+/// format, they must point outside the network ([`super::PUBLIC_URI`], checked by
+/// [`crate::contract::uri`]).
+fn guard_urls(map: &mut Map<String, Value>) {
+    if !matches!(
+        map.get("format").and_then(Value::as_str),
+        Some("uri" | "url")
+    ) {
+        return;
+    }
+    let guard = json!({"format": super::PUBLIC_URI});
+    match map.get_mut("allOf") {
+        Some(Value::Array(all)) => all.push(guard),
+        _ => {
+            map.insert("allOf".to_owned(), json!([guard]));
         }
     }
 }
