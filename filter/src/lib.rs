@@ -37,6 +37,8 @@ pub mod config;
 pub mod contract;
 pub mod events;
 pub mod exchange;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod inspect;
 pub mod openapi;
 pub mod overrides;
