@@ -9,8 +9,9 @@
 # and reproducers (fuzz/regressions/<target>); what it finds goes to target/fuzz/corpus,
 # never into the repository. libFuzzer's output goes to target/fuzz/<target>.log; then
 # every input of the corpus it ended with is run once more, timed, and any over 100 ms
-# counts as a hang (libFuzzer's own -timeout has one-second steps). A summary line per
-# target: executions, coverage (cov: edges, ft: features), slowest input, crashes
+# counts as a hang (fuzz/artifacts/<target>/slow-*). libFuzzer's own -timeout (whole
+# seconds) is 10 s: on two shared cores a 1 s alarm fired on a 2 ms input. A summary line per
+# target: executions, coverage (cov: edges, ft: features), slowest input, peak RSS, crashes
 # (fuzz/artifacts/<target>/).
 # cmin: merges that work corpus into the committed one, keeping only inputs that add
 # coverage (libFuzzer -merge=1).
@@ -54,16 +55,29 @@ for t in "$@"; do
     log=target/fuzz/$t.log
     echo "fuzz: $t for ${seconds} s (log: $log)"
     status=0
-    "$bin/$t" "${dirs[@]}" -max_total_time="$seconds" -timeout=1 -rss_limit_mb=2048 \
-        -malloc_limit_mb=512 -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" \
+    # A memory blow-up is an RSS over 2 GB (-rss_limit_mb); without a sanitizer libFuzzer
+    # has no malloc hooks, so -malloc_limit_mb would check nothing.
+    "$bin/$t" "${dirs[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+        -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" \
         >"$log" 2>&1 || status=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
     cov=$(grep -o 'cov: [0-9]* ft: [0-9]*' "$log" | tail -n 1)
-    # Every input once more, timed: libFuzzer prints "Executed <file> in <n> ms".
-    slowest=$(find "$work" "fuzz/corpus/$t" -type f -print0 \
-        | xargs -0 -r "$bin/$t" 2>&1 | sed -n 's/^Executed .* in \([0-9]*\) ms$/\1/p' | sort -n | tail -n 1)
+    # Every input once more, timed ("Executed <file> in <n> ms"); one over 100 ms is run
+    # three times more, and counts as a hang if its fastest run is still over: on a
+    # shared machine a single slow run can be a descheduling.
+    slowest=0
+    while read -r ms file; do
+        if ((ms > 100)); then
+            ms=$(for _ in 1 2 3; do "$bin/$t" "$file" 2>&1; done \
+                | sed -n 's/^Executed .* in \([0-9]*\) ms$/\1/p' | sort -n | head -n 1)
+            if ((ms > 100)); then cp "$file" "fuzz/artifacts/$t/slow-$(basename "$file")"; fi
+        fi
+        if ((ms > slowest)); then slowest=$ms; fi
+    done < <(find "$work" "fuzz/corpus/$t" -type f -print0 | xargs -0 -r "$bin/$t" 2>&1 \
+        | sed -n 's/^Executed \(.*\) in \([0-9]*\) ms$/\2 \1/p')
+    rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log")
     crashes=$(find "fuzz/artifacts/$t" -type f | wc -l)
-    line="$t: ${execs:-?} executions, ${cov:-no coverage line}, slowest input ${slowest:-?} ms, $crashes artifact(s), exit $status"
+    line="$t: ${execs:-?} executions, ${cov:-no coverage line}, slowest input $slowest ms, peak RSS ${rss:-?} MB, $crashes artifact(s), exit $status"
     echo "$line" | tee -a target/fuzz/summary.log
     summary+=("$line")
 done
