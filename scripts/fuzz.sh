@@ -14,7 +14,7 @@
 # target: executions, coverage (cov: edges, ft: features), slowest input, peak RSS, crashes
 # (fuzz/artifacts/<target>/).
 # cmin: merges that work corpus into the committed one, keeping only inputs that add
-# coverage (libFuzzer -merge=1).
+# coverage (libFuzzer -merge=1), small ones only (see below).
 set -euo pipefail
 
 mode=$1 cargo_fuzz=$2
@@ -43,11 +43,20 @@ for t in "$@"; do
     work=target/fuzz/corpus/$t
     mkdir -p "$work" "fuzz/artifacts/$t"
     if [[ $mode == cmin ]]; then
-        fresh=target/fuzz/cmin/$t
-        rm -rf "$fresh" && mkdir -p "$fresh"
-        "$bin/$t" -merge=1 "$fresh" "fuzz/corpus/$t" "$work" >"target/fuzz/$t.cmin.log" 2>&1
+        # Only inputs of at most 2 KB are candidates, and of what the merge keeps the
+        # smallest 200, up to 48 KB, per target: the corpus stays small enough to commit
+        # and to replay in `cargo test`. (fuzz/seeds.py writes the large example seeds again.)
+        fresh=target/fuzz/cmin/$t small=target/fuzz/cmin-small/$t
+        rm -rf "$fresh" "$small" && mkdir -p "$fresh" "$small"
+        find "fuzz/corpus/$t" "$work" -type f -size -2049c -exec cp -t "$small" {} +
+        "$bin/$t" -merge=1 "$fresh" "$small" >"target/fuzz/$t.cmin.log" 2>&1
+        total=0 count=0
+        while read -r size file; do
+            total=$((total + size)) count=$((count + 1))
+            if ((total > 48 * 1024 || count > 200)); then rm "$file"; fi
+        done < <(find "$fresh" -type f -printf '%s %p\n' | sort -n)
         rm -rf "fuzz/corpus/$t" && mv "$fresh" "fuzz/corpus/$t"
-        summary+=("$t: $(find "fuzz/corpus/$t" -type f | wc -l) inputs, $(du -sk "fuzz/corpus/$t" | cut -f1) KB")
+        summary+=("$t: $(find "fuzz/corpus/$t" -type f | wc -l) inputs, $(du -sb "fuzz/corpus/$t" | cut -f1) bytes")
         continue
     fi
     dirs=("$work" "fuzz/corpus/$t")
