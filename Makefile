@@ -11,6 +11,8 @@
 #   make discovery-sim [SEED=…] discovery's precision and recall on GitHub's API with a tenth of its paths cut
 #   make bench                  apiguard vs bare Envoy, a no-op wasm filter, native filters; records BENCHMARKS.md
 #   make bench-compare          re-run the benchmark, compare its ratios with the recorded ones
+#   make fuzz [TARGET=…] [SECONDS=…]  the fuzz targets (cargo-fuzz), one after the other; logs in target/fuzz
+#   make fuzz-cmin [TARGET=…]   merge what `fuzz` found into the committed corpus, minimised
 #   make oci-image [IMAGE=…]    the filter as an OCI image for Istio's WasmPlugin (needs Docker)
 #
 # `test` and `demo` include `setup`, so both work on a fresh machine. Nothing here reads a
@@ -33,7 +35,7 @@ DEMO_POLICY := $(or $(POLICY),policies/petstore/policy.yaml)
 CHECK_POLICIES := $(or $(POLICY),$(sort $(wildcard policies/*/policy.yaml)))
 
 .PHONY: help setup specs wasm harness test demo check conformance conformance-record bench-tools \
-	bench bench-compare oci-image discovery-sim
+	bench bench-compare oci-image discovery-sim fuzz fuzz-cmin
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -146,6 +148,26 @@ REQUESTS ?= 100000
 discovery-sim: setup $(GITHUB)
 	@$(STAGE) "discovery-sim: GitHub's API with holes, $(REQUESTS) requests through the pipeline" "seconds, plus a build the first time" \
 		$(CARGO) run -q --release -p apiguard-sim --bin sim -- discovery --seed $(SEED) --requests $(REQUESTS)
+
+# Fuzzing (not part of `test`, whose replay test runs the committed corpora once; see the
+# README's testing section). cargo-fuzz is installed into .tools/, pinned; scripts/fuzz.sh
+# says how the targets are built and run. Default: every target for 60 s (about 12 min
+# with the first build). The variable is make's, passed as an argument: bash's own
+# SECONDS would count up from an inherited value.
+CARGO_FUZZ_VERSION := 0.12.0
+CARGO_FUZZ := .tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
+FUZZ_TARGETS := $(or $(TARGET),$(basename $(notdir $(wildcard fuzz/fuzz_targets/*.rs))))
+SECONDS ?= 60
+
+$(CARGO_FUZZ):
+	@echo "fuzz: installing cargo-fuzz $(CARGO_FUZZ_VERSION) into .tools (about 2 min, once)"
+	$(CARGO) install --quiet --locked --root .tools/cargo-fuzz-$(CARGO_FUZZ_VERSION) cargo-fuzz@$(CARGO_FUZZ_VERSION)
+
+fuzz: $(CARGO_FUZZ)
+	@scripts/fuzz.sh run $(CARGO_FUZZ) $(SECONDS) $(FUZZ_TARGETS)
+
+fuzz-cmin: $(CARGO_FUZZ)
+	@scripts/fuzz.sh cmin $(CARGO_FUZZ) $(FUZZ_TARGETS)
 
 # The filter as an OCI image Istio's WasmPlugin can pull (envoy/Dockerfile: FROM scratch,
 # the .wasm only). Push it to your registry and point the WasmPlugin's `url:` at it.

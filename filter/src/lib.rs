@@ -43,6 +43,10 @@ mod settings;
 mod structpb;
 mod verdict;
 
+/// Entry points for the fuzz targets (`fuzz/`) and their replay test.
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
+
 #[cfg(test)]
 mod testkit;
 
