@@ -150,7 +150,7 @@ fn evaluate(policy: &Rc<Policy>, ring: &Rc<KeyRing>, case: &Value) -> Result<Out
         },
         rule: state.rule.map(|rule| rule.as_str().to_owned()),
         recorded,
-        operation: state.operation,
+        operation: state.operation.map(|label| label.to_string()),
     })
 }
 

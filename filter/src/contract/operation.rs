@@ -6,6 +6,7 @@
 //! [`crate::policy::inspect`]; this module only decides what there is to check.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use serde_json::value::RawValue;
 
@@ -25,7 +26,42 @@ pub struct CompiledOperation {
     pub method: Method,
     pub template: String,
     pub operation_id: Option<String>,
+    /// Its label in stats and access logs: the `operationId`, or `METHOD /template`, with
+    /// every character outside `[A-Za-z0-9_-]` turned into `_`. Made once here, since
+    /// every request's access-log field carries it (an `Rc`, so that costs no copy).
+    pub label: Rc<str>,
     pub contract: Contract,
+}
+
+impl CompiledOperation {
+    pub fn new(
+        method: Method,
+        template: String,
+        operation_id: Option<String>,
+        contract: Contract,
+    ) -> CompiledOperation {
+        let name = match &operation_id {
+            Some(id) => id.clone(),
+            None => format!("{} {template}", method.as_str()),
+        };
+        let label: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        CompiledOperation {
+            method,
+            template,
+            operation_id,
+            label: label.into(),
+            contract,
+        }
+    }
 }
 
 /// What one operation accepts and returns.

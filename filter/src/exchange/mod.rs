@@ -43,7 +43,6 @@ use std::rc::Rc;
 
 use crate::abuse::slots::{SharedStore, SlotReport, SlotSecret};
 use crate::abuse::Client;
-use crate::contract::CompiledOperation;
 use crate::events::{self, Event, RequestContext};
 use crate::policy::response::ResponseBodyCheck;
 use crate::policy::BodyCheck;
@@ -207,8 +206,8 @@ pub struct FilterState {
     pub action: Action,
     /// The rule that decided it, if one did.
     pub rule: Option<RuleId>,
-    /// The operation's label (`stat_name`).
-    pub operation: Option<String>,
+    /// The operation's label (`CompiledOperation::label`).
+    pub operation: Option<Rc<str>>,
 }
 
 /// One request and its response, through the policy (see the module docs for the order).
@@ -655,7 +654,7 @@ impl Exchange {
                 rule: verdict.rule(),
                 operation: operation
                     .and_then(|id| policy.operations.get(id))
-                    .map(stat_name),
+                    .map(|op| Rc::clone(&op.label)),
             });
         }
         if !verdict.violations.is_empty() {
@@ -699,24 +698,6 @@ impl Exchange {
             }
         }
     }
-}
-
-/// The label of an operation in stats and access logs: its `operationId`, or `METHOD
-/// /template`, with every character outside `[A-Za-z0-9_-]` turned into `_`.
-pub(crate) fn stat_name(op: &CompiledOperation) -> String {
-    let name = match &op.operation_id {
-        Some(id) => id.clone(),
-        None => format!("{} {}", op.method.as_str(), op.template),
-    };
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// A header map as the host gave it. Values are bytes on the wire; non-UTF-8 ones are read

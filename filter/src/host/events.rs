@@ -18,7 +18,7 @@ use proxy_wasm::types::{LogLevel, MetricType};
 use super::{log, since_epoch};
 use crate::events::fold::Folder;
 use crate::events::{self, ocsf, Event};
-use crate::exchange::{self, FilterState};
+use crate::exchange::FilterState;
 use crate::policy::Policy;
 
 /// The `vm_id` the sender and the filters share; shared queues are named per `vm_id`.
@@ -142,7 +142,7 @@ impl OperationCounters {
             .operations
             .iter()
             .map(|op| {
-                let name = exchange::stat_name(op);
+                let name = &op.label;
                 ["allowed", "blocked"].map(|outcome| {
                     let metric = format!("apiguard.operation.{name}.{outcome}");
                     hostcalls::define_metric(MetricType::Counter, &metric).ok()

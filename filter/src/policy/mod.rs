@@ -188,12 +188,12 @@ impl Policy {
                 &site.pointer,
                 &doc_origin,
             )?;
-            operations.push(CompiledOperation {
-                method: site.method,
-                template: site.template.to_owned(),
+            operations.push(CompiledOperation::new(
+                site.method,
+                site.template.to_owned(),
                 operation_id,
-                contract: contract::compile(site, &settings)?,
-            });
+                contract::compile(site, &settings)?,
+            ));
             Ok(operations.len() - 1)
         })?;
         if let Some(unknown) = config.operations.keys().find(|k| !used.contains(*k)) {
