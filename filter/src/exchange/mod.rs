@@ -274,7 +274,13 @@ impl<'i, I: Input> Step<'i, I> {
     }
 
     fn now(&self) -> u64 {
-        *self.now.get().get_or_insert_with(|| self.input.now())
+        // `Cell::get` hands out a copy: the reading is stored back explicitly.
+        if let Some(now) = self.now.get() {
+            return now;
+        }
+        let now = self.input.now();
+        self.now.set(Some(now));
+        now
     }
 }
 
