@@ -167,7 +167,7 @@ fn evaluate(policy: &Rc<Policy>, ring: &Rc<KeyRing>, case: &Value) -> Result<Out
         },
         rule: state.rule.map(|rule| rule.as_str().to_owned()),
         recorded: recorded(&outputs),
-        operation: state.operation,
+        operation: state.operation.map(|label| label.to_string()),
         response: None,
     };
     if let (Some(response), None) = (case.get("response"), &outcome.reply) {

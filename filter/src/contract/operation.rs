@@ -6,6 +6,7 @@
 //! [`crate::policy::inspect`]; this module only decides what there is to check.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use serde_json::value::RawValue;
 
@@ -25,11 +26,50 @@ pub struct CompiledOperation {
     pub method: Method,
     pub template: String,
     pub operation_id: Option<String>,
+    /// Its label in stats and access logs: the `operationId`, or `METHOD /template`, with
+    /// every character outside `[A-Za-z0-9_-]` turned into `_`. Made once here, since
+    /// every request's access-log field carries it (an `Rc`, so that costs no copy).
+    pub label: Rc<str>,
     pub contract: Contract,
     /// `deprecated: true` in the document: calls to it are counted and reported.
     pub deprecated: bool,
     /// Where the document declares it: a JSON pointer (`/paths/~1pets/get`).
     pub pointer: String,
+}
+
+impl CompiledOperation {
+    pub fn new(
+        method: Method,
+        template: String,
+        operation_id: Option<String>,
+        contract: Contract,
+        deprecated: bool,
+        pointer: String,
+    ) -> CompiledOperation {
+        let name = match &operation_id {
+            Some(id) => id.clone(),
+            None => format!("{} {template}", method.as_str()),
+        };
+        let label: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        CompiledOperation {
+            method,
+            template,
+            operation_id,
+            label: label.into(),
+            contract,
+            deprecated,
+            pointer,
+        }
+    }
 }
 
 /// What one operation accepts and returns.
@@ -115,26 +155,6 @@ impl StatusKey {
             StatusKey::Class(class) => status / 100 == class,
             StatusKey::Default => true,
         }
-    }
-}
-
-impl CompiledOperation {
-    /// The label of an operation in stats and access logs: its `operationId`, or `METHOD
-    /// /template`, with every character outside `[A-Za-z0-9_-]` turned into `_`.
-    pub fn label(&self) -> String {
-        let name = match &self.operation_id {
-            Some(id) => id.clone(),
-            None => format!("{} {}", self.method.as_str(), self.template),
-        };
-        name.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect()
     }
 }
 

@@ -43,7 +43,7 @@ use std::rc::Rc;
 
 use crate::abuse::slots::{SharedStore, SlotReport, SlotSecret};
 use crate::abuse::Client;
-use crate::contract::{path, CompiledOperation};
+use crate::contract::path;
 use crate::discovery::Undeclared;
 use crate::events::{self, Event, RequestContext};
 use crate::policy::response::ResponseBodyCheck;
@@ -229,8 +229,8 @@ pub struct FilterState {
     pub action: Action,
     /// The rule that decided it, if one did.
     pub rule: Option<RuleId>,
-    /// The operation's label ([`CompiledOperation::label`]).
-    pub operation: Option<String>,
+    /// The operation's label (`CompiledOperation::label`).
+    pub operation: Option<Rc<str>>,
 }
 
 /// One request and its response, through the policy (see the module docs for the order).
@@ -297,7 +297,13 @@ impl<'i, I: Input> Step<'i, I> {
     }
 
     fn now(&self) -> u64 {
-        *self.now.get().get_or_insert_with(|| self.input.now())
+        // `Cell::get` hands out a copy: the reading is stored back explicitly.
+        if let Some(now) = self.now.get() {
+            return now;
+        }
+        let now = self.input.now();
+        self.now.set(Some(now));
+        now
     }
 }
 
@@ -701,7 +707,7 @@ impl Exchange {
                 rule: verdict.rule(),
                 operation: operation
                     .and_then(|id| policy.operations.get(id))
-                    .map(CompiledOperation::label),
+                    .map(|op| Rc::clone(&op.label)),
             });
         }
         if !verdict.violations.is_empty() {

@@ -358,3 +358,190 @@ fn a_spoofed_identity_header_is_replaced_by_the_verified_one() {
         ])
     );
 }
+
+mod calls {
+    //! The host calls a request costs. `host::http` makes one host call per thing the exchange
+    //! asks of it: a header map read, a clock read, a shared-data get or set, an address read,
+    //! a counter increment, an access-log field, a header change. So counting what an exchange
+    //! asks for, through a counting [`Input`] and its outputs, counts the host calls; the
+    //! bench's floor filter (`bench/noop-filter`, `floor`) makes the set a full policy cannot
+    //! avoid, and this pins apiguard's request to it.
+
+    use std::cell::Cell;
+
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    use serde_json::json;
+    use sha2::Sha256;
+
+    use crate::abuse::slots::{MemoryStore, StoreError};
+    use crate::exchange::*;
+    use crate::testkit::{self, T0};
+
+    /// An [`Input`] of fixed values (as [`testkit::input`]) that counts what the exchange reads
+    /// from the host.
+    #[derive(Default)]
+    struct Counting {
+        clock: Cell<usize>,
+        address: Cell<usize>,
+        store: CountingStore,
+    }
+
+    #[derive(Default)]
+    struct CountingStore {
+        inner: MemoryStore,
+        gets: Cell<usize>,
+        sets: Cell<usize>,
+    }
+
+    impl SharedStore for CountingStore {
+        fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+            self.gets.set(self.gets.get() + 1);
+            self.inner.get(key)
+        }
+
+        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+            self.sets.set(self.sets.get() + 1);
+            self.inner.set(key, value, cas)
+        }
+    }
+
+    impl Input for Counting {
+        type Store = CountingStore;
+
+        fn now(&self) -> u64 {
+            self.clock.set(self.clock.get() + 1);
+            T0
+        }
+
+        fn downstream(&self) -> Option<String> {
+            self.address.set(self.address.get() + 1);
+            Some(testkit::CLIENT.to_owned())
+        }
+
+        fn store(&self) -> &CountingStore {
+            &self.store
+        }
+
+        fn slot_secret(&self) -> SlotSecret {
+            // The host reads it from shared data once per VM, not per request.
+            testkit::SECRET
+        }
+    }
+
+    const SECRET: &[u8] = b"a secret of thirty-two bytes....";
+
+    /// An HS256 token for `sub`, valid at [`T0`], with the scope the operation needs.
+    fn token() -> String {
+        let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+        let header = b64(br#"{"alg":"HS256","typ":"JWT","kid":"k"}"#);
+        let now = T0 / testkit::SECOND;
+        let claims = json!({"iss": "https://issuer.test", "aud": "bench", "sub": "alice",
+                        "exp": now + 3600, "iat": now - 10, "scope": "issues:read"});
+        let input = format!("{header}.{}", b64(claims.to_string().as_bytes()));
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(SECRET) else {
+            unreachable!("HMAC takes a key of any length")
+        };
+        mac.update(input.as_bytes());
+        format!("{input}.{}", b64(&mac.finalize().into_bytes()))
+    }
+
+    /// The bench's `full-get`: a GET with path, query and header parameters, a JWT with its
+    /// scope, a per-subject rate limit.
+    fn policy() -> Rc<Policy> {
+        let document = json!({
+            "openapi": "3.1.0",
+            "components": {"securitySchemes": {"jwt": {"type": "http", "scheme": "bearer"}}},
+            "security": [{"jwt": ["issues:read"]}],
+            "paths": {"/repos/{owner}/{repo}/issues/comments": {"get": {
+                "operationId": "listIssueComments",
+                "parameters": [
+                    {"name": "owner", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "repo", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "per_page", "in": "query", "schema": {"type": "integer", "maximum": 100}},
+                    {"name": "x-github-api-version", "in": "header",
+                     "schema": {"type": "string", "enum": ["2022-11-28"]}}
+                ]}}}
+        });
+        let jwks = json!({"keys": [{"kty": "oct", "kid": "k", "alg": "HS256",
+                                "k": URL_SAFE_NO_PAD.encode(SECRET)}]});
+        let sections = json!({
+            "responses": {"mode": "off"},
+            "security": {"providers": {"jwt": {
+                "issuer": "https://issuer.test", "audiences": ["bench"],
+                "local_jwks": {"inline_string": jwks.to_string()}}}},
+            "abuse": {"rate_limits": [{"name": "per-subject", "key": ["subject"],
+                                        "requests": 1_000_000_000, "window_seconds": 1}]}
+        });
+        Rc::new(testkit::policy("bench", document, sections))
+    }
+
+    /// The second request of a client (its token cached): a header map read, one clock read,
+    /// one shared-data get and CAS set, three counters (inspected, outcome, operation), two
+    /// access-log fields and two response headers, as the floor filter; and, beyond it, the
+    /// removal of the token's header (`forward: false`), which is behaviour. No address read,
+    /// no second clock read.
+    #[test]
+    fn a_checked_request_asks_the_host_for_what_the_floor_filter_does() {
+        let policy = policy();
+        let ring = Rc::new(policy.key_ring());
+        let bearer = format!("Bearer {}", token());
+        let headers = [
+            (":method", "GET"),
+            (":path", "/repos/octo/hello/issues/comments?per_page=30"),
+            (":authority", "api.example"),
+            ("user-agent", "bench/1.0"),
+            ("authorization", bearer.as_str()),
+            ("x-github-api-version", "2022-11-28"),
+        ];
+        let mut seen = None;
+        for _ in 0..2 {
+            let input = Counting::default();
+            let mut exchange = Exchange::new(Rc::clone(&policy), Rc::clone(&ring));
+            let request = exchange.request_headers(&input, &headers, true);
+            let outputs = exchange.take_outputs();
+            let response = exchange.response_headers(&input, &[(":status", "200")], false);
+            let response_outputs = exchange.take_outputs();
+            seen = Some((input, request, outputs, response, response_outputs));
+        }
+        let Some((input, request, outputs, response, response_outputs)) = seen else {
+            unreachable!("two requests ran")
+        };
+        assert_eq!(
+            request,
+            Next::Continue(vec![HeaderChange::Set("authorization".to_owned(), None)])
+        );
+        assert_eq!((input.clock.get(), input.address.get()), (1, 0));
+        assert_eq!((input.store.gets.get(), input.store.sets.get()), (1, 1));
+        assert_eq!(
+            outputs.counters,
+            [
+                Counter::Inspected,
+                // `host::metrics` counts a slot only when it collided or lost its update.
+                Counter::Slot(SlotReport::default()),
+                Counter::Outcome(Action::Allow),
+                Counter::Operation {
+                    id: 0,
+                    blocked: false
+                }
+            ]
+        );
+        let state = outputs.filter_state.as_ref();
+        let fields =
+            state.map(|s| 1 + usize::from(s.rule.is_some()) + usize::from(s.operation.is_some()));
+        assert_eq!(fields, Some(2));
+        assert!(outputs.events.is_empty());
+        let Next::Continue(added) = response else {
+            panic!("{response:?}")
+        };
+        let names: Vec<&str> = (added.iter())
+            .filter_map(|change| match change {
+                HeaderChange::Add(name, _) => Some(*name),
+                HeaderChange::Set(..) => None,
+            })
+            .collect();
+        assert_eq!(names, ["ratelimit-policy", "ratelimit"]);
+        assert!(response_outputs.counters.is_empty() && response_outputs.events.is_empty());
+    }
+}

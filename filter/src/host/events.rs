@@ -144,7 +144,7 @@ impl OperationCounters {
             .operations
             .iter()
             .map(|op| {
-                let name = op.label();
+                let name = &op.label;
                 ["allowed", "blocked"].map(|outcome| {
                     let metric = format!("apiguard.operation.{name}.{outcome}");
                     hostcalls::define_metric(MetricType::Counter, &metric).ok()
@@ -153,7 +153,7 @@ impl OperationCounters {
             .collect();
         let deprecated = (policy.operations.iter())
             .map(|op| {
-                let metric = format!("apiguard.operation.{}.deprecated", op.label());
+                let metric = format!("apiguard.operation.{}.deprecated", op.label);
                 op.deprecated
                     .then(|| hostcalls::define_metric(MetricType::Counter, &metric).ok())
                     .flatten()

@@ -90,7 +90,7 @@ impl Policy {
     /// `label` (its `operationId`, or `METHOD_/template` as in stats): a JSON pointer.
     pub fn operation_pointer(&self, label: &str) -> Option<&str> {
         (self.operations.iter())
-            .find(|op| op.label() == label)
+            .find(|op| &*op.label == label)
             .map(|op| op.pointer.as_str())
     }
 
@@ -204,14 +204,14 @@ impl Policy {
                 &site.pointer,
                 &doc_origin,
             )?;
-            operations.push(CompiledOperation {
-                method: site.method,
-                template: site.template.to_owned(),
+            operations.push(CompiledOperation::new(
+                site.method,
+                site.template.to_owned(),
                 operation_id,
-                contract: contract::compile(site, &settings)?,
-                deprecated: site.operation.deprecated,
-                pointer: site.pointer.clone(),
-            });
+                contract::compile(site, &settings)?,
+                site.operation.deprecated,
+                site.pointer.clone(),
+            ));
             Ok(operations.len() - 1)
         })?;
         if let Some(unknown) = config.operations.keys().find(|k| !used.contains(*k)) {
