@@ -58,6 +58,7 @@ pub use abuse::anomaly::{
 };
 pub use abuse::slots::{MemoryStore, SharedStore, SlotSecret};
 pub use discovery::segment::Kind as SegmentKind;
+pub use discovery::tree::shape as template_shape;
 pub use discovery::{Discovery, DiscoverySettings, Seen, Template, Undeclared};
 pub use error::{Location, PolicyError};
 pub use events::EventAction;

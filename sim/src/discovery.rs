@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use apiguard_filter::{Discovery, Exchange, MemoryStore, Policy, SegmentKind, SlotSecret, Values};
+use apiguard_filter::{
+    template_shape, Discovery, Exchange, MemoryStore, Policy, SegmentKind, SlotSecret, Values,
+};
 use serde_json::{json, Value};
 
 use crate::github::{self, Filler, Operation};
@@ -129,7 +131,7 @@ pub fn run(document: &Value, plan: Plan) -> Result<Report, SimError> {
     report.dropped = discovery.dropped();
     let mut found = BTreeSet::new();
     for template in &templates {
-        let k = key(template.method.as_str(), &github::shape(&template.path));
+        let k = key(template.method.as_str(), &template_shape(&template.path));
         match truth.get(&k) {
             Some(operation) => {
                 report.correct += 1;

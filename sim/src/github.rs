@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use apiguard_filter::template_shape;
 use serde_json::Value;
 
 use crate::rng::{Rng, Zipf};
@@ -40,26 +41,8 @@ pub struct Operation {
 impl Operation {
     /// The template with every parameter as `{}`: how templates are compared.
     pub fn shape(&self) -> String {
-        shape(&self.template)
+        template_shape(&self.template)
     }
-}
-
-/// `/a/{x}/b` → `/a/{}/b`.
-pub fn shape(template: &str) -> String {
-    let mut out = String::with_capacity(template.len());
-    let mut in_param = false;
-    for c in template.chars() {
-        match c {
-            '{' => {
-                in_param = true;
-                out.push_str("{}");
-            }
-            '}' => in_param = false,
-            _ if in_param => {}
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 /// The description, read and parsed.
@@ -220,7 +203,6 @@ mod tests {
 
     #[test]
     fn templates_compare_by_shape_and_parameters_are_filled() {
-        assert_eq!(shape("/repos/{owner}/{repo}/hooks"), "/repos/{}/{}/hooks");
         let operation = Operation {
             method: "GET".to_owned(),
             template: "/repos/{owner}/issues/{number}/{fmt}".to_owned(),

@@ -367,8 +367,9 @@ fn singletons_as_values(mut node: Node) -> Node {
     node
 }
 
-/// `/a/{b}/c` → `/a/{}/c`.
-fn shape(path: &str) -> String {
+/// A path template with every parameter as `{}` (`/a/{b}/c` → `/a/{}/c`): how templates
+/// are compared whatever their parameters are named.
+pub fn shape(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     let mut param = false;
     for c in path.chars() {
