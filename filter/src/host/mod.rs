@@ -17,6 +17,8 @@
 #![allow(unsafe_code)]
 
 mod events;
+#[cfg(feature = "fault-injection")]
+mod fault;
 mod http;
 mod jwks;
 mod metrics;
