@@ -40,7 +40,7 @@ impl ClientsReport {
         let rate = self.keys as f64 / self.elapsed.as_secs_f64().max(0.001);
         format!(
             "{keys} distinct client keys in {secs:.0} s ({rate:.0}/s), {unexpected} unexpected statuses\n\
-             shared-data entries (bound from the config: {slots} slots × 4 tables + 3): {bound} before and after\n\
+             shared-data entries (derived from the config, not read from Envoy: {slots} slots × 4 tables + the slot secret): {bound} before and after\n\
              slot collisions counted: {collisions}; slot updates lost: {lost}; quarantines started: {quarantines}\n\
              Envoy RSS: {rss0} KiB before, {rss1} KiB after ({drss:+} KiB)\n\
              Envoy heap allocated: {heap0} KiB before, {heap1} KiB after\n\

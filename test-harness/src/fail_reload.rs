@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 use crate::soak::{self, Stack};
 use crate::{locate, Client, Error, HttpVersion};
 
-/// Each response's time since the start, and its status (or the exchange's error).
-type Outcomes = Vec<(Duration, Result<u16, String>)>;
+/// Each response's time since the start, its latency, and its status (or the exchange's
+/// error).
+type Outcomes = Vec<(Duration, Duration, Result<u16, String>)>;
 
 #[derive(Debug, Clone)]
 pub struct FailReloadOptions {
@@ -65,9 +66,10 @@ pub fn run(options: &FailReloadOptions) -> Result<String, Error> {
                     return;
                 };
                 while !stop.load(Ordering::Relaxed) {
+                    let sent = Instant::now();
                     let status = soak::send(&client, "/v1/pets", Some(&token), &[]);
                     if let Ok(mut log) = log.lock() {
-                        log.push((started.elapsed(), status));
+                        log.push((started.elapsed(), sent.elapsed(), status));
                     }
                 }
             })
@@ -89,20 +91,23 @@ pub fn run(options: &FailReloadOptions) -> Result<String, Error> {
     }
     let log = log.lock().map(|log| log.clone()).unwrap_or_default();
     let ok = |status: &Result<u16, String>| matches!(status, Ok(200));
-    let before_trap = log.iter().filter(|(at, _)| *at < trap);
-    let refused_before = before_trap.filter(|(_, status)| !ok(status)).count();
-    let after_trap: Vec<_> = log.iter().filter(|(at, _)| *at >= trap).collect();
-    let refused: Vec<_> = after_trap.iter().filter(|(_, s)| !ok(s)).collect();
-    let last_refused = refused.iter().map(|(at, _)| *at).max();
+    let before_trap: Vec<_> = log.iter().filter(|(at, _, _)| *at < trap).collect();
+    let refused_before = before_trap.iter().filter(|(_, _, s)| !ok(s)).count();
+    let slowest_before = before_trap.iter().map(|(_, took, _)| *took).max();
+    let after_trap: Vec<_> = log.iter().filter(|(at, _, _)| *at >= trap).collect();
+    let refused: Vec<_> = after_trap.iter().filter(|(_, _, s)| !ok(s)).collect();
+    let last_refused = refused.iter().map(|(at, _, _)| *at).max();
     let recovered = last_refused.and_then(|last| {
         after_trap
             .iter()
-            .filter(|(at, status)| *at > last && ok(status))
-            .map(|(at, _)| *at)
+            .filter(|(at, _, status)| *at > last && ok(status))
+            .map(|(at, _, _)| *at)
             .min()
     });
+    // The request that finds the VM failed waits for the reload: the slowest one after.
+    let slowest_after = after_trap.iter().max_by_key(|(_, took, _)| *took);
     let mut kinds = std::collections::BTreeMap::<String, usize>::new();
-    for (_, status) in &refused {
+    for (_, _, status) in &refused {
         let kind = match status {
             Ok(code) => code.to_string(),
             Err(_) => "connection error".to_owned(),
@@ -121,6 +126,7 @@ pub fn run(options: &FailReloadOptions) -> Result<String, Error> {
          the trapping request: {trap_answer:?}\n\
          after the trap: {n_after} requests, {n_refused} refused {kinds:?}\n\
          last refusal {last} ms after the trap; first success after it {recovered} ms after the trap\n\
+         slowest request before the trap {slow_before} ms; after it {slow_after}\n\
          Envoy's wasm stats:\n  {stats}\n",
         workers = options.concurrency,
         threads = options.threads,
@@ -130,5 +136,13 @@ pub fn run(options: &FailReloadOptions) -> Result<String, Error> {
         last = last_refused.map_or("-".to_owned(), |at| format!("{:.0}", ms(at - trap))),
         recovered = recovered.map_or("-".to_owned(), |at| format!("{:.0}", ms(at - trap))),
         stats = reload_stats.join("\n  "),
+        slow_before = slowest_before.map_or("-".to_owned(), |took| format!("{:.0}", ms(took))),
+        slow_after = slowest_after.map_or("-".to_owned(), |(at, took, status)| {
+            format!(
+                "{:.0} ms ({status:?}, answered {:.0} ms after the trap)",
+                ms(*took),
+                ms(*at - trap)
+            )
+        }),
     ))
 }
