@@ -13,6 +13,9 @@
 #   make bench-compare          re-run the benchmark, compare its ratios with the recorded ones
 #   make fuzz [TARGET=…] [SECONDS=…]  the fuzz targets (cargo-fuzz), one after the other; logs in target/fuzz
 #   make fuzz-cmin [TARGET=…]   merge what `fuzz` found into the committed corpus, minimised
+#   make soak [SOAK_MINUTES=30]  a steady mixed load, sampled; CSV, plot and checks in target/soak
+#   make soak-clients           a million distinct client keys through rate limits and quarantine
+#   make fail-reload            what a VM trap does to traffic under FAIL_RELOAD (a test build)
 #   make oci-image [IMAGE=…]    the filter as an OCI image for Istio's WasmPlugin (needs Docker)
 #
 # `test` and `demo` include `setup`, so both work on a fresh machine. Nothing here reads a
@@ -35,7 +38,7 @@ DEMO_POLICY := $(or $(POLICY),policies/petstore/policy.yaml)
 CHECK_POLICIES := $(or $(POLICY),$(sort $(wildcard policies/*/policy.yaml)))
 
 .PHONY: help setup specs wasm harness test demo check conformance conformance-record bench-tools \
-	bench bench-compare oci-image discovery-sim fuzz fuzz-cmin
+	bench bench-compare oci-image discovery-sim fuzz fuzz-cmin soak soak-clients fail-reload
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -168,6 +171,25 @@ fuzz: $(CARGO_FUZZ)
 
 fuzz-cmin: $(CARGO_FUZZ)
 	@scripts/fuzz.sh cmin $(CARGO_FUZZ) $(FUZZ_TARGETS)
+
+# Reliability runs (not part of `test`; see README, "Soak"). `make test` runs a one-minute
+# soak as an end-to-end test (soak_short). The harness builds the filter itself.
+SOAK_MINUTES ?= 30
+SOAK_SAMPLE_SECONDS ?= 60
+soak: harness
+	@$(STAGE) "soak: $(SOAK_MINUTES) min of mixed load through Envoy, sampled" "$(SOAK_MINUTES) min plus a minute" \
+		target/debug/harness soak --minutes $(SOAK_MINUTES) --sample-seconds $(SOAK_SAMPLE_SECONDS) --out target/soak
+
+SOAK_KEYS ?= 1000000
+SOAK_MAX_MINUTES ?= 10
+soak-clients: harness
+	@$(STAGE) "soak-clients: $(SOAK_KEYS) client keys through the abuse tables" "at most $(SOAK_MAX_MINUTES) min" \
+		target/debug/harness soak-clients --keys $(SOAK_KEYS) --max-minutes $(SOAK_MAX_MINUTES)
+
+# Builds the filter with the `fault-injection` feature into target/fault (never shipped).
+fail-reload: harness
+	@$(STAGE) "fail-reload: a VM trap under FAIL_RELOAD" "first run 5 to 8 min (a test build of the filter), then 30 s" \
+		target/debug/harness fail-reload
 
 # The filter as an OCI image Istio's WasmPlugin can pull (envoy/Dockerfile: FROM scratch,
 # the .wasm only). Push it to your registry and point the WasmPlugin's `url:` at it.

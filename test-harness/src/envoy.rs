@@ -57,6 +57,9 @@ pub struct EnvoyOptions {
     /// Envoy stops (`harness up --logs`). `None`: a temporary directory, removed on drop
     /// unless a test failed.
     pub files: Option<PathBuf>,
+    /// The filter to load; `None`: [`locate::filter_wasm`]. Set for a test build of the
+    /// filter (the failure-policy measurement's `fault-injection` build).
+    pub wasm: Option<PathBuf>,
 }
 
 impl Default for EnvoyOptions {
@@ -77,6 +80,7 @@ impl Default for EnvoyOptions {
             http1_trailers: false,
             downstream: Downstream::default(),
             files: None,
+            wasm: None,
         }
     }
 }
@@ -95,7 +99,10 @@ impl Envoy {
     /// Renders the config, starts Envoy in front of `upstream` and waits until it is ready.
     /// If Envoy exits first (a refused config), the error carries its exit status and log.
     pub fn start(options: &EnvoyOptions, upstream: SocketAddr) -> Result<Envoy, Error> {
-        let wasm = locate::filter_wasm()?;
+        let wasm = match &options.wasm {
+            Some(path) => path.clone(),
+            None => locate::filter_wasm()?,
+        };
         let bundle = match &options.policy {
             Policy::Embedded => None,
             Policy::File(path) => Some(embed::bundle(path)?),

@@ -18,19 +18,25 @@
 //! - [`client`]: a small blocking client that sends request targets byte for byte (no URL
 //!   normalisation, which would hide the very encodings the filter must catch).
 //! - [`stats`]: reading counters from the admin `/stats/prometheus` page.
+//! - [`soak`]: the soak run (`harness soak`), with [`png`] drawing its chart; [`clients`]:
+//!   a million client keys through the abuse tables; [`fail_reload`]: the failure policy.
 //! - [`compile_report`]: the filter's per-VM compile time and wasm memory, from Envoy's log.
 
 pub mod client;
+pub mod clients;
 pub mod compile_report;
 pub mod contract;
 pub mod delivery;
 pub mod embed;
 pub mod envoy;
 mod error;
+pub mod fail_reload;
 mod frames;
 pub mod jwks;
 pub mod locate;
+pub mod png;
 pub mod render;
+pub mod soak;
 pub mod stats;
 pub mod upstream;
 

@@ -184,6 +184,8 @@ impl Context for Request {}
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Flow {
+        #[cfg(feature = "fault-injection")]
+        super::fault::trap_if_asked();
         if self.exchange.is_none() {
             // Unreachable in practice (Envoy refuses a configuration that did not
             // compile), but if it happens the request is refused, not waved through.

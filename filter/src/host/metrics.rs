@@ -7,6 +7,10 @@
 //! - `apiguard.response_properties_redacted`;
 //! - `apiguard.abuse.quarantines_started`, `apiguard.abuse.slot_collisions` (a live entry
 //!   of another client shared), `apiguard.abuse.slot_lost` (an update not stored).
+//! - `apiguard.vm.memory_kib`, a gauge: the VM's linear memory, set on the root's tick (so
+//!   the soak run, `make soak`, can sample it; it only grows, so a leak shows as a climb).
+//!   The VMs of all workers share the one gauge: it reads as the last VM's, and workers'
+//!   VMs run the same code on similar traffic.
 //! - `apiguard.inspection_us`, a histogram: microseconds the engine took, one sample per
 //!   request head and per request body inspected; recorded only when the policy has
 //!   `stats: {inspection_time: true}`, since it costs three host calls per inspection.
@@ -29,6 +33,7 @@ pub(super) struct Metrics {
     collisions: Option<u32>,
     lost: Option<u32>,
     inspection: Option<u32>,
+    memory: Option<u32>,
     /// `[blocked, monitored]` per rule, indexed like [`RuleId::ALL`].
     rules: Vec<[Option<u32>; 2]>,
 }
@@ -46,6 +51,7 @@ impl Metrics {
             lost: counter("apiguard.abuse.slot_lost"),
             inspection: hostcalls::define_metric(MetricType::Histogram, "apiguard.inspection_us")
                 .ok(),
+            memory: hostcalls::define_metric(MetricType::Gauge, "apiguard.vm.memory_kib").ok(),
             rules: RuleId::ALL
                 .iter()
                 .map(|rule| {
@@ -53,6 +59,14 @@ impl Metrics {
                         .map(|action| counter(&format!("apiguard.rule.{rule}.{}", action.as_str())))
                 })
                 .collect(),
+        }
+    }
+
+    /// Records the VM's linear memory (64 KiB pages) in the gauge.
+    pub(super) fn memory(&self) {
+        if let Some(id) = self.memory {
+            let kib = core::arch::wasm32::memory_size::<0>() * 64;
+            let _ = hostcalls::record_metric(id, u64::try_from(kib).unwrap_or(u64::MAX));
         }
     }
 

@@ -18,6 +18,8 @@
 
 mod discovery;
 mod events;
+#[cfg(feature = "fault-injection")]
+mod fault;
 mod http;
 mod jwks;
 mod metrics;

@@ -160,6 +160,9 @@ impl RootContext for FilterRoot {
     }
 
     fn on_tick(&mut self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.memory();
+        }
         if let Some(jwks) = &mut self.jwks {
             jwks.on_tick();
         }

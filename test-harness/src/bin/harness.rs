@@ -3,6 +3,9 @@
 //! ```text
 //! harness up --policy policies/petstore/policy.yaml [--logs target/demo]   # until Ctrl-C
 //! harness render-envoy --policy policies/petstore/policy.yaml [--check]
+//! harness soak --minutes 30 --out target/soak                               # make soak
+//! harness soak-clients --keys 1000000                                       # make soak-clients
+//! harness fail-reload                                                       # make fail-reload
 //! ```
 
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -15,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use apiguard_harness::render::Downstream;
-use apiguard_harness::{contract, embed};
+use apiguard_harness::{clients, contract, embed, fail_reload, soak};
 use apiguard_harness::{locate, EchoUpstream, Envoy, EnvoyOptions, Error, Policy};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
@@ -53,6 +56,55 @@ enum Command {
         #[arg(long)]
         allow_underscores: bool,
     },
+    /// A steady mixed load through Envoy for MINUTES, sampled into a CSV and a PNG, then
+    /// checked (see test-harness/src/soak.rs); exits non-zero if a check fails.
+    Soak {
+        #[arg(long, default_value_t = 30.0)]
+        minutes: f64,
+        #[arg(long, default_value_t = 60)]
+        sample_seconds: u64,
+        /// Samples before this are warm-up.
+        #[arg(long, default_value_t = 120)]
+        warm_up_seconds: u64,
+        #[arg(long, default_value_t = 4)]
+        threads: usize,
+        /// Requests per second per load thread, at most.
+        #[arg(long, default_value_t = 50)]
+        rate: u32,
+        #[arg(long, default_value_t = 10_000_000)]
+        max_requests: u64,
+        #[arg(long, default_value_t = 2)]
+        concurrency: u16,
+        /// Envoy's RSS at the end may exceed the first sample after warm-up by this fraction.
+        #[arg(long, default_value_t = 0.10)]
+        rss_tolerance: f64,
+        #[arg(long, default_value = "target/soak")]
+        out: PathBuf,
+    },
+    /// Distinct client keys through the rate limits and quarantine, one request each, as
+    /// fast as THREADS go within MAX_MINUTES; Envoy's memory before and after.
+    SoakClients {
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: u64,
+        #[arg(long, default_value_t = 10.0)]
+        max_minutes: f64,
+        #[arg(long, default_value_t = 4)]
+        threads: usize,
+        #[arg(long, default_value_t = 2)]
+        concurrency: u16,
+    },
+    /// A VM trap under `failure_policy: FAIL_RELOAD` (a `fault-injection` test build of the
+    /// filter): requests refused while Envoy reloads the VM, and for how long.
+    FailReload {
+        #[arg(long, default_value_t = 1)]
+        concurrency: u16,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(long, default_value_t = 5)]
+        before_seconds: u64,
+        #[arg(long, default_value_t = 15)]
+        after_seconds: u64,
+    },
     /// Embed POLICY, bundled, in envoy/envoy.yaml and envoy/istio-wasmplugin.yaml.
     RenderEnvoy {
         /// The policy YAML file [default: policies/petstore/policy.yaml].
@@ -87,6 +139,60 @@ fn main() -> ExitCode {
             };
             up(options, &policy)
         }
+        Command::Soak {
+            minutes,
+            sample_seconds,
+            warm_up_seconds,
+            threads,
+            rate,
+            max_requests,
+            concurrency,
+            rss_tolerance,
+            out,
+        } => soak(&soak::SoakOptions {
+            duration: Duration::from_secs_f64(minutes * 60.0),
+            sample_every: Duration::from_secs(sample_seconds.max(1)),
+            warm_up: Duration::from_secs(warm_up_seconds),
+            threads,
+            rate,
+            max_requests,
+            concurrency,
+            rss_tolerance,
+            out,
+        }),
+        Command::SoakClients {
+            keys,
+            max_minutes,
+            threads,
+            concurrency,
+        } => locate::build_filter()
+            .and_then(|_| {
+                clients::run(&clients::ClientsOptions {
+                    keys,
+                    max_wall: Duration::from_secs_f64(max_minutes * 60.0),
+                    threads,
+                    concurrency,
+                })
+            })
+            .map(|report| {
+                print!("{}", report.summary());
+                ExitCode::SUCCESS
+            }),
+        Command::FailReload {
+            concurrency,
+            threads,
+            before_seconds,
+            after_seconds,
+        } => fail_reload::run(&fail_reload::FailReloadOptions {
+            concurrency,
+            threads,
+            before: Duration::from_secs(before_seconds),
+            after: Duration::from_secs(after_seconds),
+        })
+        .map(|text| {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }),
         Command::RenderEnvoy { policy, check } => {
             let policy = policy.unwrap_or_else(|| locate::policy("petstore"));
             render_envoy(&policy, check)
@@ -249,6 +355,22 @@ fn wait_for_shutdown_signal() -> Result<(), Error> {
             }
         })
         .map_err(Error::io("waiting for Ctrl-C"))
+}
+
+fn soak(options: &soak::SoakOptions) -> Result<ExitCode, Error> {
+    locate::build_filter()?;
+    let report = soak::run(options)?;
+    print!("{}", report.summary());
+    println!(
+        "CSV, plot and summary in {} (plot: Envoy RSS red, VM memory blue, Envoy heap \
+         green, requests grey, each scaled to its own maximum)",
+        options.out.display()
+    );
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn render_envoy(policy: &Path, check: bool) -> Result<ExitCode, Error> {

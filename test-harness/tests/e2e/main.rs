@@ -22,6 +22,7 @@ mod manifests;
 mod metrics;
 mod monitor;
 mod routing;
+mod soak;
 mod tokens;
 mod underscores;
 mod validation;
