@@ -207,3 +207,33 @@ fn redaction_removes_what_the_response_schema_does_not_declare() {
     assert_eq!(response.json().unwrap(), json!({}), "{response:?}");
     assert_eq!(proxy.counter("apiguard.response_properties_redacted"), 5.0);
 }
+
+/// A `format: uri` property a client sends, which the upstream may fetch: pointing inside
+/// the network, in any spelling, it is refused with `request.ssrf` before the upstream sees
+/// it, over HTTP/1.1 and h2c; a public URL passes.
+#[test]
+fn urls_pointing_inside_the_network_never_reach_the_upstream() {
+    let mut bundle = bundled("petstore");
+    bundle["openapi"]["document"]["components"]["schemas"]["NewPet"]["properties"]["website"] =
+        json!({"type": "string", "format": "uri"});
+    let proxy = Proxy::start(Policy::Bundle(bundle));
+    let pet = |website: &str| json!({"name": "Rex", "website": website}).to_string();
+    for version in VERSIONS {
+        for internal in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://0x7f.1:8080/admin",
+            "http://[::ffff:10.0.0.1]/",
+            "gopher://internal.example:70/_x",
+        ] {
+            let response = post_pets(&proxy, version, &[&pet(internal)]);
+            assert_problem(internal, &response, 400, "request.ssrf");
+        }
+        let public = pet("https://pets.example.com/rex");
+        let response = post_pets(&proxy, version, &[&public]);
+        assert_eq!(response.status, 200, "{version:?}: {response:?}");
+    }
+    let received = proxy.upstream.received();
+    assert_eq!(received.len(), 2, "only the public URLs: {received:?}");
+    assert!(received.iter().all(|r| r.body.contains("pets.example.com")));
+    assert_eq!(proxy.counter("apiguard.rule.request.ssrf.blocked"), 8.0);
+}
