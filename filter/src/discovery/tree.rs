@@ -13,6 +13,7 @@
 //! words longer than [`MAX_WORD`] being parameters by their length), and a position holding
 //! more than [`MAX_WORDS`] distinct words is a parameter without waiting.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::segment::{classify, Kind};
@@ -37,6 +38,9 @@ const ALIKE_TENTHS: usize = 7;
 /// See [`literals_among_values`].
 const LITERAL_VISITS: u64 = 8;
 const LITERAL_TIMES: u64 = 4;
+/// Nodes inference may visit per node of the tree (its ceiling), counting the subtrees that
+/// comparing continuations infers again: reading templates stays linear in the ceiling.
+const WORK_PER_NODE: usize = 64;
 
 /// What is known of one method of one path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +188,8 @@ pub(crate) struct Tree {
     root: Node,
     /// Nodes that may still be made.
     budget: usize,
+    /// The most nodes it may hold.
+    max_nodes: usize,
     /// Requests not recorded: the tree was full, or the path too deep.
     pub(crate) dropped: u64,
 }
@@ -194,6 +200,7 @@ impl Tree {
         Tree {
             root: Node::default(),
             budget: max_nodes,
+            max_nodes,
             dropped: 0,
         }
     }
@@ -230,7 +237,8 @@ impl Tree {
     /// The templates the observations so far support, most requested first.
     pub(crate) fn templates(&self) -> Vec<Template> {
         let mut out = Vec::new();
-        infer(self.root.clone(), &mut Vec::new(), &mut out);
+        let work = Cell::new(WORK_PER_NODE.saturating_mul(self.max_nodes));
+        infer(self.root.clone(), &mut Vec::new(), &mut out, &work);
         out.sort_by(|a, b| {
             b.seen
                 .count
@@ -248,9 +256,10 @@ enum Part {
     Param(Kind),
 }
 
-fn infer(mut node: Node, path: &mut Vec<Part>, out: &mut Vec<Template>) {
-    if node.words_look_like_values() || words_lead_alike(&node) {
-        let kept = literals_among_values(&mut node);
+fn infer(mut node: Node, path: &mut Vec<Part>, out: &mut Vec<Template>, work: &Cell<usize>) {
+    work.set(work.get().saturating_sub(1));
+    if node.words_look_like_values() || words_lead_alike(&node, work) {
+        let kept = literals_among_values(&mut node, work);
         node.words_become_values();
         node.words = kept;
         node.words_are_values = false;
@@ -260,12 +269,12 @@ fn infer(mut node: Node, path: &mut Vec<Part>, out: &mut Vec<Template>) {
     }
     for (word, child) in std::mem::take(&mut node.words) {
         path.push(Part::Literal(word.into()));
-        infer(child, path, out);
+        infer(child, path, out, work);
         path.pop();
     }
     if let Some((kind, child)) = node.param.take() {
         path.push(Part::Param(kind));
-        infer(*child, path, out);
+        infer(*child, path, out, work);
         path.pop();
     }
 }
@@ -274,7 +283,7 @@ fn infer(mut node: Node, path: &mut Vec<Part>, out: &mut Vec<Template>) {
 /// than the values (at least [`LITERAL_VISITS`] times, and [`LITERAL_TIMES`] the median
 /// word's), and leading elsewhere than the values do (`/user/{name}` beside
 /// `/user/codespaces/{id}/stop`, `POST /user/keys`). Taken out of `node.words`.
-fn literals_among_values(node: &mut Node) -> BTreeMap<Box<str>, Node> {
+fn literals_among_values(node: &mut Node, work: &Cell<usize>) -> BTreeMap<Box<str>, Node> {
     let mut visits: Vec<u64> = node.words.values().map(Node::visits).collect();
     visits.sort_unstable();
     let median = visits.get(visits.len() / 2).copied().unwrap_or(0);
@@ -289,13 +298,13 @@ fn literals_among_values(node: &mut Node) -> BTreeMap<Box<str>, Node> {
             values.merge(child.clone());
         }
     }
-    let values = endings(values);
+    let values = endings(values, work);
     let mut kept = BTreeMap::new();
     for word in heavy {
         let Some(child) = node.words.remove(&word) else {
             continue;
         };
-        let own = endings(child.clone());
+        let own = endings(child.clone(), work);
         let shared = own.intersection(&values).count();
         if shared * 2 < own.len() {
             kept.insert(word, child);
@@ -307,9 +316,9 @@ fn literals_among_values(node: &mut Node) -> BTreeMap<Box<str>, Node> {
 }
 
 /// Every `METHOD /shape` a subtree's templates end in, relative to it.
-fn endings(node: Node) -> BTreeSet<String> {
+fn endings(node: Node, work: &Cell<usize>) -> BTreeSet<String> {
     let mut below = Vec::new();
-    infer(node, &mut Vec::new(), &mut below);
+    infer(node, &mut Vec::new(), &mut below, work);
     below
         .into_iter()
         .map(|t| format!("{} {}", t.method.as_str(), shape(&t.path)))
@@ -321,18 +330,21 @@ fn endings(node: Node) -> BTreeSet<String> {
 /// the values of an enumerated parameter (`/packages/{npm,maven,docker}/{name}`), which
 /// repeat like literals. Literal siblings lead to different places (`hooks/{id}/pings`,
 /// `labels/{name}`).
-fn words_lead_alike(node: &Node) -> bool {
-    node.words.len() >= FEW_DISTINCT
-        && (continuations_alike(node, |child| child.clone())
-            || continuations_alike(node, |child| singletons_as_values(child.clone())))
+fn words_lead_alike(node: &Node, work: &Cell<usize>) -> bool {
+    // Comparing continuations infers subtrees again, at every level above them: past the
+    // budget the words are taken for literals, which keeps reading the tree linear.
+    work.get() > 0
+        && node.words.len() >= FEW_DISTINCT
+        && (continuations_alike(node, work, |child| child.clone())
+            || continuations_alike(node, work, |child| singletons_as_values(child.clone())))
 }
 
 /// Whether the words' continuations, each subtree seen through `view`, are mostly the same.
-fn continuations_alike(node: &Node, view: impl Fn(&Node) -> Node) -> bool {
+fn continuations_alike(node: &Node, work: &Cell<usize>, view: impl Fn(&Node) -> Node) -> bool {
     let mut continuations = Vec::with_capacity(node.words.len());
     for child in node.words.values() {
         let mut below = Vec::new();
-        infer(view(child), &mut Vec::new(), &mut below);
+        infer(view(child), &mut Vec::new(), &mut below, work);
         let shapes: BTreeSet<String> = below
             .into_iter()
             .filter(|t| t.path != "/")
@@ -530,6 +542,34 @@ mod tests {
                 "GET /admin/metrics",
                 "GET /internal/health"
             ]
+        );
+    }
+
+    #[test]
+    fn inference_is_linear_in_the_tree_however_deep_it_is() {
+        // At every level three words, the first leading on: comparing continuations must
+        // not infer each subtree again at every level above it (3^depth).
+        let mut tree = Tree::new(10_000);
+        let mut path = String::new();
+        for level in 0..MAX_DEPTH - 1 {
+            for last in ["y", "z"] {
+                observe(&mut tree, Method::Get, &format!("{path}/{last}"));
+            }
+            path.push_str(&format!("/a{}", char_name(level as u32)));
+        }
+        observe(&mut tree, Method::Get, &path);
+        let started = std::time::Instant::now();
+        let templates = tree.templates();
+        let requests: u64 = templates.iter().map(|t| t.seen.count).sum();
+        assert_eq!(
+            requests,
+            2 * (MAX_DEPTH as u64 - 1) + 1,
+            "every request in a template"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
         );
     }
 
