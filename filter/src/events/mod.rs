@@ -270,23 +270,9 @@ impl Event {
         count: usize,
         request: &RequestContext<'_>,
     ) -> Event {
-        let facts = RequestFacts::new(
-            request,
-            Some(&operation.template),
-            operation.operation_id.as_deref(),
-            None,
-        );
-        Event {
-            detail: Some(format!("{count} undeclared response properties removed")),
-            ..Event::base(
-                settings,
-                request.time_ms,
-                REDACTED,
-                Severity::Low,
-                EventAction::Redacted,
-            )
-        }
-        .with_request(facts)
+        let detail = format!("{count} undeclared response properties removed");
+        let kind = (REDACTED, Severity::Low, EventAction::Redacted);
+        Event::about_operation(settings, operation, request, kind, detail)
     }
 
     /// A client's blocked requests reached the quarantine's allowance with this one: every
@@ -355,6 +341,20 @@ impl Event {
         operation: &CompiledOperation,
         request: &RequestContext<'_>,
     ) -> Event {
+        let detail = "a deprecated operation was called".to_owned();
+        let kind = (ZOMBIE, Severity::Low, EventAction::Observed);
+        Event::about_operation(settings, operation, request, kind, detail)
+    }
+
+    /// An event about a request to `operation` that is no violation: `kind` is its rule,
+    /// severity and action; `detail` a fixed text (counts at most, never request data).
+    fn about_operation(
+        settings: &EventSettings,
+        operation: &CompiledOperation,
+        request: &RequestContext<'_>,
+        (rule, severity, action): (&str, Severity, EventAction),
+        detail: String,
+    ) -> Event {
         let facts = RequestFacts::new(
             request,
             Some(&operation.template),
@@ -362,14 +362,8 @@ impl Event {
             None,
         );
         Event {
-            detail: Some("a deprecated operation was called".to_owned()),
-            ..Event::base(
-                settings,
-                request.time_ms,
-                ZOMBIE,
-                Severity::Low,
-                EventAction::Observed,
-            )
+            detail: Some(detail),
+            ..Event::base(settings, request.time_ms, rule, severity, action)
         }
         .with_request(facts)
     }
