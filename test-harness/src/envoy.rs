@@ -60,6 +60,9 @@ pub struct EnvoyOptions {
     /// The filter to load; `None`: [`locate::filter_wasm`]. Set for a test build of the
     /// filter (the failure-policy measurement's `fault-injection` build).
     pub wasm: Option<PathBuf>,
+    /// `Some`: apiguard's configuration comes by ECDS from this resource file (an
+    /// [`crate::EcdsSource`]'s), which then decides the policy and the `.wasm`.
+    pub ecds: Option<PathBuf>,
 }
 
 impl Default for EnvoyOptions {
@@ -81,6 +84,7 @@ impl Default for EnvoyOptions {
             downstream: Downstream::default(),
             files: None,
             wasm: None,
+            ecds: None,
         }
     }
 }
@@ -124,6 +128,9 @@ impl Envoy {
         }
         if options.http1_trailers {
             template.enable_http1_trailers(&mut config)?;
+        }
+        if let Some(resource) = &options.ecds {
+            template.deliver_by_ecds(&mut config, resource)?;
         }
         let scratch = match &options.files {
             Some(dir) => ScratchDir::kept_at(dir)?,
