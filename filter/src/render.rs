@@ -151,6 +151,19 @@ pub fn istio(bundle: &Value, url: &str, namespace: &str) -> [Value; 2] {
     [plugin, buffer]
 }
 
+/// The text `apiguard render` prints, and the harness writes for Envoy: `# title`, then
+/// the documents as YAML, `---` between them.
+pub fn yaml(title: &str, documents: &[Value]) -> Result<String, serde_yaml::Error> {
+    let mut out = format!("# {title}\n");
+    for (index, document) in documents.iter().enumerate() {
+        if index > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&serde_yaml::to_string(document)?);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -134,3 +134,17 @@ fn an_unknown_kind_or_option_is_a_usage_error() {
         assert!(String::from_utf8_lossy(&output.stderr).contains("usage"));
     }
 }
+
+/// The README shows the listener's ECDS filter; it is what the harness starts Envoy with.
+#[test]
+fn the_readmes_ecds_filter_is_the_rendered_one() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let block = (readme.split("```yaml\n"))
+        .filter_map(|rest| rest.split_once("```").map(|(block, _)| block))
+        .find(|block| block.contains("config_discovery:"))
+        .expect("a YAML block with config_discovery in the README");
+    let shown: Value = serde_yaml::from_str(block).unwrap();
+    let rendered =
+        apiguard_filter::render::ecds_filter("/etc/envoy/ecds/apiguard.yaml", "/etc/envoy/ecds");
+    assert_eq!(shown["http_filters"][0], rendered);
+}

@@ -1,8 +1,8 @@
 //! [`EcdsSource`]: apiguard's configuration delivered by Envoy's extension config discovery
 //! (ECDS) from a file, the way a platform hot-reloads a policy without an xDS server.
 //!
-//! The file holds what `apiguard render ecds` prints (the same library function renders
-//! it here). Envoy watches the file's directory and re-reads the file when a file is moved
+//! The file holds what `apiguard render ecds` prints (the same library functions render
+//! and format it here). Envoy watches the file's directory and re-reads the file when a file is moved
 //! into it, so a push writes the new resource beside the file and renames it over: the
 //! rename is atomic, and Envoy never reads half a policy.
 
@@ -58,10 +58,10 @@ impl EcdsSource {
     pub fn push(&self, bundle: &Value) -> Result<(), Error> {
         let resource = render::ecds_resource(bundle, &self.wasm.to_string_lossy());
         let n = self.pushes.fetch_add(1, Ordering::Relaxed);
+        let text = render::yaml(&format!("apiguard render ecds (push {n})"), &[resource])?;
         // Not a `.yaml` name, and written before it is moved: Envoy reads only `FILE`.
         let staged = self.dir.join(format!(".{FILE}.{n}"));
-        fs::write(&staged, serde_yaml::to_string(&resource)?)
-            .map_err(Error::io(format!("writing {}", staged.display())))?;
+        fs::write(&staged, text).map_err(Error::io(format!("writing {}", staged.display())))?;
         fs::rename(&staged, self.path()).map_err(Error::io(format!(
             "renaming {} over {FILE}",
             staged.display()

@@ -132,20 +132,14 @@ fn print_render(kind: &str, file: &Path, options: &[String]) -> ExitCode {
             render::istio(&policy, url, namespace.unwrap_or(name)).to_vec()
         }
     };
-    let mut out = format!("# apiguard render {kind} {}\n", file.display());
-    for (index, document) in documents.iter().enumerate() {
-        if index > 0 {
-            out.push_str("---\n");
-        }
-        match serde_yaml::to_string(document) {
-            Ok(yaml) => out.push_str(&yaml),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
+    let title = format!("apiguard render {kind} {}", file.display());
+    match render::yaml(&title, &documents) {
+        Ok(out) => print!("{out}"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
         }
     }
-    print!("{out}");
     ExitCode::SUCCESS
 }
 
