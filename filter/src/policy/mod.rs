@@ -7,8 +7,13 @@ pub(crate) mod response;
 
 use std::collections::BTreeSet;
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
 use crate::abuse::Abuse;
-use crate::config::{PolicyConfig, ResponseSettings, SchemaCompilation, StatsSettings};
+use crate::config::{
+    InlineDocument, PolicyConfig, ResponseSettings, SchemaCompilation, StatsSettings,
+};
 use crate::contract::openapi::Document;
 use crate::contract::route::Router;
 use crate::contract::schema::{Schema, SchemaSet};
@@ -117,7 +122,10 @@ impl Policy {
         let configuration = configuration.into();
         let configuration_hash = hash64(&configuration);
         let json = json_text(configuration, origin)?;
-        let config: PolicyConfig<'_> = parse_json(&json, origin)?;
+        let config: PolicyConfig =
+            parse_json(&json, origin).map_err(|e| in_document(e, &json, origin))?;
+        // Everything is read: the text (megabytes for a large API) goes before compiling.
+        drop(json);
         let name = config.name;
         if name.is_empty()
             || name.len() > 64
@@ -140,16 +148,17 @@ impl Policy {
                     .to_owned(),
             });
         }
-        let Some(raw) = source.document else {
+        let Some(inline) = source.document else {
             return Err(PolicyError::Shape {
                 at: Location::new(origin, "/openapi"),
                 message: "missing `document` (or `file`, resolved by `apiguard bundle`)".to_owned(),
             });
         };
-        let doc_origin = source
-            .source
-            .unwrap_or_else(|| format!("{origin} /openapi/document"));
-        let document = parse_document(raw.get(), &doc_origin)?;
+        let doc_origin = document_origin(source.source, origin);
+        let document = match inline {
+            InlineDocument::Parsed(document) => *document,
+            InlineDocument::Text(text) => parse_text(&text, &doc_origin)?,
+        };
         let Some(version) = document.version() else {
             return Err(PolicyError::Invalid {
                 at: Location::new(&doc_origin, "/openapi"),
@@ -310,14 +319,38 @@ impl Policy {
     }
 }
 
-/// The document is inlined either as an object or as JSON/YAML text in a string.
-fn parse_document(raw: &str, origin: &str) -> Result<Document, PolicyError> {
-    if raw.starts_with('"') {
-        let text: String = parse_json(raw, origin)?;
-        parse_text(&text, origin)
-    } else {
-        parse_json(raw, origin)
+/// What errors in the inlined document name: the file it was bundled from, if known.
+fn document_origin(source: Option<String>, origin: &str) -> String {
+    source.unwrap_or_else(|| format!("{origin} /openapi/document"))
+}
+
+/// An error inside an inlined document object, located as users read it: in the document's
+/// own file (`openapi.source`), by a pointer into the document, not into the bundle. Only a
+/// policy that does not compile pays for this second pass.
+fn in_document(error: PolicyError, json: &str, origin: &str) -> PolicyError {
+    #[derive(Deserialize)]
+    struct Bundle<'a> {
+        #[serde(borrow)]
+        openapi: Source<'a>,
     }
+    #[derive(Deserialize)]
+    struct Source<'a> {
+        #[serde(borrow)]
+        document: Option<&'a RawValue>,
+        source: Option<String>,
+    }
+    let inside = (error.location()).is_some_and(|at| at.pointer.starts_with("/openapi/document"));
+    let Some((raw, source)) = inside
+        .then(|| serde_json::from_str::<Bundle<'_>>(json).ok())
+        .flatten()
+        .and_then(|bundle| Some((bundle.openapi.document?, bundle.openapi.source)))
+    else {
+        return error;
+    };
+    let doc_origin = document_origin(source, origin);
+    parse_json::<Document>(raw.get(), &doc_origin)
+        .err()
+        .unwrap_or(error)
 }
 
 /// The configuration as JSON text, whatever form it came in, so the document inside can be
@@ -435,7 +468,7 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused_with_their_pointer() {
         let e =
-            error(r#"{"name": "a", "mode": "enforce", "openapi": {"document": {}, "fil": "x"}}"#);
+            error(r#"{"name": "a", "openapi": {"document": {"openapi": "3.1.0"}, "fil": "x"}}"#);
         assert!(matches!(e, PolicyError::Shape { .. }), "{e}");
         assert_eq!(e.location().unwrap().pointer, "/openapi/fil");
         let e = error(r#"{"name": "a", "mood": "monitor", "openapi": {}}"#);
