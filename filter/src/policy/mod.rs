@@ -106,8 +106,12 @@ impl Policy {
 
     /// Compiles the plugin configuration Envoy hands over: a serialised
     /// `google.protobuf.Struct`, or JSON or YAML text (a `StringValue`).
+    ///
+    /// Only what requests can reach is built: response contracts are left out when
+    /// responses are not checked. `apiguard check` ([`Policy::compile_from`]) builds them
+    /// all, so a document's response errors are still refused before deployment.
     pub fn compile(configuration: impl Into<Vec<u8>>) -> Result<Policy, PolicyError> {
-        Policy::compile_from(configuration, PLUGIN_CONFIGURATION)
+        Policy::compile_scoped(configuration, PLUGIN_CONFIGURATION, Scope::Reachable)
     }
 
     /// Compiles a bundled policy, naming `origin` in errors.
@@ -118,6 +122,14 @@ impl Policy {
     pub fn compile_from(
         configuration: impl Into<Vec<u8>>,
         origin: &str,
+    ) -> Result<Policy, PolicyError> {
+        Policy::compile_scoped(configuration, origin, Scope::Everything)
+    }
+
+    fn compile_scoped(
+        configuration: impl Into<Vec<u8>>,
+        origin: &str,
+        scope: Scope,
     ) -> Result<Policy, PolicyError> {
         let configuration = configuration.into();
         let configuration_hash = hash64(&configuration);
@@ -200,6 +212,7 @@ impl Policy {
             overrides: &config.operations,
             components: &components,
             schemas: &schemas,
+            responses: scope == Scope::Everything || config.responses.mode != OperationMode::Off,
         };
         let mut operations = Vec::new();
         let mut used = BTreeSet::new();
@@ -317,6 +330,16 @@ impl Policy {
         }
         (None, failed)
     }
+}
+
+/// How much of the contract a compile builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Every part, checked: what the CLI and the tools compile.
+    Everything,
+    /// What requests can reach: the plugin's compile, where configure time counts (GitHub's
+    /// response contracts were a sixth of it, built for nothing with responses off).
+    Reachable,
 }
 
 /// What errors in the inlined document name: the file it was bundled from, if known.
@@ -463,6 +486,25 @@ mod tests {
 
     fn error(config: &str) -> PolicyError {
         Policy::compile(config.as_bytes()).expect_err("the policy should be refused")
+    }
+
+    /// The plugin builds response contracts only when responses are checked; the CLI's
+    /// compile (`apiguard check`) builds them always, so their errors are still caught.
+    #[test]
+    fn response_contracts_are_built_where_they_are_used_and_checked_by_the_cli() {
+        let config = |responses: &str| {
+            format!(
+                r#"{{"name": "a", "responses": {{"mode": "{responses}"}}, "openapi": {{"document":
+                {{"openapi": "3.1.0", "paths": {{"/a": {{"get": {{"responses": {{"2x": {{}}}}}}}}}}}}}}}}"#
+            )
+        };
+        assert!(Policy::compile(config("off")).is_ok());
+        for e in [
+            Policy::compile(config("monitor")).expect_err("responses checked"),
+            Policy::compile_from(config("off"), "a.yaml").expect_err("the CLI builds all"),
+        ] {
+            assert_eq!(e.location().unwrap().pointer, "/paths/~1a/get/responses/2x");
+        }
     }
 
     #[test]
