@@ -155,6 +155,9 @@ rules! {
     /// The client tried more distinct usernames within the window than
     /// `behaviour.credentials.max_usernames` (credential stuffing, OWASP API2).
     BehaviourCredentialStuffing = "behaviour.credential_stuffing", 429, "The client tried too many usernames";
+    /// The identity called an operation of a `behaviour.flows` flow without the step that
+    /// must come before it within the window (a skipped business-flow step, OWASP API6).
+    BehaviourFlow = "behaviour.flow", 403, "A step this operation requires was skipped";
     /// No `User-Agent`, or an empty one: no real client of the API sends that.
     AnomalyUserAgent = "anomaly.user_agent", 400, "The request has no User-Agent";
     /// No `:authority`/`Host`, or a second `Host`.

@@ -4,14 +4,17 @@
 //! - [`bola`]: a client walking through object ids (`behaviour.bola`, OWASP API1);
 //! - [`login`]: failed sign-ins and the usernames tried (`behaviour.brute_force`,
 //!   `behaviour.credential_stuffing`, OWASP API2);
+//! - [`flow`]: an operation called without the step that must come before it
+//!   (`behaviour.flow`, OWASP API6);
 //!
-//! each over a [`window`] table of [`sketch`]es. A finding is a violation of its rule
+//! the first two over a [`window`] table of [`sketch`]es, flows over a table of instants. A finding is a violation of its rule
 //! with the [`Evidence`] (what was counted, against what threshold, over which window),
 //! and the rule's `action`: `log` records it, `block` refuses the request (in `enforce`
 //! mode), `quarantine` refuses it and starts the client's quarantine (`abuse.quarantine`).
 //! When each check runs in a request's life is written once, in [`crate::exchange`].
 
 pub(crate) mod bola;
+pub(crate) mod flow;
 pub(crate) mod login;
 pub(crate) mod sketch;
 pub(crate) mod window;
@@ -28,6 +31,7 @@ use crate::error::{Location, PolicyError};
 use crate::events::Evidence;
 use crate::verdict::{RuleId, Violation};
 use bola::{Bola, BolaConfig};
+use flow::{Flow, FlowConfig};
 use login::{Login, LoginConfig};
 use sketch::Distinct;
 
@@ -37,6 +41,8 @@ use sketch::Distinct;
 pub(crate) struct BehaviourConfig {
     pub bola: Option<BolaConfig>,
     pub credentials: Option<LoginConfig>,
+    #[serde(default)]
+    pub flows: Vec<FlowConfig>,
 }
 
 /// What a rule does with its finding.
@@ -57,6 +63,7 @@ pub(crate) enum Reaction {
 pub(crate) struct Behaviour {
     pub bola: Option<Bola>,
     pub login: Option<Login>,
+    pub flows: Vec<Flow>,
 }
 
 /// A rule found the client.
@@ -65,7 +72,8 @@ pub(crate) struct Finding {
     pub rule: RuleId,
     pub reaction: Reaction,
     pub evidence: Evidence,
-    /// Seconds until the window ends, when the client's count starts again.
+    /// Seconds until the window ends, when the client's count starts again (0: nothing
+    /// to wait for, as for a skipped flow step).
     pub retry_after: u64,
 }
 
@@ -233,13 +241,54 @@ impl Behaviour {
             }
             None => None,
         };
-        Ok(Behaviour { bola, login })
+        let mut flows: Vec<Flow> = Vec::new();
+        for (i, flow) in config.flows.iter().enumerate() {
+            let at = format!("/behaviour/flows/{i}");
+            check(Common {
+                at: &at,
+                window_seconds: flow.window_seconds,
+                slots: flow.slots,
+                reaction: flow.action,
+            })?;
+            let name = &flow.name;
+            let valid = (1..=32).contains(&name.len())
+                && (name.bytes())
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b));
+            if !valid {
+                return Err(invalid(
+                    format!("{at}/name"),
+                    "must be 1 to 32 characters of a-z 0-9 _ -",
+                ));
+            }
+            if flows.iter().any(|f| &f.name == name) {
+                return Err(invalid(format!("{at}/name"), "another flow has this name"));
+            }
+            let step = |field: &str, operation: &str| {
+                find(operation).ok_or_else(|| {
+                    invalid(
+                        format!("{at}/{field}"),
+                        "names no operation of the document",
+                    )
+                })
+            };
+            let (after, then) = (step("after", &flow.after)?, step("then", &flow.then)?);
+            if after == then {
+                return Err(invalid(
+                    format!("{at}/then"),
+                    "a step cannot require itself",
+                ));
+            }
+            let prefix = format!("apiguard.b.{api}.flow.{name}");
+            flows.push(Flow::new(flow, prefix, after, then));
+        }
+        Ok(Behaviour { bola, login, flows })
     }
 
     /// Every slot table, for the host to create at configure time.
     pub(crate) fn tables(&self) -> impl Iterator<Item = &Table> {
         (self.bola.iter().map(|b| &b.windows.table))
             .chain(self.login.iter().map(|l| &l.windows.table))
+            .chain(self.flows.iter().map(|f| &f.table))
     }
 }
 

@@ -23,6 +23,8 @@ fn document() -> Value {
             "/docs/{docId}": {"get": {"operationId": "getDoc",
                 "x-apiguard": {"object_id": "docId"}, "parameters": [
                 {"name": "docId", "in": "path", "required": true, "schema": {"type": "string"}}]}},
+            "/cart": {"post": {"operationId": "addToCart"}},
+            "/checkout": {"post": {"operationId": "checkout"}},
             "/login": {"post": {"operationId": "login", "x-apiguard": {"sensitive": "login"},
                 "requestBody": {"content": {
                     "application/json": {"schema": {"type": "object"}},
@@ -413,6 +415,52 @@ fn workers_sharing_the_store_find_the_walker_at_the_same_count() {
     assert!((19..=24).contains(&first), "{first}");
 }
 
+fn flows(action: &str) -> Value {
+    json!({"behaviour": {"flows": [{"name": "checkout", "after": "addToCart",
+        "then": "checkout", "window_seconds": 600, "action": action}]}})
+}
+
+#[test]
+fn a_flow_step_needs_the_previous_one_answered_2xx_by_the_same_identity_in_the_window() {
+    let mut run = Run::new(flows("block"));
+    let skipped = run.send("POST", "/checkout", None, 200);
+    assert_eq!(
+        (skipped.status, skipped.rule.as_deref()),
+        (403, Some("behaviour.flow"))
+    );
+    assert_eq!(skipped.retry_after, None, "nothing to wait for");
+    assert_eq!(
+        skipped.events[0].evidence[0].measure,
+        "steps_before_checkout"
+    );
+    assert_eq!(run.send("POST", "/cart", None, 500).rule, None);
+    assert!(
+        run.send("POST", "/checkout", None, 200).rule.is_some(),
+        "the cart failed"
+    );
+    assert_eq!(run.send("POST", "/cart", None, 201).rule, None);
+    assert_eq!(run.send("POST", "/checkout", None, 200).rule, None);
+    assert_eq!(
+        run.send("POST", "/checkout", None, 200).rule,
+        None,
+        "again, in the window"
+    );
+    run.at("10.0.0.2", T0);
+    assert!(
+        run.send("POST", "/checkout", None, 200).rule.is_some(),
+        "another client"
+    );
+    run.at("10.0.0.1", T0 + 600 * SECOND);
+    assert!(
+        run.send("POST", "/checkout", None, 200).rule.is_some(),
+        "the window ended"
+    );
+    let mut run = Run::new(flows("log"));
+    let logged = run.send("POST", "/checkout", None, 200);
+    assert_eq!((logged.status, logged.rule), (200, None));
+    assert_eq!(logged.events[0].rule, "behaviour.flow");
+}
+
 #[test]
 fn settings_are_checked_with_their_pointer() {
     let cases = [
@@ -450,6 +498,27 @@ fn settings_are_checked_with_their_pointer() {
         (
             credentials(json!({"operations": ["nope"]})),
             "/behaviour/credentials/operations/0",
+        ),
+        (
+            json!({"behaviour": {"flows": [{"name": "Checkout", "after": "addToCart",
+                "then": "checkout", "window_seconds": 60}]}}),
+            "/behaviour/flows/0/name",
+        ),
+        (
+            json!({"behaviour": {"flows": [{"name": "c", "after": "nope",
+                "then": "checkout", "window_seconds": 60}]}}),
+            "/behaviour/flows/0/after",
+        ),
+        (
+            json!({"behaviour": {"flows": [{"name": "c", "after": "checkout",
+                "then": "checkout", "window_seconds": 60}]}}),
+            "/behaviour/flows/0/then",
+        ),
+        (
+            json!({"behaviour": {"flows": [
+                {"name": "c", "after": "addToCart", "then": "checkout", "window_seconds": 60},
+                {"name": "c", "after": "login", "then": "checkout", "window_seconds": 60}]}}),
+            "/behaviour/flows/1/name",
         ),
     ];
     for (sections, pointer) in cases {

@@ -2,7 +2,7 @@
 //! request counted in, so that its body and its response count there too, and the
 //! evidence of what was found, for the verdict's event. The order is the exchange's (its
 //! module docs): at the head after the rate limits, the body's username at its end, the
-//! upstream's status at the response.
+//! upstream's status at the response (which also opens the next step of a flow).
 
 use super::{Input, Step};
 use crate::abuse::slots::SlotReport;
@@ -23,6 +23,9 @@ pub(super) struct Watch {
     bola: Option<u64>,
     /// The client's sign-in window, when the operation is sensitive.
     login: Option<u64>,
+    /// The flows whose first step this request is (by index), with the identity's slot
+    /// fingerprint in each: a 2xx answer opens the next step.
+    flows: Vec<(usize, u64)>,
     /// What the findings counted, for the event of the verdict they joined.
     evidence: Vec<Evidence>,
     /// An enforced finding asks for the client's quarantine.
@@ -34,7 +37,8 @@ pub(super) struct Watch {
 impl Watch {
     /// At the request head, after the rate limits: a refusal of the credentials by the
     /// token checks is a failed sign-in; a client whose sign-in window already finds it
-    /// is refused; a request that goes on counts its object. Findings join `verdict`.
+    /// is refused; a step of a flow whose previous step the identity did not do is
+    /// refused; a request that goes on counts its object. Findings join `verdict`.
     pub(super) fn head<'p, I: Input>(
         &mut self,
         policy: &'p Policy,
@@ -67,12 +71,31 @@ impl Watch {
             }
         }
         let names = (behaviour.bola.as_ref()).map_or(&[][..], |b| b.parameters(operation.id));
-        if verdict.action == Action::Block || names.is_empty() {
+        let in_flows =
+            (behaviour.flows.iter()).any(|f| f.then == operation.id || f.after == operation.id);
+        if verdict.action == Action::Block || (names.is_empty() && !in_flows) {
             return reports;
         }
-        let (Some(bola), Some(key)) = (&behaviour.bola, identity(policy, client)) else {
+        let Some(key) = identity(policy, client) else {
             return reports;
         };
+        for (i, flow) in behaviour.flows.iter().enumerate() {
+            let fingerprint = flow.fingerprint(&secret, &key);
+            if flow.after == operation.id {
+                self.flows.push((i, fingerprint));
+            }
+            if flow.then == operation.id {
+                if let Some(finding) = flow.check(store, fingerprint, now) {
+                    self.join(policy, finding, verdict);
+                }
+            }
+        }
+        let Some(bola) = behaviour.bola.as_ref().filter(|_| !names.is_empty()) else {
+            return reports;
+        };
+        if verdict.action == Action::Block {
+            return reports;
+        }
         let Ok(target) = path::parse(head.path) else {
             return reports;
         };
@@ -123,7 +146,7 @@ impl Watch {
 
     /// Whether the upstream's status is to be counted.
     pub(super) fn watches_response(&self) -> bool {
-        self.bola.is_some() || self.login.is_some()
+        self.bola.is_some() || self.login.is_some() || !self.flows.is_empty()
     }
 
     /// The upstream's answer: a denial of an object (403, 404), a failed sign-in (401,
@@ -141,6 +164,15 @@ impl Watch {
         let (store, now) = (step.input.store(), step.now());
         if let (Some(bola), Some(fingerprint)) = (&behaviour.bola, self.bola.take()) {
             reports.push(bola.response(store, fingerprint, status, now));
+        }
+        for (i, fingerprint) in std::mem::take(&mut self.flows) {
+            let flow = behaviour
+                .flows
+                .get(i)
+                .filter(|_| (200..300).contains(&status));
+            if let Some(flow) = flow {
+                reports.push(flow.done(store, fingerprint, now));
+            }
         }
         let login = behaviour.login.as_ref();
         if let (Some(login), Some(fingerprint)) = (login, self.login.take()) {
@@ -162,7 +194,7 @@ impl Watch {
         let violation = finding.violation(policy.mode == Mode::Enforce);
         if violation.enforced {
             self.quarantine |= finding.reaction == Reaction::Quarantine;
-            self.retry_after = Some(finding.retry_after);
+            self.retry_after = Some(finding.retry_after).filter(|s| *s > 0);
         }
         verdict.violations.push(violation);
         verdict.settle();

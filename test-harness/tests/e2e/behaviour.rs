@@ -2,7 +2,8 @@
 //! data, so a client is counted across both worker VMs. A client walking pet ids is found
 //! and quarantined while a client reusing a few ids (with the odd 404) never is; a client
 //! trying many usernames, and one failing many times with one, are refused while a user
-//! who mistypes a password a few times is not. Every client is named by the
+//! who mistypes a password a few times is not; a checkout without a cart is refused. Every
+//! client is named by the
 //! `X-Forwarded-For` entry Envoy trusts (`xff_num_trusted_hops: 1`), so one test process
 //! plays several.
 
@@ -40,6 +41,8 @@ fn start(behaviour: Value) -> Proxy {
             "/pets/{petId}": {"get": {"operationId": "showPet", "security": [{"key": []}],
                 "parameters": [{"name": "petId", "in": "path", "required": true,
                     "schema": {"type": "integer"}}]}},
+            "/cart": {"post": {"operationId": "addToCart", "security": [{"key": []}]}},
+            "/checkout": {"post": {"operationId": "checkout", "security": [{"key": []}]}},
             "/login": {"post": {"operationId": "login", "x-apiguard": {"sensitive": "login"},
                 "requestBody": {"required": true, "content": {"application/json": {
                     "schema": {"type": "object", "properties": {"user": {"type": "string"},
@@ -279,5 +282,45 @@ fn credential_stuffing_and_brute_force_are_refused_and_a_forgetful_user_is_not()
     assert!(
         !event.to_string().contains("victim"),
         "no username in the event: {event}"
+    );
+}
+
+#[test]
+fn a_checkout_without_a_cart_by_the_same_identity_is_refused() {
+    let proxy = start(json!({"flows": [{"name": "checkout", "after": "addToCart",
+        "then": "checkout", "window_seconds": 600, "action": "block"}]}));
+    let address = "198.51.100.9";
+    let post = |path: &str, key: &str, status: u16| {
+        let request = Request::post(path).header("x-api-key", key);
+        send(&proxy, address, request, "", status)
+    };
+    let skipped = post("/v1/checkout", MALLORY_KEY, 200);
+    assert_problem("checkout first", &skipped, 403, "behaviour.flow");
+    assert_eq!(post("/v1/cart", ALICE_KEY, 503).status, 503);
+    let failed_cart = post("/v1/checkout", ALICE_KEY, 200);
+    assert_problem("after a failed cart", &failed_cart, 403, "behaviour.flow");
+    assert_eq!(post("/v1/cart", ALICE_KEY, 201).status, 201);
+    // The same identity, on new connections (either worker), any number of times.
+    for _ in 0..4 {
+        assert_eq!(post("/v1/checkout", ALICE_KEY, 200).status, 200);
+    }
+    // Another identity from the same address did not add to its cart.
+    let other = post("/v1/checkout", MALLORY_KEY, 200);
+    assert_problem("another identity", &other, 403, "behaviour.flow");
+
+    let received = proxy.upstream.received();
+    let checkouts: Vec<&str> = (received.iter())
+        .filter(|r| r.path == "/v1/checkout")
+        .filter_map(|r| r.headers.get("x-apiguard-consumer").map(String::as_str))
+        .collect();
+    assert_eq!(
+        checkouts, ["alice"; 4],
+        "only alice's checkouts after her cart"
+    );
+    assert_eq!(proxy.counter("apiguard.rule.behaviour.flow.blocked"), 3.0);
+    let workers = connections_per_worker(&proxy);
+    assert!(
+        workers.iter().all(|n| *n > 0),
+        "both workers served: {workers:?}"
     );
 }
