@@ -104,6 +104,15 @@ impl Run {
         let (rule, status, retry_after) = match &next {
             Next::Reply(reply) => {
                 let problem: Value = serde_json::from_slice(&reply.body).unwrap();
+                assert!(
+                    problem["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.contains("behaviour rule"))
+                        || !problem["rule"]
+                            .as_str()
+                            .is_some_and(|r| r.starts_with("behaviour.")),
+                    "{problem}"
+                );
                 let retry = (reply.headers.iter())
                     .find(|(n, _)| *n == "retry-after")
                     .map(|(_, v)| v.clone());
