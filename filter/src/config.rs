@@ -50,6 +50,10 @@ pub(crate) struct PolicyConfig {
     /// Rate limits, anomaly checks and quarantine (see [`crate::abuse`]); none if absent.
     #[serde(default)]
     pub abuse: Option<crate::abuse::AbuseConfig>,
+    /// Behavioural detection (object enumeration, brute force, credential stuffing: see
+    /// [`crate::behaviour`]); none if absent.
+    #[serde(default)]
+    pub behaviour: Option<crate::behaviour::BehaviourConfig>,
     #[serde(default)]
     pub stats: StatsSettings,
     /// Record requests no template matches and infer their templates (shadow endpoints);

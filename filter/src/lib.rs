@@ -14,10 +14,12 @@
 //! 3. `security`: credentials (JWT, API keys) and scopes, over the contract's schemes;
 //! 4. `abuse`: anomaly checks, rate limits and quarantine in state shared by workers;
 //! 5. `events` (security events, folded and sent) and `problem` (the RFC 9457 reply);
-//! 6. `config`: the policy format, one section per subsystem;
-//! 7. `policy`: [`Policy::compile`] turns a configuration into the immutable, pre-indexed
+//! 6. `behaviour`: what no single request shows (object enumeration, brute force,
+//!    credential stuffing), counted per client over windows in the abuse layer's slots;
+//! 7. `config`: the policy format, one section per subsystem;
+//! 8. `policy`: [`Policy::compile`] turns a configuration into the immutable, pre-indexed
 //!    structure a request is checked against, and inspects requests and responses;
-//! 8. `exchange`: one request's path through all of it, in the one order written there:
+//! 9. `exchange`: one request's path through all of it, in the one order written there:
 //!    fed what the host read, [`Exchange`] answers what the host must do ([`Next`]).
 //!
 //! The names below are the whole public surface: what the `apiguard` CLI, the test
@@ -29,6 +31,7 @@
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
 mod abuse;
+mod behaviour;
 mod config;
 mod contract;
 mod discovery;

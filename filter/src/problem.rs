@@ -136,6 +136,10 @@ fn detail(api: &str, rule: RuleId, verdict: &Verdict<'_>) -> String {
             "Too many of this client's requests were refused: it is refused until `Retry-After` seconds have passed."
                 .to_owned()
         }
+        rule if rule.as_str().starts_with("behaviour.") => {
+            "This client's recent requests crossed a behaviour rule of this API (the counts are in `violations`); retry after `Retry-After` seconds where given."
+                .to_owned()
+        }
         rule if rule.as_str().starts_with("anomaly.") => {
             "The request has traits no client of this API sends; see `violations`.".to_owned()
         }

@@ -27,11 +27,43 @@ pub enum OperationMode {
 
 /// Settings for one operation, from the policy's `operations` or the document's
 /// `x-apiguard`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct OperationSettings {
     pub mode: Option<OperationMode>,
     pub strict: Option<bool>,
+    /// The path parameters that name an object (`petId`, or a list): what the `behaviour`
+    /// section's enumeration rule (BOLA) counts. Without it, path parameters with integer
+    /// or uuid schemas are taken to be.
+    pub object_id: Option<OneOrMany>,
+    /// `login`: the operation checks credentials, so failed attempts and the usernames
+    /// tried are what the `behaviour` section's credential rules count.
+    pub sensitive: Option<Sensitive>,
+}
+
+/// A name, or a list of names.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub(crate) fn names(&self) -> &[String] {
+        match self {
+            OneOrMany::One(name) => std::slice::from_ref(name),
+            OneOrMany::Many(names) => names,
+        }
+    }
+}
+
+/// What kind of sensitive operation this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sensitive {
+    /// It takes a username and a secret and answers 401/403 to wrong ones.
+    Login,
 }
 
 /// Size limits for what the filter buffers and parses.

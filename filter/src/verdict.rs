@@ -142,6 +142,22 @@ rules! {
     RateLimited = "ratelimit.exceeded", 429, "The client sent too many requests";
     /// The client collected too many blocked requests and is refused until its quarantine ends.
     Quarantined = "abuse.quarantined", 403, "The client is quarantined";
+    // Behaviour (`behaviour` in the policy): what one request cannot show, counted per
+    // client over a window in shared data.
+    /// The client (its verified identity, else its address) asked one operation for more
+    /// distinct object ids within the window than `behaviour.bola.max_distinct_ids`
+    /// (object enumeration, OWASP API1).
+    BehaviourBola = "behaviour.bola", 403, "The client is walking through object ids";
+    /// The client failed `behaviour.credentials.max_failures` times within the window on a
+    /// sensitive (login) operation: upstream 401/403 or apiguard's own `auth.*` refusals
+    /// (brute force, OWASP API2).
+    BehaviourBruteForce = "behaviour.brute_force", 429, "The client failed to sign in too many times";
+    /// The client tried more distinct usernames within the window than
+    /// `behaviour.credentials.max_usernames` (credential stuffing, OWASP API2).
+    BehaviourCredentialStuffing = "behaviour.credential_stuffing", 429, "The client tried too many usernames";
+    /// The identity called an operation of a `behaviour.flows` flow without the step that
+    /// must come before it within the window (a skipped business-flow step, OWASP API6).
+    BehaviourFlow = "behaviour.flow", 403, "A step this operation requires was skipped";
     /// No `User-Agent`, or an empty one: no real client of the API sends that.
     AnomalyUserAgent = "anomaly.user_agent", 400, "The request has no User-Agent";
     /// No `:authority`/`Host`, or a second `Host`.

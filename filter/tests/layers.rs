@@ -18,6 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["exchange"],
     &["policy"],
     &["config"],
+    &["behaviour"],
     &["events", "problem"],
     &["abuse", "discovery", "security"],
     &["contract"],

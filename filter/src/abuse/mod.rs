@@ -297,22 +297,20 @@ impl Abuse {
         Some(forwarded.unwrap_or(downstream))
     }
 
-    /// The network that stands for the client's address in keys: the address with only
-    /// its first `ipv4_prefix` or `ipv6_prefix` bits kept, so that addresses of one
-    /// client's subnet share a bucket (the prefix length is part of the key).
+    /// The network that stands for the client's address in keys (see [`network`]).
     fn network(&self, ip: IpAddr) -> String {
-        match ip {
-            IpAddr::V4(v4) => {
-                let mask = u32::MAX.checked_shl(32u32.saturating_sub(self.ipv4_prefix.into()));
-                let network = Ipv4Addr::from_bits(v4.to_bits() & mask.unwrap_or(0));
-                format!("{network}/{}", self.ipv4_prefix)
-            }
-            IpAddr::V6(v6) => {
-                let mask = u128::MAX.checked_shl(128u32.saturating_sub(self.ipv6_prefix.into()));
-                let network = Ipv6Addr::from_bits(v6.to_bits() & mask.unwrap_or(0));
-                format!("{network}/{}", self.ipv6_prefix)
-            }
-        }
+        network(ip, self.ipv4_prefix, self.ipv6_prefix)
+    }
+
+    /// Starts the client's quarantine at once, as a behaviour rule with `action:
+    /// quarantine` does; `None` without a quarantine.
+    pub(crate) fn quarantine_now<S: SharedStore>(
+        &self,
+        store: &S,
+        key: u64,
+        now: u64,
+    ) -> Option<SlotReport> {
+        Some(self.quarantine.as_ref()?.start(store, key, now).report)
     }
 
     /// The client's key for `sources`; `None` when a source is absent (a header not sent,
@@ -434,6 +432,37 @@ impl Abuse {
             admission.headers.clear();
         }
         admission
+    }
+}
+
+/// The network that stands for the client's address in keys, as `abuse.client` says
+/// (`trusted_hops`, prefixes); without an `abuse` section, the address Envoy determined, at
+/// the default prefixes. `None` without an address.
+pub(crate) fn client_network(abuse: Option<&Abuse>, client: &Client<'_>) -> Option<String> {
+    match abuse {
+        Some(abuse) => Some(abuse.network(abuse.client_ip(client)?)),
+        None => {
+            let defaults = ClientConfig::default();
+            let ip = parse_address(client.downstream?)?;
+            Some(network(ip, defaults.ipv4_prefix, defaults.ipv6_prefix))
+        }
+    }
+}
+
+/// The address with only its first `ipv4_prefix` or `ipv6_prefix` bits kept, so that
+/// addresses of one client's subnet share a bucket (the prefix length is part of the key).
+fn network(ip: IpAddr, ipv4_prefix: u8, ipv6_prefix: u8) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX.checked_shl(32u32.saturating_sub(ipv4_prefix.into()));
+            let network = Ipv4Addr::from_bits(v4.to_bits() & mask.unwrap_or(0));
+            format!("{network}/{ipv4_prefix}")
+        }
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX.checked_shl(128u32.saturating_sub(ipv6_prefix.into()));
+            let network = Ipv6Addr::from_bits(v6.to_bits() & mask.unwrap_or(0));
+            format!("{network}/{ipv6_prefix}")
+        }
     }
 }
 

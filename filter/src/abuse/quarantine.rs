@@ -174,20 +174,26 @@ impl Quarantine {
                 return None;
             }
         }
+        Some(self.start(store, fingerprint, now))
+    }
+
+    /// Starts the client's quarantine now, strikes or not: what a behaviour rule with
+    /// `action: quarantine` does on its finding.
+    pub(crate) fn start<S: SharedStore>(&self, store: &S, fingerprint: u64, now: u64) -> Held {
         let previous = self.release.read(store, fingerprint);
         let entry = Entry {
             fingerprint,
             until: now.saturating_add(self.duration),
         };
         let lost = self.release.write(store, entry).is_err();
-        Some(Held {
+        Held {
             retry_after: ratelimit::ceil_seconds(self.duration).max(1),
             report: SlotReport {
                 // Another client's live quarantine in this slot ends early.
                 collision: previous.is_some_and(|p| p.fingerprint != fingerprint && p.live(now)),
                 lost,
             },
-        })
+        }
     }
 }
 

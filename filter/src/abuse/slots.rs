@@ -204,6 +204,46 @@ impl Table {
         }
     }
 
+    /// The raw value of the slot of `fingerprint`, for tables whose slots hold more than an
+    /// [`Entry`] (the `behaviour` section's windows); `None` when unreadable.
+    pub(crate) fn read_raw<S: SharedStore>(&self, store: &S, fingerprint: u64) -> Option<Vec<u8>> {
+        store.get(&self.key_for(fingerprint)).ok()?.0
+    }
+
+    /// A read-modify-write of the slot of `fingerprint`, as every worker may do at once:
+    /// `change` gets the value read (`None`: none, or unreadable) and answers its result
+    /// and the value to store (`None`: nothing to store); the write carries the read's CAS
+    /// token, and a lost race reads and changes again, [`MAX_ATTEMPTS`] times at most. The
+    /// result is that of the last attempt; `lost` when its value was never stored.
+    pub(crate) fn update<S: SharedStore, T>(
+        &self,
+        store: &S,
+        fingerprint: u64,
+        mut change: impl FnMut(Option<&[u8]>) -> (T, Option<Vec<u8>>),
+    ) -> (T, SlotReport) {
+        let key = self.key_for(fingerprint);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (bytes, cas) = store.get(&key).unwrap_or((None, None));
+            let (result, value) = change(bytes.as_deref());
+            let Some(value) = value else {
+                return (result, SlotReport::default());
+            };
+            match store.set(&key, &value, cas) {
+                Ok(()) => return (result, SlotReport::default()),
+                Err(StoreError::CasMismatch) if attempts < MAX_ATTEMPTS => {}
+                Err(_) => {
+                    let lost = SlotReport {
+                        lost: true,
+                        ..SlotReport::default()
+                    };
+                    return (result, lost);
+                }
+            }
+        }
+    }
+
     /// Writes `entry` into its slot unconditionally (the last writer wins).
     pub(crate) fn write<S: SharedStore>(&self, store: &S, entry: Entry) -> Result<(), StoreError> {
         store.set(&self.key_for(entry.fingerprint), &entry.encode(), None)

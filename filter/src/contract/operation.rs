@@ -18,7 +18,7 @@ use crate::contract::schema::{Context, Direction, Schema, SchemaSet};
 use crate::contract::shape::{Shape, Types};
 use crate::error::{pointer_token, Location, PolicyError};
 use crate::request::Method;
-use crate::settings::{OperationMode, OperationSettings};
+use crate::settings::{OperationMode, OperationSettings, Sensitive};
 
 /// One operation: what identifies it in verdicts, and its contract.
 #[derive(Debug)]
@@ -79,6 +79,10 @@ pub struct Contract {
     pub mode: OperationMode,
     /// Undeclared query parameters and body properties are refused, not just recorded.
     pub strict: bool,
+    /// The path parameters whose values name objects (for `behaviour.bola`).
+    pub object_ids: ObjectIds,
+    /// `x-apiguard: {sensitive: login}` (or the policy's `operations`).
+    pub sensitive: Option<Sensitive>,
     /// Declared parameters (path item's and operation's, merged), and beside each, in
     /// the same order, what its value is checked against.
     pub params: Vec<ParamSpec>,
@@ -86,6 +90,32 @@ pub struct Contract {
     pub body: Option<BodyContract>,
     /// Declared responses by status: exact codes, then `1XX`…`5XX`, then `default`.
     pub responses: Vec<(StatusKey, Option<Content>)>,
+}
+
+/// Which path parameters name objects: as `x-apiguard: {object_id: …}` (or the policy's
+/// `operations`) declares, or else those whose schema is an integer or a uuid — the ids
+/// of rows and records, which an enumerating client walks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectIds {
+    Declared(Vec<String>),
+    Inferred(Vec<String>),
+}
+
+/// Whether a path parameter's schema says its values are ids: `type: integer` alone, or
+/// `format: uuid` written on the schema itself (a `$ref` is not followed).
+fn names_an_object(spec: &ParamSpec, check: &ParamCheck) -> bool {
+    if spec.shape == Shape::Scalar(Types::INTEGER) {
+        return true;
+    }
+    let Some(schema) = &check.schema else {
+        return false;
+    };
+    #[derive(serde::Deserialize)]
+    struct Format {
+        format: Option<String>,
+    }
+    serde_json::from_str::<Format>(schema.raw().get())
+        .is_ok_and(|f| f.format.as_deref() == Some("uuid"))
 }
 
 #[derive(Debug)]
@@ -199,17 +229,19 @@ pub(crate) struct Settings<'a> {
 /// Compiles one operation's contract.
 pub(crate) fn compile(site: &Site<'_>, settings: &Settings<'_>) -> Result<Contract, PolicyError> {
     let key = format!("{} {}", site.method.as_str(), site.template);
-    let own = site.operation.apiguard.unwrap_or_default();
+    let own = site.operation.apiguard.clone().unwrap_or_default();
     let overrides = site
         .operation
         .operation_id
         .as_deref()
         .and_then(|id| settings.overrides.get(id))
         .or_else(|| settings.overrides.get(&key))
-        .copied()
+        .cloned()
         .unwrap_or_default();
     let mode = overrides.mode.or(own.mode).unwrap_or(settings.mode);
     let strict = overrides.strict.or(own.strict).unwrap_or(settings.strict);
+    let object_ids = overrides.object_id.or(own.object_id);
+    let sensitive = overrides.sensitive.or(own.sensitive);
     let compiler = Compiler {
         settings,
         request: Context {
@@ -254,10 +286,21 @@ pub(crate) fn compile(site: &Site<'_>, settings: &Settings<'_>) -> Result<Contra
         responses.push((key, compiler.response(response, &pointer)?));
     }
     responses.sort_by_key(|(key, _)| key.rank());
+    let object_ids = match object_ids {
+        Some(declared) => ObjectIds::Declared(declared.names().to_vec()),
+        None => ObjectIds::Inferred(
+            (params.iter())
+                .filter(|(spec, check)| spec.location == In::Path && names_an_object(spec, check))
+                .map(|(spec, _)| spec.name.clone())
+                .collect(),
+        ),
+    };
     let (params, param_checks) = params.into_iter().unzip();
     Ok(Contract {
         mode,
         strict,
+        object_ids,
+        sensitive,
         params,
         param_checks,
         body,

@@ -125,6 +125,28 @@ pub struct Event {
     pub violations: Vec<Finding>,
     /// A fixed text for system events.
     pub detail: Option<String>,
+    /// What behaviour rules counted when they found the client (`behaviour.*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<Evidence>,
+}
+
+/// What a behaviour rule counted, against what, over which window: why it found the
+/// client, in numbers (never a request's values).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub rule: String,
+    /// What was counted: `distinct_ids`, `failures` or `distinct_usernames`.
+    pub measure: String,
+    /// Its value within the window (distinct counts are estimates, see the README).
+    pub count: u64,
+    pub threshold: u64,
+    pub window_seconds: u32,
+    /// For `behaviour.bola`: the upstream's answers to the client in the window, and how
+    /// many of them were 403 or 404.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denied: Option<u32>,
 }
 
 /// What the event says about the request. `None` fields were not known.
@@ -426,6 +448,7 @@ impl Event {
             request: None,
             violations: Vec::new(),
             detail: None,
+            evidence: Vec::new(),
         }
     }
 

@@ -78,6 +78,13 @@ pub(crate) fn detection_finding(event: &Event) -> Value {
     if !event.violations.is_empty() {
         unmapped.insert("violations".into(), json!(event.violations));
     }
+    if !event.evidence.is_empty() {
+        // OCSF's Evidence Artifacts: what the rule counted, as the artifact's data.
+        let evidences: Vec<Value> = (event.evidence.iter())
+            .map(|evidence| json!({"data": evidence}))
+            .collect();
+        finding["evidences"] = Value::Array(evidences);
+    }
     if let (Some(request), Some(object)) = (&event.request, finding.as_object_mut()) {
         let mut http_request = json!({"url": {"path": request.path}});
         if let Some(method) = &request.method {

@@ -25,6 +25,9 @@ pub(super) struct Guard {
     reply_headers: Vec<(&'static str, String)>,
     /// `RateLimit-Policy` / `RateLimit` for the response to an admitted request.
     response_headers: Vec<(&'static str, String)>,
+    /// A behaviour rule with `action: quarantine` found the client: its refusal starts
+    /// the quarantine at once, without counting strikes.
+    pub quarantine_now: bool,
 }
 
 /// What a refusal adds: the reply's headers, and the quarantine its strike started.
@@ -102,7 +105,7 @@ impl Guard {
         by_client: bool,
     ) -> Blocked {
         let quarantine = if by_client && rule != RuleId::Quarantined {
-            self.strike(policy, step)
+            self.strike(policy, step, self.quarantine_now)
         } else {
             None
         };
@@ -122,12 +125,29 @@ impl Guard {
         std::mem::take(&mut self.response_headers)
     }
 
-    /// Counts a strike; `Some` when it started a quarantine.
-    fn strike<I: Input>(&self, policy: &Policy, step: &Step<'_, I>) -> Option<Started> {
+    /// A refusal's `Retry-After`, unless a refusal before it set one.
+    pub(super) fn retry_after(&mut self, seconds: u64) {
+        if !self
+            .reply_headers
+            .iter()
+            .any(|(name, _)| *name == "retry-after")
+        {
+            self.reply_headers
+                .push(("retry-after", seconds.to_string()));
+        }
+    }
+
+    /// Counts a strike (`now`: starts the quarantine without one); `Some` when it
+    /// started a quarantine.
+    fn strike<I: Input>(&self, policy: &Policy, step: &Step<'_, I>, now: bool) -> Option<Started> {
         let (Some(abuse), Some(key)) = (&policy.abuse, self.quarantine_key) else {
             return None;
         };
-        let report = abuse.strike(step.input.store(), key, step.now())?;
+        let (store, time) = (step.input.store(), step.now());
+        let report = match now {
+            true => abuse.quarantine_now(store, key, time)?,
+            false => abuse.strike(store, key, time)?,
+        };
         let seconds = abuse.quarantine.as_ref()?.duration_seconds();
         Some(Started { seconds, report })
     }

@@ -21,14 +21,18 @@
 //! 3. The quarantine: a quarantined client is refused whatever the checks above found.
 //!    It knows the client by address, headers and the identity step 1 verified.
 //! 4. Rate limits, for a request nothing above blocked (a refused request is not counted).
+//!    Then behaviour ([`crate::behaviour`]): a refusal of the credentials of a sensitive
+//!    operation is a failed sign-in, a client its sign-in window finds is refused, and a
+//!    request nothing refused counts the object it names.
 //! 5. A strike against the client for every request refused because of it (not for a
 //!    refusal by the quarantine itself, nor for a bad upstream response).
 //! 6. The body, when the contract has something to check in it: refused as soon as it is
 //!    too large or its first byte settles it, else buffered and checked at its end (last
 //!    chunk or trailers) by [`Policy::inspect_body`] and its anomalies
-//!    ([`Policy::inspect_body_anomalies`]).
-//! 7. The response: status and media type, then a JSON body, redacted when the policy
-//!    says so (see [`crate::policy::response`]).
+//!    ([`Policy::inspect_body_anomalies`]); then the username of a sign-in is counted.
+//! 7. The response: the upstream's status counted by behaviour (denials, failed
+//!    sign-ins); status and media type, then a JSON body, redacted when the policy says
+//!    so (see [`crate::policy::response`]).
 //!
 //! A request that goes on has the managed identity headers rewritten first
 //! ([`upstream`]).
@@ -37,6 +41,7 @@ mod guard;
 #[cfg(test)]
 mod tests;
 mod upstream;
+mod watch;
 
 use std::borrow::Cow;
 use std::rc::Rc;
@@ -55,6 +60,7 @@ use crate::security::KeyRing;
 use crate::settings::OperationMode;
 use crate::verdict::{Action, RuleId, Verdict};
 use guard::Guard;
+use watch::Watch;
 
 /// What a step needs from the host besides the message. Each is read only when a check
 /// asks for it, at most once per step (the address once per exchange), so a request no
@@ -254,6 +260,8 @@ pub struct Exchange {
     recorded: bool,
     /// Quarantine, rate limits and what they add to replies.
     guard: Guard,
+    /// What behaviour counted and found.
+    watch: Watch,
     /// What events say about the request.
     facts: Facts,
     /// The downstream address, once read (`Some(None)`: the host has none).
@@ -321,6 +329,7 @@ impl Exchange {
             withholding: false,
             recorded: false,
             guard: Guard::default(),
+            watch: Watch::default(),
             facts: Facts::default(),
             downstream: None,
             outputs: Outputs::default(),
@@ -378,9 +387,11 @@ impl Exchange {
             Some(identity) => (identity.subject.clone(), identity.consumer.clone()),
             None => (None, None),
         };
-        let downstream = match policy.abuse.as_ref() {
-            Some(abuse) if abuse.reads_address() => self.downstream(input),
-            _ => None,
+        let reads_address = (policy.abuse.as_ref()).is_some_and(|abuse| abuse.reads_address())
+            || policy.behaviour.is_some();
+        let downstream = match reads_address {
+            true => self.downstream(input),
+            false => None,
         };
         let client = Client {
             downstream: downstream.as_deref(),
@@ -398,6 +409,9 @@ impl Exchange {
             let reports = self.guard.rate_limit(&policy, &step, &client, &mut verdict);
             (self.outputs.counters).extend(reports.into_iter().map(Counter::Slot));
         }
+        let reports = (self.watch).head(&policy, &step, &client, &head, &mut verdict);
+        (self.outputs.counters).extend(reports.into_iter().map(Counter::Slot));
+        self.behaviour_reply();
         if verdict.action == Action::Block {
             body = None;
         }
@@ -456,16 +470,23 @@ impl Exchange {
             return Next::GO;
         };
         let policy = Rc::clone(&self.policy);
+        let step = Step::new(input);
         let mut verdict = policy.inspect_body(&check, bytes);
         policy.inspect_body_anomalies(&check, bytes, &mut verdict);
-        let reply = self.apply(&policy, &Step::new(input), &verdict, Phase::RequestEnd);
+        if verdict.action != Action::Block {
+            let report = (self.watch).body(&policy, &step, &check, bytes, &mut verdict);
+            (self.outputs.counters).extend(report.map(Counter::Slot));
+            self.behaviour_reply();
+        }
+        let reply = self.apply(&policy, &step, &verdict, Phase::RequestEnd);
         reply.map_or(Next::GO, Next::Reply)
     }
 
     /// Whether [`Exchange::response_headers`] reads the headers it is given: a host may
     /// pass none otherwise, and save reading them.
     pub fn checks_response(&self) -> bool {
-        self.operation.is_some() && self.policy.response_mode() != OperationMode::Off
+        self.operation.is_some()
+            && (self.policy.response_mode() != OperationMode::Off || self.watch.watches_response())
     }
 
     /// The response is Envoy's own (the upstream reset, timed out, or was not there), not
@@ -491,12 +512,20 @@ impl Exchange {
             .into_iter()
             .map(|(name, value)| HeaderChange::Add(name, value))
             .collect();
-        let Some(operation) = self.operation.filter(|_| self.checks_response()) else {
+        if self.operation.is_none() {
             return Next::Continue(changes);
-        };
+        }
         let policy = Rc::clone(&self.policy);
         let headers = Headers(headers);
         let status = headers.get(":status").parse().unwrap_or(0);
+        let reports = self.watch.response(&policy, &Step::new(input), status);
+        (self.outputs.counters).extend(reports.into_iter().map(Counter::Slot));
+        let checked = self
+            .operation
+            .filter(|_| policy.response_mode() != OperationMode::Off);
+        let Some(operation) = checked else {
+            return Next::Continue(changes);
+        };
         self.facts.status = Some(status);
         let regular = headers.regular();
         let (verdict, check) =
@@ -677,6 +706,15 @@ impl Exchange {
         self.outputs.events.push(event);
     }
 
+    /// What an enforced behaviour finding adds to the refusal: `Retry-After` (its
+    /// window's end) and, for `action: quarantine`, the client's quarantine.
+    fn behaviour_reply(&mut self) {
+        if let Some(seconds) = self.watch.retry_after.take() {
+            self.guard.retry_after(seconds);
+        }
+        self.guard.quarantine_now |= self.watch.quarantine;
+    }
+
     /// Counts and records a verdict; answers with the problem when it blocks.
     fn apply<I: Input>(
         &mut self,
@@ -711,10 +749,13 @@ impl Exchange {
             });
         }
         if !verdict.violations.is_empty() {
+            let evidence = self.watch.take_evidence();
             let event = self.with_context(step, None, |request| {
                 Event::from_verdict(&policy.events, verdict, request)
             });
-            self.outputs.events.extend(event);
+            self.outputs
+                .events
+                .extend(event.map(|event| Event { evidence, ..event }));
         }
         let rule = verdict.rule().filter(|_| blocked)?;
         // Our own reply goes back through the response callbacks: it is not the

@@ -134,15 +134,15 @@ impl RootContext for FilterRoot {
                 let previous = LOADED.with(|loaded| loaded.replace(Some(hash)));
                 let loaded = Event::policy_loaded(&policy.events, events::now_ms(), previous);
                 self.events.emit(&policy, &loaded);
-                if let Some(abuse) = &policy.abuse {
+                if policy.abuse.is_some() || policy.behaviour.is_some() {
                     // The slot secret first, so the first VM configured stores it.
                     shared::slot_secret();
                     // Every slot up front: memory is committed now, writes are CAS later.
-                    let refused: usize = abuse.tables().map(|t| t.create(&HostStore)).sum();
+                    let refused: usize = (policy.slot_tables()).map(|t| t.create(&HostStore)).sum();
                     if refused > 0 {
                         log(
                             LogLevel::Warn,
-                            &format!("shared data refused {refused} rate-limit slots"),
+                            &format!("shared data refused {refused} slots"),
                         );
                     }
                 }

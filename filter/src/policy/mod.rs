@@ -10,7 +10,9 @@ use std::collections::BTreeSet;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::abuse::slots::Table;
 use crate::abuse::Abuse;
+use crate::behaviour::Behaviour;
 use crate::config::{
     InlineDocument, PolicyConfig, ResponseSettings, SchemaCompilation, StatsSettings,
 };
@@ -53,6 +55,8 @@ pub struct Policy {
     pub(crate) security: Security,
     /// Rate limits, anomaly checks and quarantine, when the policy has `abuse`.
     pub(crate) abuse: Option<Abuse>,
+    /// Behavioural detection, when the policy has `behaviour`.
+    pub(crate) behaviour: Option<Behaviour>,
     /// Whether requests no template matches are recorded, and within what ceiling.
     pub(crate) discovery: Option<DiscoverySettings>,
     /// What every security event of this policy carries (owner, bundle hash).
@@ -255,8 +259,14 @@ impl Policy {
             .as_ref()
             .map(|abuse| Abuse::compile(abuse, &name, &operations, &find, origin))
             .transpose()?;
+        let behaviour = config
+            .behaviour
+            .as_ref()
+            .map(|b| Behaviour::compile(b, &name, &operations, &find, abuse.as_ref(), origin))
+            .transpose()?;
         let policy = Policy {
             abuse,
+            behaviour,
             name,
             mode: config.mode,
             router,
@@ -274,6 +284,13 @@ impl Policy {
             policy.compile_reachable_schemas()?;
         }
         Ok(policy)
+    }
+
+    /// Every slot table of shared data the policy keeps state in (rate limits,
+    /// quarantine, behaviour windows), for the host to create at configure time.
+    pub(crate) fn slot_tables(&self) -> impl Iterator<Item = &Table> {
+        let abuse = self.abuse.iter().flat_map(Abuse::tables);
+        abuse.chain(self.behaviour.iter().flat_map(Behaviour::tables))
     }
 
     /// Compiles every schema now, reporting the first that does not compile. What

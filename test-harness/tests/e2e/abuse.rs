@@ -79,7 +79,7 @@ fn retry_after(response: &Response) -> u64 {
 
 /// Connections each worker of the API listener accepted, from the admin per-worker stats
 /// (`listener.<address>.worker_<n>.downstream_cx_total`), one count per worker.
-fn connections_per_worker(proxy: &Proxy) -> Vec<u64> {
+pub fn connections_per_worker(proxy: &Proxy) -> Vec<u64> {
     let admin = apiguard_harness::Client::new(proxy.envoy.admin(), HttpVersion::Http1).unwrap();
     let stats = admin
         .get("/stats?filter=downstream_cx_total")
