@@ -2,6 +2,7 @@
 
 mod anomalies;
 pub mod bundle;
+mod candidate;
 pub(crate) mod inspect;
 pub(crate) mod response;
 
@@ -52,6 +53,27 @@ pub struct Policy {
     pub(crate) discovery: Option<DiscoverySettings>,
     /// What every security event of this policy carries (owner, bundle hash).
     pub(crate) events: EventSettings,
+    /// The contract canary: the next version of the contract, evaluated beside this one
+    /// and never enforced (see [`crate::exchange`]). A candidate has none itself.
+    pub(crate) candidate: Option<Box<Policy>>,
+}
+
+/// Which contract of a configuration is being compiled: the enforced one (`openapi`) or
+/// the canary's (`candidate.openapi`), which errors name by their own pointer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Enforced,
+    Candidate,
+}
+
+impl Role {
+    /// Where the role's `openapi` section sits in the configuration.
+    fn openapi_pointer(self) -> &'static str {
+        match self {
+            Role::Enforced => "/openapi",
+            Role::Candidate => "/candidate/openapi",
+        }
+    }
 }
 
 /// How far a background compilation ([`Policy::compile_some`]) has got; the host keeps it
@@ -117,7 +139,25 @@ impl Policy {
         let configuration = configuration.into();
         let configuration_hash = hash64(&configuration);
         let json = json_text(configuration, origin)?;
-        let config: PolicyConfig<'_> = parse_json(&json, origin)?;
+        let mut config: PolicyConfig<'_> = parse_json(&json, origin)?;
+        let candidate = config.candidate.take();
+        let mut policy =
+            Policy::compile_config(config, origin, configuration_hash, Role::Enforced)?;
+        if let Some(candidate) = candidate {
+            let compiled = candidate::compile(&json, candidate, origin, configuration_hash)?;
+            policy.candidate = Some(Box::new(compiled));
+        }
+        Ok(policy)
+    }
+
+    /// Compiles one contract of a configuration with the policy's settings.
+    /// `configuration_hash` names the configuration in events.
+    fn compile_config(
+        config: PolicyConfig<'_>,
+        origin: &str,
+        configuration_hash: u64,
+        role: Role,
+    ) -> Result<Policy, PolicyError> {
         let name = config.name;
         if name.is_empty()
             || name.len() > 64
@@ -131,9 +171,10 @@ impl Policy {
             });
         }
         let source = config.openapi;
+        let openapi = role.openapi_pointer();
         if source.file.is_some() {
             return Err(PolicyError::Invalid {
-                at: Location::new(origin, "/openapi/file"),
+                at: Location::new(origin, format!("{openapi}/file")),
                 message: "a plugin inside Envoy cannot read files: inline the document with \
                           `apiguard bundle <policy.yaml>` and use its output as the plugin \
                           configuration"
@@ -142,13 +183,13 @@ impl Policy {
         }
         let Some(raw) = source.document else {
             return Err(PolicyError::Shape {
-                at: Location::new(origin, "/openapi"),
+                at: Location::new(origin, openapi),
                 message: "missing `document` (or `file`, resolved by `apiguard bundle`)".to_owned(),
             });
         };
         let doc_origin = source
             .source
-            .unwrap_or_else(|| format!("{origin} /openapi/document"));
+            .unwrap_or_else(|| format!("{origin} {openapi}/document"));
         let document = parse_document(raw.get(), &doc_origin)?;
         let Some(version) = document.version() else {
             return Err(PolicyError::Invalid {
@@ -214,7 +255,10 @@ impl Policy {
             ));
             Ok(operations.len() - 1)
         })?;
-        if let Some(unknown) = config.operations.keys().find(|k| !used.contains(*k)) {
+        // A candidate may remove an operation the policy's settings name: canarying that
+        // removal is the point, so only the enforced contract refuses unknown names.
+        let unknown = config.operations.keys().find(|k| !used.contains(*k));
+        if let Some(unknown) = unknown.filter(|_| role == Role::Enforced) {
             return Err(PolicyError::Invalid {
                 at: Location::new(origin, format!("/operations/{}", pointer_token(unknown))),
                 message: "names no operation of the document: use an operationId or \
@@ -247,6 +291,7 @@ impl Policy {
             compilation: config.schemas,
             security,
             events,
+            candidate: None,
         };
         if config.schemas == SchemaCompilation::Eager {
             policy.compile_reachable_schemas()?;
@@ -261,7 +306,8 @@ impl Policy {
         self.operations
             .iter()
             .flat_map(|op| op.contract.schemas(true))
-            .try_for_each(|schema| schema.compile(&self.schemas).map(drop))
+            .try_for_each(|schema| schema.compile(&self.schemas).map(drop))?;
+        (self.candidate.iter()).try_for_each(|candidate| candidate.compile_schemas())
     }
 
     /// What `schemas: eager` compiles at configure time: the schemas a request or response
