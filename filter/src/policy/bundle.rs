@@ -28,6 +28,26 @@ pub fn bundle(policy_file: &Path) -> Result<(serde_json::Value, Policy), PolicyE
     bundle_text(policy_file, &origin, &policy_text).map_err(|e| e.located_in(&origin, &policy_text))
 }
 
+/// A policy file, or a bare OpenAPI document compiled with the default settings: what
+/// `apiguard diff` compares. A document is told by its top-level `openapi` version
+/// string, where a policy has its `openapi` section.
+pub fn load_contract(file: &Path) -> Result<Policy, PolicyError> {
+    let origin = file.display().to_string();
+    let text = read(file)?;
+    let value: serde_json::Value = parse_text(&text, &origin)?;
+    if !value
+        .get("openapi")
+        .is_some_and(serde_json::Value::is_string)
+    {
+        return bundle(file).map(|(_, policy)| policy);
+    }
+    let policy = serde_json::json!({
+        "name": "contract",
+        "openapi": {"document": value, "source": origin},
+    });
+    Policy::compile_from(policy.to_string(), &origin).map_err(|e| e.located_in(&origin, &text))
+}
+
 /// [`bundle`] of the policy's text; errors are located in the policy by the caller.
 fn bundle_text(
     policy_file: &Path,

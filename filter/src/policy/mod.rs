@@ -3,6 +3,7 @@
 mod anomalies;
 pub mod bundle;
 mod candidate;
+pub(crate) mod diff;
 pub(crate) mod inspect;
 pub(crate) mod response;
 
@@ -21,7 +22,7 @@ use crate::security::{KeyRing, Security};
 use crate::settings::{Limits, Mode, OperationMode};
 use crate::structpb;
 
-pub use bundle::{bundle, load_bundle};
+pub use bundle::{bundle, load_bundle, load_contract};
 pub use inspect::BodyCheck;
 
 /// How errors name the configuration Envoy handed over, which has no file name.
@@ -245,14 +246,16 @@ impl Policy {
                 &site.pointer,
                 &doc_origin,
             )?;
-            operations.push(CompiledOperation::new(
+            let mut operation = CompiledOperation::new(
                 site.method,
                 site.template.to_owned(),
                 operation_id,
                 contract::compile(site, &settings)?,
                 site.operation.deprecated,
                 site.pointer.clone(),
-            ));
+            );
+            operation.security = requirement.or(document_security.as_ref()).cloned();
+            operations.push(operation);
             Ok(operations.len() - 1)
         })?;
         // A candidate may remove an operation the policy's settings name: canarying that

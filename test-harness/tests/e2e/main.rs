@@ -10,6 +10,7 @@ mod abuse;
 mod bypass_bodies;
 mod bypass_channels;
 mod bypass_inputs;
+mod canary;
 mod compile_report;
 mod config_errors;
 mod contract;
