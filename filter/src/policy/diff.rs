@@ -264,12 +264,12 @@ fn compare_operations(
         };
         let at = format!("{} {}", spec.location.as_str(), spec.name);
         let Some(&j) = before.get(key) else {
-            let (kind, detail) = if spec.required {
-                ("parameter.added", "a new required parameter")
+            let detail = if spec.required {
+                "a new required parameter"
             } else {
-                ("parameter.added", "a new optional parameter")
+                "a new optional parameter"
             };
-            out.push((kind, at, detail.to_owned(), spec.required));
+            out.push(("parameter.added", at, detail.to_owned(), spec.required));
             continue;
         };
         let (Some(old_spec), Some(old_check)) =
@@ -277,14 +277,8 @@ fn compare_operations(
         else {
             continue;
         };
-        if spec.required != old_spec.required {
-            let (kind, detail) = if spec.required {
-                ("parameter.required", "was optional, is required")
-            } else {
-                ("parameter.optional", "was required, is optional")
-            };
-            out.push((kind, at.clone(), detail.to_owned(), spec.required));
-        }
+        let kinds = ["parameter.required", "parameter.optional"];
+        out.extend(requiredness(kinds, &at, old_spec.required, spec.required));
         walker.schemas(old_check.schema.as_ref(), check.schema.as_ref(), &at, out);
     }
     for (key, &j) in &before {
@@ -307,6 +301,26 @@ fn compare_operations(
     }
     compare_bodies(old, new, walker, out);
     compare_security(old.security.as_deref(), new.security.as_deref(), out);
+}
+
+/// A parameter or body made required (`kinds[0]`, breaking) or optional (`kinds[1]`).
+fn requiredness(kinds: [&'static str; 2], at: &str, before: bool, after: bool) -> Option<Found> {
+    let [required, optional] = kinds;
+    match (before, after) {
+        (false, true) => Some((
+            required,
+            at.to_owned(),
+            "was optional, is required".to_owned(),
+            true,
+        )),
+        (true, false) => Some((
+            optional,
+            at.to_owned(),
+            "was required, is optional".to_owned(),
+            false,
+        )),
+        _ => None,
+    }
 }
 
 fn compare_bodies(
@@ -333,14 +347,8 @@ fn compare_bodies(
             out.push(("body.added", at, detail.to_owned(), body.required));
         }
         (Some(before), Some(after)) => {
-            if before.required != after.required {
-                let (kind, detail) = if after.required {
-                    ("body.required", "was optional, is required")
-                } else {
-                    ("body.optional", "was required, is optional")
-                };
-                out.push((kind, at.clone(), detail.to_owned(), after.required));
-            }
+            let kinds = ["body.required", "body.optional"];
+            out.extend(requiredness(kinds, &at, before.required, after.required));
             let media = |content: &crate::contract::Content| -> BTreeMap<String, usize> {
                 (content.media.iter().enumerate())
                     .map(|(i, m)| (m.declared.clone(), i))
