@@ -64,7 +64,7 @@ fn the_candidate_counts_what_it_would_change_and_decides_nothing() {
 
     // The upstream saw what the enforced contract allows, and nothing else.
     let paths: Vec<_> = (proxy.upstream.received().into_iter())
-        .map(|r| r.path)
+        .map(|r| format!("{}?{}", r.path, r.query.unwrap_or_default()))
         .collect();
     let forwarded: Vec<_> = agreed_allowed.iter().chain(&would_block).copied().collect();
     assert_eq!(paths, forwarded);
