@@ -7,15 +7,17 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use crate::contract::openapi::Document;
 
 use crate::settings::{Limits, Mode, OperationMode, OperationSettings};
 
 /// A policy: one API, its contract, and how strictly to apply it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct PolicyConfig<'a> {
+pub(crate) struct PolicyConfig {
     /// The API's name: a label in stats, problems and events (`[A-Za-z0-9._-]`, 1-64).
     pub name: String,
     #[serde(default)]
@@ -44,8 +46,7 @@ pub(crate) struct PolicyConfig<'a> {
     /// Security events: the API's owner and the log level of event lines.
     #[serde(default)]
     pub events: crate::events::EventsConfig,
-    #[serde(borrow)]
-    pub openapi: OpenApiSource<'a>,
+    pub openapi: OpenApiSource,
     /// Rate limits, anomaly checks and quarantine (see [`crate::abuse`]); none if absent.
     #[serde(default)]
     pub abuse: Option<crate::abuse::AbuseConfig>,
@@ -56,8 +57,7 @@ pub(crate) struct PolicyConfig<'a> {
     pub discovery: Option<crate::discovery::DiscoverySettings>,
     /// A contract to try beside the enforced one, on the same requests, never enforced
     /// (the contract canary); none if absent.
-    #[serde(borrow)]
-    pub candidate: Option<CandidateConfig<'a>>,
+    pub candidate: Option<CandidateConfig>,
 }
 
 /// The next version of the contract (`candidate`): compiled with the policy's own settings
@@ -67,9 +67,8 @@ pub(crate) struct PolicyConfig<'a> {
 /// run twice.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct CandidateConfig<'a> {
-    #[serde(borrow)]
-    pub openapi: OpenApiSource<'a>,
+pub(crate) struct CandidateConfig {
+    pub openapi: OpenApiSource,
     /// The candidate's `strict`, when it differs from the policy's.
     pub strict: Option<bool>,
 }
@@ -115,10 +114,39 @@ pub(crate) enum SchemaCompilation {
 /// [`crate::policy::load_bundle`]), or the document itself, as an object or as JSON/YAML text.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct OpenApiSource<'a> {
+pub(crate) struct OpenApiSource {
     pub file: Option<String>,
-    #[serde(borrow)]
-    pub document: Option<&'a RawValue>,
+    pub document: Option<InlineDocument>,
     /// The file an inlined document was read from, so errors can still name it.
     pub source: Option<String>,
+}
+
+/// An inlined document. An object (what `apiguard bundle` writes) is read with the policy,
+/// in the same pass: a large API's document is megabytes, and reading it first as raw text
+/// and then again as a document cost a fifth of configure. JSON or YAML text in a string is
+/// parsed on its own, after the policy.
+#[derive(Debug)]
+pub(crate) enum InlineDocument {
+    Parsed(Box<Document>),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for InlineDocument {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Either;
+        impl<'de> Visitor<'de> for Either {
+            type Value = InlineDocument;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an OpenAPI document: an object, or JSON or YAML text")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<InlineDocument, E> {
+                Ok(InlineDocument::Text(text.to_owned()))
+            }
+            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<InlineDocument, M::Error> {
+                let document = Document::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(InlineDocument::Parsed(Box::new(document)))
+            }
+        }
+        deserializer.deserialize_any(Either)
+    }
 }

@@ -37,6 +37,9 @@ mod events;
 mod exchange;
 mod policy;
 mod problem;
+/// The deployment resources for a policy (Envoy, ECDS, Istio): what `apiguard render` prints.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod render;
 mod request;
 mod security;
 mod settings;

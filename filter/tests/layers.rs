@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 /// The crate's top-level modules, from the top layer down. A module may use modules of
 /// lower layers only; modules of one layer do not use each other.
 const LAYERS: &[&[&str]] = &[
-    &["host"],
+    &["host", "render"],
     &["exchange"],
     &["policy"],
     &["config"],

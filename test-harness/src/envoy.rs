@@ -60,6 +60,9 @@ pub struct EnvoyOptions {
     /// The filter to load; `None`: [`locate::filter_wasm`]. Set for a test build of the
     /// filter (the failure-policy measurement's `fault-injection` build).
     pub wasm: Option<PathBuf>,
+    /// `Some`: apiguard's configuration comes by ECDS from this resource file (an
+    /// [`crate::EcdsSource`]'s), which then decides the policy and the `.wasm`.
+    pub ecds: Option<PathBuf>,
 }
 
 impl Default for EnvoyOptions {
@@ -81,6 +84,7 @@ impl Default for EnvoyOptions {
             downstream: Downstream::default(),
             files: None,
             wasm: None,
+            ecds: None,
         }
     }
 }
@@ -125,11 +129,18 @@ impl Envoy {
         if options.http1_trailers {
             template.enable_http1_trailers(&mut config)?;
         }
+        if let Some(resource) = &options.ecds {
+            template.deliver_by_ecds(&mut config, resource)?;
+        }
         let scratch = match &options.files {
             Some(dir) => ScratchDir::kept_at(dir)?,
             None => ScratchDir::create()?,
         };
-        Envoy::launch_in(&config, options.concurrency, options.ready_timeout, scratch)
+        let envoy = Envoy::launch_in(&config, options.concurrency, options.ready_timeout, scratch)?;
+        if options.ecds.is_some() {
+            envoy.wait_first_ecds_update(options.ready_timeout)?;
+        }
+        Ok(envoy)
     }
 
     /// Starts Envoy on an already rendered config (e.g. [`Template::render`]'s output, edited
@@ -266,6 +277,41 @@ impl Envoy {
             }
             std::thread::sleep(POLL_INTERVAL);
         }
+    }
+
+    /// One of Envoy's ECDS stats for the `apiguard` filter
+    /// (`extension_config_discovery.http_filter.apiguard.<name>`: `update_success`,
+    /// `config_fail`, `version_text`…), as printed; `None` while Envoy prints none.
+    pub fn ecds_stat(&self, name: &str) -> Result<Option<String>, Error> {
+        let stats = self.admin_get("/stats?filter=extension_config_discovery")?;
+        let suffix = format!(".{}.{name}", crate::render::PLUGIN);
+        Ok((stats.lines())
+            .filter_map(|line| line.split_once(": "))
+            .find(|(stat, _)| stat.ends_with(&suffix))
+            .map(|(_, value)| value.trim().trim_matches('"').to_owned()))
+    }
+
+    /// Waits until Envoy has applied or refused the first ECDS resource. `/ready` does not
+    /// wait for it (Envoy reads the file once it runs), and meanwhile the main thread, which
+    /// also answers the admin API, may be busy compiling the module for seconds.
+    fn wait_first_ecds_update(&self, timeout: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        let settled = |name| {
+            self.ecds_stat(name)
+                .ok()
+                .flatten()
+                .is_some_and(|n| n != "0")
+        };
+        while !settled("update_success") && !settled("update_rejected") {
+            if Instant::now() >= deadline {
+                return Err(Error::EnvoyNotReady {
+                    timeout,
+                    log_tail: self.log_tail(),
+                });
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+        Ok(())
     }
 
     /// The address the `ingress` listener actually bound, from the admin `/listeners`.

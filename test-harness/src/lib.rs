@@ -10,6 +10,8 @@
 //!   docker-compose mounts rather than a look-alike.
 //! - [`contract`]: the requests a policy's OpenAPI document declares.
 //! - [`delivery`]: the security event sender and its collector, from `envoy/events.yaml`.
+//! - [`ecds`]: [`EcdsSource`], apiguard's configuration delivered (and hot-reloaded) by
+//!   Envoy's extension config discovery from a watched directory.
 //! - [`embed`]: keeps the policy embedded in `envoy/*.yaml` equal to the bundled policy file.
 //! - [`upstream`]: [`EchoUpstream`], an HTTP/1.1 + h2c server that echoes and records, and
 //!   fails on request ([`Fault`], [`Reply`]).
@@ -27,6 +29,7 @@ pub mod clients;
 pub mod compile_report;
 pub mod contract;
 pub mod delivery;
+pub mod ecds;
 pub mod embed;
 pub mod envoy;
 mod error;
@@ -42,6 +45,7 @@ pub mod upstream;
 
 pub use client::{Client, HttpVersion, Response};
 pub use delivery::Delivery;
+pub use ecds::EcdsSource;
 pub use envoy::{Envoy, EnvoyOptions, Policy};
 pub use error::Error;
 pub use jwks::JwksServer;

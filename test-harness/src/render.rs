@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use apiguard_filter::render;
 use serde_json::{json, Value};
 
 use crate::Error;
@@ -229,6 +230,26 @@ impl Template {
                 Some(Value::Object(object)) => object.insert(key.to_owned(), value),
                 _ => return Err(self.error(format!("no object at {parent}"))),
             };
+        }
+        Ok(())
+    }
+
+    /// Makes the rendered config take apiguard's configuration from Envoy's extension
+    /// config discovery (ECDS) instead of the listener: the `apiguard` HTTP filter, in its
+    /// place in the chain, subscribes to the resource in the file `resource` (as `apiguard
+    /// render ecds` writes it), reloaded whenever a file is moved into its directory. Envoy
+    /// subscribes to xDS resources only as a named node, so the bootstrap gets a `node` if
+    /// it has none (a sidecar's comes from Istio).
+    pub fn deliver_by_ecds(&self, config: &mut Value, resource: &Path) -> Result<(), Error> {
+        if let Value::Object(bootstrap) = config {
+            let node = json!({"id": render::PLUGIN, "cluster": render::PLUGIN});
+            bootstrap.entry("node").or_insert(node);
+        }
+        let directory = resource.parent().unwrap_or(Path::new("."));
+        let filter = render::ecds_filter(&resource.to_string_lossy(), &directory.to_string_lossy());
+        match config.pointer_mut(&self.anchors.http_filter) {
+            Some(slot) => *slot = filter,
+            None => return Err(self.error(format!("nothing at {}", self.anchors.http_filter))),
         }
         Ok(())
     }

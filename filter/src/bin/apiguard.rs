@@ -10,6 +10,10 @@
 //!                                   (and its place in the document) that decided it
 //! apiguard diff    OLD NEW [--json] what changed for clients between two policies or
 //!                                   OpenAPI documents; exits 1 when a change is breaking
+//! apiguard render envoy|ecds|istio POLICY.yaml [--wasm PATH|URL] [--namespace NS]
+//!                                   what to deploy, as YAML: the HTTP filters for
+//!                                   envoy.yaml, the ECDS resource (hot reload), or the
+//!                                   Istio WasmPlugin and EnvoyFilter
 //! ```
 
 use std::path::Path;
@@ -17,6 +21,7 @@ use std::process::ExitCode;
 
 use std::rc::Rc;
 
+use apiguard_filter::render;
 use apiguard_filter::{
     bundle, diff, load_bundle, load_contract, Exchange, MemoryStore, Next, Policy, SlotSecret,
     Values,
@@ -25,7 +30,8 @@ use apiguard_filter::{
 const USAGE: &str =
     "usage: apiguard check POLICY.yaml...\n       apiguard bundle POLICY.yaml\n       \
                      apiguard explain POLICY.yaml 'METHOD /target' [-H 'name: value']... [-d BODY]\n       \
-                     apiguard diff OLD NEW [--json]   (policies or OpenAPI documents)";
+                     apiguard diff OLD NEW [--json]   (policies or OpenAPI documents)\n       \
+                     apiguard render envoy|ecds|istio POLICY.yaml [--wasm PATH|URL] [--namespace NS]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -43,6 +49,9 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Some((command, [kind, file, options @ ..])) if command == "render" => {
+            print_render(kind, Path::new(file), options)
+        }
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
@@ -91,6 +100,61 @@ fn print_bundle(file: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints the deployment resources of `kind` for the policy: YAML that `envoy.yaml`, a
+/// `path_config_source` or `kubectl apply` reads as it is.
+fn print_render(kind: &str, file: &Path, options: &[String]) -> ExitCode {
+    if !["envoy", "ecds", "istio"].contains(&kind) {
+        eprintln!("error: render what: envoy, ecds or istio, not `{kind}`\n{USAGE}");
+        return ExitCode::from(2);
+    }
+    let mut wasm = None;
+    let mut namespace = None;
+    for pair in options.chunks(2) {
+        match pair {
+            [flag, value] if flag == "--wasm" => wasm = Some(value.as_str()),
+            [flag, value] if flag == "--namespace" => namespace = Some(value.as_str()),
+            _ => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    // Only a policy that compiles (every schema too, as `check` does) is rendered: a
+    // deployment never carries one the filter refuses.
+    let checked = bundle(file).and_then(|(json, policy)| policy.compile_schemas().map(|()| json));
+    let policy = match checked {
+        Ok(policy) => policy,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let documents = match kind {
+        "envoy" => vec![render::envoy_filters(
+            &policy,
+            wasm.unwrap_or(render::WASM_PATH),
+        )],
+        "ecds" => vec![render::ecds_resource(
+            &policy,
+            wasm.unwrap_or(render::WASM_PATH),
+        )],
+        _ => {
+            let name = policy["name"].as_str().unwrap_or(render::PLUGIN);
+            let url = wasm.unwrap_or(render::OCI_PLACEHOLDER);
+            render::istio(&policy, url, namespace.unwrap_or(name)).to_vec()
+        }
+    };
+    let title = format!("apiguard render {kind} {}", file.display());
+    match render::yaml(&title, &documents) {
+        Ok(out) => print!("{out}"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// Runs one request through the policy as Envoy would (one new client, the time now, no

@@ -201,6 +201,8 @@ pub(crate) struct Settings<'a> {
     pub overrides: &'a BTreeMap<String, OperationSettings>,
     pub components: &'a Components,
     pub schemas: &'a SchemaSet,
+    /// Whether to build response contracts (not when nothing will check responses).
+    pub responses: bool,
 }
 
 /// Compiles one operation's contract.
@@ -249,7 +251,8 @@ pub(crate) fn compile(site: &Site<'_>, settings: &Settings<'_>) -> Result<Contra
         None => None,
     };
     let mut responses = Vec::new();
-    for (status, response) in &site.operation.responses {
+    let declared = settings.responses.then_some(&site.operation.responses);
+    for (status, response) in declared.into_iter().flatten() {
         let pointer = format!("{}/responses/{}", site.pointer, pointer_token(status));
         let key = StatusKey::parse(status).ok_or_else(|| {
             compiler.invalid(

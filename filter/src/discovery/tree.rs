@@ -566,8 +566,11 @@ mod tests {
             2 * (MAX_DEPTH as u64 - 1) + 1,
             "every request in a template"
         );
+        // A guard against the exponential walk (3^23 subtrees would take days), not a
+        // speed target: the linear walk takes about 1.6 s unoptimised on an idle machine,
+        // and more on a loaded one, so the bound is far above it.
         assert!(
-            started.elapsed() < std::time::Duration::from_secs(5),
+            started.elapsed() < std::time::Duration::from_secs(60),
             "{:?}",
             started.elapsed()
         );

@@ -114,6 +114,10 @@ pub struct Event {
     /// Hex of the policy bundle hash ([`hash64`]), so a finding names the exact
     /// configuration that made it.
     pub policy_hash: String,
+    /// For [`POLICY_LOADED`]: the hash of the policy the VM ran before this one, so a hot
+    /// reload names both; `None` on a VM's first load, and for every other event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_policy_hash: Option<String>,
     pub owner: Owner,
     pub request: Option<RequestFacts>,
     /// Rule, location, name and reason of each violation (all from the contract or
@@ -441,6 +445,24 @@ impl Event {
         }
     }
 
+    /// The audit record of a configuration change ([`POLICY_LOADED`]): this policy's hash,
+    /// and `previous`, the hash of the policy it replaces in this VM.
+    pub fn policy_loaded(
+        settings: &EventSettings,
+        time_ms: u64,
+        previous: Option<String>,
+    ) -> Event {
+        let detail = match &previous {
+            Some(previous) => format!("policy loaded, replacing {previous}"),
+            None => "policy loaded".to_owned(),
+        };
+        let severity = Severity::Informational;
+        Event {
+            previous_policy_hash: previous,
+            ..Event::system(settings, time_ms, POLICY_LOADED, severity, &detail)
+        }
+    }
+
     fn base(
         settings: &EventSettings,
         time_ms: u64,
@@ -457,6 +479,7 @@ impl Event {
             action,
             api: settings.api.clone(),
             policy_hash: settings.policy_hash.clone(),
+            previous_policy_hash: None,
             owner: settings.owner.clone(),
             request: None,
             violations: Vec::new(),
@@ -673,6 +696,40 @@ mod tests {
         assert_eq!(client_ip("[::1]:51234"), "::1");
         assert_eq!(client_ip("::1"), "::1");
         assert_eq!(client_ip("10.0.0.7"), "10.0.0.7");
+    }
+
+    #[test]
+    fn a_reload_names_the_policy_before_and_after() {
+        let settings = EventSettings {
+            policy_hash: "00000000000000bb".into(),
+            ..EventSettings::default()
+        };
+        let first = Event::policy_loaded(&settings, 1, None);
+        let reload = Event::policy_loaded(&settings, 2, Some("00000000000000aa".into()));
+        let (first, reload) = (
+            ocsf::detection_finding(&first),
+            ocsf::detection_finding(&reload),
+        );
+        assert_eq!(first["unmapped"]["policy_hash"], "00000000000000bb");
+        assert!(
+            first["unmapped"].get("previous_policy_hash").is_none(),
+            "{first}"
+        );
+        assert_eq!(reload["unmapped"]["policy_hash"], "00000000000000bb");
+        assert_eq!(
+            reload["unmapped"]["previous_policy_hash"],
+            "00000000000000aa"
+        );
+        assert_eq!(
+            reload["message"],
+            "policy loaded, replacing 00000000000000aa"
+        );
+        assert_eq!(
+            reload["finding_info"]["uid"]
+                .as_str()
+                .map(|u| u.starts_with(POLICY_LOADED)),
+            Some(true)
+        );
     }
 
     #[test]

@@ -70,6 +70,9 @@ pub(crate) fn detection_finding(event: &Event) -> Value {
     unmapped.insert("rule".into(), json!(event.rule));
     unmapped.insert("api".into(), json!(event.api));
     unmapped.insert("policy_hash".into(), json!(event.policy_hash));
+    if let Some(previous) = &event.previous_policy_hash {
+        unmapped.insert("previous_policy_hash".into(), json!(previous));
+    }
     unmapped.insert("owner".into(), json!(event.owner));
     unmapped.insert("apiguard_action".into(), json!(event.action));
     if !event.violations.is_empty() {

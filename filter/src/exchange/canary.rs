@@ -492,6 +492,19 @@ mod tests {
             error.to_string().contains("/candidate/openapi/document"),
             "{error}"
         );
+        // An error in reading the candidate's document, not only in compiling it.
+        let unreadable = json!({"openapi": "3.1.0", "paths": 5});
+        let error = testkit::try_policy(
+            "pets",
+            document(100, &["cat"], true, &["name"]),
+            json!({"candidate": {"openapi": {"document": unreadable}}}),
+        )
+        .unwrap_err();
+        assert_eq!(error.location().unwrap().pointer, "/paths", "{error}");
+        assert!(
+            error.to_string().contains("/candidate/openapi/document"),
+            "{error}"
+        );
         let missing = testkit::try_policy(
             "pets",
             document(100, &["cat"], true, &["name"]),

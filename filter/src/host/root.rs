@@ -2,6 +2,7 @@
 //! on each configuration and hands it, with its [`KeyRing`], to every request context.
 //! (A VM configured as the event sender gets the sender's root instead: see [`super::vm`].)
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -17,9 +18,16 @@ use super::log;
 use super::metrics::Metrics;
 use super::schemas::{self, Background};
 use super::shared::{self, HostStore};
-use crate::events::{Event, Severity, POLICY_LOADED};
+use crate::events::Event;
 use crate::policy::Policy;
 use crate::security::KeyRing;
+
+thread_local! {
+    /// The hash of the policy this VM loaded last. A VM-global, not a field: on a new
+    /// configuration (an ECDS push) Envoy makes a new root context in the same VM, beside
+    /// the old one, so only the VM remembers what ran before.
+    static LOADED: RefCell<Option<String>> = const { RefCell::new(None) };
+}
 
 #[derive(Default)]
 pub(super) struct FilterRoot {
@@ -120,14 +128,11 @@ impl RootContext for FilterRoot {
                     );
                 }
                 self.operations = Some(Rc::new(OperationCounters::define(&policy)));
-                // An audit trail of configuration changes, with the bundle hash.
-                let loaded = Event::system(
-                    &policy.events,
-                    events::now_ms(),
-                    POLICY_LOADED,
-                    Severity::Informational,
-                    "policy loaded",
-                );
+                // An audit trail of configuration changes: the bundle hash, and the one it
+                // replaces in this VM.
+                let hash = policy.events.policy_hash.clone();
+                let previous = LOADED.with(|loaded| loaded.replace(Some(hash)));
+                let loaded = Event::policy_loaded(&policy.events, events::now_ms(), previous);
                 self.events.emit(&policy, &loaded);
                 if let Some(abuse) = &policy.abuse {
                     // The slot secret first, so the first VM configured stores it.

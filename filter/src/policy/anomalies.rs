@@ -32,7 +32,13 @@ impl Policy {
                     .collect()
             })
             .unwrap_or_default();
-        let findings = anomaly.head(head, authority, &declared, &self.limits);
+        // Headers that carried a verified token not forwarded: the upstream never reads
+        // them, and a signed token's bytes are the issuer's, not the client's free text.
+        let withheld = verdict
+            .identity
+            .as_ref()
+            .map_or(&[][..], |identity| &identity.remove[..]);
+        let findings = anomaly.head(head, authority, &declared, withheld, &self.limits);
         let found = anomaly.score(findings, operation, self.mode == Mode::Enforce);
         if !found.is_empty() {
             verdict.violations.extend(found);

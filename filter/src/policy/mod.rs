@@ -9,8 +9,13 @@ pub(crate) mod response;
 
 use std::collections::BTreeSet;
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
 use crate::abuse::Abuse;
-use crate::config::{PolicyConfig, ResponseSettings, SchemaCompilation, StatsSettings};
+use crate::config::{
+    InlineDocument, PolicyConfig, ResponseSettings, SchemaCompilation, StatsSettings,
+};
 use crate::contract::openapi::Document;
 use crate::contract::route::Router;
 use crate::contract::schema::{Schema, SchemaSet};
@@ -124,8 +129,12 @@ impl Policy {
 
     /// Compiles the plugin configuration Envoy hands over: a serialised
     /// `google.protobuf.Struct`, or JSON or YAML text (a `StringValue`).
+    ///
+    /// Only what requests can reach is built: response contracts are left out when
+    /// responses are not checked. `apiguard check` ([`Policy::compile_from`]) builds them
+    /// all, so a document's response errors are still refused before deployment.
     pub fn compile(configuration: impl Into<Vec<u8>>) -> Result<Policy, PolicyError> {
-        Policy::compile_from(configuration, PLUGIN_CONFIGURATION)
+        Policy::compile_scoped(configuration, PLUGIN_CONFIGURATION, Scope::Reachable)
     }
 
     /// Compiles a bundled policy, naming `origin` in errors.
@@ -137,15 +146,32 @@ impl Policy {
         configuration: impl Into<Vec<u8>>,
         origin: &str,
     ) -> Result<Policy, PolicyError> {
+        Policy::compile_scoped(configuration, origin, Scope::Everything)
+    }
+
+    fn compile_scoped(
+        configuration: impl Into<Vec<u8>>,
+        origin: &str,
+        scope: Scope,
+    ) -> Result<Policy, PolicyError> {
         let configuration = configuration.into();
         let configuration_hash = hash64(&configuration);
         let json = json_text(configuration, origin)?;
-        let mut config: PolicyConfig<'_> = parse_json(&json, origin)?;
-        let candidate = config.candidate.take();
+        let mut config: PolicyConfig =
+            parse_json(&json, origin).map_err(|e| in_document(e, &json, origin))?;
+        // Everything is read: the text (megabytes for a large API) goes before compiling.
+        drop(json);
+        let candidate = (config.candidate.take()).map(|c| candidate::config(&config, c));
         let mut policy =
-            Policy::compile_config(config, origin, configuration_hash, Role::Enforced)?;
+            Policy::compile_config(config, origin, configuration_hash, scope, Role::Enforced)?;
         if let Some(candidate) = candidate {
-            let compiled = candidate::compile(&json, candidate, origin, configuration_hash)?;
+            let compiled = Policy::compile_config(
+                candidate,
+                origin,
+                configuration_hash,
+                scope,
+                Role::Candidate,
+            )?;
             policy.candidate = Some(Box::new(compiled));
         }
         Ok(policy)
@@ -154,9 +180,10 @@ impl Policy {
     /// Compiles one contract of a configuration with the policy's settings.
     /// `configuration_hash` names the configuration in events.
     fn compile_config(
-        config: PolicyConfig<'_>,
+        config: PolicyConfig,
         origin: &str,
         configuration_hash: u64,
+        scope: Scope,
         role: Role,
     ) -> Result<Policy, PolicyError> {
         let name = config.name;
@@ -182,16 +209,17 @@ impl Policy {
                     .to_owned(),
             });
         }
-        let Some(raw) = source.document else {
+        let Some(inline) = source.document else {
             return Err(PolicyError::Shape {
                 at: Location::new(origin, openapi),
                 message: "missing `document` (or `file`, resolved by `apiguard bundle`)".to_owned(),
             });
         };
-        let doc_origin = source
-            .source
-            .unwrap_or_else(|| format!("{origin} {openapi}/document"));
-        let document = parse_document(raw.get(), &doc_origin)?;
+        let doc_origin = document_origin(source.source, origin, openapi);
+        let document = match inline {
+            InlineDocument::Parsed(document) => *document,
+            InlineDocument::Text(text) => parse_text(&text, &doc_origin)?,
+        };
         let Some(version) = document.version() else {
             return Err(PolicyError::Invalid {
                 at: Location::new(&doc_origin, "/openapi"),
@@ -233,6 +261,7 @@ impl Policy {
             overrides: &config.operations,
             components: &components,
             schemas: &schemas,
+            responses: scope == Scope::Everything || config.responses.mode != OperationMode::Off,
         };
         let mut operations = Vec::new();
         let mut used = BTreeSet::new();
@@ -359,14 +388,66 @@ impl Policy {
     }
 }
 
-/// The document is inlined either as an object or as JSON/YAML text in a string.
-fn parse_document(raw: &str, origin: &str) -> Result<Document, PolicyError> {
-    if raw.starts_with('"') {
-        let text: String = parse_json(raw, origin)?;
-        parse_text(&text, origin)
-    } else {
-        parse_json(raw, origin)
+/// How much of the contract a compile builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Every part, checked: what the CLI and the tools compile.
+    Everything,
+    /// What requests can reach: the plugin's compile, where configure time counts (GitHub's
+    /// response contracts were a sixth of it, built for nothing with responses off).
+    Reachable,
+}
+
+/// What errors in the inlined document name: the file it was bundled from, if known, else
+/// where it sits in the configuration (`openapi`: the pointer of its section).
+fn document_origin(source: Option<String>, origin: &str, openapi: &str) -> String {
+    source.unwrap_or_else(|| format!("{origin} {openapi}/document"))
+}
+
+/// An error inside an inlined document object (the enforced one, or the candidate's),
+/// located as users read it: in the document's own file (`openapi.source`), by a pointer
+/// into the document, not into the bundle. Only a policy that does not compile pays for
+/// this second pass.
+fn in_document(error: PolicyError, json: &str, origin: &str) -> PolicyError {
+    #[derive(Deserialize)]
+    struct Bundle<'a> {
+        #[serde(borrow)]
+        openapi: Option<Source<'a>>,
+        #[serde(borrow)]
+        candidate: Option<Candidate<'a>>,
     }
+    #[derive(Deserialize)]
+    struct Candidate<'a> {
+        #[serde(borrow)]
+        openapi: Option<Source<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Source<'a> {
+        #[serde(borrow)]
+        document: Option<&'a RawValue>,
+        source: Option<String>,
+    }
+    let role = [Role::Enforced, Role::Candidate].into_iter().find(|role| {
+        let document = format!("{}/document", role.openapi_pointer());
+        (error.location()).is_some_and(|at| at.pointer.starts_with(&document))
+    });
+    let Some(role) = role else {
+        return error;
+    };
+    let Ok(bundle) = serde_json::from_str::<Bundle<'_>>(json) else {
+        return error;
+    };
+    let section = match role {
+        Role::Enforced => bundle.openapi,
+        Role::Candidate => bundle.candidate.and_then(|c| c.openapi),
+    };
+    let Some((raw, source)) = section.and_then(|s| Some((s.document?, s.source))) else {
+        return error;
+    };
+    let doc_origin = document_origin(source, origin, role.openapi_pointer());
+    parse_json::<Document>(raw.get(), &doc_origin)
+        .err()
+        .unwrap_or(error)
 }
 
 /// The configuration as JSON text, whatever form it came in, so the document inside can be
@@ -481,10 +562,29 @@ mod tests {
         Policy::compile(config.as_bytes()).expect_err("the policy should be refused")
     }
 
+    /// The plugin builds response contracts only when responses are checked; the CLI's
+    /// compile (`apiguard check`) builds them always, so their errors are still caught.
+    #[test]
+    fn response_contracts_are_built_where_they_are_used_and_checked_by_the_cli() {
+        let config = |responses: &str| {
+            format!(
+                r#"{{"name": "a", "responses": {{"mode": "{responses}"}}, "openapi": {{"document":
+                {{"openapi": "3.1.0", "paths": {{"/a": {{"get": {{"responses": {{"2x": {{}}}}}}}}}}}}}}}}"#
+            )
+        };
+        assert!(Policy::compile(config("off")).is_ok());
+        for e in [
+            Policy::compile(config("monitor")).expect_err("responses checked"),
+            Policy::compile_from(config("off"), "a.yaml").expect_err("the CLI builds all"),
+        ] {
+            assert_eq!(e.location().unwrap().pointer, "/paths/~1a/get/responses/2x");
+        }
+    }
+
     #[test]
     fn unknown_keys_are_refused_with_their_pointer() {
         let e =
-            error(r#"{"name": "a", "mode": "enforce", "openapi": {"document": {}, "fil": "x"}}"#);
+            error(r#"{"name": "a", "openapi": {"document": {"openapi": "3.1.0"}, "fil": "x"}}"#);
         assert!(matches!(e, PolicyError::Shape { .. }), "{e}");
         assert_eq!(e.location().unwrap().pointer, "/openapi/fil");
         let e = error(r#"{"name": "a", "mood": "monitor", "openapi": {}}"#);

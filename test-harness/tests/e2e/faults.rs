@@ -6,8 +6,8 @@
 //! good request after the fault is served), and the failure counted in a stat.
 //!
 //! Not here: the JWKS endpoint down and the collector down or silent (`tokens.rs`,
-//! `events.rs`); a burst of configuration pushes, which needs configuration delivery
-//! (ECDS) that does not exist yet.
+//! `events.rs`); a burst of configuration pushes (`hot_reload.rs`, with the policy
+//! delivered by ECDS).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;

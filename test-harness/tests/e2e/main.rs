@@ -19,6 +19,7 @@ mod encoding;
 mod events;
 mod faults;
 mod fixture;
+mod hot_reload;
 mod manifests;
 mod metrics;
 mod monitor;

@@ -617,3 +617,32 @@ fn caps_bound_the_anomaly_pass() {
     assert_eq!(verdict.rule.map(|r| r.as_str()), Some("limits.query_pairs"));
     assert!(anomalies(&verdict).is_empty(), "{:?}", anomalies(&verdict));
 }
+
+/// A header the filter withholds from the upstream (a verified token it removes) is still
+/// checked for size and control characters, but not scanned for injection: the upstream
+/// never reads it. Any other header with the same value is scanned.
+#[test]
+fn withheld_headers_are_not_scanned_for_injection() {
+    let p = policy("enforce", json!({}));
+    let anomaly = &p
+        .abuse
+        .as_ref()
+        .expect("the policy has abuse checks")
+        .anomaly;
+    let headers = [UA, ("x-token", "' or 1=1 --"), ("x-other", "' or 1=1 --")];
+    let head = RequestHead::get("/users").headers(&headers);
+    let found = |withheld: &[String]| -> Vec<(&'static str, Option<String>)> {
+        let findings = anomaly.head(&head, Some("h"), &[], withheld, &p.limits);
+        (findings.list.into_iter())
+            .map(|f| (f.rule.as_str(), f.name))
+            .collect()
+    };
+    let sql = |name: &str| ("anomaly.sql_injection", Some(name.to_owned()));
+    assert_eq!(found(&[]), vec![sql("x-token"), sql("x-other")]);
+    assert_eq!(found(&["x-token".to_owned()]), vec![sql("x-other")]);
+    let control = [UA, ("x-token", "a\u{1}b")];
+    let head = RequestHead::get("/users").headers(&control);
+    let findings = anomaly.head(&head, Some("h"), &[], &["x-token".to_owned()], &p.limits);
+    let rules: Vec<_> = findings.list.iter().map(|f| f.rule.as_str()).collect();
+    assert_eq!(rules, vec!["anomaly.control_char"]);
+}
