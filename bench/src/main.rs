@@ -152,6 +152,8 @@ pub struct Bundles {
     pub full_no_jwt: Value,
     /// The full policy without its rate limit (`Config::FullNoLimit`).
     pub full_no_limit: Value,
+    /// The full policy with its own document as `candidate` (`Config::FullCandidate`).
+    pub full_candidate: Value,
     /// The full policy in `monitor` with its response checks on (`Config::Drift`).
     pub drift: Value,
     pub github: Value,
@@ -180,11 +182,16 @@ impl Bundles {
         // `abuse` stays (with it, the anomaly checks run): only the limit goes.
         let mut full_no_limit = full.clone();
         full_no_limit["abuse"]["rate_limits"] = serde_json::json!([]);
+        // A candidate that agrees with the enforced contract on every request: what the
+        // canary costs when a change is being tried, before any difference is reported.
+        let mut full_candidate = full.clone();
+        full_candidate["candidate"] = serde_json::json!({"openapi": full["openapi"].clone()});
         let mut drift = full.clone();
         drift["mode"] = Value::from("monitor");
         drift["responses"] = serde_json::json!({"mode": "monitor"});
         Ok(Bundles {
             full_no_limit,
+            full_candidate,
             drift,
             allowlist: apiguard_harness::embed::bundle(&policies.join("allowlist.yaml"))?,
             full,
@@ -303,6 +310,13 @@ fn measure(args: &Args, scratch: &Path) -> Result<Measured, BenchError> {
             Filters::Apiguard {
                 wasm: &apiguard,
                 policy: &bundles.full_no_limit,
+            },
+        ),
+        (
+            Config::FullCandidate,
+            Filters::Apiguard {
+                wasm: &apiguard,
+                policy: &bundles.full_candidate,
             },
         ),
         (

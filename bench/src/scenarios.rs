@@ -26,6 +26,9 @@ pub enum Config {
     FullNoJwt,
     /// The full policy without its rate limit: the baseline of the rate limit's cost.
     FullNoLimit,
+    /// The full policy with a candidate contract (the contract canary): its document
+    /// again, so the verdicts agree and the row is the second inspection's cost.
+    FullCandidate,
     /// The full policy in `monitor`, its response checks on: the direct response drifts
     /// from the contract (a body where the operation declares none), so every request
     /// records one `response.media_type` finding, and one event.
@@ -179,6 +182,14 @@ pub fn all(keys: &Keys) -> Vec<Scenario> {
             "full-get-nolimit",
             "full policy* without the rate limit",
             Config::FullNoLimit,
+            &get,
+            "bare",
+            "noop",
+        ),
+        scenario(
+            "full-get-candidate",
+            "full policy* with a candidate contract (canary; same verdicts)",
+            Config::FullCandidate,
             &get,
             "bare",
             "noop",

@@ -59,6 +59,22 @@ pub(crate) struct PolicyConfig {
     /// Record requests no template matches and infer their templates (shadow endpoints);
     /// off if absent.
     pub discovery: Option<crate::discovery::DiscoverySettings>,
+    /// A contract to try beside the enforced one, on the same requests, never enforced
+    /// (the contract canary); none if absent.
+    pub candidate: Option<CandidateConfig>,
+}
+
+/// The next version of the contract (`candidate`): compiled with the policy's own settings
+/// (mode, limits, security, per-operation settings that name one of its operations) and
+/// the same errors, then evaluated beside the enforced contract without ever deciding a
+/// request. Rate limits, quarantine, anomalies and discovery are the policy's and are not
+/// run twice.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CandidateConfig {
+    pub openapi: OpenApiSource,
+    /// The candidate's `strict`, when it differs from the policy's.
+    pub strict: Option<bool>,
 }
 
 /// Stats beyond the counters, each off unless asked for: they cost host calls on every

@@ -68,8 +68,12 @@ pub use discovery::tree::shape as template_shape;
 pub use discovery::{Discovery, DiscoverySettings, Seen, Template, Undeclared};
 pub use error::{Location, PolicyError};
 pub use events::EventAction;
-pub use exchange::{Counter, Exchange, FilterState, HeaderChange, Input, Next, Outputs, Values};
-pub use policy::{bundle, load_bundle, BodyCheck, Policy};
+pub use exchange::{
+    canary_counter_name, CanaryChange, Contract, Counter, Exchange, FilterState, HeaderChange,
+    Input, Next, Outputs, Values,
+};
+pub use policy::diff::{diff, Change as DiffChange, Diff};
+pub use policy::{bundle, load_bundle, load_contract, BodyCheck, Policy};
 pub use problem::Reply;
 pub use request::{Identity, Method, RequestHead};
 pub use security::KeyRing;

@@ -143,3 +143,39 @@ fn a_syntax_error_says_its_position_once() {
     );
     assert!(!stderr.contains("at line 5 column 1"), "{stderr}");
 }
+
+/// A `candidate` contract names its document by `file` too: `check` (like `bundle`)
+/// inlines it, and an error in it points at its own file and line.
+#[test]
+fn a_candidate_document_error_points_at_its_file_and_line() {
+    let policy = "\
+name: pets
+openapi: {file: api.yaml}
+candidate:
+  openapi: {file: next.yaml}
+";
+    let next = "\
+openapi: 3.0.3
+info: {title: t, version: '2'}
+paths:
+  pets:
+    get: {}
+";
+    let dir = Dir::new(
+        "candidate",
+        &[
+            ("policy.yaml", policy),
+            ("api.yaml", DOCUMENT),
+            ("next.yaml", next),
+        ],
+    );
+    let (ok, err) = dir.check();
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("next.yaml at /paths/pets (line 4, column 3)"),
+        "{err}"
+    );
+    fs::write(dir.0.join("next.yaml"), DOCUMENT).unwrap();
+    let (ok, err) = dir.check();
+    assert!(ok, "{err}");
+}

@@ -40,6 +40,17 @@ impl Stats {
     /// A counter the plugin defined, by the name it gave the host
     /// (`apiguard.requests_blocked`).
     pub fn wasm_counter(&self, name: &str) -> Option<f64> {
+        if let Some(rest) = name.strip_prefix("apiguard.canary.") {
+            if let [operation, category, rule, last] = rest.split('.').collect::<Vec<_>>()[..] {
+                return self.labelled(
+                    &format!("apiguard_canary_{last}"),
+                    &[
+                        ("operation", operation),
+                        ("rule", &format!("{category}.{rule}")),
+                    ],
+                );
+            }
+        }
         // The families `envoy.yaml` tags: `apiguard.<tag>.<value>.<last>` is printed as
         // `apiguard_<tag>_<last>{<tag>="<value>"}`.
         let tagged = ["rule", "operation"].into_iter().find_map(|tag| {
@@ -51,6 +62,24 @@ impl Stats {
             Some(series) => self.get(&series),
             None => self.get(&format!("{}{{}}", prometheus_name(name))),
         }
+    }
+}
+
+impl Stats {
+    /// The sample of `metric` with exactly these labels, in whatever order Envoy prints
+    /// them.
+    pub fn labelled(&self, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let mut wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        wanted.sort();
+        self.samples.iter().find_map(|(series, value)| {
+            let inside = series
+                .strip_prefix(metric)?
+                .strip_prefix('{')?
+                .strip_suffix('}')?;
+            let mut printed: Vec<String> = inside.split(',').map(str::to_owned).collect();
+            printed.sort();
+            (printed == wanted).then_some(*value)
+        })
     }
 }
 
@@ -84,6 +113,17 @@ envoy_cluster_upstream_rq_total{envoy_cluster_name=\"upstream\"} 12
         assert_eq!(blocked, Some(3.0));
         assert_eq!(stats.wasm_counter("apiguard.requests_blocked"), Some(5.0));
         assert_eq!(stats.wasm_counter("apiguard.requests_allowed"), None);
+    }
+
+    #[test]
+    fn reads_a_canary_counter_by_both_its_labels() {
+        let stats = Stats::parse(
+            "apiguard_canary_would_block{rule=\"params.invalid\",operation=\"listPets\"} 2\n",
+        );
+        let name = "apiguard.canary.listPets.params.invalid.would_block";
+        assert_eq!(stats.wasm_counter(name), Some(2.0));
+        let other = "apiguard.canary.showPet.params.invalid.would_block";
+        assert_eq!(stats.wasm_counter(other), None);
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //!                                   the verdict on one request, run through the filter's
 //!                                   own pipeline, with every rule it hit and the operation
 //!                                   (and its place in the document) that decided it
+//! apiguard diff    OLD NEW [--json] what changed for clients between two policies or
+//!                                   OpenAPI documents; exits 1 when a change is breaking
 //! apiguard render envoy|ecds|istio POLICY.yaml [--wasm PATH|URL] [--namespace NS]
 //!                                   what to deploy, as YAML: the HTTP filters for
 //!                                   envoy.yaml, the ECDS resource (hot reload), or the
@@ -20,11 +22,15 @@ use std::process::ExitCode;
 use std::rc::Rc;
 
 use apiguard_filter::render;
-use apiguard_filter::{bundle, load_bundle, Exchange, MemoryStore, Next, SlotSecret, Values};
+use apiguard_filter::{
+    bundle, diff, load_bundle, load_contract, Exchange, MemoryStore, Next, Policy, SlotSecret,
+    Values,
+};
 
 const USAGE: &str =
     "usage: apiguard check POLICY.yaml...\n       apiguard bundle POLICY.yaml\n       \
                      apiguard explain POLICY.yaml 'METHOD /target' [-H 'name: value']... [-d BODY]\n       \
+                     apiguard diff OLD NEW [--json]   (policies or OpenAPI documents)\n       \
                      apiguard render envoy|ecds|istio POLICY.yaml [--wasm PATH|URL] [--namespace NS]";
 
 fn main() -> ExitCode {
@@ -35,6 +41,14 @@ fn main() -> ExitCode {
         Some((command, [file, request, options @ ..])) if command == "explain" => {
             explain(Path::new(file), request, options)
         }
+        Some((command, [old, new, options @ ..])) if command == "diff" => match options {
+            [] => compare(Path::new(old), Path::new(new), false),
+            [flag] if flag == "--json" => compare(Path::new(old), Path::new(new), true),
+            _ => {
+                eprintln!("{USAGE}");
+                ExitCode::from(2)
+            }
+        },
         Some((command, [kind, file, options @ ..])) if command == "render" => {
             print_render(kind, Path::new(file), options)
         }
@@ -227,4 +241,34 @@ fn explain(file: &Path, request: &str, options: &[String]) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// `apiguard diff`: exit status 0 when no change is breaking, 1 when one is (so CI can
+/// stop a release on it), 2 when a file does not compile or the usage is wrong.
+fn compare(old: &Path, new: &Path, json: bool) -> ExitCode {
+    let load = |file: &Path| -> Result<Policy, ExitCode> {
+        load_contract(file).map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        })
+    };
+    let (old, new) = match (load(old), load(new)) {
+        (Ok(old), Ok(new)) => (old, new),
+        (Err(status), _) | (_, Err(status)) => return status,
+    };
+    let changes = diff(&old, &new);
+    if json {
+        let report = serde_json::json!({
+            "breaking": changes.breaking(),
+            "changes": changes.changes,
+        });
+        println!("{report:#}");
+    } else {
+        println!("{changes}");
+    }
+    if changes.breaking() > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

@@ -11,7 +11,9 @@ use std::rc::Rc;
 use serde_json::value::RawValue;
 
 use crate::contract::body::{FieldShape, FormSpec, MediaRange, MediaType};
-use crate::contract::openapi::{Components, MediaTypeObject, Parameter, RequestBody, Response};
+use crate::contract::openapi::{
+    Components, MediaTypeObject, Parameter, RequestBody, Response, SecurityRequirement,
+};
 use crate::contract::params::{self, In, ParamSpec, Style};
 use crate::contract::route::Site;
 use crate::contract::schema::{Context, Direction, Schema, SchemaSet};
@@ -35,6 +37,10 @@ pub struct CompiledOperation {
     pub deprecated: bool,
     /// Where the document declares it: a JSON pointer (`/paths/~1pets/get`).
     pub pointer: String,
+    /// Its security requirement as the document declares it (its own, else the
+    /// document's), whether or not the policy checks credentials: what `apiguard diff`
+    /// compares. `None`: no requirement.
+    pub security: Option<Vec<SecurityRequirement>>,
 }
 
 impl CompiledOperation {
@@ -68,6 +74,7 @@ impl CompiledOperation {
             contract,
             deprecated,
             pointer,
+            security: None,
         }
     }
 }
@@ -143,6 +150,8 @@ pub struct Content {
 /// follows the request's own `Content-Type`; the declaration it selects brings the schema.
 #[derive(Debug)]
 pub struct Media {
+    /// The media type (range) as declared, e.g. `application/json`.
+    pub declared: String,
     pub schema: Option<Schema>,
     /// The fields of the schema, for declarations a form body can select.
     pub form: Option<FormSpec>,
@@ -495,7 +504,12 @@ impl Compiler<'_> {
                 .as_deref()
                 .map(|raw| Schema::new(raw.to_owned(), format!("{at}/schema"), context));
             ranges.push(range);
-            media.push(Media { schema, form });
+            let declared = declared.clone();
+            media.push(Media {
+                declared,
+                schema,
+                form,
+            });
         }
         Ok(Content { ranges, media })
     }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::contract::openapi::Owner;
 use crate::contract::CompiledOperation;
 use crate::discovery::Template;
-use crate::verdict::{Action, Verdict};
+use crate::verdict::{Action, RuleId, Verdict, Violation};
 
 /// The name of the proxy-wasm shared queue between the filter VMs and the sender.
 pub(crate) const QUEUE: &str = "apiguard.events";
@@ -361,6 +361,64 @@ impl Event {
         .with_request(facts)
     }
 
+    /// The contract canary's candidate would decide a request otherwise than the enforced
+    /// contract did (`canary.would_block`, `canary.would_allow`): what a client would see
+    /// change if the candidate shipped. Folded like every event (by rule, client and
+    /// operation). The first finding names the deciding rule and, as its `name`, where the
+    /// candidate declares the operation (a JSON pointer into the candidate's document;
+    /// none when the candidate has no such operation); the refusing side's violations
+    /// follow.
+    pub fn canary(
+        settings: &EventSettings,
+        finding: &CanaryFinding<'_>,
+        request: &RequestContext<'_>,
+    ) -> Event {
+        let (rule, severity, detail) = if finding.would_block {
+            let detail = format!(
+                "the candidate contract would refuse this request ({})",
+                finding.rule
+            );
+            (CANARY_WOULD_BLOCK, Severity::Low, detail)
+        } else {
+            let detail = format!(
+                "the candidate contract would let this request through ({} now)",
+                finding.rule
+            );
+            (CANARY_WOULD_ALLOW, Severity::Informational, detail)
+        };
+        let operation = finding.operation;
+        let facts = RequestFacts::new(
+            request,
+            operation.map(|op| op.template.as_str()),
+            operation.and_then(|op| op.operation_id.as_deref()),
+            None,
+        );
+        let decided = Finding {
+            rule: finding.rule.as_str().to_owned(),
+            location: Some("candidate".to_owned()),
+            name: finding.candidate_pointer.map(str::to_owned),
+            reason: finding.rule.title().to_owned(),
+        };
+        let violations = finding.violations.iter().map(|v| Finding {
+            rule: v.rule.as_str().to_owned(),
+            location: v.location.map(str::to_owned),
+            name: v.name.clone(),
+            reason: v.reason.to_string(),
+        });
+        Event {
+            detail: Some(detail),
+            violations: [decided].into_iter().chain(violations).collect(),
+            ..Event::base(
+                settings,
+                request.time_ms,
+                rule,
+                severity,
+                EventAction::Observed,
+            )
+        }
+        .with_request(facts)
+    }
+
     /// A call to an operation the document marks `deprecated`: who still uses it.
     pub fn deprecated_call(
         settings: &EventSettings,
@@ -460,6 +518,24 @@ impl Event {
 
 /// The rule id of [`Event::endpoint_discovered`]: an undeclared endpoint (shadow API).
 pub(crate) const DISCOVERED: &str = "discovery.endpoint";
+
+/// What the contract canary found about one request: [`Event::canary`]'s subject.
+pub struct CanaryFinding<'a> {
+    /// The candidate would refuse the request (else it would let it through).
+    pub would_block: bool,
+    /// The rule of the side that refuses.
+    pub rule: RuleId,
+    /// The refusing side's violations.
+    pub violations: &'a [Violation],
+    /// The operation the finding is about, in whichever contract matched it.
+    pub operation: Option<&'a CompiledOperation>,
+    /// Where the candidate declares the operation, when it has one.
+    pub candidate_pointer: Option<&'a str>,
+}
+
+/// The rule ids of [`Event::canary`].
+pub(crate) const CANARY_WOULD_BLOCK: &str = "canary.would_block";
+pub(crate) const CANARY_WOULD_ALLOW: &str = "canary.would_allow";
 
 /// The rule id of [`Event::deprecated_call`]: a call to a deprecated operation (zombie).
 pub(crate) const ZOMBIE: &str = "discovery.zombie";

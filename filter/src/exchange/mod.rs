@@ -37,6 +37,7 @@
 //! A request that goes on has the managed identity headers rewritten first
 //! ([`upstream`]).
 
+mod canary;
 mod guard;
 #[cfg(test)]
 mod tests;
@@ -59,6 +60,8 @@ use crate::request::{Identity, Method, RequestHead};
 use crate::security::KeyRing;
 use crate::settings::OperationMode;
 use crate::verdict::{Action, RuleId, Verdict};
+use canary::Canary;
+pub use canary::{counter_name as canary_counter_name, Change as CanaryChange, Contract};
 use guard::Guard;
 use watch::Watch;
 
@@ -225,6 +228,16 @@ pub enum Counter {
     /// A call to an operation the document marks `deprecated` (a zombie endpoint), by
     /// the operation's index in the policy.
     Deprecated(usize),
+    /// The policy's candidate contract would decide the request otherwise (the contract
+    /// canary): named by [`canary_counter_name`].
+    Canary {
+        /// How its verdict differs.
+        change: CanaryChange,
+        /// The refusing side's rule.
+        rule: RuleId,
+        /// The operation, in the contract that matched it.
+        operation: Option<(Contract, usize)>,
+    },
 }
 
 /// The access-log fields of a request's final outcome (`wasm.apiguard.action`, `.rule`,
@@ -266,6 +279,8 @@ pub struct Exchange {
     facts: Facts,
     /// The downstream address, once read (`Some(None)`: the host has none).
     downstream: Option<Option<String>>,
+    /// The candidate contract's view of the request, while it is being checked.
+    canary: Option<Canary>,
     outputs: Outputs,
 }
 
@@ -332,6 +347,7 @@ impl Exchange {
             watch: Watch::default(),
             facts: Facts::default(),
             downstream: None,
+            canary: None,
             outputs: Outputs::default(),
         }
     }
@@ -376,6 +392,7 @@ impl Exchange {
         };
         let seconds = step.now() / 1_000_000_000;
         let (mut verdict, mut body) = policy.inspect_at(&head, &self.ring, seconds);
+        self.canary = Canary::start(&policy, &verdict, &head, &self.ring, seconds);
         if policy.discovery.is_some() {
             self.outputs.undeclared = undeclared(&head, &verdict, seconds);
         }
@@ -448,10 +465,16 @@ impl Exchange {
         };
         let policy = Rc::clone(&self.policy);
         self.request_buffered = size;
+        if let Some(canary) = &mut self.canary {
+            canary.body_size(&policy, size);
+        }
         // Refused as soon as it is too large (the rest is never buffered) or breaks the
         // contract with its first byte.
         if let Some(verdict) = policy.inspect_body_start(check, size) {
             self.request_body = None;
+            if let Some(canary) = &mut self.canary {
+                canary.enforced(&verdict);
+            }
             let step = Step::new(input);
             let reply = self.apply(&policy, &step, &verdict, Phase::RequestEnd);
             return reply.map_or(Next::GO, Next::Reply);
@@ -472,6 +495,10 @@ impl Exchange {
         let policy = Rc::clone(&self.policy);
         let step = Step::new(input);
         let mut verdict = policy.inspect_body(&check, bytes);
+        if let Some(canary) = &mut self.canary {
+            canary.enforced(&verdict);
+            canary.body(&policy, bytes);
+        }
         policy.inspect_body_anomalies(&check, bytes, &mut verdict);
         if verdict.action != Action::Block {
             let report = (self.watch).body(&policy, &step, &check, bytes, &mut verdict);
@@ -747,6 +774,7 @@ impl Exchange {
                     .and_then(|id| policy.operations.get(id))
                     .map(|op| Rc::clone(&op.label)),
             });
+            self.settle_canary(policy, step);
         }
         if !verdict.violations.is_empty() {
             let evidence = self.watch.take_evidence();

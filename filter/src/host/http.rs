@@ -30,7 +30,7 @@ use super::events::{self as host_events, Emitter, OperationCounters};
 use super::metrics::Metrics;
 use super::shared::HostInput;
 use super::{log, set_header};
-use crate::exchange::{Counter, Exchange, HeaderChange, Next};
+use crate::exchange::{canary_counter_name, Counter, Exchange, HeaderChange, Next};
 use crate::policy::Policy;
 use crate::problem;
 use crate::security::KeyRing;
@@ -164,6 +164,15 @@ impl Request {
                     operations.outcome(id, blocked)
                 }
                 (Counter::Deprecated(id), Some(operations), _) => operations.deprecated(id),
+                (
+                    Counter::Canary {
+                        change,
+                        rule,
+                        operation,
+                    },
+                    _,
+                    Some(metrics),
+                ) => metrics.canary(change, canary_counter_name(policy, change, rule, operation)),
                 (Counter::Operation { .. } | Counter::Deprecated(_), None, _) | (_, _, None) => {}
                 (counter, _, Some(metrics)) => metrics.count(counter),
             }

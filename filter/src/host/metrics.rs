@@ -11,16 +11,25 @@
 //!   the soak run, `make soak`, can sample it; it only grows, so a leak shows as a climb).
 //!   The VMs of all workers share the one gauge: it reads as the last VM's, and workers'
 //!   VMs run the same code on similar traffic.
+//! - `apiguard.canary.would_block` and `….would_allow`, every request the policy's
+//!   `candidate` contract would decide otherwise, and
+//!   `apiguard.canary.<operation>.<rule>.would_block` / `….would_allow` by operation and
+//!   rule (the refusing side's): defined on first use, since the pairs are many and few
+//!   occur; a VM names at most [`CANARY_NAMES_MAX`] of them, beyond which only the
+//!   totals count.
 //! - `apiguard.inspection_us`, a histogram: microseconds the engine took, one sample per
 //!   request head and per request body inspected; recorded only when the policy has
 //!   `stats: {inspection_time: true}`, since it costs three host calls per inspection.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType};
 
 use super::log;
 use crate::abuse::slots::SlotReport;
-use crate::exchange::Counter;
+use crate::exchange::{CanaryChange, Counter};
 use crate::verdict::{Action, RuleId};
 
 pub(super) struct Metrics {
@@ -36,7 +45,15 @@ pub(super) struct Metrics {
     memory: Option<u32>,
     /// `[blocked, monitored]` per rule, indexed like [`RuleId::ALL`].
     rules: Vec<[Option<u32>; 2]>,
+    /// `apiguard.canary.would_block`, `….would_allow`.
+    canary_totals: [Option<u32>; 2],
+    /// The canary's counters by operation and rule, by name, as defined so far.
+    canary: RefCell<HashMap<String, Option<u32>>>,
 }
+
+/// Distinct canary counters (operation, rule, change) a VM defines: a bound on the
+/// metrics a candidate that differs everywhere could make Envoy hold.
+const CANARY_NAMES_MAX: usize = 1_024;
 
 impl Metrics {
     pub(super) fn define() -> Metrics {
@@ -59,7 +76,29 @@ impl Metrics {
                         .map(|action| counter(&format!("apiguard.rule.{rule}.{}", action.as_str())))
                 })
                 .collect(),
+            canary_totals: [CanaryChange::WouldBlock, CanaryChange::WouldAllow]
+                .map(|change| counter(&format!("apiguard.canary.{}", change.as_str()))),
+            canary: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// A request the candidate contract would decide otherwise, named `name` by operation
+    /// and rule ([`crate::exchange::canary_counter_name`]).
+    pub(super) fn canary(&self, change: CanaryChange, name: String) {
+        increment(self.canary_totals[usize::from(change == CanaryChange::WouldAllow)]);
+        let Ok(mut defined) = self.canary.try_borrow_mut() else {
+            return;
+        };
+        let id = match defined.get(&name) {
+            Some(id) => *id,
+            None if defined.len() < CANARY_NAMES_MAX => {
+                let id = counter(&name);
+                defined.insert(name, id);
+                id
+            }
+            None => None,
+        };
+        increment(id);
     }
 
     /// Records the VM's linear memory (64 KiB pages) in the gauge.
@@ -94,7 +133,8 @@ impl Metrics {
             Counter::Slot(report) => self.slot(report),
             Counter::QuarantineStarted => self.quarantine_started(),
             Counter::Redacted(count) => self.redacted(count),
-            Counter::Operation { .. } | Counter::Deprecated(_) => {}
+            // Named from the policy: see [`Metrics::canary`].
+            Counter::Operation { .. } | Counter::Deprecated(_) | Counter::Canary { .. } => {}
         }
     }
 

@@ -28,6 +28,26 @@ pub fn bundle(policy_file: &Path) -> Result<(serde_json::Value, Policy), PolicyE
     bundle_text(policy_file, &origin, &policy_text).map_err(|e| e.located_in(&origin, &policy_text))
 }
 
+/// A policy file, or a bare OpenAPI document compiled with the default settings: what
+/// `apiguard diff` compares. A document is told by its top-level `openapi` version
+/// string, where a policy has its `openapi` section.
+pub fn load_contract(file: &Path) -> Result<Policy, PolicyError> {
+    let origin = file.display().to_string();
+    let text = read(file)?;
+    let value: serde_json::Value = parse_text(&text, &origin)?;
+    if !value
+        .get("openapi")
+        .is_some_and(serde_json::Value::is_string)
+    {
+        return bundle(file).map(|(_, policy)| policy);
+    }
+    let policy = serde_json::json!({
+        "name": "contract",
+        "openapi": {"document": value, "source": origin},
+    });
+    Policy::compile_from(policy.to_string(), &origin).map_err(|e| e.located_in(&origin, &text))
+}
+
 /// [`bundle`] of the policy's text; errors are located in the policy by the caller.
 fn bundle_text(
     policy_file: &Path,
@@ -35,41 +55,59 @@ fn bundle_text(
     policy_text: &str,
 ) -> Result<(serde_json::Value, Policy), PolicyError> {
     let mut policy: serde_json::Value = parse_text(policy_text, origin)?;
+    // The documents' texts, to point their compile errors (named after `file`) at a line.
+    let mut documents = Vec::new();
+    documents.extend(inline(policy_file, origin, &mut policy, "/openapi")?);
+    if policy.get("candidate").is_some() {
+        documents.extend(inline(
+            policy_file,
+            origin,
+            &mut policy,
+            "/candidate/openapi",
+        )?);
+    }
+    let compiled = Policy::compile_from(policy.to_string(), origin)
+        .map_err(|e| (documents.iter()).fold(e, |e, (file, text)| e.located_in(file, text)))?;
+    Ok((policy, compiled))
+}
+
+/// Inlines the document the `openapi` section at `pointer` names by `file`, as `document`
+/// (with `source`, so errors still name the file). Returns the file's name and text, or
+/// `None` when the section has no `file`.
+fn inline(
+    policy_file: &Path,
+    origin: &str,
+    policy: &mut serde_json::Value,
+    pointer: &str,
+) -> Result<Option<(String, String)>, PolicyError> {
     let file_at = |message: &str| PolicyError::Invalid {
-        at: Location::new(origin, "/openapi/file"),
+        at: Location::new(origin, format!("{pointer}/file")),
         message: message.to_owned(),
     };
-    let Some(openapi) = policy.get_mut("openapi").and_then(|o| o.as_object_mut()) else {
+    let Some(openapi) = policy.pointer_mut(pointer).and_then(|o| o.as_object_mut()) else {
         return Err(PolicyError::Shape {
-            at: Location::new(origin, "/openapi"),
+            at: Location::new(origin, pointer),
             message: "missing `openapi: {file: <path to the OpenAPI document>}`".to_owned(),
         });
     };
-    // The document's text, to point its compile errors (named after `file`) at a line.
-    let mut document_text = None;
-    if let Some(file) = openapi.remove("file") {
-        let file = file
-            .as_str()
-            .ok_or_else(|| file_at("`file` must be a path, relative to the policy file"))?
-            .to_owned();
-        let doc_path = policy_file.parent().unwrap_or(Path::new(".")).join(&file);
-        let doc_origin = doc_path.display().to_string();
-        let text = std::fs::read_to_string(&doc_path).map_err(|source| PolicyError::ReadNamed {
-            at: Location::new(origin, "/openapi/file"),
-            file: doc_origin.clone(),
-            source,
-        })?;
-        let document: serde_json::Value = parse_text(&text, &doc_origin)?;
-        openapi.insert("document".to_owned(), document);
-        openapi.insert("source".to_owned(), serde_json::Value::String(file.clone()));
-        document_text = Some((file, text));
-    }
-    let compiled =
-        Policy::compile_from(policy.to_string(), origin).map_err(|e| match &document_text {
-            Some((file, text)) => e.located_in(file, text),
-            None => e,
-        })?;
-    Ok((policy, compiled))
+    let Some(file) = openapi.remove("file") else {
+        return Ok(None);
+    };
+    let file = file
+        .as_str()
+        .ok_or_else(|| file_at("`file` must be a path, relative to the policy file"))?
+        .to_owned();
+    let doc_path = policy_file.parent().unwrap_or(Path::new(".")).join(&file);
+    let doc_origin = doc_path.display().to_string();
+    let text = std::fs::read_to_string(&doc_path).map_err(|source| PolicyError::ReadNamed {
+        at: Location::new(origin, format!("{pointer}/file")),
+        file: doc_origin.clone(),
+        source,
+    })?;
+    let document: serde_json::Value = parse_text(&text, &doc_origin)?;
+    openapi.insert("document".to_owned(), document);
+    openapi.insert("source".to_owned(), serde_json::Value::String(file.clone()));
+    Ok(Some((file, text)))
 }
 
 fn read(path: &Path) -> Result<String, PolicyError> {

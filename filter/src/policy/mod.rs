@@ -2,6 +2,8 @@
 
 mod anomalies;
 pub mod bundle;
+mod candidate;
+pub(crate) mod diff;
 pub(crate) mod inspect;
 pub(crate) mod response;
 
@@ -27,7 +29,7 @@ use crate::security::{KeyRing, Security};
 use crate::settings::{Limits, Mode, OperationMode};
 use crate::structpb;
 
-pub use bundle::{bundle, load_bundle};
+pub use bundle::{bundle, load_bundle, load_contract};
 pub use inspect::BodyCheck;
 
 /// How errors name the configuration Envoy handed over, which has no file name.
@@ -61,6 +63,27 @@ pub struct Policy {
     pub(crate) discovery: Option<DiscoverySettings>,
     /// What every security event of this policy carries (owner, bundle hash).
     pub(crate) events: EventSettings,
+    /// The contract canary: the next version of the contract, evaluated beside this one
+    /// and never enforced (see [`crate::exchange`]). A candidate has none itself.
+    pub(crate) candidate: Option<Box<Policy>>,
+}
+
+/// Which contract of a configuration is being compiled: the enforced one (`openapi`) or
+/// the canary's (`candidate.openapi`), which errors name by their own pointer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Enforced,
+    Candidate,
+}
+
+impl Role {
+    /// Where the role's `openapi` section sits in the configuration.
+    fn openapi_pointer(self) -> &'static str {
+        match self {
+            Role::Enforced => "/openapi",
+            Role::Candidate => "/candidate/openapi",
+        }
+    }
 }
 
 /// How far a background compilation ([`Policy::compile_some`]) has got; the host keeps it
@@ -138,10 +161,35 @@ impl Policy {
         let configuration = configuration.into();
         let configuration_hash = hash64(&configuration);
         let json = json_text(configuration, origin)?;
-        let config: PolicyConfig =
+        let mut config: PolicyConfig =
             parse_json(&json, origin).map_err(|e| in_document(e, &json, origin))?;
         // Everything is read: the text (megabytes for a large API) goes before compiling.
         drop(json);
+        let candidate = (config.candidate.take()).map(|c| candidate::config(&config, c));
+        let mut policy =
+            Policy::compile_config(config, origin, configuration_hash, scope, Role::Enforced)?;
+        if let Some(candidate) = candidate {
+            let compiled = Policy::compile_config(
+                candidate,
+                origin,
+                configuration_hash,
+                scope,
+                Role::Candidate,
+            )?;
+            policy.candidate = Some(Box::new(compiled));
+        }
+        Ok(policy)
+    }
+
+    /// Compiles one contract of a configuration with the policy's settings.
+    /// `configuration_hash` names the configuration in events.
+    fn compile_config(
+        config: PolicyConfig,
+        origin: &str,
+        configuration_hash: u64,
+        scope: Scope,
+        role: Role,
+    ) -> Result<Policy, PolicyError> {
         let name = config.name;
         if name.is_empty()
             || name.len() > 64
@@ -155,9 +203,10 @@ impl Policy {
             });
         }
         let source = config.openapi;
+        let openapi = role.openapi_pointer();
         if source.file.is_some() {
             return Err(PolicyError::Invalid {
-                at: Location::new(origin, "/openapi/file"),
+                at: Location::new(origin, format!("{openapi}/file")),
                 message: "a plugin inside Envoy cannot read files: inline the document with \
                           `apiguard bundle <policy.yaml>` and use its output as the plugin \
                           configuration"
@@ -166,11 +215,11 @@ impl Policy {
         }
         let Some(inline) = source.document else {
             return Err(PolicyError::Shape {
-                at: Location::new(origin, "/openapi"),
+                at: Location::new(origin, openapi),
                 message: "missing `document` (or `file`, resolved by `apiguard bundle`)".to_owned(),
             });
         };
-        let doc_origin = document_origin(source.source, origin);
+        let doc_origin = document_origin(source.source, origin, openapi);
         let document = match inline {
             InlineDocument::Parsed(document) => *document,
             InlineDocument::Text(text) => parse_text(&text, &doc_origin)?,
@@ -230,17 +279,22 @@ impl Policy {
                 &site.pointer,
                 &doc_origin,
             )?;
-            operations.push(CompiledOperation::new(
+            let mut operation = CompiledOperation::new(
                 site.method,
                 site.template.to_owned(),
                 operation_id,
                 contract::compile(site, &settings)?,
                 site.operation.deprecated,
                 site.pointer.clone(),
-            ));
+            );
+            operation.security = requirement.or(document_security.as_ref()).cloned();
+            operations.push(operation);
             Ok(operations.len() - 1)
         })?;
-        if let Some(unknown) = config.operations.keys().find(|k| !used.contains(*k)) {
+        // A candidate may remove an operation the policy's settings name: canarying that
+        // removal is the point, so only the enforced contract refuses unknown names.
+        let unknown = config.operations.keys().find(|k| !used.contains(*k));
+        if let Some(unknown) = unknown.filter(|_| role == Role::Enforced) {
             return Err(PolicyError::Invalid {
                 at: Location::new(origin, format!("/operations/{}", pointer_token(unknown))),
                 message: "names no operation of the document: use an operationId or \
@@ -279,6 +333,7 @@ impl Policy {
             compilation: config.schemas,
             security,
             events,
+            candidate: None,
         };
         if config.schemas == SchemaCompilation::Eager {
             policy.compile_reachable_schemas()?;
@@ -300,7 +355,8 @@ impl Policy {
         self.operations
             .iter()
             .flat_map(|op| op.contract.schemas(true))
-            .try_for_each(|schema| schema.compile(&self.schemas).map(drop))
+            .try_for_each(|schema| schema.compile(&self.schemas).map(drop))?;
+        (self.candidate.iter()).try_for_each(|candidate| candidate.compile_schemas())
     }
 
     /// What `schemas: eager` compiles at configure time: the schemas a request or response
@@ -359,19 +415,28 @@ enum Scope {
     Reachable,
 }
 
-/// What errors in the inlined document name: the file it was bundled from, if known.
-fn document_origin(source: Option<String>, origin: &str) -> String {
-    source.unwrap_or_else(|| format!("{origin} /openapi/document"))
+/// What errors in the inlined document name: the file it was bundled from, if known, else
+/// where it sits in the configuration (`openapi`: the pointer of its section).
+fn document_origin(source: Option<String>, origin: &str, openapi: &str) -> String {
+    source.unwrap_or_else(|| format!("{origin} {openapi}/document"))
 }
 
-/// An error inside an inlined document object, located as users read it: in the document's
-/// own file (`openapi.source`), by a pointer into the document, not into the bundle. Only a
-/// policy that does not compile pays for this second pass.
+/// An error inside an inlined document object (the enforced one, or the candidate's),
+/// located as users read it: in the document's own file (`openapi.source`), by a pointer
+/// into the document, not into the bundle. Only a policy that does not compile pays for
+/// this second pass.
 fn in_document(error: PolicyError, json: &str, origin: &str) -> PolicyError {
     #[derive(Deserialize)]
     struct Bundle<'a> {
         #[serde(borrow)]
-        openapi: Source<'a>,
+        openapi: Option<Source<'a>>,
+        #[serde(borrow)]
+        candidate: Option<Candidate<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Candidate<'a> {
+        #[serde(borrow)]
+        openapi: Option<Source<'a>>,
     }
     #[derive(Deserialize)]
     struct Source<'a> {
@@ -379,15 +444,24 @@ fn in_document(error: PolicyError, json: &str, origin: &str) -> PolicyError {
         document: Option<&'a RawValue>,
         source: Option<String>,
     }
-    let inside = (error.location()).is_some_and(|at| at.pointer.starts_with("/openapi/document"));
-    let Some((raw, source)) = inside
-        .then(|| serde_json::from_str::<Bundle<'_>>(json).ok())
-        .flatten()
-        .and_then(|bundle| Some((bundle.openapi.document?, bundle.openapi.source)))
-    else {
+    let role = [Role::Enforced, Role::Candidate].into_iter().find(|role| {
+        let document = format!("{}/document", role.openapi_pointer());
+        (error.location()).is_some_and(|at| at.pointer.starts_with(&document))
+    });
+    let Some(role) = role else {
         return error;
     };
-    let doc_origin = document_origin(source, origin);
+    let Ok(bundle) = serde_json::from_str::<Bundle<'_>>(json) else {
+        return error;
+    };
+    let section = match role {
+        Role::Enforced => bundle.openapi,
+        Role::Candidate => bundle.candidate.and_then(|c| c.openapi),
+    };
+    let Some((raw, source)) = section.and_then(|s| Some((s.document?, s.source))) else {
+        return error;
+    };
+    let doc_origin = document_origin(source, origin, role.openapi_pointer());
     parse_json::<Document>(raw.get(), &doc_origin)
         .err()
         .unwrap_or(error)

@@ -11,6 +11,7 @@ mod behaviour;
 mod bypass_bodies;
 mod bypass_channels;
 mod bypass_inputs;
+mod canary;
 mod compile_report;
 mod config_errors;
 mod contract;

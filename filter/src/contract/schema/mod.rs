@@ -142,7 +142,7 @@ impl SchemaSet {
     }
 
     /// Follows `$ref`s from `value` to the schema they end at (a copy).
-    fn resolve(&self, value: &Value) -> Value {
+    pub(crate) fn resolve(&self, value: &Value) -> Value {
         let mut current = value.clone();
         for _ in 0..MAX_REF_HOPS {
             let Some(reference) = current.get("$ref").and_then(Value::as_str) else {
