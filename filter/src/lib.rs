@@ -62,7 +62,9 @@ pub use discovery::tree::shape as template_shape;
 pub use discovery::{Discovery, DiscoverySettings, Seen, Template, Undeclared};
 pub use error::{Location, PolicyError};
 pub use events::EventAction;
-pub use exchange::{Counter, Exchange, FilterState, HeaderChange, Input, Next, Outputs, Values};
+pub use exchange::{
+    Counter, Exchange, FilterState, HeaderChange, Input, Next, Outputs, Sample, StatusClass, Values,
+};
 pub use policy::{bundle, load_bundle, BodyCheck, Policy};
 pub use problem::Reply;
 pub use request::{Identity, Method, RequestHead};
