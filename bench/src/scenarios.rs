@@ -26,6 +26,11 @@ pub enum Config {
     FullNoJwt,
     /// The full policy without its rate limit: the baseline of the rate limit's cost.
     FullNoLimit,
+    /// The full policy with `discovery` on: a request matching a declared operation
+    /// should cost what it costs without (discovery records only undeclared ones).
+    FullDiscovery,
+    /// The full policy with `stats: {analytics: true}`: the per-operation stats' cost.
+    FullAnalytics,
     /// The full policy in `monitor`, its response checks on: the direct response drifts
     /// from the contract (a body where the operation declares none), so every request
     /// records one `response.media_type` finding, and one event.
@@ -179,6 +184,22 @@ pub fn all(keys: &Keys) -> Vec<Scenario> {
             "full-get-nolimit",
             "full policy* without the rate limit",
             Config::FullNoLimit,
+            &get,
+            "bare",
+            "noop",
+        ),
+        scenario(
+            "full-get-discovery",
+            "full policy* with `discovery` on, a declared operation",
+            Config::FullDiscovery,
+            &get,
+            "bare",
+            "noop",
+        ),
+        scenario(
+            "full-get-analytics",
+            "full policy* with per-operation analytics",
+            Config::FullAnalytics,
             &get,
             "bare",
             "noop",
