@@ -2,6 +2,10 @@
 //! to two operations and to an unknown path, read back from `/stats/prometheus` with the
 //! labels `envoy/envoy.yaml` extracts.
 
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
 use apiguard_harness::{locate, HttpVersion, Policy, Reply, Stats};
 use bytes::Bytes;
 use http::Request;
@@ -62,17 +66,18 @@ fn requests_are_counted_per_operation_and_status_class_with_latency_and_body_siz
     };
     assert_eq!(answer(&failing).status, 503);
 
-    // createPet: a 300-byte body in three chunks (held by the filter, so the host reports
-    // it whole each time), answered 201; and a 20-byte body the contract refuses (400).
+    // createPet: a 900-byte body in three chunks, answered 201 (the filter holds it, so the
+    // host reports all it holds each time: counted once, it stays under the 1024 bucket,
+    // summed per report it would not); and a 20-byte body the contract refuses (400).
     let pet = format!(r#"{{"name":"{}"}}"#, "R".repeat(64));
-    let pet = format!("{pet:<300}");
-    assert_eq!(pet.len(), 300);
+    let pet = format!("{pet:<900}");
+    assert_eq!(pet.len(), 900);
     let created = Reply {
         status: Some(201),
         body: Some("{}".to_owned()),
         ..Reply::default()
     };
-    let chunks = [&pet[..100], &pet[100..200], &pet[200..]]
+    let chunks = [&pet[..300], &pet[300..600], &pet[600..]]
         .map(|chunk| Bytes::from(chunk.to_owned()))
         .to_vec();
     let post = Request::post("/v1/pets")
@@ -91,6 +96,20 @@ fn requests_are_counted_per_operation_and_status_class_with_latency_and_body_siz
 
     // An unknown path: refused (404) and counted under `_unknown`.
     assert_eq!(proxy.get("/v1/admin").status, 404);
+
+    // A client that goes away with 10 of the 100 body bytes it announced: no response
+    // began, and what had arrived is counted.
+    let mut gone = TcpStream::connect(proxy.envoy.listener()).unwrap();
+    let head = "POST /v1/pets HTTP/1.1\r\nhost: petstore\r\ncontent-type: application/json\r\n\
+                content-length: 100\r\n\r\n";
+    gone.write_all(format!("{head}{{\"name\": \"").as_bytes())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(gone);
+    wait_for("the stream the client left to end", || {
+        let stats = proxy.envoy.stats().unwrap();
+        (requests(&stats, "createPet", "none") == Some(1.0)).then_some(())
+    });
 
     let stats = proxy.envoy.stats().unwrap();
     let counts = [
@@ -117,11 +136,12 @@ fn requests_are_counted_per_operation_and_status_class_with_latency_and_body_siz
         let stats = proxy.envoy.stats().unwrap();
         let count = |op| series(&stats, "duration_ms_count", op, "");
         (count("listPets") == Some(3.0)
-            && count("createPet") == Some(2.0)
+            && count("createPet") == Some(3.0)
             && count("_unknown") == Some(1.0))
         .then_some(stats)
     });
-    // Every request of this test is answered well under 5 s by a local upstream.
+    // Every request of this test ends well under 5 s (a local upstream; the client that
+    // left, after 300 ms).
     for operation in ["listPets", "createPet", "_unknown"] {
         let all = series(&stats, "duration_ms_count", operation, "");
         assert_eq!(bucket(&stats, "duration_ms", operation, "5000"), all);
@@ -141,7 +161,7 @@ fn requests_are_counted_per_operation_and_status_class_with_latency_and_body_siz
         (
             "request_bytes",
             "createPet",
-            [("0.5", 0.0), ("64", 1.0), ("1024", 2.0)],
+            [("0.5", 0.0), ("64", 2.0), ("1024", 3.0)],
         ),
         (
             "request_bytes",
