@@ -156,6 +156,10 @@ pub struct Bundles {
     pub full_candidate: Value,
     /// The full policy in `monitor` with its response checks on (`Config::Drift`).
     pub drift: Value,
+    /// The full policy with `discovery` on (`Config::FullDiscovery`).
+    pub full_discovery: Value,
+    /// The full policy with `stats: {analytics: true}` (`Config::FullAnalytics`).
+    pub full_analytics: Value,
     pub github: Value,
     pub github_lazy: Value,
     pub github_one: Value,
@@ -189,10 +193,16 @@ impl Bundles {
         let mut drift = full.clone();
         drift["mode"] = Value::from("monitor");
         drift["responses"] = serde_json::json!({"mode": "monitor"});
+        let mut full_discovery = full.clone();
+        full_discovery["discovery"] = serde_json::json!({});
+        let mut full_analytics = full.clone();
+        full_analytics["stats"] = serde_json::json!({"analytics": true});
         Ok(Bundles {
             full_no_limit,
             full_candidate,
             drift,
+            full_discovery,
+            full_analytics,
             allowlist: apiguard_harness::embed::bundle(&policies.join("allowlist.yaml"))?,
             full,
             jwt_cold: jwt_cold_bundles(&full_yaml, keys, scratch)?,
@@ -324,6 +334,20 @@ fn measure(args: &Args, scratch: &Path) -> Result<Measured, BenchError> {
             Filters::Apiguard {
                 wasm: &apiguard,
                 policy: &bundles.drift,
+            },
+        ),
+        (
+            Config::FullDiscovery,
+            Filters::Apiguard {
+                wasm: &apiguard,
+                policy: &bundles.full_discovery,
+            },
+        ),
+        (
+            Config::FullAnalytics,
+            Filters::Apiguard {
+                wasm: &apiguard,
+                policy: &bundles.full_analytics,
             },
         ),
         (

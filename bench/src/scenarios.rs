@@ -29,6 +29,11 @@ pub enum Config {
     /// The full policy with a candidate contract (the contract canary): its document
     /// again, so the verdicts agree and the row is the second inspection's cost.
     FullCandidate,
+    /// The full policy with `discovery` on: a request matching a declared operation
+    /// should cost what it costs without (discovery records only undeclared ones).
+    FullDiscovery,
+    /// The full policy with `stats: {analytics: true}`: the per-operation stats' cost.
+    FullAnalytics,
     /// The full policy in `monitor`, its response checks on: the direct response drifts
     /// from the contract (a body where the operation declares none), so every request
     /// records one `response.media_type` finding, and one event.
@@ -190,6 +195,22 @@ pub fn all(keys: &Keys) -> Vec<Scenario> {
             "full-get-candidate",
             "full policy* with a candidate contract (canary; same verdicts)",
             Config::FullCandidate,
+            &get,
+            "bare",
+            "noop",
+        ),
+        scenario(
+            "full-get-discovery",
+            "full policy* with `discovery` on, a declared operation",
+            Config::FullDiscovery,
+            &get,
+            "bare",
+            "noop",
+        ),
+        scenario(
+            "full-get-analytics",
+            "full policy* with per-operation analytics",
+            Config::FullAnalytics,
             &get,
             "bare",
             "noop",

@@ -85,6 +85,10 @@ pub(crate) struct StatsSettings {
     /// `apiguard.inspection_us`: a histogram of the engine's microseconds per request
     /// head and per request body (two clock reads and a record each, about 1 us in the VM).
     pub inspection_time: bool,
+    /// Per-operation analytics: requests by status class, a latency histogram and body
+    /// size histograms, labelled by operation (`exchange::analytics`, `host::analytics`):
+    /// a clock read, the status and four stat updates per request.
+    pub analytics: bool,
 }
 
 /// What happens to responses that break the contract.

@@ -70,7 +70,7 @@ pub use error::{Location, PolicyError};
 pub use events::EventAction;
 pub use exchange::{
     canary_counter_name, CanaryChange, Contract, Counter, Exchange, FilterState, HeaderChange,
-    Input, Next, Outputs, Values,
+    Input, Next, Outputs, Sample, StatusClass, Values,
 };
 pub use policy::diff::{diff, Change as DiffChange, Diff};
 pub use policy::{bundle, load_bundle, load_contract, BodyCheck, Policy};

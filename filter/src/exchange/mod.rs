@@ -37,6 +37,7 @@
 //! A request that goes on has the managed identity headers rewritten first
 //! ([`upstream`]).
 
+pub(crate) mod analytics;
 mod canary;
 mod guard;
 #[cfg(test)]
@@ -60,6 +61,8 @@ use crate::request::{Identity, Method, RequestHead};
 use crate::security::KeyRing;
 use crate::settings::OperationMode;
 use crate::verdict::{Action, RuleId, Verdict};
+use analytics::BodyMeter;
+pub use analytics::{Sample, StatusClass};
 use canary::Canary;
 pub use canary::{counter_name as canary_counter_name, Change as CanaryChange, Contract};
 use guard::Guard;
@@ -196,6 +199,9 @@ pub struct Outputs {
     pub filter_state: Option<FilterState>,
     /// A request no template matched, when the policy discovers them.
     pub undeclared: Option<Undeclared>,
+    /// The finished request, for the per-operation stats (`stats.analytics`); set once,
+    /// by [`Exchange::complete`].
+    pub sample: Option<Sample>,
 }
 
 /// A counter increment (`host::metrics` names them).
@@ -281,6 +287,15 @@ pub struct Exchange {
     downstream: Option<Option<String>>,
     /// The candidate contract's view of the request, while it is being checked.
     canary: Option<Canary>,
+    /// When the request head came (the clock every head step reads), for
+    /// [`Exchange::complete`]; `None` before it came or when the host could not tell.
+    started: Option<u64>,
+    /// The operation the request matched, whatever became of it (the response checks'
+    /// `operation` is cleared when they have nothing to check).
+    matched: Option<usize>,
+    /// The body sizes as they passed the filter.
+    request_size: BodyMeter,
+    response_size: BodyMeter,
     outputs: Outputs,
 }
 
@@ -348,6 +363,10 @@ impl Exchange {
             facts: Facts::default(),
             downstream: None,
             canary: None,
+            started: None,
+            matched: None,
+            request_size: BodyMeter::default(),
+            response_size: BodyMeter::default(),
             outputs: Outputs::default(),
         }
     }
@@ -390,9 +409,11 @@ impl Exchange {
             headers: &pairs,
             has_body: !end_of_stream,
         };
+        self.started = Some(step.now()).filter(|&now| now > 0);
         let seconds = step.now() / 1_000_000_000;
         let (mut verdict, mut body) = policy.inspect_at(&head, &self.ring, seconds);
         self.canary = Canary::start(&policy, &verdict, &head, &self.ring, seconds);
+        self.matched = verdict.operation.map(|o| o.id);
         if policy.discovery.is_some() {
             self.outputs.undeclared = undeclared(&head, &verdict, seconds);
         }
@@ -460,6 +481,12 @@ impl Exchange {
 
     /// The request body has reached `size` buffered bytes; `end_of_stream`: that is all.
     pub fn request_data<I: Input>(&mut self, input: &I, size: usize, end_of_stream: bool) -> Next {
+        let next = self.request_chunk(input, size, end_of_stream);
+        self.request_size.seen(size, next == Next::Buffer);
+        next
+    }
+
+    fn request_chunk<I: Input>(&mut self, input: &I, size: usize, end_of_stream: bool) -> Next {
         let Some(check) = self.request_body.as_ref() else {
             return Next::GO;
         };
@@ -574,6 +601,12 @@ impl Exchange {
 
     /// The response body has reached `size` buffered bytes; `end_of_stream`: that is all.
     pub fn response_data<I: Input>(&mut self, input: &I, size: usize, end_of_stream: bool) -> Next {
+        let next = self.response_chunk(input, size, end_of_stream);
+        self.response_size.seen(size, next == Next::Buffer);
+        next
+    }
+
+    fn response_chunk<I: Input>(&mut self, input: &I, size: usize, end_of_stream: bool) -> Next {
         if self.withholding {
             return Next::Withhold(size);
         }
@@ -636,6 +669,26 @@ impl Exchange {
             self.outputs.events.push(event);
         }
         Next::Replace { size, body }
+    }
+
+    /// The stream has ended (Envoy's access-log callback): with `stats.analytics`, leaves
+    /// the request's [`Sample`] in the outputs. `status` gives the status the client got
+    /// (`None`: no response began); it is asked only when the sample is taken, so a
+    /// policy without analytics costs the host nothing here.
+    pub fn complete<I: Input>(&mut self, input: &I, status: impl FnOnce() -> Option<u16>) {
+        let Some(started) = self.started.filter(|_| self.policy.stats.analytics) else {
+            return;
+        };
+        let ended = input.now();
+        self.outputs.sample = Some(Sample {
+            operation: self.matched,
+            status: StatusClass::of(status()),
+            duration_ms: ended.saturating_sub(started) / 1_000_000,
+            request_bytes: self.request_size.total(),
+            response_bytes: self.response_size.total(),
+        });
+        // Once per stream, however often the host calls.
+        self.started = None;
     }
 
     /// A whole request at once, as a host feeds one whose body (`None`: no body) comes

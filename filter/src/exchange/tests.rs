@@ -545,3 +545,67 @@ mod calls {
         assert!(response_outputs.counters.is_empty() && response_outputs.events.is_empty());
     }
 }
+
+/// `input()`'s values, `ms` milliseconds later.
+fn later(ms: u64) -> Values<crate::abuse::slots::MemoryStore> {
+    Values {
+        now: T0 + ms * 1_000_000,
+        ..input()
+    }
+}
+
+#[test]
+fn a_finished_request_leaves_its_operation_status_duration_and_body_sizes() {
+    let (p, input) = (policy(json!({"stats": {"analytics": true}})), input());
+    let mut exchange = exchange(&p);
+    let head = head("POST", "/users", &[JSON]);
+    exchange.request_headers(&input, &head, false);
+    // Held while it is checked: the host reports the whole body each time.
+    assert_eq!(exchange.request_data(&input, 10, false), Next::Buffer);
+    assert_eq!(exchange.request_data(&input, 15, true), Next::Read(15));
+    let body = b"{\"name\": \"ab\"} ";
+    assert_eq!(exchange.request_body(&input, body), Next::GO);
+    exchange.response_headers(&input, &[(":status", "201")], false);
+    // Let go on chunk by chunk: each report is a new chunk.
+    exchange.response_data(&input, 7, false);
+    exchange.response_data(&input, 5, true);
+    exchange.take_outputs();
+    exchange.complete(&later(42), || Some(201));
+    let sample = exchange.take_outputs().sample;
+    assert_eq!(
+        sample,
+        Some(Sample {
+            operation: Some(0),
+            status: StatusClass::Success,
+            duration_ms: 42,
+            request_bytes: 15,
+            response_bytes: 12,
+        })
+    );
+    // Once per stream.
+    exchange.complete(&later(50), || Some(201));
+    assert_eq!(exchange.take_outputs().sample, None);
+}
+
+#[test]
+fn a_request_that_matched_no_operation_is_sampled_without_one() {
+    let (p, input) = (policy(json!({"stats": {"analytics": true}})), input());
+    let mut exchange = exchange(&p);
+    let next = exchange.request_headers(&input, &head("GET", "/nope", &[]), true);
+    assert_eq!(reply_rule(&next).map(|(status, _)| status), Some(404));
+    exchange.complete(&input, || Some(404));
+    let sample = exchange.take_outputs().sample.unwrap();
+    assert_eq!(
+        (sample.operation, sample.status, sample.duration_ms),
+        (None, StatusClass::ClientError, 0)
+    );
+}
+
+#[test]
+fn without_analytics_nothing_is_sampled_and_the_status_is_not_asked() {
+    let (p, input) = (policy(json!({})), input());
+    let mut exchange = exchange(&p);
+    exchange.request_headers(&input, &head("GET", "/users/7", &[]), true);
+    exchange.complete(&input, || panic!("the status was asked for"));
+    assert_eq!(exchange.take_outputs().sample, None);
+}

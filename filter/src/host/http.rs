@@ -25,6 +25,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action as Flow, BufferType, LogLevel, MapType};
 
+use super::analytics::OperationStats;
 use super::discovery::Record;
 use super::events::{self as host_events, Emitter, OperationCounters};
 use super::metrics::Metrics;
@@ -44,6 +45,8 @@ pub(super) struct Request {
     operations: Option<Rc<OperationCounters>>,
     /// The VM's record of undeclared requests, when the policy discovers them.
     discovery: Option<Rc<Record>>,
+    /// The per-operation analytics stats, when the policy asks for them.
+    analytics: Option<Rc<OperationStats>>,
 }
 
 /// Which message of the exchange a callback is about.
@@ -77,6 +80,7 @@ impl Request {
         events: Rc<Emitter>,
         operations: Option<Rc<OperationCounters>>,
         discovery: Option<Rc<Record>>,
+        analytics: Option<Rc<OperationStats>>,
     ) -> Self {
         let (policy, exchange) = match policy {
             Some((policy, ring)) => (Some(Rc::clone(&policy)), Some(Exchange::new(policy, ring))),
@@ -89,6 +93,7 @@ impl Request {
             events,
             operations,
             discovery,
+            analytics,
         }
     }
 
@@ -186,6 +191,9 @@ impl Request {
         if let (Some(request), Some(discovery)) = (&outputs.undeclared, &self.discovery) {
             discovery.observe(request);
         }
+        if let (Some(sample), Some(analytics)) = (&outputs.sample, &self.analytics) {
+            analytics.record(sample);
+        }
     }
 }
 
@@ -243,6 +251,26 @@ impl HttpContext for Request {
         let next = self.step(Exchange::response_trailers);
         self.follow(next, Message::Response)
     }
+
+    /// The stream is over (Envoy calls this as it writes its access logs, for every
+    /// stream: answered, refused, or reset): the per-operation analytics.
+    fn on_log(&mut self) {
+        if let Some(exchange) = &mut self.exchange {
+            exchange.complete(&HostInput, response_code);
+            self.forward();
+        }
+    }
+}
+
+/// The status Envoy sent downstream (`response.code`: the upstream's, Envoy's own reply,
+/// or this filter's); `None` when no response began (the property reads 0). Envoy hands
+/// integer properties over as 8 little-endian bytes.
+fn response_code() -> Option<u16> {
+    let bytes = hostcalls::get_property(vec!["response", "code"])
+        .ok()
+        .flatten()?;
+    let code = i64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    u16::try_from(code).ok().filter(|&code| code > 0)
 }
 
 /// Whether the response being sent is the upstream's, not Envoy's own reply to an upstream

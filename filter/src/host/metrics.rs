@@ -20,6 +20,8 @@
 //! - `apiguard.inspection_us`, a histogram: microseconds the engine took, one sample per
 //!   request head and per request body inspected; recorded only when the policy has
 //!   `stats: {inspection_time: true}`, since it costs three host calls per inspection.
+//!
+//! The per-operation analytics (`stats: {analytics: true}`) are [`super::analytics`]'s.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -66,9 +68,8 @@ impl Metrics {
             quarantines: counter("apiguard.abuse.quarantines_started"),
             collisions: counter("apiguard.abuse.slot_collisions"),
             lost: counter("apiguard.abuse.slot_lost"),
-            inspection: hostcalls::define_metric(MetricType::Histogram, "apiguard.inspection_us")
-                .ok(),
-            memory: hostcalls::define_metric(MetricType::Gauge, "apiguard.vm.memory_kib").ok(),
+            inspection: define(MetricType::Histogram, "apiguard.inspection_us"),
+            memory: define(MetricType::Gauge, "apiguard.vm.memory_kib"),
             rules: RuleId::ALL
                 .iter()
                 .map(|rule| {
@@ -105,7 +106,7 @@ impl Metrics {
     pub(super) fn memory(&self) {
         if let Some(id) = self.memory {
             let kib = core::arch::wasm32::memory_size::<0>() * 64;
-            let _ = hostcalls::record_metric(id, u64::try_from(kib).unwrap_or(u64::MAX));
+            record(Some(id), u64::try_from(kib).unwrap_or(u64::MAX));
         }
     }
 
@@ -172,7 +173,7 @@ impl Metrics {
         let result = inspect();
         if let (Some(id), Some(started), Some(ended)) = (self.inspection, started, clock_us()) {
             if let Some(elapsed) = ended.checked_sub(started) {
-                let _ = hostcalls::record_metric(id, elapsed);
+                record(Some(id), elapsed);
             }
         }
         result
@@ -186,15 +187,20 @@ impl Metrics {
     }
 }
 
-/// Defines a counter; a counter Envoy refuses is logged and then skipped, since stats
-/// must never decide a request.
+/// Defines a counter; see [`define`].
 pub(super) fn counter(name: &str) -> Option<u32> {
-    match hostcalls::define_metric(MetricType::Counter, name) {
+    define(MetricType::Counter, name)
+}
+
+/// Defines a metric; one Envoy refuses is logged and then skipped, since stats must never
+/// decide a request.
+pub(super) fn define(kind: MetricType, name: &str) -> Option<u32> {
+    match hostcalls::define_metric(kind, name) {
         Ok(id) => Some(id),
         Err(status) => {
             log(
                 LogLevel::Warn,
-                &format!("cannot define counter {name}: {status:?}"),
+                &format!("cannot define {kind:?} {name}: {status:?}"),
             );
             None
         }
@@ -204,6 +210,13 @@ pub(super) fn counter(name: &str) -> Option<u32> {
 pub(super) fn increment(id: Option<u32>) {
     if let Some(id) = id {
         let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
+/// Records a value in a histogram (or sets a gauge).
+pub(super) fn record(id: Option<u32>, value: u64) {
+    if let Some(id) = id {
+        let _ = hostcalls::record_metric(id, value);
     }
 }
 

@@ -16,6 +16,7 @@
 // The SDK's entry-point macro expands to an `unsafe` `#[no_mangle]` export.
 #![allow(unsafe_code)]
 
+mod analytics;
 mod discovery;
 mod events;
 #[cfg(feature = "fault-injection")]

@@ -10,6 +10,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
+use super::analytics::OperationStats;
 use super::discovery::Record;
 use super::events::{self, Emitter, OperationCounters};
 use super::http::Request;
@@ -46,6 +47,8 @@ pub(super) struct FilterRoot {
     background: Option<Background>,
     /// The undeclared requests this VM saw, when the policy discovers them.
     discovery: Option<Rc<Record>>,
+    /// The per-operation analytics stats, when the policy asks for them.
+    analytics: Option<Rc<OperationStats>>,
 }
 
 impl Context for FilterRoot {
@@ -153,6 +156,8 @@ impl RootContext for FilterRoot {
                 self.background = Background::start(&policy);
                 self.discovery = (policy.discovery)
                     .map(|settings| Rc::new(Record::new(settings, events::now_ms())));
+                self.analytics =
+                    (policy.stats.analytics).then(|| Rc::new(OperationStats::new(&policy)));
                 self.policy = Some(policy);
                 self.ring = Some(ring);
                 self.set_tick()
@@ -197,6 +202,7 @@ impl RootContext for FilterRoot {
             Rc::clone(&self.events),
             self.operations.clone(),
             self.discovery.clone(),
+            self.analytics.clone(),
         )))
     }
 }

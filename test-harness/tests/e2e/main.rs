@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod abuse;
+mod analytics;
 mod behaviour;
 mod bypass_bodies;
 mod bypass_channels;
