@@ -59,7 +59,9 @@ pub use abuse::anomaly::{
 pub use abuse::slots::{MemoryStore, SharedStore, SlotSecret};
 pub use discovery::segment::Kind as SegmentKind;
 pub use discovery::tree::shape as template_shape;
-pub use discovery::{Discovery, DiscoverySettings, Seen, Template, Undeclared};
+pub use discovery::{
+    Discovery, DiscoverySettings, Learned, Lesson, Sample, Schema, Seen, Template, Undeclared,
+};
 pub use error::{Location, PolicyError};
 pub use events::EventAction;
 pub use exchange::{Counter, Exchange, FilterState, HeaderChange, Input, Next, Outputs, Values};

@@ -121,6 +121,11 @@ pub struct Event {
     pub violations: Vec<Finding>,
     /// A fixed text for system events.
     pub detail: Option<String>,
+    /// For `discovery.endpoint`: what the endpoint's bodies and responses taught
+    /// ([`crate::discovery::Learned::to_json`]): shapes, never values but the bounded enum
+    /// candidates and ranges that module documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned: Option<serde_json::Value>,
 }
 
 /// What the event says about the request. `None` fields were not known.
@@ -298,11 +303,13 @@ impl Event {
 
     /// An endpoint the contract does not declare, as discovery inferred it: its method and
     /// template (`path_template`), each parameter's name and form (one finding each, the
-    /// form as its reason), and the `count` requests since the last report, between
-    /// `first_ms` and `last_ms`. Never a request's values: only their forms.
+    /// form as its reason), what its bodies taught (`learned`), and the `count` requests
+    /// since the last report, between `first_ms` and `last_ms`. Never a request's values:
+    /// only their forms.
     pub fn endpoint_discovered(
         settings: &EventSettings,
         template: &Template,
+        learned: Option<serde_json::Value>,
         count: u64,
         first_ms: u64,
         last_ms: u64,
@@ -324,6 +331,7 @@ impl Event {
             end_time_ms: last_ms,
             count: u32::try_from(count).unwrap_or(u32::MAX),
             violations,
+            learned,
             ..Event::base(
                 settings,
                 first_ms,
@@ -403,6 +411,7 @@ impl Event {
             request: None,
             violations: Vec::new(),
             detail: None,
+            learned: None,
         }
     }
 

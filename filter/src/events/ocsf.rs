@@ -75,6 +75,9 @@ pub(crate) fn detection_finding(event: &Event) -> Value {
     if !event.violations.is_empty() {
         unmapped.insert("violations".into(), json!(event.violations));
     }
+    if let Some(learned) = &event.learned {
+        unmapped.insert("learned".into(), learned.clone());
+    }
     if let (Some(request), Some(object)) = (&event.request, finding.as_object_mut()) {
         let mut http_request = json!({"url": {"path": request.path}});
         if let Some(method) = &request.method {

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 use sha2::Digest;
 
 use super::*;
+use crate::discovery::Sample;
 use crate::events::{EventAction, QUARANTINE_STARTED, REDACTED};
 use crate::testkit::{self, exchange, input, T0};
 
@@ -543,5 +544,105 @@ mod calls {
             .collect();
         assert_eq!(names, ["ratelimit-policy", "ratelimit"]);
         assert!(response_outputs.counters.is_empty() && response_outputs.events.is_empty());
+    }
+}
+
+/// An undeclared endpoint in monitor mode, with discovery: its JSON request and response
+/// bodies are read (and only then let go on) and come out as lessons; a body over the
+/// limit is let through unread.
+#[test]
+fn an_undeclared_request_that_goes_on_teaches_its_bodies_shapes() {
+    let p = policy(json!({"mode": "monitor", "discovery": {}, "limits": {"max_body_bytes": 64}}));
+    let input = input();
+    let mut exchange = exchange(&p);
+    let head = head("POST", "/users/7/notes", &[JSON]);
+    assert_eq!(
+        exchange.request_headers(&input, &head, false),
+        Next::Continue(vec![])
+    );
+    assert!(exchange.take_outputs().undeclared.is_some());
+    let body = br#"{"text": "hi", "pinned": true}"#;
+    assert_eq!(exchange.request_data(&input, 10, false), Next::Buffer);
+    assert_eq!(
+        exchange.request_data(&input, body.len(), true),
+        Next::Read(body.len())
+    );
+    assert_eq!(exchange.request_body(&input, body), Next::Continue(vec![]));
+    let lessons = exchange.take_outputs().lessons;
+    let [Lesson {
+        request,
+        sample: Sample::Request { media, schema },
+    }] = lessons.as_slice()
+    else {
+        panic!("{lessons:?}");
+    };
+    assert_eq!(request.segments, ["users", "7", "notes"]);
+    assert_eq!(media.as_deref(), Some("application/json"));
+    let schema = schema.as_ref().unwrap().to_json();
+    assert_eq!(schema["required"], json!(["pinned", "text"]));
+    // The response: read because learning needs it, though no check does.
+    assert!(exchange.checks_response());
+    let response = [(":status", "201"), ("content-type", "application/json")];
+    assert_eq!(
+        exchange.response_headers(&input, &response, false),
+        Next::Continue(vec![])
+    );
+    let answer = br#"{"id": 12}"#;
+    assert_eq!(
+        exchange.response_data(&input, answer.len(), true),
+        Next::Read(answer.len())
+    );
+    assert_eq!(
+        exchange.response_body(&input, answer),
+        Next::Continue(vec![])
+    );
+    let lessons = exchange.take_outputs().lessons;
+    let [Lesson {
+        sample:
+            Sample::Response {
+                status: 201,
+                schema: Some(schema),
+                ..
+            },
+        ..
+    }] = lessons.as_slice()
+    else {
+        panic!("{lessons:?}");
+    };
+    assert_eq!(schema.to_json()["properties"]["id"]["type"], "integer");
+
+    // Over the body limit: not buffered, not learned, the media type still is.
+    let mut exchange = testkit::exchange(&p);
+    exchange.request_headers(&input, &head, false);
+    assert_eq!(exchange.request_data(&input, 65, false), Next::GO);
+    let lessons = exchange.take_outputs().lessons;
+    assert!(
+        matches!(
+            lessons.as_slice(),
+            [Lesson {
+                sample: Sample::Request {
+                    schema: None,
+                    media: Some(_)
+                },
+                ..
+            }]
+        ),
+        "{lessons:?}"
+    );
+    assert_eq!(exchange.request_data(&input, 90, true), Next::GO);
+}
+
+/// Without discovery, or in enforce mode (the request is refused), nothing is buffered
+/// for learning.
+#[test]
+fn nothing_is_learned_without_discovery_or_from_refused_requests() {
+    let input = input();
+    for extra in [json!({"mode": "monitor"}), json!({"discovery": {}})] {
+        let p = policy(extra);
+        let mut exchange = exchange(&p);
+        exchange.request_headers(&input, &head("POST", "/users/7/notes", &[JSON]), false);
+        assert_eq!(exchange.request_data(&input, 10, true), Next::GO);
+        assert!(!exchange.checks_response());
+        assert!(exchange.take_outputs().lessons.is_empty());
     }
 }

@@ -174,8 +174,13 @@ impl Request {
         for event in &outputs.events {
             self.events.emit(policy, event);
         }
-        if let (Some(request), Some(discovery)) = (&outputs.undeclared, &self.discovery) {
-            discovery.observe(request);
+        if let Some(discovery) = &self.discovery {
+            if let Some(request) = &outputs.undeclared {
+                discovery.observe(request);
+            }
+            for lesson in &outputs.lessons {
+                discovery.learn(lesson);
+            }
         }
     }
 }
