@@ -416,7 +416,10 @@ impl Shape {
             out.insert("minimum".into(), Value::Number(min.clone()));
             out.insert("maximum".into(), Value::Number(max.clone()));
         }
-        if let (Some((min, max)), false) = (self.length, self.secret) {
+        // A format says more than lengths, and lengths would refuse its other spellings
+        // (fractions of seconds, offsets).
+        let formatted = matches!(self.format, Format::Is(_));
+        if let (Some((min, max)), false) = (self.length, self.secret || formatted) {
             out.insert("minLength".into(), json!(min));
             out.insert("maxLength".into(), json!(max));
         }
