@@ -935,6 +935,13 @@ mod tests {
         assert_eq!(Learned::from_json(&json).to_json(), json);
     }
 
+    /// The README's memory ceiling counts a node at this size, before its name, its entry
+    /// in its parent's map and its enum candidates.
+    #[test]
+    fn a_node_stays_small() {
+        assert!(std::mem::size_of::<Shape>() <= 160);
+    }
+
     #[test]
     fn formats_are_told_by_their_form() {
         let cases = [

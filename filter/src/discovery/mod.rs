@@ -38,7 +38,7 @@ impl Default for DiscoverySettings {
         DiscoverySettings {
             max_nodes: 4096,
             report_seconds: 60,
-            learn_endpoints: 64,
+            learn_endpoints: 16,
         }
     }
 }
