@@ -144,6 +144,12 @@ impl Schema {
         self.nodes = MAX_NODES - budget;
     }
 
+    /// Schema nodes held, at most [`MAX_NODES`].
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn nodes(&self) -> usize {
+        self.nodes
+    }
+
     /// The schema as JSON Schema (the OpenAPI 3.1 dialect: `type` lists for mixed types).
     pub fn to_json(&self) -> Value {
         self.root.to_json()
