@@ -163,6 +163,16 @@ def main():
     for i in range(16):
         write("schema_differential", f"seed-{i:02}", hashlib.sha256(bytes([i])).digest() * 2)
 
+    learn_bodies = [
+        {"vaccine": "dog", "date": "2025-11-30", "dose_ml": 1.5, "password": "x", "tags": ["a", None]},
+        {"id": 1, "at": "2025-11-30T10:00:00Z", "site": "https://example.com", "ip": "10.0.0.1",
+         "card": {"number": "4111", "cvv": 123}, "nested": {"a": [{"b": [{"c": {"d": [1]}}]}]}},
+        [{"k": i, "v": "x" * i} for i in range(40)],
+        {f"p{i}": {"q": [i]} for i in range(60)},
+    ]
+    for i, body in enumerate(learn_bodies):
+        write("learn", f"body-{i}", json.dumps(body))
+
 
 if __name__ == "__main__":
     main()

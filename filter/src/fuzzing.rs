@@ -45,6 +45,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("jwks", jwks),
     ("structpb", structpb),
     ("schema_differential", schema_differential),
+    ("learn", learn),
 ];
 
 /// The bookshop example's contract: JSON, form and multipart bodies, mixed path
@@ -277,6 +278,21 @@ pub fn structpb(data: &[u8]) {
             );
         }
     }
+}
+
+/// Schema learning ([`crate::discovery::learn`]) on a body: the shape of any JSON stays
+/// within the node cap, merges with itself within it, and what an event carries of it
+/// reads back to the same schema (what `apiguard learn` relies on to merge workers).
+pub fn learn(data: &[u8]) {
+    use crate::discovery::learn::{Schema as Learned, MAX_NODES};
+    let Some(schema) = Learned::of_body(data, 64) else {
+        return;
+    };
+    let mut doubled = schema.clone();
+    doubled.merge(&schema);
+    assert!(doubled.nodes() <= MAX_NODES, "{} nodes", doubled.nodes());
+    let json = doubled.to_json();
+    assert_eq!(Learned::from_json(&json).to_json(), json, "read back");
 }
 
 /// A small JSON Schema and instance generated from the bytes (see [`Generator`]), judged

@@ -65,12 +65,14 @@ pub use abuse::anomaly::{
 pub use abuse::slots::{MemoryStore, SharedStore, SlotSecret};
 pub use discovery::segment::Kind as SegmentKind;
 pub use discovery::tree::shape as template_shape;
-pub use discovery::{Discovery, DiscoverySettings, Seen, Template, Undeclared};
+pub use discovery::{
+    Discovery, DiscoverySettings, Learned, Lesson, Sample, Schema, Seen, Template, Undeclared,
+};
 pub use error::{Location, PolicyError};
 pub use events::EventAction;
 pub use exchange::{
-    canary_counter_name, CanaryChange, Contract, Counter, Exchange, FilterState, HeaderChange,
-    Input, Next, Outputs, Sample, StatusClass, Values,
+    canary_counter_name, CanaryChange, Contract, Counter, Exchange, FilterState, Finished,
+    HeaderChange, Input, Next, Outputs, StatusClass, Values,
 };
 pub use policy::diff::{diff, Change as DiffChange, Diff};
 pub use policy::{bundle, load_bundle, load_contract, BodyCheck, Policy};

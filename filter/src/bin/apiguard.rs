@@ -14,7 +14,19 @@
 //!                                   what to deploy, as YAML: the HTTP filters for
 //!                                   envoy.yaml, the ECDS resource (hot reload), or the
 //!                                   Istio WasmPlugin and EnvoyFilter
+//! apiguard learn   OPENAPI EVENTS...  an OpenAPI Overlay of the shadow endpoints the
+//!                                   discovery events report (stdout), and a report of
+//!                                   zombies and readiness to enforce (stderr)
+//! apiguard overlay apply OPENAPI OVERLAY
+//!                                   the document with the overlay applied (stdout)
 //! ```
+
+// Beside the binary's root, in its own folder: a file directly in `src/bin/` would be
+// taken by Cargo for another binary.
+#[path = "apiguard/learn.rs"]
+mod learn;
+#[path = "apiguard/overlay.rs"]
+mod overlay;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -31,7 +43,9 @@ const USAGE: &str =
     "usage: apiguard check POLICY.yaml...\n       apiguard bundle POLICY.yaml\n       \
                      apiguard explain POLICY.yaml 'METHOD /target' [-H 'name: value']... [-d BODY]\n       \
                      apiguard diff OLD NEW [--json]   (policies or OpenAPI documents)\n       \
-                     apiguard render envoy|ecds|istio POLICY.yaml [--wasm PATH|URL] [--namespace NS]";
+                     apiguard render envoy|ecds|istio POLICY.yaml [--wasm PATH|URL] [--namespace NS]\n       \
+                     apiguard learn OPENAPI EVENTS...\n       \
+                     apiguard overlay apply OPENAPI OVERLAY";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -52,9 +66,63 @@ fn main() -> ExitCode {
         Some((command, [kind, file, options @ ..])) if command == "render" => {
             print_render(kind, Path::new(file), options)
         }
+        Some((command, [document, events @ ..])) if command == "learn" && !events.is_empty() => {
+            learn(Path::new(document), events)
+        }
+        Some((command, [apply, document, overlay])) if command == "overlay" && apply == "apply" => {
+            apply_overlay(Path::new(document), Path::new(overlay))
+        }
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints the overlay of the shadow endpoints in `events` (files of log or JSON lines)
+/// against `document`, and the report on stderr.
+fn learn(document: &Path, events: &[String]) -> ExitCode {
+    let run = || -> Result<(), String> {
+        let openapi = learn::read_document(document)?;
+        let mut findings = learn::Findings::default();
+        for file in events {
+            let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+            findings.read(&text);
+        }
+        let source = document
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into());
+        let overlay = learn::overlay(&openapi, &findings, &source);
+        print!(
+            "{}",
+            serde_yaml::to_string(&overlay).map_err(|e| e.to_string())?
+        );
+        eprint!("{}", learn::report(&openapi, &findings));
+        Ok(())
+    };
+    finish(run())
+}
+
+/// Prints `document` with `overlay` applied (YAML).
+fn apply_overlay(document: &Path, overlay: &Path) -> ExitCode {
+    let run = || -> Result<(), String> {
+        let mut openapi = learn::read_document(document)?;
+        overlay::apply(&mut openapi, &learn::read_document(overlay)?)?;
+        print!(
+            "{}",
+            serde_yaml::to_string(&openapi).map_err(|e| e.to_string())?
+        );
+        Ok(())
+    };
+    finish(run())
+}
+
+fn finish(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

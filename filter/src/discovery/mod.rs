@@ -8,12 +8,14 @@
 //! `GET /repos/{repoId}/{param2}/hooks/{hookId}` with an integer last parameter, never as
 //! the values themselves.
 
+pub(crate) mod learn;
 pub(crate) mod segment;
 pub(crate) mod tree;
 
 use serde::Deserialize;
 
 use crate::request::Method;
+pub use learn::{Learned, Sample, Schema};
 use tree::Tree;
 pub use tree::{Seen, Template};
 
@@ -26,6 +28,9 @@ pub struct DiscoverySettings {
     /// How often each VM reports the templates whose traffic grew (`discovery.endpoint`
     /// events), in seconds.
     pub report_seconds: u64,
+    /// Endpoints per VM whose JSON bodies are learned into schemas (each at most two
+    /// schemas of [`learn::MAX_NODES`] nodes); 0 learns none, and reads no body.
+    pub learn_endpoints: usize,
 }
 
 impl Default for DiscoverySettings {
@@ -33,11 +38,13 @@ impl Default for DiscoverySettings {
         DiscoverySettings {
             max_nodes: 4096,
             report_seconds: 60,
+            learn_endpoints: 16,
         }
     }
 }
 
-/// A request no template matched: what discovery records of it (the exchange's output).
+/// A request no template matched: what discovery records of it (the exchange's output),
+/// and later what its body and response taught ([`Lesson`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Undeclared {
     /// Its method.
@@ -46,6 +53,16 @@ pub struct Undeclared {
     pub segments: Vec<String>,
     /// When it came, in seconds since the Unix epoch.
     pub time: u64,
+}
+
+/// What an undeclared request's body, or its response, taught (the exchange's output,
+/// after the [`Undeclared`] request it is about).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lesson {
+    /// The request, as it was recorded.
+    pub request: Undeclared,
+    /// The request's or the response's media type and body shape.
+    pub sample: Sample,
 }
 
 /// What one VM learnt of undeclared endpoints: fed each [`Undeclared`] request, it infers
@@ -59,13 +76,19 @@ impl Discovery {
     /// An empty record, within `settings`' memory ceiling.
     pub fn new(settings: DiscoverySettings) -> Discovery {
         Discovery {
-            tree: Tree::new(settings.max_nodes),
+            tree: Tree::new(settings.max_nodes, settings.learn_endpoints),
         }
     }
 
     /// Records one undeclared request.
     pub fn observe(&mut self, request: &Undeclared) {
         (self.tree).observe(request.method, &request.segments, request.time);
+    }
+
+    /// Adds what an undeclared request's body or response taught to its endpoint.
+    pub fn learn(&mut self, lesson: &Lesson) {
+        let request = &lesson.request;
+        (self.tree).learn(request.method, &request.segments, &lesson.sample);
     }
 
     /// The templates the requests so far support, most requested first.

@@ -16,6 +16,7 @@
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::learn::{Learned, Sample};
 use super::segment::{classify, Kind};
 use crate::request::Method;
 
@@ -73,6 +74,9 @@ struct Node {
     words_are_values: bool,
     /// The requests that ended at this path, per method.
     ends: BTreeMap<Method, Seen>,
+    /// What their bodies and responses taught, per method (within the tree's budget of
+    /// learned endpoints).
+    learned: BTreeMap<Method, Box<Learned>>,
 }
 
 impl Node {
@@ -146,6 +150,14 @@ impl Node {
                 .and_modify(|s| s.merge(seen))
                 .or_insert(seen);
         }
+        for (method, learned) in other.learned {
+            match self.learned.get_mut(&method) {
+                Some(into) => into.merge(&learned),
+                None => {
+                    self.learned.insert(method, learned);
+                }
+            }
+        }
         if self.words_are_values && !self.words.is_empty() {
             self.words_become_values();
         }
@@ -180,6 +192,8 @@ pub struct Template {
     pub params: Vec<(String, Kind)>,
     /// The requests it was inferred from.
     pub seen: Seen,
+    /// What their bodies and responses taught, when any was learned.
+    pub learned: Option<Learned>,
 }
 
 /// The tree of observed paths.
@@ -192,17 +206,54 @@ pub(crate) struct Tree {
     max_nodes: usize,
     /// Requests not recorded: the tree was full, or the path too deep.
     pub(crate) dropped: u64,
+    /// Endpoints that may still start learning (each holds at most two schemas of
+    /// [`super::learn::MAX_NODES`] nodes).
+    learning: usize,
 }
 
 impl Tree {
     /// A tree of at most `max_nodes` nodes.
-    pub(crate) fn new(max_nodes: usize) -> Tree {
+    /// A tree of at most `max_nodes` nodes, learning at most `max_learned` endpoints.
+    pub(crate) fn new(max_nodes: usize, max_learned: usize) -> Tree {
         Tree {
             root: Node::default(),
             budget: max_nodes,
             max_nodes,
             dropped: 0,
+            learning: max_learned,
         }
+    }
+
+    /// Adds what one request to `segments` with `method` taught (see [`Sample`]) to the
+    /// path [`Tree::observe`] recorded it at. Walks the tree without changing it; a path
+    /// not recorded (the tree was full) learns nothing, nor does a new endpoint once
+    /// `max_learned` endpoints learn.
+    pub(crate) fn learn<S: AsRef<str>>(&mut self, method: Method, segments: &[S], sample: &Sample) {
+        let mut node = &mut self.root;
+        for segment in segments.iter().take(MAX_DEPTH + 1) {
+            let segment = segment.as_ref();
+            let word = classify(segment) == Kind::Word && segment.len() <= MAX_WORD;
+            let literal = word && !node.words_are_values && node.words.contains_key(segment);
+            let next = if literal {
+                node.words.get_mut(segment)
+            } else {
+                node.param.as_mut().map(|(_, child)| child.as_mut())
+            };
+            let Some(next) = next else {
+                return;
+            };
+            node = next;
+        }
+        if !node.ends.contains_key(&method) {
+            return;
+        }
+        if !node.learned.contains_key(&method) {
+            if self.learning == 0 {
+                return;
+            }
+            self.learning -= 1;
+        }
+        node.learned.entry(method).or_default().add(sample);
     }
 
     /// Records a request to `segments` (percent-decoded) with `method`, at `now` (seconds).
@@ -265,7 +316,8 @@ fn infer(mut node: Node, path: &mut Vec<Part>, out: &mut Vec<Template>, work: &C
         node.words_are_values = false;
     }
     for (method, seen) in &node.ends {
-        out.push(template(*method, path, *seen));
+        let learned = node.learned.get(method).map(|l| l.as_ref().clone());
+        out.push(template(*method, path, *seen, learned));
     }
     for (word, child) in std::mem::take(&mut node.words) {
         path.push(Part::Literal(word.into()));
@@ -400,7 +452,7 @@ pub fn shape(path: &str) -> String {
 
 /// Writes a template, naming each parameter after the literal before it (`/hooks/{hookId}`,
 /// the way most APIs name them), else by its position (`{param2}`).
-fn template(method: Method, parts: &[Part], seen: Seen) -> Template {
+fn template(method: Method, parts: &[Part], seen: Seen, learned: Option<Learned>) -> Template {
     let mut path = String::new();
     let mut params = Vec::new();
     for (i, part) in parts.iter().enumerate() {
@@ -436,6 +488,7 @@ fn template(method: Method, parts: &[Part], seen: Seen) -> Template {
         path,
         params,
         seen,
+        learned,
     }
 }
 
@@ -470,7 +523,7 @@ mod tests {
 
     #[test]
     fn values_of_a_form_are_parameters_at_once() {
-        let mut tree = Tree::new(100);
+        let mut tree = Tree::new(100, 0);
         observe(&mut tree, Method::Get, "/pets/42");
         observe(
             &mut tree,
@@ -498,7 +551,7 @@ mod tests {
     fn words_that_keep_coming_new_are_a_parameter_and_words_that_repeat_are_literals() {
         let endpoints = ["issues", "pulls", "hooks", "labels", "milestones"];
         // 400 requests from ~400 owners, each with a project of their own.
-        let mut tree = Tree::new(10_000);
+        let mut tree = Tree::new(10_000, 0);
         for i in 0..400u32 {
             let owner = format!("user-{}", char_name(i));
             let repo = format!("proj-{}", char_name(i * 7 + 1));
@@ -531,7 +584,7 @@ mod tests {
 
     #[test]
     fn a_few_words_seen_rarely_stay_literals() {
-        let mut tree = Tree::new(100);
+        let mut tree = Tree::new(100, 0);
         for path in ["/admin/debug", "/admin/metrics", "/internal/health"] {
             observe(&mut tree, Method::Get, path);
         }
@@ -549,7 +602,7 @@ mod tests {
     fn inference_is_linear_in_the_tree_however_deep_it_is() {
         // At every level three words, the first leading on: comparing continuations must
         // not infer each subtree again at every level above it (3^depth).
-        let mut tree = Tree::new(10_000);
+        let mut tree = Tree::new(10_000, 0);
         let mut path = String::new();
         for level in 0..MAX_DEPTH - 1 {
             for last in ["y", "z"] {
@@ -577,8 +630,50 @@ mod tests {
     }
 
     #[test]
+    fn what_requests_teach_is_kept_with_their_template_and_merged_with_it() {
+        use crate::discovery::learn::Schema;
+        use serde_json::json;
+        // Forty owners' endpoints, each recorded apart until inference takes the names
+        // for values, spend the forty endpoints that may learn.
+        let mut tree = Tree::new(10_000, 40);
+        // Owner names keep coming new: the words become one parameter, and what each
+        // taught is merged into its template.
+        for i in 0..40u32 {
+            let path = format!("/users/{}/notes", char_name(i));
+            let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+            tree.observe(Method::Post, &segments, 1);
+            let body = json!({"text": "x".repeat(i as usize + 1), "pinned": i % 2 == 0});
+            let sample = Sample::Request {
+                media: Some("application/json".to_owned()),
+                schema: Some(Schema::of(&body)),
+            };
+            tree.learn(Method::Post, &segments, &sample);
+        }
+        // A second endpoint finds the budget of learned endpoints spent; a path never
+        // observed learns nothing.
+        observe(&mut tree, Method::Get, "/health");
+        let sample = Sample::Response {
+            status: 200,
+            media: None,
+            schema: None,
+        };
+        tree.learn(Method::Get, &["health"], &sample);
+        tree.learn(Method::Get, &["nowhere"], &sample);
+        let templates = tree.templates();
+        let notes = templates.iter().find(|t| t.path == "/users/{userId}/notes");
+        let learned = notes.and_then(|t| t.learned.as_ref()).unwrap().to_json();
+        assert_eq!(
+            learned["request"]["properties"]["text"],
+            json!({"type": "string", "minLength": 1, "maxLength": 40})
+        );
+        assert_eq!(learned["request"]["required"], json!(["pinned", "text"]));
+        let health = templates.iter().find(|t| t.path == "/health").unwrap();
+        assert_eq!(health.learned, None);
+    }
+
+    #[test]
     fn memory_is_bounded_and_what_does_not_fit_is_counted() {
-        let mut tree = Tree::new(10);
+        let mut tree = Tree::new(10, 0);
         for i in 0..1000u32 {
             observe(
                 &mut tree,
@@ -590,7 +685,7 @@ mod tests {
         let deep = vec!["x"; MAX_DEPTH + 1];
         tree.observe(Method::Get, &deep, 0);
         // A position with more distinct words than it keeps becomes a parameter.
-        let mut tree = Tree::new(100_000);
+        let mut tree = Tree::new(100_000, 0);
         for i in 0..(MAX_WORDS as u32 + 10) {
             observe(&mut tree, Method::Get, &format!("/users/{}", char_name(i)));
         }

@@ -128,6 +128,11 @@ pub struct Event {
     /// What behaviour rules counted when they found the client (`behaviour.*`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evidence: Vec<Evidence>,
+    /// For `discovery.endpoint`: what the endpoint's bodies and responses taught
+    /// ([`crate::discovery::Learned::to_json`]): shapes, never values but the bounded enum
+    /// candidates and ranges that module documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned: Option<serde_json::Value>,
 }
 
 /// What a behaviour rule counted, against what, over which window: why it found the
@@ -324,11 +329,13 @@ impl Event {
 
     /// An endpoint the contract does not declare, as discovery inferred it: its method and
     /// template (`path_template`), each parameter's name and form (one finding each, the
-    /// form as its reason), and the `count` requests since the last report, between
-    /// `first_ms` and `last_ms`. Never a request's values: only their forms.
+    /// form as its reason), what its bodies taught (`learned`), and the `count` requests
+    /// since the last report, between `first_ms` and `last_ms`. Never a request's values:
+    /// only their forms.
     pub fn endpoint_discovered(
         settings: &EventSettings,
         template: &Template,
+        learned: Option<serde_json::Value>,
         count: u64,
         first_ms: u64,
         last_ms: u64,
@@ -350,6 +357,7 @@ impl Event {
             end_time_ms: last_ms,
             count: u32::try_from(count).unwrap_or(u32::MAX),
             violations,
+            learned,
             ..Event::base(
                 settings,
                 first_ms,
@@ -507,6 +515,7 @@ impl Event {
             violations: Vec::new(),
             detail: None,
             evidence: Vec::new(),
+            learned: None,
         }
     }
 

@@ -85,6 +85,9 @@ pub(crate) fn detection_finding(event: &Event) -> Value {
             .collect();
         finding["evidences"] = Value::Array(evidences);
     }
+    if let Some(learned) = &event.learned {
+        unmapped.insert("learned".into(), learned.clone());
+    }
     if let (Some(request), Some(object)) = (&event.request, finding.as_object_mut()) {
         let mut http_request = json!({"url": {"path": request.path}});
         if let Some(method) = &request.method {

@@ -98,7 +98,7 @@ impl StatusClass {
 
 /// One finished request, for the per-operation stats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sample {
+pub struct Finished {
     /// The operation the request matched (its index in the policy); `None` when it matched
     /// none (unknown path or method, or refused before routing).
     pub operation: Option<usize>,

@@ -40,6 +40,7 @@
 pub(crate) mod analytics;
 mod canary;
 mod guard;
+mod learning;
 #[cfg(test)]
 mod tests;
 mod upstream;
@@ -51,7 +52,7 @@ use std::rc::Rc;
 use crate::abuse::slots::{SharedStore, SlotReport, SlotSecret};
 use crate::abuse::Client;
 use crate::contract::path;
-use crate::discovery::Undeclared;
+use crate::discovery::{Lesson, Undeclared};
 use crate::events::{self, Event, RequestContext};
 use crate::policy::response::ResponseBodyCheck;
 use crate::policy::BodyCheck;
@@ -62,10 +63,11 @@ use crate::security::KeyRing;
 use crate::settings::OperationMode;
 use crate::verdict::{Action, RuleId, Verdict};
 use analytics::BodyMeter;
-pub use analytics::{Sample, StatusClass};
+pub use analytics::{Finished, StatusClass};
 use canary::Canary;
 pub use canary::{counter_name as canary_counter_name, Change as CanaryChange, Contract};
 use guard::Guard;
+use learning::{Learning, Want};
 use watch::Watch;
 
 /// What a step needs from the host besides the message. Each is read only when a check
@@ -201,7 +203,9 @@ pub struct Outputs {
     pub undeclared: Option<Undeclared>,
     /// The finished request, for the per-operation stats (`stats.analytics`); set once,
     /// by [`Exchange::complete`].
-    pub sample: Option<Sample>,
+    pub finished: Option<Finished>,
+    /// What such a request's body or response taught, when the policy learns schemas.
+    pub lessons: Vec<Lesson>,
 }
 
 /// A counter increment (`host::metrics` names them).
@@ -275,6 +279,8 @@ pub struct Exchange {
     response_buffered: usize,
     /// Redaction could not check the response: what is left of its body is dropped.
     withholding: bool,
+    /// An undeclared request that goes on, being learned from (discovery).
+    learning: Option<Learning>,
     /// Whether a verdict about the request recorded a violation.
     recorded: bool,
     /// Quarantine, rate limits and what they add to replies.
@@ -357,6 +363,7 @@ impl Exchange {
             request_buffered: 0,
             response_buffered: 0,
             withholding: false,
+            learning: None,
             recorded: false,
             guard: Guard::default(),
             watch: Watch::default(),
@@ -476,7 +483,57 @@ impl Exchange {
             changes.push(HeaderChange::Set("accept-encoding".to_owned(), identity));
         }
         self.request_body = body;
+        self.start_learning(&policy, &headers, !end_of_stream);
         Next::Continue(changes)
+    }
+
+    /// Learns from an undeclared request that goes on, when the policy learns schemas.
+    fn start_learning<N, V>(&mut self, policy: &Policy, headers: &Headers<'_, N, V>, body: bool)
+    where
+        N: AsRef<str>,
+        V: AsRef<[u8]>,
+    {
+        let learns = policy.discovery.is_some_and(|d| d.learn_endpoints > 0);
+        let Some(request) = self.outputs.undeclared.clone().filter(|_| learns) else {
+            return;
+        };
+        let (learning, lesson) = Learning::start(request, &headers.get("content-type"), body);
+        self.outputs.lessons.extend(lesson);
+        self.learning = Some(learning);
+    }
+
+    /// A body step for learning, when no check reads the body: keep buffering, hand it
+    /// over, or let it go on.
+    fn learning_data(&mut self, size: usize, end_of_stream: bool) -> Next {
+        let limit = self.policy.body_limit();
+        let Some(learning) = self.learning.as_mut() else {
+            return Next::GO;
+        };
+        let (want, lesson) = learning.data(size, end_of_stream, limit);
+        self.outputs.lessons.extend(lesson);
+        match want {
+            Want::Nothing => Next::GO,
+            Want::More => Next::Buffer,
+            Want::Read(size) => Next::Read(size),
+        }
+    }
+
+    /// The body learning asked for: its shape goes out as a lesson.
+    fn learning_body(&mut self, bytes: &[u8]) -> Next {
+        let max_depth = self.policy.json_limits().max_depth;
+        if let Some(learning) = self.learning.as_mut() {
+            self.outputs.lessons.extend(learning.body(bytes, max_depth));
+        }
+        Next::GO
+    }
+
+    /// Whether learning is buffering a body (`Next::complete` at trailers).
+    fn learning_reads(&self) -> bool {
+        self.learning.as_ref().is_some_and(Learning::reads)
+    }
+
+    fn learning_buffered(&self) -> usize {
+        self.learning.as_ref().map_or(0, |l| l.buffered)
     }
 
     /// The request body has reached `size` buffered bytes; `end_of_stream`: that is all.
@@ -488,7 +545,7 @@ impl Exchange {
 
     fn request_chunk<I: Input>(&mut self, input: &I, size: usize, end_of_stream: bool) -> Next {
         let Some(check) = self.request_body.as_ref() else {
-            return Next::GO;
+            return self.learning_data(size, end_of_stream);
         };
         let policy = Rc::clone(&self.policy);
         self.request_buffered = size;
@@ -511,13 +568,16 @@ impl Exchange {
 
     /// The request's trailers came: its body, if one is being buffered, is complete.
     pub fn request_trailers(&mut self) -> Next {
+        if self.request_body.is_none() && self.learning_reads() {
+            return Next::complete(true, self.learning_buffered());
+        }
         Next::complete(self.request_body.is_some(), self.request_buffered)
     }
 
     /// The complete request body, as [`Next::Read`] asked for.
     pub fn request_body<I: Input>(&mut self, input: &I, bytes: &[u8]) -> Next {
         let Some(check) = self.request_body.take() else {
-            return Next::GO;
+            return self.learning_body(bytes);
         };
         let policy = Rc::clone(&self.policy);
         let step = Step::new(input);
@@ -539,8 +599,9 @@ impl Exchange {
     /// Whether [`Exchange::response_headers`] reads the headers it is given: a host may
     /// pass none otherwise, and save reading them.
     pub fn checks_response(&self) -> bool {
-        self.operation.is_some()
-            && (self.policy.response_mode() != OperationMode::Off || self.watch.watches_response())
+        let checks = self.operation.is_some()
+            && (self.policy.response_mode() != OperationMode::Off || self.watch.watches_response());
+        checks || self.learning.is_some()
     }
 
     /// The response is Envoy's own (the upstream reset, timed out, or was not there), not
@@ -548,6 +609,7 @@ impl Exchange {
     /// checked — in monitor mode an outage would otherwise be a finding per request.
     pub fn skip_response(&mut self) {
         self.operation = None;
+        self.learning = None;
     }
 
     /// The response head (`:status` included). `end_of_stream`: no body follows.
@@ -566,11 +628,16 @@ impl Exchange {
             .into_iter()
             .map(|(name, value)| HeaderChange::Add(name, value))
             .collect();
+        let headers = Headers(headers);
+        if let Some(learning) = self.learning.as_mut() {
+            let status = headers.get(":status").parse().unwrap_or(0);
+            let content_type = headers.get("content-type");
+            (self.outputs.lessons).extend(learning.response(status, &content_type, !end_of_stream));
+        }
         if self.operation.is_none() {
             return Next::Continue(changes);
         }
         let policy = Rc::clone(&self.policy);
-        let headers = Headers(headers);
         let status = headers.get(":status").parse().unwrap_or(0);
         let reports = self.watch.response(&policy, &Step::new(input), status);
         (self.outputs.counters).extend(reports.into_iter().map(Counter::Slot));
@@ -611,7 +678,7 @@ impl Exchange {
             return Next::Withhold(size);
         }
         if self.response_body.is_none() {
-            return Next::GO;
+            return self.learning_data(size, end_of_stream);
         }
         let policy = Rc::clone(&self.policy);
         self.response_buffered = size;
@@ -638,6 +705,9 @@ impl Exchange {
 
     /// The response's trailers came: its body, if one is being buffered, is complete.
     pub fn response_trailers(&mut self) -> Next {
+        if self.response_body.is_none() && self.learning_reads() {
+            return Next::complete(true, self.learning_buffered());
+        }
         Next::complete(self.response_body.is_some(), self.response_buffered)
     }
 
@@ -645,7 +715,7 @@ impl Exchange {
     /// withheld.
     pub fn response_body<I: Input>(&mut self, input: &I, bytes: &[u8]) -> Next {
         let Some(check) = self.response_body.take() else {
-            return Next::GO;
+            return self.learning_body(bytes);
         };
         let policy = Rc::clone(&self.policy);
         let step = Step::new(input);
@@ -672,7 +742,7 @@ impl Exchange {
     }
 
     /// The stream has ended (Envoy's access-log callback): with `stats.analytics`, leaves
-    /// the request's [`Sample`] in the outputs. `status` gives the status the client got
+    /// the request's [`Finished`] in the outputs. `status` gives the status the client got
     /// (`None`: no response began); it is asked only when the sample is taken, so a
     /// policy without analytics costs the host nothing here.
     pub fn complete<I: Input>(&mut self, input: &I, status: impl FnOnce() -> Option<u16>) {
@@ -680,7 +750,7 @@ impl Exchange {
             return;
         };
         let ended = input.now();
-        self.outputs.sample = Some(Sample {
+        self.outputs.finished = Some(Finished {
             operation: self.matched,
             status: StatusClass::of(status()),
             duration_ms: ended.saturating_sub(started) / 1_000_000,

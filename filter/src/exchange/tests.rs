@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 use sha2::Digest;
 
 use super::*;
+use crate::discovery::Sample;
 use crate::events::{EventAction, QUARANTINE_STARTED, REDACTED};
 use crate::testkit::{self, exchange, input, T0};
 
@@ -571,10 +572,10 @@ fn a_finished_request_leaves_its_operation_status_duration_and_body_sizes() {
     exchange.response_data(&input, 5, true);
     exchange.take_outputs();
     exchange.complete(&later(42), || Some(201));
-    let sample = exchange.take_outputs().sample;
+    let sample = exchange.take_outputs().finished;
     assert_eq!(
         sample,
-        Some(Sample {
+        Some(Finished {
             operation: Some(0),
             status: StatusClass::Success,
             duration_ms: 42,
@@ -584,7 +585,7 @@ fn a_finished_request_leaves_its_operation_status_duration_and_body_sizes() {
     );
     // Once per stream.
     exchange.complete(&later(50), || Some(201));
-    assert_eq!(exchange.take_outputs().sample, None);
+    assert_eq!(exchange.take_outputs().finished, None);
 }
 
 #[test]
@@ -594,7 +595,7 @@ fn a_request_that_matched_no_operation_is_sampled_without_one() {
     let next = exchange.request_headers(&input, &head("GET", "/nope", &[]), true);
     assert_eq!(reply_rule(&next).map(|(status, _)| status), Some(404));
     exchange.complete(&input, || Some(404));
-    let sample = exchange.take_outputs().sample.unwrap();
+    let sample = exchange.take_outputs().finished.unwrap();
     assert_eq!(
         (sample.operation, sample.status, sample.duration_ms),
         (None, StatusClass::ClientError, 0)
@@ -607,5 +608,105 @@ fn without_analytics_nothing_is_sampled_and_the_status_is_not_asked() {
     let mut exchange = exchange(&p);
     exchange.request_headers(&input, &head("GET", "/users/7", &[]), true);
     exchange.complete(&input, || panic!("the status was asked for"));
-    assert_eq!(exchange.take_outputs().sample, None);
+    assert_eq!(exchange.take_outputs().finished, None);
+}
+
+/// An undeclared endpoint in monitor mode, with discovery: its JSON request and response
+/// bodies are read (and only then let go on) and come out as lessons; a body over the
+/// limit is let through unread.
+#[test]
+fn an_undeclared_request_that_goes_on_teaches_its_bodies_shapes() {
+    let p = policy(json!({"mode": "monitor", "discovery": {}, "limits": {"max_body_bytes": 64}}));
+    let input = input();
+    let mut exchange = exchange(&p);
+    let head = head("POST", "/users/7/notes", &[JSON]);
+    assert_eq!(
+        exchange.request_headers(&input, &head, false),
+        Next::Continue(vec![])
+    );
+    assert!(exchange.take_outputs().undeclared.is_some());
+    let body = br#"{"text": "hi", "pinned": true}"#;
+    assert_eq!(exchange.request_data(&input, 10, false), Next::Buffer);
+    assert_eq!(
+        exchange.request_data(&input, body.len(), true),
+        Next::Read(body.len())
+    );
+    assert_eq!(exchange.request_body(&input, body), Next::Continue(vec![]));
+    let lessons = exchange.take_outputs().lessons;
+    let [Lesson {
+        request,
+        sample: Sample::Request { media, schema },
+    }] = lessons.as_slice()
+    else {
+        panic!("{lessons:?}");
+    };
+    assert_eq!(request.segments, ["users", "7", "notes"]);
+    assert_eq!(media.as_deref(), Some("application/json"));
+    let schema = schema.as_ref().unwrap().to_json();
+    assert_eq!(schema["required"], json!(["pinned", "text"]));
+    // The response: read because learning needs it, though no check does.
+    assert!(exchange.checks_response());
+    let response = [(":status", "201"), ("content-type", "application/json")];
+    assert_eq!(
+        exchange.response_headers(&input, &response, false),
+        Next::Continue(vec![])
+    );
+    let answer = br#"{"id": 12}"#;
+    assert_eq!(
+        exchange.response_data(&input, answer.len(), true),
+        Next::Read(answer.len())
+    );
+    assert_eq!(
+        exchange.response_body(&input, answer),
+        Next::Continue(vec![])
+    );
+    let lessons = exchange.take_outputs().lessons;
+    let [Lesson {
+        sample:
+            Sample::Response {
+                status: 201,
+                schema: Some(schema),
+                ..
+            },
+        ..
+    }] = lessons.as_slice()
+    else {
+        panic!("{lessons:?}");
+    };
+    assert_eq!(schema.to_json()["properties"]["id"]["type"], "integer");
+
+    // Over the body limit: not buffered, not learned, the media type still is.
+    let mut exchange = testkit::exchange(&p);
+    exchange.request_headers(&input, &head, false);
+    assert_eq!(exchange.request_data(&input, 65, false), Next::GO);
+    let lessons = exchange.take_outputs().lessons;
+    assert!(
+        matches!(
+            lessons.as_slice(),
+            [Lesson {
+                sample: Sample::Request {
+                    schema: None,
+                    media: Some(_)
+                },
+                ..
+            }]
+        ),
+        "{lessons:?}"
+    );
+    assert_eq!(exchange.request_data(&input, 90, true), Next::GO);
+}
+
+/// Without discovery, or in enforce mode (the request is refused), nothing is buffered
+/// for learning.
+#[test]
+fn nothing_is_learned_without_discovery_or_from_refused_requests() {
+    let input = input();
+    for extra in [json!({"mode": "monitor"}), json!({"discovery": {}})] {
+        let p = policy(extra);
+        let mut exchange = exchange(&p);
+        exchange.request_headers(&input, &head("POST", "/users/7/notes", &[JSON]), false);
+        assert_eq!(exchange.request_data(&input, 10, true), Next::GO);
+        assert!(!exchange.checks_response());
+        assert!(exchange.take_outputs().lessons.is_empty());
+    }
 }

@@ -1,4 +1,4 @@
-//! Per-endpoint analytics as Envoy stats (`stats: {analytics: true}`): the [`Sample`] the
+//! Per-endpoint analytics as Envoy stats (`stats: {analytics: true}`): the [`Finished`] request the
 //! exchange leaves when a stream ends, recorded against its operation.
 //!
 //! Names (`<op>` as in the other per-operation counters: the `operationId`, or
@@ -24,7 +24,7 @@ use std::rc::Rc;
 use proxy_wasm::types::MetricType;
 
 use super::metrics::{counter, define, increment, record};
-use crate::exchange::{Sample, StatusClass};
+use crate::exchange::{Finished, StatusClass};
 use crate::policy::Policy;
 
 /// The operation label of requests that matched no operation.
@@ -59,7 +59,7 @@ impl OperationStats {
     }
 
     /// Records a finished request.
-    pub(super) fn record(&self, sample: &Sample) {
+    pub(super) fn record(&self, sample: &Finished) {
         let unknown = self.labels.len().saturating_sub(1);
         let index = sample
             .operation

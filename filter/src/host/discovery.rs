@@ -1,21 +1,23 @@
 //! The VM's record of undeclared requests ([`crate::discovery`]) and its reports: every
 //! `report_seconds`, one `discovery.endpoint` event per inferred template whose traffic
-//! grew since the last report, with the growth as its count. Each worker reports what it
-//! saw; a collector (or `apiguard learn`) adds the workers up.
+//! grew (or whose learned schemas changed) since the last report, with the growth as its
+//! count and what was learned so far. Each worker reports what it saw; a collector (or
+//! `apiguard learn`) adds the workers up.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 use super::events::Emitter;
-use crate::discovery::{Discovery, DiscoverySettings, Undeclared};
-use crate::events::Event;
+use crate::discovery::{Discovery, DiscoverySettings, Lesson, Undeclared};
+use crate::events::{hash64, Event};
 use crate::policy::Policy;
 use crate::request::Method;
 
 pub(super) struct Record {
     discovery: RefCell<Discovery>,
-    /// Per template, the request count at the last report.
-    reported: RefCell<BTreeMap<(Method, String), u64>>,
+    /// Per template, the request count and a hash of what was learned, at the last
+    /// report.
+    reported: RefCell<BTreeMap<(Method, String), (u64, u64)>>,
     every_ms: u64,
     next_ms: Cell<u64>,
 }
@@ -38,6 +40,13 @@ impl Record {
         }
     }
 
+    /// Adds what an undeclared request's body or response taught.
+    pub(super) fn learn(&self, lesson: &Lesson) {
+        if let Ok(mut discovery) = self.discovery.try_borrow_mut() {
+            discovery.learn(lesson);
+        }
+    }
+
     /// On the root's tick: reports, when one is due, the templates whose traffic grew.
     pub(super) fn report(&self, policy: &Policy, emitter: &Emitter, now_ms: u64) {
         if now_ms < self.next_ms.get() {
@@ -51,16 +60,21 @@ impl Record {
         };
         for template in discovery.templates() {
             let key = (template.method, template.path.clone());
-            let before = reported.get(&key).copied().unwrap_or(0);
+            let learned = template.learned.as_ref().map(|l| l.to_json());
+            let hash = learned
+                .as_ref()
+                .map_or(0, |l| hash64(l.to_string().as_bytes()));
+            let (before, hash_before) = reported.get(&key).copied().unwrap_or((0, 0));
             let grown = template.seen.count.saturating_sub(before);
-            if grown == 0 {
+            if grown == 0 && hash == hash_before {
                 continue;
             }
-            reported.insert(key, template.seen.count);
+            reported.insert(key, (template.seen.count, hash));
             let (first, last) = (template.seen.first, template.seen.last);
             let event = Event::endpoint_discovered(
                 &policy.events,
                 &template,
+                learned,
                 grown,
                 first.saturating_mul(1_000),
                 last.saturating_mul(1_000),

@@ -188,10 +188,15 @@ impl Request {
         for event in &outputs.events {
             self.events.emit(policy, event);
         }
-        if let (Some(request), Some(discovery)) = (&outputs.undeclared, &self.discovery) {
-            discovery.observe(request);
+        if let Some(discovery) = &self.discovery {
+            if let Some(request) = &outputs.undeclared {
+                discovery.observe(request);
+            }
+            for lesson in &outputs.lessons {
+                discovery.learn(lesson);
+            }
         }
-        if let (Some(sample), Some(analytics)) = (&outputs.sample, &self.analytics) {
+        if let (Some(sample), Some(analytics)) = (&outputs.finished, &self.analytics) {
             analytics.record(sample);
         }
     }

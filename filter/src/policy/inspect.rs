@@ -253,7 +253,7 @@ impl Policy {
         }
     }
 
-    fn json_limits(&self) -> JsonLimits {
+    pub(crate) fn json_limits(&self) -> JsonLimits {
         JsonLimits {
             max_depth: self.limits.max_json_depth,
         }

@@ -2,7 +2,7 @@
 //! come out of each worker as `discovery.endpoint` events with inferred templates — the
 //! values in the paths never do.
 
-use apiguard_harness::{HttpVersion, Policy};
+use apiguard_harness::{locate, HttpVersion, Policy, Reply};
 use bytes::Bytes;
 use http::Request;
 use serde_json::{json, Value};
@@ -80,6 +80,96 @@ fn shadow_endpoints_are_reported_as_templates_in_monitor_mode() {
     assert!(!text.contains("1001") && !text.contains("/42/"), "{text}");
     // The declared operation is not discovered.
     assert!(!text.contains(r#""/v1/pets""#), "{text}");
+}
+
+/// The whole loop through Envoy: JSON bodies sent to a shadow endpoint in monitor mode are
+/// learned in the VM, reported in `discovery.endpoint` events, and `apiguard learn` on
+/// Envoy's log proposes the endpoint in an overlay with its learned body schemas. The
+/// values of a secret-looking field are nowhere, in the events or in the overlay.
+#[test]
+fn a_shadow_endpoint_hit_in_monitor_mode_is_learned_into_the_overlay() {
+    let mut policy = bundled("petstore");
+    policy["mode"] = json!("monitor");
+    policy["discovery"] = json!({"report_seconds": 1});
+    let proxy = Proxy::start(Policy::Bundle(policy));
+    let species = ["dog", "cat"];
+    for i in 0..8usize {
+        let body = json!({"vaccine": species[i % 2], "date": "2025-11-30", "dose_ml": 1 + i,
+                          "password": "hunter2-secret"});
+        let answer = json!({"id": 100 + i, "created": "2025-11-30T10:00:00Z"});
+        let reply = Reply {
+            status: Some(201),
+            body: Some(answer.to_string()),
+            ..Reply::default()
+        };
+        let request = Request::post(format!("/v1/pets/{}/vaccinations", 100 + i))
+            .header("content-type", "application/json")
+            .header(Reply::HEADER, reply.header_value())
+            .body(Bytes::from(body.to_string()))
+            .unwrap();
+        let response = proxy.client(HttpVersion::Http1).send(request).unwrap();
+        assert_eq!(response.status, 201, "monitor mode passes it: {response:?}");
+    }
+    let learned = |e: &Value, part: &str| e["unmapped"]["learned"].get(part).is_some();
+    wait_for("the requests and their response bodies reported", || {
+        let events = logged(&proxy, "discovery.endpoint");
+        let count: u64 = (events.iter())
+            .map(|e| e["count"].as_u64().unwrap_or(0))
+            .sum();
+        let both = events
+            .iter()
+            .any(|e| learned(e, "request") && learned(e, "response"));
+        (count == 8 && both).then_some(())
+    });
+    // A worker's schema changes reported late (a response after its report) come in the
+    // next report.
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-learn");
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("envoy.log");
+    std::fs::write(&log, proxy.envoy.log()).unwrap();
+    let document = locate::workspace_root().join("policies/petstore/petstore.openapi.yaml");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .args([
+            "run",
+            "-q",
+            "-p",
+            "apiguard-filter",
+            "--bin",
+            "apiguard",
+            "--",
+            "learn",
+        ])
+        .arg(&document)
+        .arg(&log)
+        .current_dir(locate::workspace_root())
+        .output()
+        .unwrap();
+    let overlay = String::from_utf8_lossy(&output.stdout);
+    let report = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{report}");
+    let overlay: Value = serde_yaml::from_str(&overlay).unwrap();
+    let added = &overlay["actions"][0]["update"]["/pets/{petId}/vaccinations"]["post"];
+    assert_eq!(added["x-apiguard-observed"]["requests"], 8, "{overlay:#}");
+    let body = &added["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(
+        body["required"],
+        json!(["date", "dose_ml", "password", "vaccine"])
+    );
+    assert_eq!(body["properties"]["vaccine"]["enum"], json!(["cat", "dog"]));
+    assert_eq!(body["properties"]["date"]["format"], "date");
+    assert_eq!(body["properties"]["password"], json!({"type": "string"}));
+    assert_eq!(
+        body["properties"]["dose_ml"],
+        json!({"type": "integer", "minimum": 1, "maximum": 8})
+    );
+    let response = &added["responses"]["2XX"]["content"]["application/json"]["schema"];
+    assert_eq!(response["properties"]["created"]["format"], "date-time");
+    assert_eq!(response["required"], json!(["created", "id"]));
+    let text = serde_json::to_string(&logged(&proxy, "discovery.endpoint")).unwrap();
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(!overlay.to_string().contains("hunter2"), "{overlay}");
 }
 
 #[test]
