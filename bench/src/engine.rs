@@ -92,6 +92,7 @@ pub fn measure(bundles: &Bundles, scenarios: &[Scenario]) -> Result<Engine, Benc
     let no_jwt_policy = compile("bench full.yaml without `security`", &bundles.full_no_jwt)?;
     let candidate_policy = compile("bench full.yaml with a candidate", &bundles.full_candidate)?;
     let discovery_policy = compile("bench full.yaml with `discovery`", &bundles.full_discovery)?;
+    let behaviour_policy = compile("bench full.yaml with `behaviour.bola`", &bundles.full_behaviour)?;
     let mut cold_policies = BTreeMap::new();
     for (algorithm, bundle) in &bundles.jwt_cold {
         let name = format!("bench full.yaml, token cache off, {algorithm} key");
@@ -109,6 +110,7 @@ pub fn measure(bundles: &Bundles, scenarios: &[Scenario]) -> Result<Engine, Benc
             Config::FullNoJwt => &no_jwt_policy,
             Config::FullCandidate => &candidate_policy,
             Config::FullDiscovery => &discovery_policy,
+            Config::FullBehaviour => &behaviour_policy,
             Config::GitHub => &github_policy,
             Config::GitHubOnePath => &one_policy,
             _ => continue,

@@ -160,6 +160,8 @@ pub struct Bundles {
     pub full_discovery: Value,
     /// The full policy with `stats: {analytics: true}` (`Config::FullAnalytics`).
     pub full_analytics: Value,
+    /// The full policy with object-enumeration counting (`Config::FullBehaviour`).
+    pub full_behaviour: Value,
     pub github: Value,
     pub github_lazy: Value,
     pub github_one: Value,
@@ -197,12 +199,19 @@ impl Bundles {
         full_discovery["discovery"] = serde_json::json!({});
         let mut full_analytics = full.clone();
         full_analytics["stats"] = serde_json::json!({"analytics": true});
+        // The benchmark's operation has an integer path parameter, an inferred object id:
+        // every request updates the client's distinct-id sketch in shared data (one object,
+        // so nothing is ever found; the row is the counting's cost).
+        let mut full_behaviour = full.clone();
+        full_behaviour["behaviour"] =
+            serde_json::json!({"bola": {"max_distinct_ids": 200, "window_seconds": 60}});
         Ok(Bundles {
             full_no_limit,
             full_candidate,
             drift,
             full_discovery,
             full_analytics,
+            full_behaviour,
             allowlist: apiguard_harness::embed::bundle(&policies.join("allowlist.yaml"))?,
             full,
             jwt_cold: jwt_cold_bundles(&full_yaml, keys, scratch)?,
@@ -348,6 +357,13 @@ fn measure(args: &Args, scratch: &Path) -> Result<Measured, BenchError> {
             Filters::Apiguard {
                 wasm: &apiguard,
                 policy: &bundles.full_analytics,
+            },
+        ),
+        (
+            Config::FullBehaviour,
+            Filters::Apiguard {
+                wasm: &apiguard,
+                policy: &bundles.full_behaviour,
             },
         ),
         (

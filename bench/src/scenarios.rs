@@ -34,6 +34,8 @@ pub enum Config {
     FullDiscovery,
     /// The full policy with `stats: {analytics: true}`: the per-operation stats' cost.
     FullAnalytics,
+    /// The full policy with `behaviour.bola` on: the distinct-object counting's cost.
+    FullBehaviour,
     /// The full policy in `monitor`, its response checks on: the direct response drifts
     /// from the contract (a body where the operation declares none), so every request
     /// records one `response.media_type` finding, and one event.
@@ -211,6 +213,14 @@ pub fn all(keys: &Keys) -> Vec<Scenario> {
             "full-get-analytics",
             "full policy* with per-operation analytics",
             Config::FullAnalytics,
+            &get,
+            "bare",
+            "noop",
+        ),
+        scenario(
+            "full-get-behaviour",
+            "full policy* with object-enumeration counting (`behaviour.bola`)",
+            Config::FullBehaviour,
             &get,
             "bare",
             "noop",
