@@ -92,7 +92,10 @@ pub fn measure(bundles: &Bundles, scenarios: &[Scenario]) -> Result<Engine, Benc
     let no_jwt_policy = compile("bench full.yaml without `security`", &bundles.full_no_jwt)?;
     let candidate_policy = compile("bench full.yaml with a candidate", &bundles.full_candidate)?;
     let discovery_policy = compile("bench full.yaml with `discovery`", &bundles.full_discovery)?;
-    let behaviour_policy = compile("bench full.yaml with `behaviour.bola`", &bundles.full_behaviour)?;
+    let behaviour_policy = compile(
+        "bench full.yaml with `behaviour.bola`",
+        &bundles.full_behaviour,
+    )?;
     let mut cold_policies = BTreeMap::new();
     for (algorithm, bundle) in &bundles.jwt_cold {
         let name = format!("bench full.yaml, token cache off, {algorithm} key");
