@@ -28,5 +28,6 @@ pub(crate) mod shape;
 pub(crate) mod uri;
 
 pub(crate) use operation::{
-    compile, CompiledOperation, Content, Contract, Media, Settings, FORM_TYPES,
+    compile, distinct_labels, CompiledOperation, Content, Contract, Media, Settings, FORM_TYPES,
+    UNMATCHED_LABEL,
 };

@@ -43,6 +43,28 @@ pub struct CompiledOperation {
     pub security: Option<Vec<SecurityRequirement>>,
 }
 
+/// The operation label of requests that matched no operation (the analytics' stats).
+pub(crate) const UNMATCHED_LABEL: &str = "_unknown";
+
+/// Makes the operations' stat labels distinct. A label is the operation's name with the
+/// characters stats cannot carry replaced, so two operations can come out alike
+/// (`list.pets`, `list_pets`), or like [`UNMATCHED_LABEL`]; the later ones get a numbered
+/// suffix, so no two operations (or an operation and the unmatched requests) share a stat.
+pub(crate) fn distinct_labels(operations: &mut [CompiledOperation]) {
+    let mut taken: std::collections::HashSet<Rc<str>> =
+        std::iter::once(Rc::from(UNMATCHED_LABEL)).collect();
+    for operation in operations {
+        let mut label = Rc::clone(&operation.label);
+        let mut suffix = 2;
+        while taken.contains(&label) {
+            label = format!("{}_{suffix}", operation.label).into();
+            suffix += 1;
+        }
+        taken.insert(Rc::clone(&label));
+        operation.label = label;
+    }
+}
+
 impl CompiledOperation {
     pub fn new(
         method: Method,

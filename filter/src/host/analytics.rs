@@ -27,8 +27,7 @@ use super::metrics::{counter, define, increment, record};
 use crate::exchange::{Finished, StatusClass};
 use crate::policy::Policy;
 
-/// The operation label of requests that matched no operation.
-pub(super) const UNKNOWN: &str = "_unknown";
+use crate::contract::UNMATCHED_LABEL as UNKNOWN;
 
 /// One VM's analytics stats for one policy.
 pub(super) struct OperationStats {

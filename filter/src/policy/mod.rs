@@ -291,6 +291,7 @@ impl Policy {
             operations.push(operation);
             Ok(operations.len() - 1)
         })?;
+        contract::distinct_labels(&mut operations);
         // A candidate may remove an operation the policy's settings name: canarying that
         // removal is the point, so only the enforced contract refuses unknown names.
         let unknown = config.operations.keys().find(|k| !used.contains(*k));
@@ -596,6 +597,24 @@ mod tests {
         ] {
             assert_eq!(e.location().unwrap().pointer, "/paths/~1a/get/responses/2x");
         }
+    }
+
+    /// Stat labels replace what stats cannot carry, so two operation names can come out
+    /// alike, or like the unmatched requests' label: each operation still gets its own.
+    #[test]
+    fn every_operation_has_a_stat_label_of_its_own() {
+        let p = Policy::compile(
+            r#"{"name": "a", "openapi": {"document": {"openapi": "3.1.0", "paths": {
+                "/a": {"get": {"operationId": "list.pets"}, "put": {"operationId": "list_pets"}},
+                "/b": {"get": {"operationId": "_unknown"}, "put": {"operationId": "list_pets_2"}}
+            }}}}"#,
+        )
+        .unwrap();
+        let labels: Vec<&str> = p.operations.iter().map(|op| &*op.label).collect();
+        assert_eq!(
+            labels,
+            ["list_pets", "list_pets_2", "_unknown_2", "list_pets_2_2"]
+        );
     }
 
     #[test]
