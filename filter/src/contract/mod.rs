@@ -29,5 +29,4 @@ pub(crate) mod uri;
 
 pub(crate) use operation::{
     compile, distinct_labels, CompiledOperation, Content, Contract, Media, Settings, FORM_TYPES,
-    UNMATCHED_LABEL,
 };

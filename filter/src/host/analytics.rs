@@ -27,7 +27,7 @@ use super::metrics::{counter, define, increment, record};
 use crate::exchange::{Finished, StatusClass};
 use crate::policy::Policy;
 
-use crate::contract::UNMATCHED_LABEL as UNKNOWN;
+use crate::contract::operation::UNMATCHED_LABEL as UNKNOWN;
 
 /// One VM's analytics stats for one policy.
 pub(super) struct OperationStats {
