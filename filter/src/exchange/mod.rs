@@ -58,7 +58,7 @@ use crate::policy::response::ResponseBodyCheck;
 use crate::policy::BodyCheck;
 use crate::policy::Policy;
 use crate::problem::{self, Reply};
-use crate::request::{Identity, Method, RequestHead};
+use crate::request::{lossy, Identity, Method, RequestHead};
 use crate::security::KeyRing;
 use crate::settings::OperationMode;
 use crate::verdict::{Action, RuleId, Verdict};
@@ -981,16 +981,6 @@ impl<'h, N: AsRef<str>, V: AsRef<[u8]>> Headers<'h, N, V> {
             .filter(|(name, _)| !name.as_ref().starts_with(':'))
             .map(|(name, value)| (name.as_ref(), lossy(value.as_ref())))
             .collect()
-    }
-}
-
-/// Bytes as text, lossily. Valid text (nearly every header) is checked by `from_utf8`,
-/// which strides over ASCII a word at a time; `from_utf8_lossy` alone walks byte by byte,
-/// and a JWT header made that walk a visible share of a request's time in the VM.
-fn lossy(bytes: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => Cow::Borrowed(text),
-        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 

@@ -26,7 +26,7 @@ use crate::contract::params;
 use crate::contract::percent::hex_value;
 use crate::contract::CompiledOperation;
 use crate::error::{pointer_token, Location, PolicyError};
-use crate::request::{Method, RequestHead};
+use crate::request::{lossy, Method, RequestHead};
 use crate::verdict::{sanitize, RuleId, Violation};
 use injection::Detector;
 
@@ -522,7 +522,7 @@ impl Anomaly {
         for segment in path.split(|&b| b == b'/') {
             let decoded = percent_decode(segment, false);
             // Traversal and encodings in the path are the contract's `path.*` rules.
-            for rule in self.detector.scan(&String::from_utf8_lossy(&decoded)) {
+            for rule in self.detector.scan(&lossy(&decoded)) {
                 if rule != RuleId::AnomalyPathTraversal {
                     push(rule, "path", None);
                 }
@@ -555,9 +555,10 @@ impl Anomaly {
             let mut parts = pair.splitn(2, |&b| b == b'=');
             let name = percent_decode(parts.next().unwrap_or_default(), true);
             let value = percent_decode(parts.next().unwrap_or_default(), true);
-            let name_text = String::from_utf8_lossy(&name);
-            for bytes in [&name, &value] {
-                if std::str::from_utf8(bytes).is_err() {
+            let (name_text, value_text) = (lossy(&name), lossy(&value));
+            for (bytes, text) in [(&name, &name_text), (&value, &value_text)] {
+                // Only bytes that are not UTF-8 come back owned.
+                if matches!(text, Cow::Owned(_)) {
                     push(RuleId::AnomalyInvalidUtf8, location, Some(&name_text));
                 }
                 if has_control(bytes) {
@@ -567,12 +568,7 @@ impl Anomaly {
             if !seen.insert(name.clone()) && !declared.contains(&&*name_text) {
                 push(RuleId::AnomalyRepeatedParam, location, Some(&name_text));
             }
-            self.scan_field(
-                &name_text,
-                &String::from_utf8_lossy(&value),
-                location,
-                &mut push,
-            );
+            self.scan_field(&name_text, &value_text, location, &mut push);
         }
     }
 
