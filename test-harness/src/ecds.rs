@@ -29,16 +29,7 @@ pub struct EcdsSource {
 impl EcdsSource {
     /// A fresh directory with `bundle` as the first policy, to run on the `.wasm` at `wasm`.
     pub fn create(wasm: &Path, bundle: &Value) -> Result<EcdsSource, Error> {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "apiguard-ecds-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let dir = std::env::temp_dir().join(name);
-        // A stale directory from an earlier process with the same pid is ours to replace.
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+        let dir = crate::envoy::fresh_temp_dir("ecds")?;
         let source = EcdsSource {
             dir,
             wasm: wasm.to_owned(),

@@ -377,6 +377,22 @@ fn tail(log: &str) -> String {
 /// A per-run directory for the rendered config, the logs and the admin address; removed on
 /// drop unless [`ScratchDir::keep`] was called (a failed test keeps it for inspection) or
 /// it is the directory the caller chose ([`EnvoyOptions::files`]).
+/// A new, empty directory `apiguard-<kind>-<pid>-<n>` in the system's temporary directory,
+/// unique within this process (parallel tests each get their own).
+pub(crate) fn fresh_temp_dir(kind: &str) -> Result<PathBuf, Error> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "apiguard-{kind}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let path = std::env::temp_dir().join(name);
+    // A stale directory from an earlier process with the same pid is ours to replace.
+    let _ = fs::remove_dir_all(&path);
+    fs::create_dir_all(&path).map_err(Error::io(format!("creating {}", path.display())))?;
+    Ok(path)
+}
+
 #[derive(Debug)]
 struct ScratchDir {
     path: PathBuf,
@@ -385,16 +401,7 @@ struct ScratchDir {
 
 impl ScratchDir {
     fn create() -> Result<ScratchDir, Error> {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "apiguard-envoy-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = std::env::temp_dir().join(name);
-        // A stale directory from an earlier process with the same pid is ours to replace.
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).map_err(Error::io(format!("creating {}", path.display())))?;
+        let path = fresh_temp_dir("envoy")?;
         Ok(ScratchDir { path, keep: false })
     }
 
