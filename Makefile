@@ -11,6 +11,7 @@
 #   make discovery-sim [SEED=…] discovery's precision and recall on GitHub's API with a tenth of its paths cut
 #   make bench                  apiguard vs bare Envoy, a no-op wasm filter, native filters; records BENCHMARKS.md
 #   make bench-compare          re-run the benchmark, compare its ratios with the recorded ones
+#   make vm-profile             the request path in V8 without Envoy: host calls per request, a CPU profile
 #   make fuzz [TARGET=…] [SECONDS=…]  the fuzz targets (cargo-fuzz), one after the other; logs in target/fuzz
 #   make fuzz-cmin [TARGET=…]   merge what `fuzz` found into the committed corpus, minimised
 #   make soak [SOAK_MINUTES=30]  a steady mixed load, sampled; CSV, plot and checks in target/soak
@@ -38,7 +39,7 @@ DEMO_POLICY := $(or $(POLICY),policies/petstore/policy.yaml)
 CHECK_POLICIES := $(or $(POLICY),$(sort $(wildcard policies/*/policy.yaml)))
 
 .PHONY: help setup specs wasm harness test demo check conformance conformance-record bench-tools \
-	bench bench-compare oci-image discovery-sim fuzz fuzz-cmin soak soak-clients fail-reload
+	bench bench-compare vm-profile oci-image discovery-sim fuzz fuzz-cmin soak soak-clients fail-reload
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -144,6 +145,23 @@ bench: bench-tools
 
 bench-compare: bench-tools
 	$(BENCH_RUN) --compare --tolerance $(BENCH_TOLERANCE)
+
+# The filter built with its symbols (`profiling`: release, not stripped), the reference
+# filter, and the CLI that bundles the policy; node runs them (bench/vm/host.mjs says how).
+VM_PROFILE := target/vm-profile
+VM_REQUESTS ?= 20000
+vm-profile: setup
+	@$(STAGE) "vm-profile: build the filter with symbols, the reference filter, the CLI" "first run 5 to 8 min, then seconds" \
+		bash -c '$(CARGO) build -q --profile profiling --target wasm32-wasip1 -p apiguard-filter --lib \
+		&& $(CARGO) build -q --release --target wasm32-wasip1 -p apiguard-bench-noop --lib \
+		&& $(CARGO) build -q -p apiguard-filter --bin apiguard'
+	@node bench/vm/prepare.mjs target/debug/apiguard $(VM_PROFILE)
+	@for config in noop floor; do \
+		node --no-warnings bench/vm/host.mjs target/wasm32-wasip1/release/bench_noop_filter.wasm $(VM_PROFILE)/$$config.config $(VM_PROFILE)/token get $(VM_REQUESTS); done
+	@rm -f $(VM_PROFILE)/*.cpuprofile
+	@node --no-warnings --cpu-prof --cpu-prof-dir $(VM_PROFILE) bench/vm/host.mjs target/wasm32-wasip1/profiling/apiguard_filter.wasm \
+		$(VM_PROFILE)/full.bundle.json $(VM_PROFILE)/token get $(VM_REQUESTS)
+	@node bench/vm/summary.mjs $(VM_PROFILE)/*.cpuprofile
 
 # Seeded: the same SEED replays the same traffic. `make test` runs seed 1 (sim's unit test).
 SEED ?= 1
