@@ -1,7 +1,7 @@
 //! The policy as users write it: one API, its contract, and each subsystem's section.
 //!
 //! The same types read a policy file (`openapi: {file: …}`) and the bundle Envoy hands the
-//! plugin (`openapi: {document: …}`, see [`mod@crate::policy::bundle`]); unknown keys are
+//! plugin (`openapi: {document: …}`, see [`mod@crate::gateway::bundle`]); unknown keys are
 //! refused so a typo never silently disables a check. Settings every subsystem reads
 //! (modes, limits) are in [`crate::settings`], below them all.
 
@@ -158,7 +158,7 @@ pub(crate) enum SchemaCompilation {
 }
 
 /// Where the OpenAPI document comes from: a file next to the policy (resolved by
-/// [`crate::policy::load_bundle`]), or the document itself, as an object or as JSON/YAML text.
+/// [`crate::gateway::load_bundle`]), or the document itself, as an object or as JSON/YAML text.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct OpenApiSource {

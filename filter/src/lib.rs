@@ -75,9 +75,9 @@ pub use exchange::{
     canary_counter_name, CanaryChange, Contract, Counter, Exchange, FilterState, Finished,
     HeaderChange, Input, Next, Outputs, StatusClass, Values,
 };
-pub use gateway::{Gateway, Unmatched};
+pub use gateway::{bundle, load_bundle, load_contract, Gateway, Unmatched};
 pub use policy::diff::{diff, Change as DiffChange, Diff};
-pub use policy::{bundle, load_bundle, load_contract, BodyCheck, Policy};
+pub use policy::{BodyCheck, Policy};
 pub use problem::Reply;
 pub use request::{Identity, Method, RequestHead};
 pub use security::KeyRing;

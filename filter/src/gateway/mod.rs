@@ -14,6 +14,7 @@
 //! A configuration without `apis:` is one API, as before; with a `match` it refuses what
 //! does not match it as `route.unknown_api` under its own name.
 
+pub mod bundle;
 mod select;
 
 use std::rc::Rc;
@@ -30,6 +31,8 @@ use crate::request::lossy;
 use crate::settings::Mode;
 use crate::verdict::{Action, RuleId, Verdict, Violation};
 use select::{api_pointer, Entry, Selector};
+
+pub use bundle::{bundle, load_bundle, load_contract};
 
 /// The compiled APIs of one configuration and how requests are dealt among them.
 /// Immutable, like each [`Policy`]; the host hands each request the `Rc` of its API.
@@ -132,8 +135,8 @@ impl Gateway {
                 });
             }
             matchers.push(api.matcher.take());
-            let mut policy =
-                Policy::compile_parsed(api, origin, hash, scope).map_err(|e| e.under(origin, &at))?;
+            let mut policy = Policy::compile_parsed(api, origin, hash, scope)
+                .map_err(|e| e.under(origin, &at))?;
             policy.stats_prefix = prefix;
             apis.push(Rc::new(policy));
         }
@@ -157,6 +160,14 @@ impl Gateway {
     /// The APIs, in the order the configuration lists them.
     pub fn apis(&self) -> &[Rc<Policy>] {
         &self.apis
+    }
+
+    /// The one policy of a configuration that does not list APIs (`None` for a gateway).
+    pub fn into_single(self) -> Option<Policy> {
+        match (self.listed, <[_; 1]>::try_from(self.apis)) {
+            (false, Ok([policy])) => Rc::try_unwrap(policy).ok(),
+            _ => None,
+        }
     }
 
     /// Whether the configuration lists its APIs (`apis:`), each with stats of its own;
@@ -219,7 +230,8 @@ impl Gateway {
             ..Verdict::default()
         };
         verdict.settle();
-        let (method, path, request_id) = (header(":method"), header(":path"), header("x-request-id"));
+        let (method, path, request_id) =
+            (header(":method"), header(":path"), header("x-request-id"));
         let context = RequestContext {
             time_ms,
             method: &method,
@@ -288,7 +300,10 @@ mod tests {
         let g = gateway();
         assert!(g.is_listed());
         assert_eq!(pick(&g, "pets.example.com", "/v1/pets"), Some("pets"));
-        assert_eq!(pick(&g, "Pets.Example.com:443", "/v2/pets"), Some("pets.v2"));
+        assert_eq!(
+            pick(&g, "Pets.Example.com:443", "/v2/pets"),
+            Some("pets.v2")
+        );
         assert_eq!(pick(&g, "eu.shop.example.com", "/orders"), Some("shop"));
         assert_eq!(pick(&g, "pets.example.com", "/v3/pets"), None);
         assert_eq!(pick(&g, "shop.example.com", "/orders"), None);
@@ -322,9 +337,15 @@ mod tests {
         let reply = unmatched.reply.unwrap();
         assert_eq!(reply.status, 404);
         let problem: Value = serde_json::from_slice(&reply.body).unwrap();
-        assert_eq!((problem["rule"].as_str(), problem["api"].as_str()), (Some("route.unknown_api"), Some("edge")));
+        assert_eq!(
+            (problem["rule"].as_str(), problem["api"].as_str()),
+            (Some("route.unknown_api"), Some("edge"))
+        );
         let event = unmatched.event.unwrap();
-        assert_eq!((event.rule.as_str(), event.api.as_str()), ("route.unknown_api", "edge"));
+        assert_eq!(
+            (event.rule.as_str(), event.api.as_str()),
+            ("route.unknown_api", "edge")
+        );
         assert_eq!(event.owner.team.as_deref(), Some("platform"));
         let facts = event.request.unwrap();
         assert_eq!(facts.client.as_deref(), Some("192.0.2.9"));
@@ -350,9 +371,13 @@ mod tests {
         assert_eq!(pick(&g, "anything", "/elsewhere"), Some("pets"));
         assert_eq!(g.apis()[0].stats_prefix, "apiguard.");
         // With a `match`, it refuses the rest under its own name.
-        let g = Gateway::compile(api("pets", &["pets.example.com"], "/v1", "/pets").to_string()).unwrap();
+        let g = Gateway::compile(api("pets", &["pets.example.com"], "/v1", "/pets").to_string())
+            .unwrap();
         assert_eq!(pick(&g, "other.example.com", "/v1/pets"), None);
-        assert_eq!(g.unmatched(&[(":path", "/")], 0, None).event.unwrap().api, "pets");
+        assert_eq!(
+            g.unmatched(&[(":path", "/")], 0, None).event.unwrap().api,
+            "pets"
+        );
     }
 
     #[test]
@@ -369,7 +394,10 @@ mod tests {
         let mut bad = api("shop", &["shop.example.com"], "/", "/orders");
         bad["openapi"]["document"]["paths"] = json!({"orders": {}});
         let e = refused(json!({"apis": [bad]}));
-        assert_eq!(e.location().unwrap().origin, "plugin configuration /apis/0/openapi/document");
+        assert_eq!(
+            e.location().unwrap().origin,
+            "plugin configuration /apis/0/openapi/document"
+        );
         let e = refused(json!({"apis": [
             api("pets.v2", &["a.example.com"], "/", "/a"),
             api("pets_v2", &["b.example.com"], "/", "/a"),

@@ -92,7 +92,9 @@ impl Pattern {
             (Pattern::Exact(a), Pattern::Exact(b)) => a == b,
             (Pattern::Exact(name), suffix @ Pattern::Suffix(_))
             | (suffix @ Pattern::Suffix(_), Pattern::Exact(name)) => suffix.matches(Some(name)),
-            (Pattern::Suffix(a), Pattern::Suffix(b)) => a.ends_with(b.as_str()) || b.ends_with(a.as_str()),
+            (Pattern::Suffix(a), Pattern::Suffix(b)) => {
+                a.ends_with(b.as_str()) || b.ends_with(a.as_str())
+            }
         }
     }
 
@@ -128,7 +130,11 @@ impl Route {
     }
 
     fn describe(&self) -> String {
-        format!("{} under /{}", self.authority.describe(), self.base.join("/"))
+        format!(
+            "{} under /{}",
+            self.authority.describe(),
+            self.base.join("/")
+        )
     }
 }
 
@@ -198,7 +204,11 @@ impl Selector {
                                 mine.name,
                                 route.describe(),
                                 theirs.name,
-                                if theirs.pointer.is_empty() { "/" } else { &theirs.pointer },
+                                if theirs.pointer.is_empty() {
+                                    "/"
+                                } else {
+                                    &theirs.pointer
+                                },
                                 other.describe(),
                             ),
                         ));
@@ -220,9 +230,7 @@ impl Selector {
         let segments = path_segments(path);
         self.routes
             .iter()
-            .find(|route| {
-                route.authority.matches(host.as_deref()) && under(&segments, &route.base)
-            })
+            .find(|route| route.authority.matches(host.as_deref()) && under(&segments, &route.base))
             .map(|route| route.api)
     }
 }
@@ -264,7 +272,10 @@ fn port(rest: &[u8]) -> Option<()> {
 fn host_name(host: &[u8]) -> Option<String> {
     let ok = match host {
         [b'[', inner @ .., b']'] => {
-            !inner.is_empty() && inner.iter().all(|b| b.is_ascii_hexdigit() || b":.".contains(b))
+            !inner.is_empty()
+                && inner
+                    .iter()
+                    .all(|b| b.is_ascii_hexdigit() || b":.".contains(b))
         }
         _ => {
             !host.is_empty()
@@ -296,7 +307,8 @@ fn base_path(text: &str) -> Result<Vec<String>, String> {
         !s.is_empty()
             && s != "."
             && s != ".."
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
     };
     if segments.iter().all(plain) {
         Ok(segments)
@@ -343,7 +355,9 @@ fn decode_unreserved(segment: &[u8]) -> Vec<u8> {
 }
 
 fn hex(digit: u8) -> Option<u8> {
-    (digit as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    (digit as char)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 /// Whether the path's segments start with the base's.
@@ -431,7 +445,11 @@ mod tests {
         assert_eq!(pick(&s, "admin.example.com", "/"), Some(1));
         assert_eq!(pick(&s, "x.eu.example.com", "/"), Some(2));
         assert_eq!(pick(&s, "eu.example.com", "/"), Some(0));
-        assert_eq!(pick(&s, "example.com", "/"), None, "the apex is not a subdomain");
+        assert_eq!(
+            pick(&s, "example.com", "/"),
+            None,
+            "the apex is not a subdomain"
+        );
         assert_eq!(pick(&s, "badexample.com", "/"), None);
         assert_eq!(pick(&s, "[::1]:8080", "/"), Some(3));
     }
@@ -486,13 +504,19 @@ mod tests {
             ("b", matcher(&["API.example.com."], Some("/v1/"))),
         ]);
         assert_eq!(e.location().unwrap().pointer, "/apis/1/match/authorities/0");
-        assert!(e.to_string().contains("`b`") && e.to_string().contains("/apis/0"), "{e}");
+        assert!(
+            e.to_string().contains("`b`") && e.to_string().contains("/apis/0"),
+            "{e}"
+        );
         assert!(e.to_string().contains("the same requests"), "{e}");
         let e = refused(&[
             ("tenants", matcher(&["*.example.com"], Some("/admin"))),
             ("api", matcher(&["api.example.com"], None)),
         ]);
-        assert!(e.to_string().contains("neither is the more specific"), "{e}");
+        assert!(
+            e.to_string().contains("neither is the more specific"),
+            "{e}"
+        );
         let e = refused(&[
             ("a", matcher(&["*.example.com"], None)),
             ("b", matcher(&["other.net", "*.EXAMPLE.com"], None)),
@@ -526,7 +550,11 @@ mod tests {
         }
         for base in ["v1", "/v1//x", "/v1/../x", "/v%31", "/v1?x", "/v 1"] {
             let e = build(&[("a", matcher(&[], Some(base)))]).unwrap_err();
-            assert_eq!(e.location().unwrap().pointer, "/apis/0/match/base_path", "{base}");
+            assert_eq!(
+                e.location().unwrap().pointer,
+                "/apis/0/match/base_path",
+                "{base}"
+            );
         }
     }
 }

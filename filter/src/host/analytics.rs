@@ -78,12 +78,8 @@ impl OperationStats {
         let stats = stats.get_or_insert_with(|| Defined::new(label));
         let class = sample.status;
         if let Some(slot) = stats.requests.get_mut(class.index()) {
-            let id = *slot.get_or_insert_with(|| {
-                counter(&format!(
-                    "{label}.requests.{}",
-                    class.as_str()
-                ))
-            });
+            let id = *slot
+                .get_or_insert_with(|| counter(&format!("{label}.requests.{}", class.as_str())));
             increment(id);
         }
         record(stats.duration, sample.duration_ms);
@@ -94,12 +90,7 @@ impl OperationStats {
 
 impl Defined {
     fn new(label: &str) -> Defined {
-        let histogram = |name: &str| {
-            define(
-                MetricType::Histogram,
-                &format!("{label}.{name}"),
-            )
-        };
+        let histogram = |name: &str| define(MetricType::Histogram, &format!("{label}.{name}"));
         Defined {
             requests: [None; StatusClass::ALL.len()],
             duration: histogram("duration_ms"),

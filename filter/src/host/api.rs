@@ -79,8 +79,8 @@ impl Api {
         let ring = Rc::new(KeyRing::new(&policy.security));
         let jwks = Jwks::new(Rc::clone(&policy), Rc::clone(&ring), Rc::clone(&emitter));
         let background = Background::start(&policy);
-        let discovery = (policy.discovery)
-            .map(|settings| Rc::new(Record::new(settings, events::now_ms())));
+        let discovery =
+            (policy.discovery).map(|settings| Rc::new(Record::new(settings, events::now_ms())));
         let analytics = (policy.stats.analytics).then(|| Rc::new(OperationStats::new(&policy)));
         Api {
             serving: Rc::new(Serving {

@@ -107,13 +107,17 @@ impl Request {
             return None;
         }
         let peer = HostInput.downstream();
-        let unmatched = (dispatch.gateway).unmatched(headers, host_events::now_ms(), peer.as_deref());
+        let unmatched =
+            (dispatch.gateway).unmatched(headers, host_events::now_ms(), peer.as_deref());
         let metrics = &dispatch.metrics;
         let enforced = unmatched.action == Action::Block;
         for counter in [
             Counter::Inspected,
             Counter::Outcome(unmatched.action),
-            Counter::Rule { rule: RuleId::UnknownApi, enforced },
+            Counter::Rule {
+                rule: RuleId::UnknownApi,
+                enforced,
+            },
         ] {
             metrics.count(counter);
         }

@@ -136,8 +136,9 @@ impl RootContext for FilterRoot {
                         Api::start(Rc::clone(policy), metrics, previous.clone())
                     })
                     .collect();
-                let serving: Vec<Rc<Serving>> =
-                    (self.apis.iter()).map(|api| Rc::clone(&api.serving)).collect();
+                let serving: Vec<Rc<Serving>> = (self.apis.iter())
+                    .map(|api| Rc::clone(&api.serving))
+                    .collect();
                 self.dispatch = Some(Rc::new(Dispatch {
                     gateway,
                     apis: serving,
@@ -162,7 +163,8 @@ impl RootContext for FilterRoot {
             api.on_tick();
         }
         if let Some(dispatch) = &self.dispatch {
-            self.events.flush_at(dispatch.gateway.log_level(), events::now_ms());
+            self.events
+                .flush_at(dispatch.gateway.log_level(), events::now_ms());
         }
         if compiling && !self.apis.iter().any(Api::compiling) {
             self.set_tick();

@@ -1,7 +1,6 @@
 //! The compiled policy: everything a request is checked against, built once.
 
 mod anomalies;
-pub mod bundle;
 mod candidate;
 pub(crate) mod diff;
 pub(crate) mod inspect;
@@ -29,7 +28,6 @@ use crate::security::{KeyRing, Security};
 use crate::settings::{Limits, Mode, OperationMode};
 use crate::structpb;
 
-pub use bundle::{bundle, load_bundle, load_contract};
 pub use inspect::BodyCheck;
 
 /// How errors name the configuration Envoy handed over, which has no file name.
