@@ -23,15 +23,19 @@ impl Dir {
 
     /// `apiguard check <dir>/policy.yaml`: its exit success and its stderr.
     fn check(&self) -> (bool, String) {
-        let output = Command::new(env!("CARGO_BIN_EXE_apiguard"))
-            .arg("check")
-            .arg(self.0.join("policy.yaml"))
-            .output()
-            .unwrap();
+        let output = self.run_check();
         (
             output.status.success(),
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
+    }
+
+    fn run_check(&self) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_apiguard"))
+            .arg("check")
+            .arg(self.0.join("policy.yaml"))
+            .output()
+            .unwrap()
     }
 }
 
@@ -215,11 +219,7 @@ apis:
         "gateway-ok",
         &[("policy.yaml", &fixed), ("api.yaml", DOCUMENT)],
     );
-    let output = Command::new(env!("CARGO_BIN_EXE_apiguard"))
-        .arg("check")
-        .arg(dir.0.join("policy.yaml"))
-        .output()
-        .unwrap();
+    let output = dir.run_check();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     assert!(

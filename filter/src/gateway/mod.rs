@@ -110,7 +110,8 @@ impl Gateway {
                 apis: vec![Rc::new(policy)],
             });
         }
-        let config: GatewayConfig = parse_json(&json, origin)?;
+        let config: GatewayConfig =
+            parse_json(&json, origin).map_err(|e| in_entry(e, &json, origin))?;
         drop(json);
         policy::check_name(&config.name, origin)?;
         if config.apis.is_empty() {
@@ -248,6 +249,32 @@ impl Gateway {
             event: Event::from_verdict(&self.events, &verdict, &context),
             log: self.events.log,
         }
+    }
+}
+
+/// An error inside an API's entry, located as a single policy's would be (an inlined
+/// document's in the document's own file), under the entry's pointer. Only a configuration
+/// that does not parse pays for this second pass.
+fn in_entry(error: PolicyError, json: &str, origin: &str) -> PolicyError {
+    #[derive(Deserialize)]
+    struct Entries<'a> {
+        #[serde(borrow)]
+        apis: Vec<&'a serde_json::value::RawValue>,
+    }
+    let index = (error.location())
+        .and_then(|at| at.pointer.strip_prefix("/apis/"))
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|index| index.parse::<usize>().ok());
+    let entries = serde_json::from_str::<Entries<'_>>(json).ok();
+    let entry = index
+        .zip(entries)
+        .and_then(|(i, e)| Some((i, *e.apis.get(i)?)));
+    match entry {
+        Some((index, raw)) => match policy::parse_config(raw.get(), origin) {
+            Err(located) => located.under(origin, &api_pointer(index)),
+            Ok(_) => error,
+        },
+        None => error,
     }
 }
 
@@ -403,6 +430,16 @@ mod tests {
             api("pets_v2", &["b.example.com"], "/", "/a"),
         ]}));
         assert_eq!(e.location().unwrap().pointer, "/apis/1/name");
+        // A document that does not parse is located in its own file, as for one policy.
+        let mut bad = api("shop", &["shop.example.com"], "/", "/orders");
+        bad["openapi"]["source"] = json!("shop.yaml");
+        bad["openapi"]["document"]["paths"]["/orders"]["get"]["parameters"] = json!(7);
+        let e = refused(json!({"apis": [api("a", &["a.example.com"], "/", "/a"), bad]}));
+        let at = e.location().unwrap();
+        assert_eq!(
+            (at.origin.as_str(), at.pointer.as_str()),
+            ("shop.yaml", "/paths/~1orders/get/parameters")
+        );
         let e = refused(json!({"apis": []}));
         assert_eq!(e.location().unwrap().pointer, "/apis");
         let e = refused(json!({"apis": [api("a", &["a.example.com"], "/", "/a")], "mood": 1}));
