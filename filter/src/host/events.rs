@@ -33,7 +33,8 @@ pub(super) const FOLD_WINDOW_MS: u64 = 1_000;
 /// VM folded), which the sender's queue bound then limits.
 const FOLD_KEYS_MAX: usize = 1_024;
 
-/// One per filter VM.
+/// One per API of a filter VM (each API folds and logs at its own `events.log`), and one
+/// for a gateway's own `route.unknown_api` events.
 pub(super) struct Emitter {
     /// The sender's queue, once resolved. Resolved lazily: the sender may start after a
     /// filter VM, and without one events are only logged.
