@@ -536,6 +536,38 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_authorities_and_paths_never_panic_and_only_any_takes_non_hosts() {
+        let s = build(&[
+            (
+                "a",
+                matcher(&["a.example.com", "*.b.example.com", "[::1]"], Some("/v1")),
+            ),
+            ("any", matcher(&["*"], None)),
+        ])
+        .unwrap();
+        let alphabet = b"aA.:[]%31/v1x@-*?#\\x00\xff ";
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let mut bytes = |len: u64| -> Vec<u8> {
+                (0..next() % len)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                    .collect()
+            };
+            let (authority, path) = (bytes(24), bytes(24));
+            let picked = s.select(Some(&authority), &path);
+            if request_host(&authority).is_none() {
+                assert_ne!(picked, Some(0), "{authority:?} {path:?}");
+            }
+        }
+    }
+
+    #[test]
     fn bad_patterns_and_base_paths_say_what_to_write() {
         for (authority, says) in [
             ("api.example.com:8443", "without their port"),
