@@ -1,7 +1,7 @@
 //! The policy as users write it: one API, its contract, and each subsystem's section.
 //!
 //! The same types read a policy file (`openapi: {file: …}`) and the bundle Envoy hands the
-//! plugin (`openapi: {document: …}`, see [`mod@crate::policy::bundle`]); unknown keys are
+//! plugin (`openapi: {document: …}`, see [`mod@crate::gateway::bundle`]); unknown keys are
 //! refused so a typo never silently disables a check. Settings every subsystem reads
 //! (modes, limits) are in [`crate::settings`], below them all.
 
@@ -62,6 +62,45 @@ pub(crate) struct PolicyConfig {
     /// A contract to try beside the enforced one, on the same requests, never enforced
     /// (the contract canary); none if absent.
     pub candidate: Option<CandidateConfig>,
+    /// Which requests are this API's, when one configuration serves several (`apis:`, see
+    /// [`crate::gateway`]); absent: every request.
+    #[serde(rename = "match")]
+    pub matcher: Option<ApiMatch>,
+}
+
+/// Several APIs behind one listener: one policy per API, each selected per request by its
+/// `match` (see [`crate::gateway`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GatewayConfig {
+    /// The gateway's name: the `api` of `route.unknown_api` events (`[A-Za-z0-9._-]`,
+    /// 1-64); `gateway` if absent.
+    #[serde(default = "gateway_name")]
+    pub name: String,
+    /// What a request no API matches meets: `enforce` (the default) refuses it with 404
+    /// `route.unknown_api`, `monitor` lets it through uninspected, counted and evented.
+    #[serde(default)]
+    pub mode: Mode,
+    /// The owner and log level of `route.unknown_api` events.
+    #[serde(default)]
+    pub events: crate::events::EventsConfig,
+    /// The APIs: each a whole policy with its `match`.
+    pub apis: Vec<PolicyConfig>,
+}
+
+fn gateway_name() -> String {
+    "gateway".to_owned()
+}
+
+/// Which requests are one API's: any of its authorities (`api.example.com`, or
+/// `*.example.com` for every subdomain; none: any authority), and the base path its
+/// requests are under (`/v1`; none: `/`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ApiMatch {
+    #[serde(default)]
+    pub authorities: Vec<String>,
+    pub base_path: Option<String>,
 }
 
 /// The next version of the contract (`candidate`): compiled with the policy's own settings
@@ -119,7 +158,7 @@ pub(crate) enum SchemaCompilation {
 }
 
 /// Where the OpenAPI document comes from: a file next to the policy (resolved by
-/// [`crate::policy::load_bundle`]), or the document itself, as an object or as JSON/YAML text.
+/// [`crate::gateway::load_bundle`]), or the document itself, as an object or as JSON/YAML text.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct OpenApiSource {

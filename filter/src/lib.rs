@@ -38,6 +38,7 @@ mod discovery;
 mod error;
 mod events;
 mod exchange;
+mod gateway;
 mod policy;
 mod problem;
 /// The deployment resources for a policy (Envoy, ECDS, Istio): what `apiguard render` prints.
@@ -74,8 +75,9 @@ pub use exchange::{
     canary_counter_name, CanaryChange, Contract, Counter, Exchange, FilterState, Finished,
     HeaderChange, Input, Next, Outputs, StatusClass, Values,
 };
+pub use gateway::{bundle, load_bundle, load_contract, Gateway, Unmatched};
 pub use policy::diff::{diff, Change as DiffChange, Diff};
-pub use policy::{bundle, load_bundle, load_contract, BodyCheck, Policy};
+pub use policy::{BodyCheck, Policy};
 pub use problem::Reply;
 pub use request::{Identity, Method, RequestHead};
 pub use security::KeyRing;

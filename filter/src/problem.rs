@@ -111,6 +111,9 @@ pub(crate) fn reply(api: &str, rule: RuleId, verdict: &Verdict<'_>) -> Reply {
 fn detail(api: &str, rule: RuleId, verdict: &Verdict<'_>) -> String {
     match rule {
         RuleId::UnknownPath => format!("API `{api}` declares no operation at this path."),
+        RuleId::UnknownApi => {
+            format!("Gateway `{api}` serves no API at this host and base path.")
+        }
         RuleId::MethodNotAllowed => match &verdict.allowed {
             Some((template, methods)) => {
                 let methods: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();

@@ -66,13 +66,24 @@ fn buffer_filter(bundle: &Value) -> Value {
     })
 }
 
-/// The policy's body limit; the default when it sets none or the bundle does not parse
-/// (then the filter refuses the policy anyway).
+/// The policy's body limit (a gateway's: the largest of its APIs', so the buffer holds
+/// every body one of them checks); the default when it sets none or the bundle does not
+/// parse (then the filter refuses the policy anyway).
 fn max_body_bytes(bundle: &Value) -> usize {
-    let limits = bundle.get("limits").cloned().unwrap_or(Value::Null);
-    serde_json::from_value::<Limits>(limits)
-        .unwrap_or_default()
-        .max_body_bytes
+    let limit = |policy: &Value| {
+        let limits = policy.get("limits").cloned().unwrap_or(Value::Null);
+        serde_json::from_value::<Limits>(limits)
+            .unwrap_or_default()
+            .max_body_bytes
+    };
+    match bundle.get("apis").and_then(Value::as_array) {
+        Some(apis) => apis
+            .iter()
+            .map(limit)
+            .max()
+            .unwrap_or_else(|| limit(&Value::Null)),
+        None => limit(bundle),
+    }
 }
 
 /// The ECDS resource delivering the filter's configuration: a `TypedExtensionConfig` named
@@ -175,6 +186,13 @@ mod tests {
         assert_eq!(filters[1]["typed_config"]["max_request_bytes"], 4096);
         let filters = envoy_filters(&json!({"name": "a"}), WASM_PATH);
         assert_eq!(filters[1]["typed_config"]["max_request_bytes"], 1 << 20);
+        // A gateway's buffer takes the largest body any of its APIs checks.
+        let apis = json!({"apis": [{"limits": {"max_body_bytes": 4096}}, {"name": "b"}]});
+        let filters = envoy_filters(&apis, WASM_PATH);
+        assert_eq!(filters[1]["typed_config"]["max_request_bytes"], 1 << 20);
+        let apis = json!({"apis": [{"limits": {"max_body_bytes": 4 << 20}}, {"name": "b"}]});
+        let filters = envoy_filters(&apis, WASM_PATH);
+        assert_eq!(filters[1]["typed_config"]["max_request_bytes"], 4 << 20);
     }
 
     #[test]

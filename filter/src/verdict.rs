@@ -53,6 +53,9 @@ macro_rules! rules {
 rules! {
     /// No path template of the API matches the request path.
     UnknownPath = "route.unknown_path", 404, "No operation of this API has this path";
+    /// No API of a configuration with several (`apis:`) has the request's authority and
+    /// base path: nothing judges it, so it is refused (gateway `mode: monitor`: passed).
+    UnknownApi = "route.unknown_api", 404, "No API behind this gateway has this host and path";
     /// The path is declared but not with the request's method.
     MethodNotAllowed = "route.method_not_allowed", 405, "This path does not accept this method";
     /// The `:path` is not in origin form (`/…`), or carries a fragment.

@@ -23,15 +23,19 @@ impl Dir {
 
     /// `apiguard check <dir>/policy.yaml`: its exit success and its stderr.
     fn check(&self) -> (bool, String) {
-        let output = Command::new(env!("CARGO_BIN_EXE_apiguard"))
-            .arg("check")
-            .arg(self.0.join("policy.yaml"))
-            .output()
-            .unwrap();
+        let output = self.run_check();
         (
             output.status.success(),
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
+    }
+
+    fn run_check(&self) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_apiguard"))
+            .arg("check")
+            .arg(self.0.join("policy.yaml"))
+            .output()
+            .unwrap()
     }
 }
 
@@ -178,4 +182,50 @@ paths:
     fs::write(dir.0.join("next.yaml"), DOCUMENT).unwrap();
     let (ok, err) = dir.check();
     assert!(ok, "{err}");
+}
+
+/// A gateway (`apis:`): two APIs that would match the same requests are refused at the
+/// line of the second one's authority, naming the first; a good one is checked per API.
+#[test]
+fn a_gateway_is_refused_where_two_apis_meet_and_checked_per_api() {
+    let policy = "\
+name: edge
+apis:
+  - name: a
+    match: {authorities: [api.example.com], base_path: /v1}
+    openapi: {file: api.yaml}
+  - name: b
+    match:
+      authorities: [API.example.com.]
+      base_path: /v1/
+    openapi: {file: api.yaml}
+";
+    let dir = Dir::new(
+        "gateway",
+        &[("policy.yaml", policy), ("api.yaml", DOCUMENT)],
+    );
+    let (ok, stderr) = dir.check();
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("policy.yaml at /apis/1/match/authorities/0 (line 8, column"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("API `b`") && stderr.contains("API `a` at /apis/0"),
+        "{stderr}"
+    );
+    let fixed = policy.replace("base_path: /v1/", "base_path: /v2");
+    let dir = Dir::new(
+        "gateway-ok",
+        &[("policy.yaml", &fixed), ("api.yaml", DOCUMENT)],
+    );
+    let output = dir.run_check();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("ok: gateway `edge`, 2 APIs")
+            && stdout.contains("  API `a`, 1 path templates")
+            && stdout.contains("  API `b`, 1 path templates"),
+        "{stdout}"
+    );
 }

@@ -60,3 +60,41 @@ fn a_request_that_passes_says_so_and_a_bad_request_line_is_a_usage_error() {
     let (ok, out) = explain("petstore/policy.yaml", &["/v1/pets"]);
     assert!(!ok && out.contains("METHOD /target"), "{out}");
 }
+
+/// A gateway (`apis:`): the request is explained by the API its host and path choose, as
+/// Envoy would choose it; one no API has is `route.unknown_api`.
+#[test]
+fn a_gateway_explains_by_the_api_its_host_chooses() {
+    let gateway = "gateway/gateway.yaml";
+    let (ok, out) = explain(
+        gateway,
+        &["GET /v1/pets", "-H", "Host: PETS.example.com:443"],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.starts_with("API `petstore`\nGET /v1/pets: allowed\n  forwarded upstream\n"),
+        "{out}"
+    );
+    let (ok, out) = explain(
+        gateway,
+        &["GET /v1/pets", "-H", "Host: eu.books.example.com"],
+    );
+    assert!(ok, "{out}");
+    assert_eq!(
+        out.lines().take(2).collect::<Vec<_>>(),
+        [
+            "GET /v1/pets: blocked",
+            "  answered 404 by the filter (route.unknown_api)"
+        ],
+        "{out}"
+    );
+    let (ok, out) = explain(
+        gateway,
+        &["GET /bookshop/v2/nowhere", "-H", "Host: books.example.com"],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.starts_with("API `bookshop`\nGET /bookshop/v2/nowhere: blocked\n  answered 404 by the filter (route.unknown_path)"),
+        "{out}"
+    );
+}

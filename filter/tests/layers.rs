@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 /// lower layers only; modules of one layer do not use each other.
 const LAYERS: &[&[&str]] = &[
     &["host", "render"],
-    &["exchange"],
+    &["exchange", "gateway"],
     &["policy"],
     &["config"],
     &["behaviour"],

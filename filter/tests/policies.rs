@@ -61,8 +61,8 @@ fn every_example_policy_compiles_and_has_cases() {
         "expected at least two example policies, found {dirs:?}"
     );
     for dir in dirs {
-        let (_, policy) = bundle(&dir.join("policy.yaml")).unwrap_or_else(|e| panic!("{e}"));
-        assert!(policy.templates() > 0);
+        let (_, gateway) = bundle(&dir.join("policy.yaml")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(gateway.apis().iter().all(|policy| policy.templates() > 0));
         assert!(
             dir.join("cases.yaml").is_file(),
             "{} has no cases.yaml",
@@ -76,8 +76,8 @@ fn example_policies_meet_their_cases() {
     let mut failures = Vec::new();
     let mut count = 0;
     for dir in policy_dirs() {
-        let (_, policy) = bundle(&dir.join("policy.yaml")).unwrap();
-        let policy = Rc::new(policy);
+        let (_, gateway) = bundle(&dir.join("policy.yaml")).unwrap();
+        let policy = Rc::new(gateway.into_single().expect("one API per example policy"));
         let ring = Rc::new(policy.key_ring());
         let text = std::fs::read_to_string(dir.join("cases.yaml")).unwrap();
         let cases: Vec<Value> = serde_yaml::from_str(&text).unwrap();

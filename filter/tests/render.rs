@@ -148,3 +148,23 @@ fn the_readmes_ecds_filter_is_the_rendered_one() {
         apiguard_filter::render::ecds_filter("/etc/envoy/ecds/apiguard.yaml", "/etc/envoy/ecds");
     assert_eq!(shown["http_filters"][0], rendered);
 }
+
+/// A gateway (`apis:`) renders like a policy: one filter whose configuration lists every
+/// API with its document inlined, and a buffer that takes the largest body any API checks.
+#[test]
+fn a_gateway_renders_as_one_filter_with_every_api_inlined() {
+    let filters = render(&["envoy", "policies/gateway/gateway.yaml"]).remove(0);
+    let configuration = &filters[0]["typed_config"]["config"]["configuration"]["value"];
+    assert_eq!(configuration["name"], "edge");
+    let apis = configuration["apis"].as_array().unwrap();
+    let names: Vec<&Value> = apis.iter().map(|api| &api["name"]).collect();
+    assert_eq!(names, ["petstore", "bookshop"]);
+    for api in apis {
+        assert!(api["openapi"]["document"]["paths"].is_object(), "{api}");
+        assert!(api["openapi"].get("file").is_none(), "{api}");
+    }
+    assert_eq!(filters[1]["typed_config"]["max_request_bytes"], 1 << 20);
+    let ecds = render(&["ecds", "policies/gateway/gateway.yaml"]).remove(0);
+    let value = &ecds["resources"][0]["typed_config"]["config"]["configuration"]["value"];
+    assert_eq!(value, configuration);
+}

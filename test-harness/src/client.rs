@@ -135,13 +135,18 @@ impl Client {
                     parts.headers.insert(HOST, host.map_err(http::Error::from)?);
                 }
             }
-            // HTTP/2 carries the authority in the URI (`:authority`), not a header.
+            // HTTP/2 carries the authority in the URI (`:authority`), not a header: the
+            // request's own when its URI is absolute, else the server address.
             HttpVersion::H2c => {
                 let target = parts
                     .uri
                     .path_and_query()
                     .map_or("/", |target| target.as_str());
-                let uri = Uri::try_from(format!("http://{}{target}", self.addr));
+                let authority = match parts.uri.authority() {
+                    Some(authority) => authority.to_string(),
+                    None => self.addr.to_string(),
+                };
+                let uri = Uri::try_from(format!("http://{authority}{target}"));
                 parts.uri = uri.map_err(http::Error::from)?;
             }
         }

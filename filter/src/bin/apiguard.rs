@@ -131,22 +131,40 @@ fn check(files: &[String]) -> ExitCode {
     let mut status = ExitCode::SUCCESS;
     for file in files {
         // Lazy or not, every schema is compiled here, before deployment.
-        let checked = bundle(Path::new(file))
-            .and_then(|(_, policy)| policy.compile_schemas().map(|()| policy));
+        let checked = bundle(Path::new(file)).and_then(|(_, gateway)| {
+            (gateway.apis().iter())
+                .try_for_each(|policy| policy.compile_schemas())
+                .map(|()| gateway)
+        });
         match checked {
-            Ok(policy) => {
-                for scheme in policy.unconfigured_schemes() {
-                    eprintln!(
-                        "warning: {file}: security scheme `{scheme}` is declared but not \
-                         configured; no operation uses it"
+            Ok(gateway) => {
+                if gateway.is_listed() {
+                    println!(
+                        "{file}: ok: gateway `{}`, {} APIs, requests no API matches: {:?}",
+                        gateway.name(),
+                        gateway.apis().len(),
+                        gateway.mode()
                     );
                 }
-                println!(
-                    "{file}: ok: API `{}`, {} path templates, mode {:?}",
-                    policy.name(),
-                    policy.templates(),
-                    policy.mode()
-                )
+                for policy in gateway.apis() {
+                    for scheme in policy.unconfigured_schemes() {
+                        eprintln!(
+                            "warning: {file}: API `{}`: security scheme `{scheme}` is declared \
+                             but not configured; no operation uses it",
+                            policy.name()
+                        );
+                    }
+                    let lead = match gateway.is_listed() {
+                        true => "  ".to_owned(),
+                        false => format!("{file}: ok: "),
+                    };
+                    println!(
+                        "{lead}API `{}`, {} path templates, mode {:?}",
+                        policy.name(),
+                        policy.templates(),
+                        policy.mode()
+                    )
+                }
             }
             Err(e) => {
                 eprintln!("error: {e}");
@@ -191,7 +209,11 @@ fn print_render(kind: &str, file: &Path, options: &[String]) -> ExitCode {
     }
     // Only a policy that compiles (every schema too, as `check` does) is rendered: a
     // deployment never carries one the filter refuses.
-    let checked = bundle(file).and_then(|(json, policy)| policy.compile_schemas().map(|()| json));
+    let checked = bundle(file).and_then(|(json, gateway)| {
+        (gateway.apis().iter())
+            .try_for_each(|policy| policy.compile_schemas())
+            .map(|()| json)
+    });
     let policy = match checked {
         Ok(policy) => policy,
         Err(e) => {
@@ -255,8 +277,8 @@ fn explain(file: &Path, request: &str, options: &[String]) -> ExitCode {
             }
         }
     }
-    let policy = match bundle(file) {
-        Ok((_, policy)) => Rc::new(policy),
+    let gateway = match bundle(file) {
+        Ok((_, gateway)) => gateway,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
@@ -265,6 +287,25 @@ fn explain(file: &Path, request: &str, options: &[String]) -> ExitCode {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
+    // A gateway's API is chosen as Envoy chooses it: by `-H 'host: …'` and the path.
+    let chosen = gateway.select(&headers).and_then(|i| gateway.apis().get(i));
+    let Some(policy) = chosen.map(Rc::clone) else {
+        let unmatched = gateway.unmatched(&headers, now / 1_000_000, None);
+        let rule = "route.unknown_api";
+        println!("{method} {target}: {}", unmatched.action.as_str());
+        match unmatched.reply {
+            Some(reply) => println!("  answered {} by the filter ({rule})", reply.status),
+            None => println!("  forwarded upstream ({rule}, recorded)"),
+        }
+        println!(
+            "  no API of gateway `{}` has this host and path",
+            gateway.name()
+        );
+        return ExitCode::SUCCESS;
+    };
+    if gateway.is_listed() {
+        println!("API `{}`", policy.name());
+    }
     let input = Values {
         now,
         downstream: Some("192.0.2.1:40000".to_owned()),

@@ -127,6 +127,27 @@ impl PolicyError {
     }
 }
 
+impl PolicyError {
+    /// The error of one part of a configuration (an API of a gateway, compiled on its own)
+    /// located in the whole: a pointer into `origin` is put under `prefix` (`/apis/3`), and
+    /// so is the section an inlined document's origin names (`origin /openapi/document`).
+    pub(crate) fn under(mut self, origin: &str, prefix: &str) -> PolicyError {
+        let at = match &mut self {
+            PolicyError::Read { .. } => return self,
+            PolicyError::Syntax { at, .. }
+            | PolicyError::Shape { at, .. }
+            | PolicyError::Invalid { at, .. }
+            | PolicyError::ReadNamed { at, .. } => at,
+        };
+        if at.origin == origin {
+            at.pointer = format!("{prefix}{}", at.pointer);
+        } else if let Some(section) = at.origin.strip_prefix(&format!("{origin} /")) {
+            at.origin = format!("{origin} {prefix}/{section}");
+        }
+        self
+    }
+}
+
 /// Escapes one JSON-pointer reference token (RFC 6901 §3).
 pub(crate) fn pointer_token(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")

@@ -187,7 +187,7 @@ impl Canary {
 }
 
 /// The name of a canary counter: `apiguard.canary.<operation>.<rule>.<would_block|
-/// would_allow>`, the operation by its label in its own contract (as in
+/// would_allow>` (an API of a gateway: its stats prefix in place of `apiguard.`), the operation by its label in its own contract (as in
 /// `apiguard.operation.*`), or `none` when neither contract matched one.
 pub fn counter_name(
     policy: &Policy,
@@ -197,7 +197,8 @@ pub fn counter_name(
 ) -> String {
     let label = operation.and_then(|operation| find(policy, operation));
     let label = label.map_or("none", |op| &op.label);
-    format!("apiguard.canary.{label}.{rule}.{}", change.as_str())
+    let prefix = &policy.stats_prefix;
+    format!("{prefix}canary.{label}.{rule}.{}", change.as_str())
 }
 
 /// An operation of the enforced contract or of the candidate.

@@ -31,7 +31,8 @@ use crate::contract::operation::UNMATCHED_LABEL as UNKNOWN;
 
 /// One VM's analytics stats for one policy.
 pub(super) struct OperationStats {
-    /// The operations' labels, by index in the policy, then [`UNKNOWN`].
+    /// What the operations' stat names start with (`apiguard.operation.<op>`, or an API's
+    /// prefix in place of `apiguard.`), by index in the policy, then [`UNKNOWN`]'s.
     labels: Vec<Rc<str>>,
     /// Per label, its stats once defined.
     defined: RefCell<Vec<Option<Defined>>>,
@@ -49,9 +50,11 @@ struct Defined {
 
 impl OperationStats {
     pub(super) fn new(policy: &Policy) -> OperationStats {
+        let prefix = &policy.stats_prefix;
         let labels: Vec<Rc<str>> = (policy.operations.iter())
-            .map(|op| Rc::clone(&op.label))
-            .chain([Rc::from(UNKNOWN)])
+            .map(|op| &*op.label)
+            .chain([UNKNOWN])
+            .map(|label| Rc::from(format!("{prefix}operation.{label}")))
             .collect();
         let defined = RefCell::new(labels.iter().map(|_| None).collect());
         OperationStats { labels, defined }
@@ -75,12 +78,8 @@ impl OperationStats {
         let stats = stats.get_or_insert_with(|| Defined::new(label));
         let class = sample.status;
         if let Some(slot) = stats.requests.get_mut(class.index()) {
-            let id = *slot.get_or_insert_with(|| {
-                counter(&format!(
-                    "apiguard.operation.{label}.requests.{}",
-                    class.as_str()
-                ))
-            });
+            let id = *slot
+                .get_or_insert_with(|| counter(&format!("{label}.requests.{}", class.as_str())));
             increment(id);
         }
         record(stats.duration, sample.duration_ms);
@@ -91,12 +90,7 @@ impl OperationStats {
 
 impl Defined {
     fn new(label: &str) -> Defined {
-        let histogram = |name: &str| {
-            define(
-                MetricType::Histogram,
-                &format!("apiguard.operation.{label}.{name}"),
-            )
-        };
+        let histogram = |name: &str| define(MetricType::Histogram, &format!("{label}.{name}"));
         Defined {
             requests: [None; StatusClass::ALL.len()],
             duration: histogram("duration_ms"),

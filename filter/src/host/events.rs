@@ -33,7 +33,8 @@ pub(super) const FOLD_WINDOW_MS: u64 = 1_000;
 /// VM folded), which the sender's queue bound then limits.
 const FOLD_KEYS_MAX: usize = 1_024;
 
-/// One per filter VM.
+/// One per API of a filter VM (each API folds and logs at its own `events.log`), and one
+/// for a gateway's own `route.unknown_api` events.
 pub(super) struct Emitter {
     /// The sender's queue, once resolved. Resolved lazily: the sender may start after a
     /// filter VM, and without one events are only logged.
@@ -55,22 +56,32 @@ impl Emitter {
     /// Logs the event as one OCSF JSON line and queues it for the sender; a repeat within
     /// its window is only counted (see the module's docs).
     pub(super) fn emit(&self, policy: &Policy, event: &Event) {
+        self.emit_at(policy.events.log, event);
+    }
+
+    /// [`Emitter::emit`] with the log level of events that are no API's (a gateway's).
+    pub(super) fn emit_at(&self, log_level: events::LogLevel, event: &Event) {
         let folded = (self.folder.try_borrow_mut())
             .is_ok_and(|mut folder| folder.fold(event, event.time_ms));
         if !folded {
-            self.send(policy.events.log, event);
+            self.send(log_level, event);
         }
     }
 
     /// Sends the repeats of every window that closed by `now_ms`, one event per window
     /// with their count. The root calls it on its tick.
     pub(super) fn flush(&self, policy: &Policy, now_ms: u64) {
+        self.flush_at(policy.events.log, now_ms);
+    }
+
+    /// [`Emitter::flush`] with the log level of a gateway's own events.
+    pub(super) fn flush_at(&self, log_level: events::LogLevel, now_ms: u64) {
         let closed = match self.folder.try_borrow_mut() {
             Ok(mut folder) => folder.expire(now_ms),
             Err(_) => return,
         };
         for event in &closed {
-            self.send(policy.events.log, event);
+            self.send(log_level, event);
         }
     }
 
@@ -146,14 +157,14 @@ impl OperationCounters {
             .map(|op| {
                 let name = &op.label;
                 ["allowed", "blocked"].map(|outcome| {
-                    let metric = format!("apiguard.operation.{name}.{outcome}");
+                    let metric = format!("{}operation.{name}.{outcome}", policy.stats_prefix);
                     hostcalls::define_metric(MetricType::Counter, &metric).ok()
                 })
             })
             .collect();
         let deprecated = (policy.operations.iter())
             .map(|op| {
-                let metric = format!("apiguard.operation.{}.deprecated", op.label);
+                let metric = format!("{}operation.{}.deprecated", policy.stats_prefix, op.label);
                 op.deprecated
                     .then(|| hostcalls::define_metric(MetricType::Counter, &metric).ok())
                     .flatten()

@@ -25,28 +25,36 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action as Flow, BufferType, LogLevel, MapType};
 
-use super::analytics::OperationStats;
-use super::discovery::Record;
-use super::events::{self as host_events, Emitter, OperationCounters};
+use super::api::Serving;
+use super::events::{self as host_events, Emitter};
 use super::metrics::Metrics;
 use super::shared::HostInput;
 use super::{log, set_header};
-use crate::exchange::{canary_counter_name, Counter, Exchange, HeaderChange, Next};
-use crate::policy::Policy;
+use crate::exchange::{
+    canary_counter_name, Counter, Exchange, FilterState, HeaderChange, Input, Next,
+};
+use crate::gateway::Gateway;
 use crate::problem;
-use crate::security::KeyRing;
+use crate::verdict::{Action, RuleId};
+
+/// What a configuration hands every request: the APIs and how to choose among them.
+pub(super) struct Dispatch {
+    pub(super) gateway: Gateway,
+    /// Each API's state, in the gateway's order.
+    pub(super) apis: Vec<Rc<Serving>>,
+    /// `apiguard.*`, where requests no API matched are counted.
+    pub(super) metrics: Rc<Metrics>,
+    /// Where the events of requests no API matched go.
+    pub(super) events: Rc<Emitter>,
+}
 
 pub(super) struct Request {
-    /// `None` when no policy compiled.
+    /// `None` when no configuration compiled.
+    dispatch: Option<Rc<Dispatch>>,
+    /// The API the request's authority and path chose, once its headers came.
+    api: Option<Rc<Serving>>,
+    /// `None` until an API is chosen.
     exchange: Option<Exchange>,
-    policy: Option<Rc<Policy>>,
-    metrics: Option<Rc<Metrics>>,
-    events: Rc<Emitter>,
-    operations: Option<Rc<OperationCounters>>,
-    /// The VM's record of undeclared requests, when the policy discovers them.
-    discovery: Option<Rc<Record>>,
-    /// The per-operation analytics stats, when the policy asks for them.
-    analytics: Option<Rc<OperationStats>>,
 }
 
 /// Which message of the exchange a callback is about.
@@ -73,27 +81,60 @@ impl Message {
 }
 
 impl Request {
-    /// `policy`: the compiled policy and its key ring; `None` when none compiled.
-    pub(super) fn new(
-        policy: Option<(Rc<Policy>, Rc<KeyRing>)>,
-        metrics: Option<Rc<Metrics>>,
-        events: Rc<Emitter>,
-        operations: Option<Rc<OperationCounters>>,
-        discovery: Option<Rc<Record>>,
-        analytics: Option<Rc<OperationStats>>,
-    ) -> Self {
-        let (policy, exchange) = match policy {
-            Some((policy, ring)) => (Some(Rc::clone(&policy)), Some(Exchange::new(policy, ring))),
-            None => (None, None),
-        };
+    /// `dispatch`: the configuration's APIs; `None` when none compiled.
+    pub(super) fn new(dispatch: Option<Rc<Dispatch>>) -> Self {
         Request {
-            exchange,
-            policy,
-            metrics,
-            events,
-            operations,
-            discovery,
-            analytics,
+            dispatch,
+            api: None,
+            exchange: None,
+        }
+    }
+
+    /// Chooses the request's API by its headers and starts its exchange; a request no API
+    /// matches is answered here (`route.unknown_api`, or passed by a monitoring gateway).
+    /// `None`: go on with the exchange; `Some`: what the callback returns.
+    fn choose(&mut self, headers: &[(String, Vec<u8>)]) -> Option<Flow> {
+        let Some(dispatch) = &self.dispatch else {
+            // Unreachable in practice (Envoy refuses a configuration that did not
+            // compile), but if it happens the request is refused, not waved through.
+            send(&problem::unconfigured());
+            return Some(Flow::Pause);
+        };
+        if let Some(api) = (dispatch.gateway.select(headers)).and_then(|i| dispatch.apis.get(i)) {
+            let exchange = Exchange::new(Rc::clone(&api.policy), Rc::clone(&api.ring));
+            self.exchange = Some(exchange);
+            self.api = Some(Rc::clone(api));
+            return None;
+        }
+        let peer = HostInput.downstream();
+        let unmatched =
+            (dispatch.gateway).unmatched(headers, host_events::now_ms(), peer.as_deref());
+        let metrics = &dispatch.metrics;
+        let enforced = unmatched.action == Action::Block;
+        for counter in [
+            Counter::Inspected,
+            Counter::Outcome(unmatched.action),
+            Counter::Rule {
+                rule: RuleId::UnknownApi,
+                enforced,
+            },
+        ] {
+            metrics.count(counter);
+        }
+        host_events::annotate(&FilterState {
+            action: unmatched.action,
+            rule: Some(RuleId::UnknownApi),
+            operation: None,
+        });
+        if let Some(event) = &unmatched.event {
+            dispatch.events.emit_at(unmatched.log, event);
+        }
+        match &unmatched.reply {
+            Some(reply) => {
+                send(reply);
+                Some(Flow::Pause)
+            }
+            None => Some(Flow::Continue),
         }
     }
 
@@ -101,9 +142,8 @@ impl Request {
     /// policy asks for it (`stats.inspection_time`).
     fn timed(&mut self, step: impl FnOnce(&mut Exchange) -> Next) -> Option<Next> {
         let exchange = self.exchange.as_mut()?;
-        let timing = (self.policy.as_ref()).is_some_and(|policy| policy.stats.inspection_time);
-        Some(match &self.metrics {
-            Some(metrics) if timing => metrics.timed(|| step(exchange)),
+        Some(match &self.api {
+            Some(api) if api.policy.stats.inspection_time => api.metrics.timed(|| step(exchange)),
             _ => step(exchange),
         })
     }
@@ -159,36 +199,30 @@ impl Request {
     }
 
     fn forward(&mut self) {
-        let (Some(exchange), Some(policy)) = (self.exchange.as_mut(), &self.policy) else {
+        let (Some(exchange), Some(api)) = (self.exchange.as_mut(), &self.api) else {
             return;
         };
+        let (policy, metrics, operations) = (&api.policy, &api.metrics, &api.operations);
         let outputs = exchange.take_outputs();
         for counter in outputs.counters {
-            match (counter, &self.operations, &self.metrics) {
-                (Counter::Operation { id, blocked }, Some(operations), _) => {
-                    operations.outcome(id, blocked)
-                }
-                (Counter::Deprecated(id), Some(operations), _) => operations.deprecated(id),
-                (
-                    Counter::Canary {
-                        change,
-                        rule,
-                        operation,
-                    },
-                    _,
-                    Some(metrics),
-                ) => metrics.canary(change, canary_counter_name(policy, change, rule, operation)),
-                (Counter::Operation { .. } | Counter::Deprecated(_), None, _) | (_, _, None) => {}
-                (counter, _, Some(metrics)) => metrics.count(counter),
+            match counter {
+                Counter::Operation { id, blocked } => operations.outcome(id, blocked),
+                Counter::Deprecated(id) => operations.deprecated(id),
+                Counter::Canary {
+                    change,
+                    rule,
+                    operation,
+                } => metrics.canary(change, canary_counter_name(policy, change, rule, operation)),
+                counter => metrics.count(counter),
             }
         }
         if let Some(state) = outputs.filter_state {
             host_events::annotate(&state);
         }
         for event in &outputs.events {
-            self.events.emit(policy, event);
+            api.events.emit(policy, event);
         }
-        if let Some(discovery) = &self.discovery {
+        if let Some(discovery) = &api.discovery {
             if let Some(request) = &outputs.undeclared {
                 discovery.observe(request);
             }
@@ -196,7 +230,7 @@ impl Request {
                 discovery.learn(lesson);
             }
         }
-        if let (Some(sample), Some(analytics)) = (&outputs.finished, &self.analytics) {
+        if let (Some(sample), Some(analytics)) = (&outputs.finished, &api.analytics) {
             analytics.record(sample);
         }
     }
@@ -208,13 +242,10 @@ impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Flow {
         #[cfg(feature = "fault-injection")]
         super::fault::trap_if_asked();
-        if self.exchange.is_none() {
-            // Unreachable in practice (Envoy refuses a configuration that did not
-            // compile), but if it happens the request is refused, not waved through.
-            send(&problem::unconfigured());
-            return Flow::Pause;
-        }
         let headers = read_headers(MapType::HttpRequestHeaders);
+        if let Some(flow) = self.choose(&headers) {
+            return flow;
+        }
         let next =
             self.timed(|exchange| exchange.request_headers(&HostInput, &headers, end_of_stream));
         self.follow(next, Message::Request)

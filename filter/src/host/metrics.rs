@@ -22,6 +22,12 @@
 //!   `stats: {inspection_time: true}`, since it costs three host calls per inspection.
 //!
 //! The per-operation analytics (`stats: {analytics: true}`) are [`super::analytics`]'s.
+//!
+//! An API of a gateway (`apis:`) has every name above but the memory gauge under its own
+//! prefix, `apiguard.api.<name>.` (`apiguard.api.pets.requests_blocked`, and so on for the
+//! per-operation, canary and analytics stats); `envoy.yaml` tags the name as the `api`
+//! label. The unprefixed counters then count the requests no API matched
+//! (`route.unknown_api`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -32,6 +38,7 @@ use proxy_wasm::types::{LogLevel, MetricType};
 use super::log;
 use crate::abuse::slots::SlotReport;
 use crate::exchange::{CanaryChange, Counter};
+use crate::policy::STATS_PREFIX;
 use crate::verdict::{Action, RuleId};
 
 pub(super) struct Metrics {
@@ -58,27 +65,33 @@ pub(super) struct Metrics {
 const CANARY_NAMES_MAX: usize = 1_024;
 
 impl Metrics {
-    pub(super) fn define() -> Metrics {
+    /// Defines the counters named `<prefix>…`: [`STATS_PREFIX`] (`apiguard.`), or an
+    /// API's of a gateway (`apiguard.api.<name>.`). The VM's memory gauge is the
+    /// unprefixed set's only.
+    pub(super) fn define(prefix: &str) -> Metrics {
+        let counter = |name: &str| counter(&format!("{prefix}{name}"));
         Metrics {
-            inspected: counter("apiguard.requests_inspected"),
-            allowed: counter("apiguard.requests_allowed"),
-            blocked: counter("apiguard.requests_blocked"),
-            monitored: counter("apiguard.requests_monitored"),
-            redacted: counter("apiguard.response_properties_redacted"),
-            quarantines: counter("apiguard.abuse.quarantines_started"),
-            collisions: counter("apiguard.abuse.slot_collisions"),
-            lost: counter("apiguard.abuse.slot_lost"),
-            inspection: define(MetricType::Histogram, "apiguard.inspection_us"),
-            memory: define(MetricType::Gauge, "apiguard.vm.memory_kib"),
+            inspected: counter("requests_inspected"),
+            allowed: counter("requests_allowed"),
+            blocked: counter("requests_blocked"),
+            monitored: counter("requests_monitored"),
+            redacted: counter("response_properties_redacted"),
+            quarantines: counter("abuse.quarantines_started"),
+            collisions: counter("abuse.slot_collisions"),
+            lost: counter("abuse.slot_lost"),
+            inspection: define(MetricType::Histogram, &format!("{prefix}inspection_us")),
+            memory: (prefix == STATS_PREFIX)
+                .then(|| define(MetricType::Gauge, "apiguard.vm.memory_kib"))
+                .flatten(),
             rules: RuleId::ALL
                 .iter()
                 .map(|rule| {
                     [Action::Block, Action::Monitor]
-                        .map(|action| counter(&format!("apiguard.rule.{rule}.{}", action.as_str())))
+                        .map(|action| counter(&format!("rule.{rule}.{}", action.as_str())))
                 })
                 .collect(),
             canary_totals: [CanaryChange::WouldBlock, CanaryChange::WouldAllow]
-                .map(|change| counter(&format!("apiguard.canary.{}", change.as_str()))),
+                .map(|change| counter(&format!("canary.{}", change.as_str()))),
             canary: RefCell::new(HashMap::new()),
         }
     }

@@ -17,6 +17,7 @@
 #![allow(unsafe_code)]
 
 mod analytics;
+mod api;
 mod discovery;
 mod events;
 #[cfg(feature = "fault-injection")]

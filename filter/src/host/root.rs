@@ -1,5 +1,7 @@
-//! The filter's root context: one per VM (one VM per Envoy worker). Compiles the policy
-//! on each configuration and hands it, with its [`KeyRing`], to every request context.
+//! The filter's root context: one per VM (one VM per Envoy worker). Compiles the
+//! configuration (one policy, or a gateway of several: [`Gateway`]) each time one comes,
+//! keeps each API's state ([`Api`]), and hands every request context the lot, to be judged
+//! by the API its authority and path select.
 //! (A VM configured as the event sender gets the sender's root instead: see [`super::vm`].)
 
 use std::cell::RefCell;
@@ -10,18 +12,15 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
-use super::analytics::OperationStats;
-use super::discovery::Record;
-use super::events::{self, Emitter, OperationCounters};
-use super::http::Request;
-use super::jwks::{self, Jwks};
+use super::api::{Api, Serving};
+use super::events::{self, Emitter};
+use super::http::{Dispatch, Request};
+use super::jwks;
 use super::log;
 use super::metrics::Metrics;
-use super::schemas::{self, Background};
-use super::shared::{self, HostStore};
-use crate::events::Event;
-use crate::policy::Policy;
-use crate::security::KeyRing;
+use super::schemas;
+use crate::gateway::Gateway;
+use crate::policy::STATS_PREFIX;
 
 thread_local! {
     /// The hash of the policy this VM loaded last. A VM-global, not a field: on a new
@@ -34,28 +33,22 @@ thread_local! {
 pub(super) struct FilterRoot {
     /// `None` until a configuration compiles. Requests in flight keep the `Rc` they
     /// were created with, so a reconfiguration never changes a request midway.
-    policy: Option<Rc<Policy>>,
-    /// What the policy's token checks learn while it serves (fetched keys, the token
-    /// cache): made afresh with each policy, shared by its requests.
-    ring: Option<Rc<KeyRing>>,
+    dispatch: Option<Rc<Dispatch>>,
+    /// Each API of the configuration (one for a single policy), with what the VM keeps
+    /// for it.
+    apis: Vec<Api>,
+    /// `apiguard.*`: the VM's memory gauge, and (for a gateway) the requests no API
+    /// matched.
     metrics: Option<Rc<Metrics>>,
+    /// The events of requests no API matched.
     events: Rc<Emitter>,
-    operations: Option<Rc<OperationCounters>>,
-    /// Fetches the policy's remote key sets; `None` when it has none.
-    jwks: Option<Jwks>,
-    /// Compiles a lazy policy's schemas; `None` when there are none left.
-    background: Option<Background>,
-    /// The undeclared requests this VM saw, when the policy discovers them.
-    discovery: Option<Rc<Record>>,
-    /// The per-operation analytics stats, when the policy asks for them.
-    analytics: Option<Rc<OperationStats>>,
 }
 
 impl Context for FilterRoot {
     /// The JWKS fetches are the only calls out.
     fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, _: usize) {
-        if let Some(jwks) = &mut self.jwks {
-            jwks.on_response(token, headers, body);
+        for api in &mut self.apis {
+            api.on_http_call_response(token, headers, body);
         }
     }
 }
@@ -64,7 +57,7 @@ impl FilterRoot {
     /// The tick the filter's work needs: fast while schemas are left to compile, then the
     /// one that closes the event fold windows and refreshes remote key sets.
     fn set_tick(&self) -> bool {
-        let period = if self.background.is_some() {
+        let period = if self.apis.iter().any(Api::compiling) {
             schemas::TICK
         } else {
             jwks::TICK
@@ -79,6 +72,27 @@ impl FilterRoot {
                 false
             }
         }
+    }
+
+    /// The compile report (`make bench` and the e2e tests read it: keep its shape).
+    fn report(gateway: &Gateway, elapsed: Duration) {
+        let templates: usize = gateway.apis().iter().map(|p| p.templates()).sum();
+        let what = match gateway.is_listed() {
+            true => format!("gateway of {} APIs", gateway.apis().len()),
+            false => "policy for API".to_owned(),
+        };
+        log(
+            LogLevel::Info,
+            &format!(
+                "{what} `{}` compiled in {} us, wasm memory {} KiB: {templates} path templates, mode {:?}",
+                gateway.name(),
+                elapsed.as_micros(),
+                // The VM's linear memory (64 KiB pages); it only grows, so after
+                // the compile it is the policy's footprint plus the heap's slack.
+                core::arch::wasm32::memory_size::<0>() * 64,
+                gateway.mode()
+            ),
+        );
     }
 }
 
@@ -96,70 +110,41 @@ impl RootContext for FilterRoot {
                 return false;
             }
         };
-        if self.metrics.is_none() {
-            self.metrics = Some(Rc::new(Metrics::define()));
-        }
+        let metrics = Rc::clone(
+            self.metrics
+                .get_or_insert_with(|| Rc::new(Metrics::define(STATS_PREFIX))),
+        );
         let started = hostcalls::get_current_time();
-        match Policy::compile(configuration) {
-            Ok(policy) => {
+        match Gateway::compile(configuration) {
+            Ok(gateway) => {
                 // The compile time per VM is a published figure (`make bench`, on GitHub's
                 // API); the host's clock is the only one a plugin has.
                 let elapsed = match (started, hostcalls::get_current_time()) {
                     (Ok(start), Ok(end)) => end.duration_since(start).unwrap_or_default(),
                     _ => Duration::ZERO,
                 };
-                log(
-                    LogLevel::Info,
-                    &format!(
-                        "policy for API `{}` compiled in {} us, wasm memory {} KiB: {} path templates, mode {:?}",
-                        policy.name,
-                        elapsed.as_micros(),
-                        // The VM's linear memory (64 KiB pages); it only grows, so after
-                        // the compile it is the policy's footprint plus the heap's slack.
-                        core::arch::wasm32::memory_size::<0>() * 64,
-                        policy.router.len(),
-                        policy.mode
-                    ),
-                );
-                for scheme in policy.security.unconfigured_schemes() {
-                    log(
-                        LogLevel::Warn,
-                        &format!(
-                            "security scheme `{scheme}` is declared but not configured; no \
-                             operation uses it, so nothing is refused for it"
-                        ),
-                    );
-                }
-                self.operations = Some(Rc::new(OperationCounters::define(&policy)));
-                // An audit trail of configuration changes: the bundle hash, and the one it
-                // replaces in this VM.
-                let hash = policy.events.policy_hash.clone();
-                let previous = LOADED.with(|loaded| loaded.replace(Some(hash)));
-                let loaded = Event::policy_loaded(&policy.events, events::now_ms(), previous);
-                self.events.emit(&policy, &loaded);
-                if policy.abuse.is_some() || policy.behaviour.is_some() {
-                    // The slot secret first, so the first VM configured stores it.
-                    shared::slot_secret();
-                    // Every slot up front: memory is committed now, writes are CAS later.
-                    let refused: usize = (policy.slot_tables()).map(|t| t.create(&HostStore)).sum();
-                    if refused > 0 {
-                        log(
-                            LogLevel::Warn,
-                            &format!("shared data refused {refused} slots"),
-                        );
-                    }
-                }
-                let policy = Rc::new(policy);
-                let ring = Rc::new(KeyRing::new(&policy.security));
-                let events = Rc::clone(&self.events);
-                self.jwks = Jwks::new(Rc::clone(&policy), Rc::clone(&ring), events);
-                self.background = Background::start(&policy);
-                self.discovery = (policy.discovery)
-                    .map(|settings| Rc::new(Record::new(settings, events::now_ms())));
-                self.analytics =
-                    (policy.stats.analytics).then(|| Rc::new(OperationStats::new(&policy)));
-                self.policy = Some(policy);
-                self.ring = Some(ring);
+                FilterRoot::report(&gateway, elapsed);
+                // Every API of one configuration has its hash: the VM remembers it once.
+                let hash = (gateway.apis().first()).map(|p| p.events.policy_hash.clone());
+                let previous = LOADED.with(|loaded| loaded.replace(hash));
+                self.apis = (gateway.apis().iter())
+                    .map(|policy| {
+                        let metrics = match gateway.is_listed() {
+                            true => Rc::new(Metrics::define(&policy.stats_prefix)),
+                            false => Rc::clone(&metrics),
+                        };
+                        Api::start(Rc::clone(policy), metrics, previous.clone())
+                    })
+                    .collect();
+                let serving: Vec<Rc<Serving>> = (self.apis.iter())
+                    .map(|api| Rc::clone(&api.serving))
+                    .collect();
+                self.dispatch = Some(Rc::new(Dispatch {
+                    gateway,
+                    apis: serving,
+                    metrics,
+                    events: Rc::clone(&self.events),
+                }));
                 self.set_tick()
             }
             Err(error) => {
@@ -173,21 +158,16 @@ impl RootContext for FilterRoot {
         if let Some(metrics) = &self.metrics {
             metrics.memory();
         }
-        if let Some(jwks) = &mut self.jwks {
-            jwks.on_tick();
+        let compiling = self.apis.iter().any(Api::compiling);
+        for api in &mut self.apis {
+            api.on_tick();
         }
-        if let Some(policy) = &self.policy {
-            let now_ms = events::now_ms();
-            if let Some(discovery) = &self.discovery {
-                discovery.report(policy, &self.events, now_ms);
-            }
-            self.events.flush(policy, now_ms);
+        if let Some(dispatch) = &self.dispatch {
+            self.events
+                .flush_at(dispatch.gateway.log_level(), events::now_ms());
         }
-        if let Some(background) = &mut self.background {
-            if !background.on_tick() {
-                self.background = None;
-                self.set_tick();
-            }
+        if compiling && !self.apis.iter().any(Api::compiling) {
+            self.set_tick();
         }
     }
 
@@ -196,13 +176,6 @@ impl RootContext for FilterRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Request::new(
-            self.policy.clone().zip(self.ring.clone()),
-            self.metrics.clone(),
-            Rc::clone(&self.events),
-            self.operations.clone(),
-            self.discovery.clone(),
-            self.analytics.clone(),
-        )))
+        Some(Box::new(Request::new(self.dispatch.clone())))
     }
 }

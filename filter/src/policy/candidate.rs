@@ -27,5 +27,6 @@ pub(super) fn config(policy: &PolicyConfig, candidate: CandidateConfig) -> Polic
         discovery: None,
         behaviour: None,
         candidate: None,
+        matcher: None,
     }
 }

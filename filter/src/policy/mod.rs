@@ -1,7 +1,6 @@
 //! The compiled policy: everything a request is checked against, built once.
 
 mod anomalies;
-pub mod bundle;
 mod candidate;
 pub(crate) mod diff;
 pub(crate) mod inspect;
@@ -29,7 +28,6 @@ use crate::security::{KeyRing, Security};
 use crate::settings::{Limits, Mode, OperationMode};
 use crate::structpb;
 
-pub use bundle::{bundle, load_bundle, load_contract};
 pub use inspect::BodyCheck;
 
 /// How errors name the configuration Envoy handed over, which has no file name.
@@ -66,6 +64,10 @@ pub struct Policy {
     /// The contract canary: the next version of the contract, evaluated beside this one
     /// and never enforced (see [`crate::exchange`]). A candidate has none itself.
     pub(crate) candidate: Option<Box<Policy>>,
+    /// What the names of this policy's stats start with: [`STATS_PREFIX`], or
+    /// `apiguard.api.<name>.` for an API of a gateway ([`crate::gateway`]), so two APIs'
+    /// stats never add up.
+    pub(crate) stats_prefix: String,
 }
 
 /// Which contract of a configuration is being compiled: the enforced one (`openapi`) or
@@ -161,10 +163,21 @@ impl Policy {
         let configuration = configuration.into();
         let configuration_hash = hash64(&configuration);
         let json = json_text(configuration, origin)?;
-        let mut config: PolicyConfig =
-            parse_json(&json, origin).map_err(|e| in_document(e, &json, origin))?;
+        let config = parse_config(&json, origin)?;
         // Everything is read: the text (megabytes for a large API) goes before compiling.
         drop(json);
+        Policy::compile_parsed(config, origin, configuration_hash, scope)
+    }
+
+    /// Compiles a policy read from a configuration (one API's entry of a gateway, or the
+    /// whole configuration), with its candidate. `configuration_hash` names the
+    /// configuration in events.
+    pub(crate) fn compile_parsed(
+        mut config: PolicyConfig,
+        origin: &str,
+        configuration_hash: u64,
+        scope: Scope,
+    ) -> Result<Policy, PolicyError> {
         let candidate = (config.candidate.take()).map(|c| candidate::config(&config, c));
         let mut policy =
             Policy::compile_config(config, origin, configuration_hash, scope, Role::Enforced)?;
@@ -191,17 +204,7 @@ impl Policy {
         role: Role,
     ) -> Result<Policy, PolicyError> {
         let name = config.name;
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        {
-            return Err(PolicyError::Invalid {
-                at: Location::new(origin, "/name"),
-                message: "`name` must be 1 to 64 characters of A-Z a-z 0-9 . _ -".to_owned(),
-            });
-        }
+        check_name(&name, origin)?;
         let source = config.openapi;
         let openapi = role.openapi_pointer();
         if source.file.is_some() {
@@ -335,6 +338,7 @@ impl Policy {
             security,
             events,
             candidate: None,
+            stats_prefix: STATS_PREFIX.to_owned(),
         };
         if config.schemas == SchemaCompilation::Eager {
             policy.compile_reachable_schemas()?;
@@ -406,9 +410,30 @@ impl Policy {
     }
 }
 
+/// Refuses a `name` (at `/name`) that cannot label stats, problems and events.
+pub(crate) fn check_name(name: &str, origin: &str) -> Result<(), PolicyError> {
+    let label = |b: u8| b.is_ascii_alphanumeric() || b"._-".contains(&b);
+    if name.is_empty() || name.len() > 64 || !name.bytes().all(label) {
+        return Err(PolicyError::Invalid {
+            at: Location::new(origin, "/name"),
+            message: "`name` must be 1 to 64 characters of A-Z a-z 0-9 . _ -".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Reads a one-API configuration from its JSON text; an error inside its inlined document
+/// is located in the document.
+pub(crate) fn parse_config(json: &str, origin: &str) -> Result<PolicyConfig, PolicyError> {
+    parse_json(json, origin).map_err(|e| in_document(e, json, origin))
+}
+
+/// The prefix of a single policy's stats (an API of a gateway has its own).
+pub(crate) const STATS_PREFIX: &str = "apiguard.";
+
 /// How much of the contract a compile builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scope {
+pub(crate) enum Scope {
     /// Every part, checked: what the CLI and the tools compile.
     Everything,
     /// What requests can reach: the plugin's compile, where configure time counts (GitHub's
@@ -470,7 +495,7 @@ fn in_document(error: PolicyError, json: &str, origin: &str) -> PolicyError {
 
 /// The configuration as JSON text, whatever form it came in, so the document inside can be
 /// borrowed from one representation. JSON text is taken over without a copy.
-fn json_text(configuration: Vec<u8>, origin: &str) -> Result<String, PolicyError> {
+pub(crate) fn json_text(configuration: Vec<u8>, origin: &str) -> Result<String, PolicyError> {
     let syntax = |message: String| PolicyError::Syntax {
         at: Location::new(origin, ""),
         message,

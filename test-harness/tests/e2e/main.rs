@@ -21,6 +21,7 @@ mod encoding;
 mod events;
 mod faults;
 mod fixture;
+mod gateway;
 mod hot_reload;
 mod manifests;
 mod metrics;

@@ -10,6 +10,7 @@
 
 use std::path::Path;
 
+use super::Gateway;
 use crate::error::{parse_text, Location, PolicyError};
 use crate::policy::Policy;
 
@@ -21,8 +22,9 @@ pub fn load_bundle(policy_file: &Path) -> Result<serde_json::Value, PolicyError>
     bundle(policy_file).map(|(json, _)| json)
 }
 
-/// [`load_bundle`], also returning the policy compiled from the bundle.
-pub fn bundle(policy_file: &Path) -> Result<(serde_json::Value, Policy), PolicyError> {
+/// [`load_bundle`], also returning what Envoy compiles from the bundle: one API, or the
+/// APIs of a gateway (`apis:`, each entry's document inlined the same way).
+pub fn bundle(policy_file: &Path) -> Result<(serde_json::Value, Gateway), PolicyError> {
     let origin = policy_file.display().to_string();
     let policy_text = read(policy_file)?;
     bundle_text(policy_file, &origin, &policy_text).map_err(|e| e.located_in(&origin, &policy_text))
@@ -39,7 +41,14 @@ pub fn load_contract(file: &Path) -> Result<Policy, PolicyError> {
         .get("openapi")
         .is_some_and(serde_json::Value::is_string)
     {
-        return bundle(file).map(|(_, policy)| policy);
+        let (_, gateway) = bundle(file)?;
+        let apis = gateway.apis().len();
+        return gateway.into_single().ok_or_else(|| PolicyError::Invalid {
+            at: Location::new(&origin, "/apis"),
+            message: format!(
+                "a gateway of {apis} APIs: compare one API's policy file or document at a time"
+            ),
+        });
     }
     let policy = serde_json::json!({
         "name": "contract",
@@ -53,20 +62,28 @@ fn bundle_text(
     policy_file: &Path,
     origin: &str,
     policy_text: &str,
-) -> Result<(serde_json::Value, Policy), PolicyError> {
+) -> Result<(serde_json::Value, Gateway), PolicyError> {
     let mut policy: serde_json::Value = parse_text(policy_text, origin)?;
+    // Where each API's sections are: the top level, or each entry of a gateway's `apis`.
+    let apis = match policy.get("apis").and_then(serde_json::Value::as_array) {
+        Some(apis) => (0..apis.len()).map(|i| format!("/apis/{i}")).collect(),
+        None => vec![String::new()],
+    };
     // The documents' texts, to point their compile errors (named after `file`) at a line.
     let mut documents = Vec::new();
-    documents.extend(inline(policy_file, origin, &mut policy, "/openapi")?);
-    if policy.get("candidate").is_some() {
+    for api in apis {
         documents.extend(inline(
             policy_file,
             origin,
             &mut policy,
-            "/candidate/openapi",
+            &format!("{api}/openapi"),
         )?);
+        if policy.pointer(&format!("{api}/candidate")).is_some() {
+            let candidate = format!("{api}/candidate/openapi");
+            documents.extend(inline(policy_file, origin, &mut policy, &candidate)?);
+        }
     }
-    let compiled = Policy::compile_from(policy.to_string(), origin)
+    let compiled = Gateway::compile_from(policy.to_string(), origin)
         .map_err(|e| (documents.iter()).fold(e, |e, (file, text)| e.located_in(file, text)))?;
     Ok((policy, compiled))
 }
