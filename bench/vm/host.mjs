@@ -168,9 +168,14 @@ exchange(id++);
 counting = false;
 for (const step of Object.keys(spent)) spent[step] = 0;
 started = performance.now();
+const cpuBefore = process.cpuUsage();
 for (let i = 0; i < n; i++) exchange(id++);
 const perRequest = ((performance.now() - started) * 1000) / n;
+// CPU time (this process, user + system) is what other work on a loaded machine disturbs
+// least: it excludes the time this process waited for a core.
+const cpu = process.cpuUsage(cpuBefore);
+const cpuPerRequest = (cpu.user + cpu.system) / n;
 const total = [...calls.values()].reduce((a, b) => a + b, 0);
 console.log(`${wasmPath.split("/").pop()} ${configPath.split("/").pop()} (${kind}): configure ${configureMs.toFixed(0)} ms`);
 console.log(`  host calls per request: ${total} (${[...calls].map(([k, v]) => `${k} ${v}`).join(", ")}); ${copied} bytes across`);
-console.log(`  us per request (V8, this host): ${perRequest.toFixed(1)}: ${Object.entries(spent).filter(([, v]) => v).map(([k, v]) => `${k} ${((v * 1000) / n).toFixed(1)}`).join(", ")}`);
+console.log(`  us per request (V8, this host): ${perRequest.toFixed(1)} (CPU ${cpuPerRequest.toFixed(1)}): ${Object.entries(spent).filter(([, v]) => v).map(([k, v]) => `${k} ${((v * 1000) / n).toFixed(1)}`).join(", ")}`);

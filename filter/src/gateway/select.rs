@@ -18,6 +18,8 @@
 //! whatever else is odd in the path (dot segments, `//`, encoded separators) is for the
 //! chosen API's own path checks to refuse.
 
+use std::cell::OnceCell;
+
 use crate::config::ApiMatch;
 use crate::error::{Location, PolicyError};
 
@@ -226,11 +228,22 @@ impl Selector {
     /// The API (its index in the configuration) for a request with this `:authority` and
     /// `:path`; `None` when no API has them.
     pub(crate) fn select(&self, authority: Option<&[u8]>, path: &[u8]) -> Option<usize> {
-        let host = authority.and_then(request_host);
-        let segments = path_segments(path);
+        // Read only when a route asks: a single API for any host at `/` (the common
+        // case) needs neither, and building them allocated per request in the VM.
+        let host = OnceCell::new();
+        let segments = OnceCell::new();
         self.routes
             .iter()
-            .find(|route| route.authority.matches(host.as_deref()) && under(&segments, &route.base))
+            .find(|route| {
+                let authority_matches = matches!(route.authority, Pattern::Any)
+                    || (route.authority).matches(
+                        host.get_or_init(|| authority.and_then(request_host))
+                            .as_deref(),
+                    );
+                authority_matches
+                    && (route.base.is_empty()
+                        || under(segments.get_or_init(|| path_segments(path)), &route.base))
+            })
             .map(|route| route.api)
     }
 }
