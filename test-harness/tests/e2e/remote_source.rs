@@ -35,6 +35,11 @@ fn sha256(text: &str) -> String {
 
 /// Envoy (two workers) whose filter polls `server` every second, pinned to `pin`.
 fn start(server: &JwksServer, pin: Option<String>) -> Proxy {
+    start_with_default(server, pin, None)
+}
+
+/// [`start`], with `default` serving until the first bundle loads.
+fn start_with_default(server: &JwksServer, pin: Option<String>, default: Option<&str>) -> Proxy {
     let mut remote = json!({
         "http_uri": {"uri": "http://policies/bundles/petstore.json", "cluster": "jwks", "timeout": "2s"},
         "cache_duration": "1s",
@@ -42,8 +47,12 @@ fn start(server: &JwksServer, pin: Option<String>) -> Proxy {
     if let Some(pin) = pin {
         remote["sha256"] = json!(pin);
     }
+    let mut source = json!({ "remote": remote });
+    if let Some(default) = default {
+        source["default_config"] = serde_json::from_str(default).unwrap();
+    }
     Proxy::start_with(EnvoyOptions {
-        policy: Policy::Bundle(json!({ "remote": remote })),
+        policy: Policy::Bundle(source),
         jwks: Some(server.addr()),
         concurrency: 2,
         ..EnvoyOptions::default()
@@ -192,6 +201,28 @@ fn a_pinned_source_refuses_any_other_bundle_and_keeps_the_pinned_one() {
     assert!(
         !loaded.is_empty() && loaded.iter().all(|(_, previous)| previous.is_none()),
         "{loaded:?}"
+    );
+    assert_upstream_saw_only(&proxy, &forwarded);
+}
+
+#[test]
+fn a_default_config_serves_until_the_first_bundle_loads() {
+    let server = JwksServer::start(&bundle_a()).unwrap();
+    server.set_down(true);
+    let proxy = start_with_default(&server, None, Some(&bundle_b()));
+    eventually("a failed fetch counted", || {
+        proxy.counter("apiguard.policy.remote.failed") > 0.0
+    });
+    // B, the default, serves (its 405) while the server is down; nothing is unavailable.
+    let mut id = 1;
+    assert_eq!(delete(&proxy, id).status.as_u16(), 405);
+    assert_eq!(proxy.counter("apiguard.policy.unavailable"), 0.0);
+    server.set_down(false);
+    let forwarded = until_status(
+        &proxy,
+        &mut id,
+        200,
+        "the fetched bundle A replaces the default",
     );
     assert_upstream_saw_only(&proxy, &forwarded);
 }
