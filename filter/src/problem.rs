@@ -158,12 +158,13 @@ fn detail(api: &str, rule: RuleId, verdict: &Verdict<'_>) -> String {
     }
 }
 
-/// The reply when no policy is loaded: 503, fail closed.
+/// The reply when no policy is loaded (a remote policy source before its first bundle):
+/// 503, fail closed.
 pub(crate) fn unconfigured() -> Reply {
     Reply {
         status: 503,
         headers: vec![("content-type", "application/problem+json".to_owned())],
-        body: br#"{"type":"urn:apiguard:rule:policy.unavailable","title":"No API policy is loaded","status":503,"rule":"policy.unavailable"}"#.to_vec(),
+        body: br#"{"type":"urn:apiguard:rule:policy.unavailable","title":"No API policy is loaded","status":503,"detail":"no policy has loaded yet; requests are refused until one does","rule":"policy.unavailable"}"#.to_vec(),
     }
 }
 

@@ -1,8 +1,13 @@
-//! [`JwksServer`]: an identity provider's JWKS endpoint, as far as the filter can tell.
+//! [`JwksServer`]: an identity provider's JWKS endpoint, as far as the filter can tell (and
+//! a policy server, for the remote policy source: the same endpoint serving a bundle).
 //! Tests change the key set it serves (rotation, or any text: garbage, a huge body), take
 //! it down and up again and slow it down; it counts the fetches it answered, so a test can
-//! prove keys were fetched before any request.
+//! prove keys were fetched before any request. Each answer carries an `ETag` of its body,
+//! and a request whose `If-None-Match` names the current one is answered 304 (counted
+//! apart), as a static file server or CDN does.
 
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,6 +32,8 @@ struct State {
     /// How long each answer waits before it is sent (a slow identity provider).
     delay: Mutex<Duration>,
     fetches: AtomicUsize,
+    /// Requests answered 304 (their `If-None-Match` named the body served).
+    not_modified: AtomicUsize,
 }
 
 /// A JWKS endpoint on an ephemeral loopback port; stopped on drop.
@@ -88,6 +95,11 @@ impl JwksServer {
     pub fn fetches(&self) -> usize {
         self.state.fetches.load(Ordering::SeqCst)
     }
+
+    /// How many fetches were answered 304 Not Modified.
+    pub fn not_modified(&self) -> usize {
+        self.state.not_modified.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for JwksServer {
@@ -109,8 +121,10 @@ async fn serve(listener: TcpListener, state: Arc<State>) {
         }
         let state = Arc::clone(&state);
         tokio::spawn(async move {
-            let service = service_fn(move |_request: http::Request<hyper::body::Incoming>| {
-                answer(Arc::clone(&state))
+            let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                let asked = (request.headers().get(http::header::IF_NONE_MATCH))
+                    .map(|etag| etag.as_bytes().to_vec());
+                answer(Arc::clone(&state), asked)
             });
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
@@ -119,18 +133,32 @@ async fn serve(listener: TcpListener, state: Arc<State>) {
     }
 }
 
-/// The key set, or an error (which closes the connection unanswered) while down, also on
-/// connections opened before.
-async fn answer(state: Arc<State>) -> Result<http::Response<Full<Bytes>>, BoxError> {
+/// The key set (or 304 when `if_none_match` names its ETag), or an error (which closes the
+/// connection unanswered) while down, also on connections opened before.
+async fn answer(
+    state: Arc<State>,
+    if_none_match: Option<Vec<u8>>,
+) -> Result<http::Response<Full<Bytes>>, BoxError> {
     let delay = *lock(&state.delay);
     tokio::time::sleep(delay).await;
     if state.down.load(Ordering::SeqCst) {
         return Err("the JWKS endpoint is down".into());
     }
-    state.fetches.fetch_add(1, Ordering::SeqCst);
     let keys = lock(&state.keys).clone();
+    let mut hasher = DefaultHasher::new();
+    keys.hash(&mut hasher);
+    let etag = format!("\"{:016x}\"", hasher.finish());
+    if if_none_match.as_deref() == Some(etag.as_bytes()) {
+        state.not_modified.fetch_add(1, Ordering::SeqCst);
+        return Ok(http::Response::builder()
+            .status(http::StatusCode::NOT_MODIFIED)
+            .header(http::header::ETAG, etag)
+            .body(Full::new(Bytes::new()))?);
+    }
+    state.fetches.fetch_add(1, Ordering::SeqCst);
     Ok(http::Response::builder()
         .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::ETAG, etag)
         .body(Full::new(Bytes::from(keys)))?)
 }
 

@@ -552,6 +552,10 @@ pub(crate) const ZOMBIE: &str = "discovery.zombie";
 /// The policy system event the root emits each time a configuration is accepted.
 pub(crate) const POLICY_LOADED: &str = "apiguard.policy_loaded";
 
+/// A remote policy bundle was not loaded (no answer, a bad status, not the pinned
+/// sha256, not a bundle that compiles): the last good one keeps serving.
+pub(crate) const POLICY_FETCH_FAILED: &str = "apiguard.policy_fetch_failed";
+
 /// A remote JWKS could not be fetched (the system event the key fetcher emits); tokens
 /// of that provider are checked against the keys it had, or refused with
 /// `auth.keys_unavailable` when it has none.

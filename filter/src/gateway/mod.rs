@@ -15,6 +15,9 @@
 //! does not match it as `route.unknown_api` under its own name.
 
 pub mod bundle;
+// The host polls a remote source; natively only the tests do.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub(crate) mod remote;
 mod select;
 
 use std::rc::Rc;
@@ -190,6 +193,13 @@ impl Gateway {
     /// The log level of the gateway's own events (`route.unknown_api`).
     pub fn log_level(&self) -> LogLevel {
         self.events.log
+    }
+
+    /// What the gateway's own events carry (a single policy's own settings).
+    // The host reports a remote source's failures with them; natively nothing does.
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub(crate) fn event_settings(&self) -> &EventSettings {
+        &self.events
     }
 
     /// The API for a request, by its `:authority` (`host` without one) and `:path`; `None`

@@ -27,7 +27,7 @@ use proxy_wasm::types::{Action as Flow, BufferType, LogLevel, MapType};
 
 use super::api::Serving;
 use super::events::{self as host_events, Emitter};
-use super::metrics::Metrics;
+use super::metrics::{increment, Metrics};
 use super::shared::HostInput;
 use super::{log, set_header};
 use crate::exchange::{
@@ -49,8 +49,10 @@ pub(super) struct Dispatch {
 }
 
 pub(super) struct Request {
-    /// `None` when no configuration compiled.
+    /// `None` when no configuration compiled, or a remote source has not loaded one yet.
     dispatch: Option<Rc<Dispatch>>,
+    /// Counts the request when it is refused for want of a policy.
+    unavailable: Option<u32>,
     /// The API the request's authority and path chose, once its headers came.
     api: Option<Rc<Serving>>,
     /// `None` until an API is chosen.
@@ -82,9 +84,10 @@ impl Message {
 
 impl Request {
     /// `dispatch`: the configuration's APIs; `None` when none compiled.
-    pub(super) fn new(dispatch: Option<Rc<Dispatch>>) -> Self {
+    pub(super) fn new(dispatch: Option<Rc<Dispatch>>, unavailable: Option<u32>) -> Self {
         Request {
             dispatch,
+            unavailable,
             api: None,
             exchange: None,
         }
@@ -95,8 +98,9 @@ impl Request {
     /// `None`: go on with the exchange; `Some`: what the callback returns.
     fn choose(&mut self, headers: &[(String, Vec<u8>)]) -> Option<Flow> {
         let Some(dispatch) = &self.dispatch else {
-            // Unreachable in practice (Envoy refuses a configuration that did not
-            // compile), but if it happens the request is refused, not waved through.
+            // A remote source whose first bundle has not loaded (Envoy refuses a
+            // configuration that did not compile): refused, not waved through.
+            increment(self.unavailable);
             send(&problem::unconfigured());
             return Some(Flow::Pause);
         };

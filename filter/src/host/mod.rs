@@ -4,7 +4,7 @@
 //! reads the plugin configuration and compiles it ([`root`]); each request is fed to the
 //! engine's [`crate::exchange::Exchange`], whose answers the HTTP context carries out
 //! ([`http`]), counting verdicts as Envoy stats ([`metrics`]) and handing events on
-//! ([`events`]); the root fetches remote JWKS ([`jwks`]) and compiles a lazy policy's schemas on its
+//! ([`events`]); the root fetches remote JWKS ([`jwks`]) and a remote policy bundle ([`remote`]), and compiles a lazy policy's schemas on its
 //! tick ([`schemas`]); the sender's root posts the
 //! events ([`sender`]); the exchange's quarantine and rate limits run over the shared
 //! data and clock of [`shared`]. Host calls go through `proxy_wasm::hostcalls`, which
@@ -25,6 +25,7 @@ mod fault;
 mod http;
 mod jwks;
 mod metrics;
+mod remote;
 mod root;
 mod schemas;
 mod sender;

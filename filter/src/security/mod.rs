@@ -45,8 +45,6 @@ use cache::Claims;
 use credentials::{Credentials, Place};
 use jwt::TokenError;
 pub(crate) use provider::Provider;
-// The host fetches remote keys; natively nothing does.
-#[cfg(target_arch = "wasm32")]
 pub(crate) use provider::Remote;
 pub use ring::KeyRing;
 use settings::{KeysUnavailable, SecuritySettings};

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::credentials::Place;
 use super::jwks::KeySet;
 use super::jwt::ClaimRules;
-use super::settings::ProviderSettings;
+use super::settings::{HttpUri, ProviderSettings};
 
 /// A compiled JWT provider.
 #[derive(Debug)]
@@ -24,15 +24,53 @@ pub struct Provider {
     pub remote: Option<Remote>,
 }
 
-/// Where a provider's JWKS is fetched (`remote_jwks`).
+/// Where a provider's JWKS (`remote_jwks`) or a remote policy bundle is fetched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Remote {
     pub cluster: String,
     pub authority: String,
     pub path: String,
     pub timeout_ms: u64,
-    /// Seconds fetched keys are used before a refresh.
+    /// Seconds fetched keys (or a fetched bundle) are used before a refresh.
     pub cache_duration: u64,
+}
+
+impl Remote {
+    /// Where a fetch goes, from Envoy's `http_uri` (`uri`, `cluster`, `timeout`, 5 s by
+    /// default) and a `cache_duration` (`default_seconds` when absent): the form of
+    /// `remote_jwks`, and of the remote policy source. `at` is the pointer of the object
+    /// that holds both, for errors.
+    pub(crate) fn compile(
+        http_uri: HttpUri,
+        cache_duration: Option<&str>,
+        default_seconds: u64,
+        at: &str,
+    ) -> Result<Remote, (String, String)> {
+        let uri = &http_uri.uri;
+        let rest = uri
+            .strip_prefix("http://")
+            .or_else(|| uri.strip_prefix("https://"))
+            .ok_or_else(|| {
+                (
+                    format!("{at}/http_uri/uri"),
+                    "must be an http:// or https:// URL".to_owned(),
+                )
+            })?;
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let timeout = duration(http_uri.timeout.as_deref(), "/http_uri/timeout", at)?;
+        let cache_duration = duration(cache_duration, "/cache_duration", at)?;
+        Ok(Remote {
+            cluster: http_uri.cluster,
+            authority: authority.to_owned(),
+            path: if path.is_empty() {
+                "/".to_owned()
+            } else {
+                path.to_owned()
+            },
+            timeout_ms: timeout.unwrap_or(5).saturating_mul(1000),
+            cache_duration: cache_duration.unwrap_or(default_seconds),
+        })
+    }
 }
 
 /// A claim as a header value: strings as they are, numbers and booleans printed,
@@ -69,40 +107,12 @@ pub(super) fn compile(
             (Some(Rc::new(keys)), None)
         }
         (None, Some(remote)) => {
-            let uri = &remote.http_uri.uri;
-            let rest = uri
-                .strip_prefix("http://")
-                .or_else(|| uri.strip_prefix("https://"))
-                .ok_or_else(|| {
-                    err(
-                        "/remote_jwks/http_uri/uri",
-                        "must be an http:// or https:// URL".to_owned(),
-                    )
-                })?;
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let seconds = |pointer: &str, value: Option<&str>, default: u64| {
-                duration(value, pointer, at).map(|s| s.unwrap_or(default))
-            };
-            let remote = Remote {
-                cluster: remote.http_uri.cluster,
-                authority: authority.to_owned(),
-                path: if path.is_empty() {
-                    "/".to_owned()
-                } else {
-                    path.to_owned()
-                },
-                timeout_ms: seconds(
-                    "/remote_jwks/http_uri/timeout",
-                    remote.http_uri.timeout.as_deref(),
-                    5,
-                )?
-                .saturating_mul(1000),
-                cache_duration: seconds(
-                    "/remote_jwks/cache_duration",
-                    remote.cache_duration.as_deref(),
-                    600,
-                )?,
-            };
+            let remote = Remote::compile(
+                remote.http_uri,
+                remote.cache_duration.as_deref(),
+                600,
+                &format!("{at}/remote_jwks"),
+            )?;
             (None, Some(remote))
         }
         _ => {

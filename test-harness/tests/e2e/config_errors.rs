@@ -53,3 +53,16 @@ fn unknown_policy_key_is_refused_by_name() {
         "the log should name the place:\n{log}"
     );
 }
+
+#[test]
+fn a_malformed_remote_source_is_refused_with_its_location() {
+    let source = json!({"remote": {
+        "http_uri": {"uri": "http://policies/bundle.json", "cluster": "jwks"},
+        "sha256": "not-a-digest",
+    }});
+    let log = refused(source);
+    assert!(
+        log.contains("at /remote/sha256"),
+        "the log should name the place:\n{log}"
+    );
+}

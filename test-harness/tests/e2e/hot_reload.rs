@@ -269,7 +269,7 @@ impl Delete {
 }
 
 /// The `apiguard.policy_loaded` events in Envoy's log, as (policy hash, previous hash).
-fn policy_loaded(envoy: &Envoy) -> Vec<(String, Option<String>)> {
+pub fn policy_loaded(envoy: &Envoy) -> Vec<(String, Option<String>)> {
     (envoy.log().lines())
         .filter(|line| line.contains(r#""uid":"apiguard.policy_loaded""#))
         .filter_map(|line| serde_json::from_str::<Value>(&line[line.find('{')?..]).ok())

@@ -26,6 +26,7 @@ mod hot_reload;
 mod manifests;
 mod metrics;
 mod monitor;
+mod remote_source;
 mod routing;
 mod soak;
 mod tokens;
