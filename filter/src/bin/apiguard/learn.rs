@@ -512,8 +512,10 @@ fn find_operation<'d>(
     let paths = document["paths"].as_object()?;
     let method = method.to_ascii_lowercase();
     if let Some(id) = id {
+        // An `operationId` is unique in its document.
         let by_id = (paths.values())
-            .filter_map(|item| item.get(&method))
+            .filter_map(Value::as_object)
+            .flat_map(|item| item.values())
             .find(|op| op["operationId"].as_str() == Some(id));
         if by_id.is_some() {
             return by_id;
