@@ -82,7 +82,7 @@ pub fn run(document: &Value, plan: Plan) -> Result<Report, SimError> {
     let filler = Filler::new(plan.names, &mut rng);
     // Bodies draw from their own stream, so the paths (and the path scores) stay those of
     // the seed without bodies.
-    let mut body_rng = Rng::new(plan.seed ^ 0xb0d1_e5);
+    let mut body_rng = Rng::new(plan.seed ^ 0x00b0_d1e5);
     // Popular endpoints get most requests; which ones are popular is part of the seed.
     let mut order: Vec<usize> = (0..operations.len()).collect();
     for i in (1..order.len()).rev() {
