@@ -186,3 +186,69 @@ impl Discovery {
         self.tree.dropped
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::testkit;
+
+    /// Lessons about declared operations: at most `learn_operations` operations learn,
+    /// each counting its sampled responses; the first ones keep learning.
+    #[test]
+    fn at_most_learn_operations_declared_operations_learn() {
+        let settings = DiscoverySettings {
+            learn: 1.0,
+            learn_operations: 2,
+            ..DiscoverySettings::default()
+        };
+        let mut discovery = Discovery::new(settings);
+        let response = |id, time| Lesson {
+            about: Subject::Operation { id, time },
+            sample: Sample::Response {
+                status: 200,
+                media: Some("application/json".into()),
+                schema: Some(Schema::of(&json!({"id": 1}))),
+            },
+        };
+        for (id, time) in [(4, 10), (9, 11), (5, 12), (4, 13)] {
+            discovery.learn(&response(id, time));
+        }
+        let observed: Vec<(usize, Seen)> = discovery.observed().map(|o| (o.id, o.seen)).collect();
+        assert_eq!(
+            observed,
+            [
+                (
+                    4,
+                    Seen {
+                        count: 2,
+                        first: 10,
+                        last: 13
+                    }
+                ),
+                (
+                    9,
+                    Seen {
+                        count: 1,
+                        first: 11,
+                        last: 11
+                    }
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_sample_rate_outside_0_to_1_is_refused() {
+        let document = json!({"openapi": "3.1.0", "paths": {"/a": {"get": {"operationId": "a"}}}});
+        for rate in [-0.1, 1.5] {
+            let sections = json!({"discovery": {"learn": rate}});
+            let error = testkit::try_policy("api", document.clone(), sections).unwrap_err();
+            assert!(error.to_string().contains("/discovery/learn"), "{error}");
+        }
+        let sections = json!({"discovery": {"learn": 0.25}});
+        let policy = testkit::try_policy("api", document, sections);
+        assert!(policy.is_ok(), "{:?}", policy.err());
+    }
+}
