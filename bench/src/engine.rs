@@ -92,6 +92,7 @@ pub fn measure(bundles: &Bundles, scenarios: &[Scenario]) -> Result<Engine, Benc
     let no_jwt_policy = compile("bench full.yaml without `security`", &bundles.full_no_jwt)?;
     let candidate_policy = compile("bench full.yaml with a candidate", &bundles.full_candidate)?;
     let discovery_policy = compile("bench full.yaml with `discovery`", &bundles.full_discovery)?;
+    let learn_policy = compile("bench full.yaml learning", &bundles.full_learn)?;
     let behaviour_policy = compile(
         "bench full.yaml with `behaviour.bola`",
         &bundles.full_behaviour,
@@ -113,6 +114,7 @@ pub fn measure(bundles: &Bundles, scenarios: &[Scenario]) -> Result<Engine, Benc
             Config::FullNoJwt => &no_jwt_policy,
             Config::FullCandidate => &candidate_policy,
             Config::FullDiscovery => &discovery_policy,
+            Config::FullLearn => &learn_policy,
             Config::FullBehaviour => &behaviour_policy,
             Config::GitHub => &github_policy,
             Config::GitHubOnePath => &one_policy,

@@ -158,6 +158,8 @@ pub struct Bundles {
     pub drift: Value,
     /// The full policy with `discovery` on (`Config::FullDiscovery`).
     pub full_discovery: Value,
+    /// The full policy learning every declared exchange (`Config::FullLearn`).
+    pub full_learn: Value,
     /// The full policy with `stats: {analytics: true}` (`Config::FullAnalytics`).
     pub full_analytics: Value,
     /// The full policy with object-enumeration counting (`Config::FullBehaviour`).
@@ -197,6 +199,8 @@ impl Bundles {
         drift["responses"] = serde_json::json!({"mode": "monitor"});
         let mut full_discovery = full.clone();
         full_discovery["discovery"] = serde_json::json!({});
+        let mut full_learn = full.clone();
+        full_learn["discovery"] = serde_json::json!({"learn": 1.0});
         let mut full_analytics = full.clone();
         full_analytics["stats"] = serde_json::json!({"analytics": true});
         // The benchmark's operation has an integer path parameter, an inferred object id:
@@ -210,6 +214,7 @@ impl Bundles {
             full_candidate,
             drift,
             full_discovery,
+            full_learn,
             full_analytics,
             full_behaviour,
             allowlist: apiguard_harness::embed::bundle(&policies.join("allowlist.yaml"))?,
@@ -350,6 +355,13 @@ fn measure(args: &Args, scratch: &Path) -> Result<Measured, BenchError> {
             Filters::Apiguard {
                 wasm: &apiguard,
                 policy: &bundles.full_discovery,
+            },
+        ),
+        (
+            Config::FullLearn,
+            Filters::Apiguard {
+                wasm: &apiguard,
+                policy: &bundles.full_learn,
             },
         ),
         (

@@ -32,6 +32,10 @@ pub enum Config {
     /// The full policy with `discovery` on: a request matching a declared operation
     /// should cost what it costs without (discovery records only undeclared ones).
     FullDiscovery,
+    /// The full policy with `discovery: {learn: 1.0}`: every exchange of the declared
+    /// operation is sampled and its JSON bodies learned; the row is the cost of one
+    /// sampled exchange (at a rate `r`, `r` times it on average).
+    FullLearn,
     /// The full policy with `stats: {analytics: true}`: the per-operation stats' cost.
     FullAnalytics,
     /// The full policy with `behaviour.bola` on: the distinct-object counting's cost.
@@ -210,6 +214,14 @@ pub fn all(keys: &Keys) -> Vec<Scenario> {
             "noop",
         ),
         scenario(
+            "full-get-learn",
+            "full policy* with `discovery: {learn: 1.0}`: every GET sampled",
+            Config::FullLearn,
+            &get,
+            "bare",
+            "noop",
+        ),
+        scenario(
             "full-get-analytics",
             "full policy* with per-operation analytics",
             Config::FullAnalytics,
@@ -275,6 +287,14 @@ pub fn all(keys: &Keys) -> Vec<Scenario> {
             "full-post",
             "6. apiguard, full policy, 1 KB JSON POST validated",
             Config::Full,
+            &post,
+            "bare-post",
+            "noop-post",
+        ),
+        scenario(
+            "full-post-learn",
+            "full policy, 1 KB JSON POST with `discovery: {learn: 1.0}`: its body learned",
+            Config::FullLearn,
             &post,
             "bare-post",
             "noop-post",

@@ -67,7 +67,8 @@ pub use abuse::slots::{MemoryStore, SharedStore, SlotSecret};
 pub use discovery::segment::Kind as SegmentKind;
 pub use discovery::tree::shape as template_shape;
 pub use discovery::{
-    Discovery, DiscoverySettings, Learned, Lesson, Sample, Schema, Seen, Template, Undeclared,
+    Discovery, DiscoverySettings, Learned, Lesson, Observed, Sample, Schema, Seen, Subject,
+    Template, Undeclared,
 };
 pub use error::{Location, PolicyError};
 pub use events::EventAction;

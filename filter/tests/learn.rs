@@ -193,3 +193,108 @@ fn learned_endpoints_round_trip_through_an_overlay_into_an_enforced_contract() {
     let refused = explain(r#"{"vaccine": "lizard", "date": "2025-12-01", "dose_ml": 2}"#);
     assert!(refused.contains(": block"), "{refused}");
 }
+
+/// `discovery: {learn: 1.0}`: declared operations' exchanges (through the pipeline, as the
+/// host runs them) are learned, reported as `discovery.observed` events, and
+/// `apiguard learn` names their drift from the contract — an undeclared response
+/// property, a declared request property no client sent — and an operation whose traffic
+/// kept to it as without drift.
+#[test]
+fn sampled_declared_operations_drift_from_their_contract_in_the_report() {
+    let (mut bundle, _) = apiguard_filter::bundle(&petstore().join("policy.yaml")).unwrap();
+    bundle["mode"] = json!("monitor");
+    bundle["discovery"] = json!({"learn": 1.0});
+    let policy = Rc::new(Policy::compile(bundle.to_string()).unwrap());
+    let mut discovery = Discovery::new(policy.discovery().unwrap());
+    let input = Values {
+        now: 1_764_568_800_000_000_000,
+        downstream: Some("192.0.2.1:40000".to_owned()),
+        store: MemoryStore::default(),
+        secret: SlotSecret::new([0; SlotSecret::BYTES]),
+    };
+    // (method, path, request body, status, response body)
+    let exchanges = [
+        (
+            "POST",
+            "/v1/pets",
+            Some(json!({"name": "Rex", "tag": "dog"})),
+            "201",
+            json!({"id": 7, "name": "Rex", "tag": "dog", "microchip": "981000"}),
+        ),
+        (
+            "POST",
+            "/v1/pets",
+            Some(json!({"name": "Tom"})),
+            "201",
+            json!({"id": 8, "name": "Tom", "microchip": "981001"}),
+        ),
+        (
+            "GET",
+            "/v1/pets/7",
+            None,
+            "200",
+            json!({"id": 7, "name": "Rex"}),
+        ),
+    ];
+    // The operations' labels, by index, as the exchanges name them.
+    let mut operations = std::collections::BTreeMap::new();
+    for (method, path, body, status, answer) in &exchanges {
+        let mut exchange = Exchange::new(Rc::clone(&policy), Rc::new(policy.key_ring()));
+        let mut head = vec![(":method", method.to_string()), (":path", path.to_string())];
+        if body.is_some() {
+            head.push(("content-type", "application/json".to_owned()));
+        }
+        let body = body.as_ref().map(Value::to_string);
+        exchange.request(&input, &head, body.as_deref().map(str::as_bytes));
+        let response = [(":status", *status), ("content-type", "application/json")];
+        exchange.response(&input, &response, Some(answer.to_string().as_bytes()));
+        let outputs = exchange.take_outputs();
+        let label = outputs.filter_state.and_then(|s| s.operation).unwrap();
+        for lesson in &outputs.lessons {
+            let apiguard_filter::Subject::Operation { id, .. } = lesson.about else {
+                panic!("{lesson:?}");
+            };
+            operations.insert(id, (label.to_string(), *method, *path));
+            discovery.learn(lesson);
+        }
+    }
+    let log: Vec<String> = discovery
+        .observed()
+        .map(|observed| {
+            let (label, method, path) = &operations[&observed.id];
+            let event = json!({
+                "count": observed.seen.count,
+                "start_time": observed.seen.first * 1000,
+                "end_time": observed.seen.last * 1000,
+                "http_request": {"http_method": method},
+                "unmapped": {
+                    "rule": "discovery.observed",
+                    "operation_id": label,
+                    "path_template": path,
+                    "apiguard_action": "observed",
+                    "learned": observed.learned.to_json(),
+                },
+            });
+            format!("[2025-12-01 06:00:00.000][7][info][wasm] wasm log petstore: {event}")
+        })
+        .collect();
+    assert_eq!(log.len(), 2, "{log:?}");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("learn-drift");
+    std::fs::create_dir_all(&dir).unwrap();
+    let events = dir.join("envoy.log");
+    std::fs::write(&events, log.join("\n")).unwrap();
+    let document = petstore().join("petstore.openapi.yaml");
+    let (ok, _, report) = apiguard(&[Path::new("learn"), &document, &events]);
+    assert!(ok, "{report}");
+    assert!(report.contains("2 operations observed"), "{report}");
+    assert!(
+        report.contains("createPet: 2 sampled exchanges, drift\n    response properties not declared: microchip\n    request properties declared, never sent: birthDate\n"),
+        "{report}"
+    );
+    assert!(
+        report.contains("showPetById: 1 sampled exchanges, no drift\n"),
+        "{report}"
+    );
+    // The values stayed in the VM: shapes only.
+    assert!(!report.contains("981000") && !log.join("").contains("981000"));
+}

@@ -8,6 +8,7 @@
 //! discovery infers from the undeclared ones are scored: precision, recall, and whether
 //! their parameters' forms agree with the schemas.
 
+mod bodies;
 mod discovery;
 mod github;
 mod rng;

@@ -23,6 +23,8 @@
 
 // Beside the binary's root, in its own folder: a file directly in `src/bin/` would be
 // taken by Cargo for another binary.
+#[path = "apiguard/drift.rs"]
+mod drift;
 #[path = "apiguard/learn.rs"]
 mod learn;
 #[path = "apiguard/overlay.rs"]

@@ -369,6 +369,40 @@ impl Event {
         .with_request(facts)
     }
 
+    /// What the sampled exchanges of a declared operation taught (`discovery.learn`): its
+    /// method, template and `operationId`, what its bodies and responses looked like
+    /// (`learned`, shapes as for [`Event::endpoint_discovered`]), and the `count` sampled
+    /// exchanges since the last report, between `first_ms` and `last_ms` — for
+    /// `apiguard learn`'s drift report against the contract.
+    pub fn operation_observed(
+        settings: &EventSettings,
+        operation: &CompiledOperation,
+        learned: serde_json::Value,
+        count: u64,
+        first_ms: u64,
+        last_ms: u64,
+    ) -> Event {
+        let facts = RequestFacts {
+            method: Some(operation.method.as_str().to_owned()),
+            path_template: Some(truncate(&operation.template, MAX_PATH_CHARS)),
+            operation_id: operation.operation_id.clone(),
+            ..RequestFacts::default()
+        };
+        Event {
+            end_time_ms: last_ms,
+            count: u32::try_from(count).unwrap_or(u32::MAX),
+            learned: Some(learned),
+            ..Event::base(
+                settings,
+                first_ms,
+                OBSERVED,
+                Severity::Informational,
+                EventAction::Observed,
+            )
+        }
+        .with_request(facts)
+    }
+
     /// The contract canary's candidate would decide a request otherwise than the enforced
     /// contract did (`canary.would_block`, `canary.would_allow`): what a client would see
     /// change if the candidate shipped. Folded like every event (by rule, client and
@@ -527,6 +561,9 @@ impl Event {
 
 /// The rule id of [`Event::endpoint_discovered`]: an undeclared endpoint (shadow API).
 pub(crate) const DISCOVERED: &str = "discovery.endpoint";
+
+/// The rule id of [`Event::operation_observed`]: a declared operation's sampled traffic.
+pub(crate) const OBSERVED: &str = "discovery.observed";
 
 /// What the contract canary found about one request: [`Event::canary`]'s subject.
 pub struct CanaryFinding<'a> {

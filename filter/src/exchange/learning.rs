@@ -1,14 +1,16 @@
-//! Schema learning for a request to an undeclared endpoint that goes on (monitor mode):
-//! its JSON body, then its response's status, media type and JSON body, become
-//! [`Lesson`]s for the VM's discovery record.
+//! Schema learning for a request that goes on to an undeclared endpoint (monitor mode),
+//! or for a sampled exchange of a declared operation (`discovery.learn`): its JSON body,
+//! then its response's status, media type and JSON body, become [`Lesson`]s for the VM's
+//! discovery record.
 //!
 //! Nothing here decides the request's fate: a body too large to learn from is let through
 //! unread, and a body that does not parse teaches nothing. Bodies are held only while
 //! they are buffered for reading (up to the policy's body limit), as for a declared
-//! operation whose body is checked.
+//! operation whose body is checked; a body a check reads anyway is handed over as it is
+//! (parsed a second time, for its shape: the cost of a sampled exchange).
 
 use crate::discovery::learn::{media_of, Sample, Schema};
-use crate::discovery::{Lesson, Undeclared};
+use crate::discovery::{Lesson, Subject};
 
 /// Which body is being buffered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +22,7 @@ enum Reading {
 /// What is being learned from one exchange.
 #[derive(Debug)]
 pub(super) struct Learning {
-    request: Undeclared,
+    about: Subject,
     reading: Option<Reading>,
     /// The media type of the body being read.
     media: Option<String>,
@@ -44,14 +46,14 @@ impl Learning {
     /// `has_body` whether a body follows. Answers the request's lesson when there is
     /// nothing to read.
     pub(super) fn start(
-        request: Undeclared,
+        about: Subject,
         content_type: &str,
         has_body: bool,
     ) -> (Learning, Option<Lesson>) {
         let media = media_of(content_type);
         let json = has_body && media.as_ref().is_some_and(|(_, json)| *json);
         let mut learning = Learning {
-            request,
+            about,
             reading: Some(Reading::Request),
             media: media.map(|(essence, _)| essence),
             buffered: 0,
@@ -132,7 +134,7 @@ impl Learning {
             },
         };
         Some(Lesson {
-            request: self.request.clone(),
+            about: self.about.clone(),
             sample,
         })
     }

@@ -52,7 +52,7 @@ use std::rc::Rc;
 use crate::abuse::slots::{SharedStore, SlotReport, SlotSecret};
 use crate::abuse::Client;
 use crate::contract::path;
-use crate::discovery::{Lesson, Undeclared};
+use crate::discovery::{Lesson, Subject, Undeclared};
 use crate::events::{self, Event, RequestContext};
 use crate::policy::response::ResponseBodyCheck;
 use crate::policy::BodyCheck;
@@ -179,6 +179,15 @@ fn undeclared(head: &RequestHead<'_>, verdict: &Verdict<'_>, time: u64) -> Optio
         segments: path.segments.into_iter().map(String::from).collect(),
         time,
     })
+}
+
+/// The key that picks a declared operation's exchange for learning
+/// ([`crate::discovery::DiscoverySettings::samples`]): its clock reading in nanoseconds and
+/// its path, hashed.
+fn sample_key(now: u64, path: &str) -> u64 {
+    let mut bytes = now.to_le_bytes().to_vec();
+    bytes.extend_from_slice(path.as_bytes());
+    events::hash64(&bytes)
 }
 
 /// A change to the headers of the message being fed.
@@ -483,21 +492,39 @@ impl Exchange {
             changes.push(HeaderChange::Set("accept-encoding".to_owned(), identity));
         }
         self.request_body = body;
-        self.start_learning(&policy, &headers, !end_of_stream);
+        self.start_learning(&policy, &headers, !end_of_stream, step.now());
         Next::Continue(changes)
     }
 
-    /// Learns from an undeclared request that goes on, when the policy learns schemas.
-    fn start_learning<N, V>(&mut self, policy: &Policy, headers: &Headers<'_, N, V>, body: bool)
-    where
+    /// Learns from a request that goes on, when the policy learns schemas: an undeclared
+    /// one, or a sampled one of a declared operation (`now`: its clock reading, which
+    /// with its path picks the sample).
+    fn start_learning<N, V>(
+        &mut self,
+        policy: &Policy,
+        headers: &Headers<'_, N, V>,
+        body: bool,
+        now: u64,
+    ) where
         N: AsRef<str>,
         V: AsRef<[u8]>,
     {
-        let learns = policy.discovery.is_some_and(|d| d.learn_endpoints > 0);
-        let Some(request) = self.outputs.undeclared.clone().filter(|_| learns) else {
+        let Some(settings) = policy.discovery else {
             return;
         };
-        let (learning, lesson) = Learning::start(request, &headers.get("content-type"), body);
+        let about = match (&self.outputs.undeclared, self.operation) {
+            (Some(request), _) if settings.learn_endpoints > 0 => {
+                Subject::Undeclared(request.clone())
+            }
+            (None, Some(id)) if settings.samples(|| sample_key(now, &self.facts.path)) => {
+                Subject::Operation {
+                    id,
+                    time: now / 1_000_000_000,
+                }
+            }
+            _ => return,
+        };
+        let (learning, lesson) = Learning::start(about, &headers.get("content-type"), body);
         self.outputs.lessons.extend(lesson);
         self.learning = Some(learning);
     }
@@ -525,6 +552,13 @@ impl Exchange {
             self.outputs.lessons.extend(learning.body(bytes, max_depth));
         }
         Next::GO
+    }
+
+    /// A body a check read and let go on: learning, if it reads this body, takes it too.
+    fn learning_also(&mut self, bytes: &[u8]) {
+        if self.learning_reads() {
+            let _ = self.learning_body(bytes);
+        }
     }
 
     /// Whether learning is buffering a body (`Next::complete` at trailers).
@@ -561,6 +595,9 @@ impl Exchange {
             }
             let step = Step::new(input);
             let reply = self.apply(&policy, &step, &verdict, Phase::RequestEnd);
+            if reply.is_some() {
+                self.learning = None;
+            }
             return reply.map_or(Next::GO, Next::Reply);
         }
         Next::more_or_read(size, end_of_stream)
@@ -592,8 +629,13 @@ impl Exchange {
             (self.outputs.counters).extend(report.map(Counter::Slot));
             self.behaviour_reply();
         }
-        let reply = self.apply(&policy, &step, &verdict, Phase::RequestEnd);
-        reply.map_or(Next::GO, Next::Reply)
+        if let Some(reply) = self.apply(&policy, &step, &verdict, Phase::RequestEnd) {
+            // What was refused is no client's traffic to learn from.
+            self.learning = None;
+            return Next::Reply(reply);
+        }
+        self.learning_also(bytes);
+        Next::GO
     }
 
     /// Whether [`Exchange::response_headers`] reads the headers it is given: a host may
@@ -684,6 +726,8 @@ impl Exchange {
         self.response_buffered = size;
         if size > policy.body_limit() {
             self.response_body = None;
+            // Too large to learn from as well: learning keeps the status and media type.
+            let _ = self.learning_data(size, end_of_stream);
             let checked = policy.response_too_large(self.operation.unwrap_or_default());
             let reply = self.apply(
                 &policy,
@@ -724,6 +768,8 @@ impl Exchange {
         if let Some(reply) = self.apply(&policy, &step, &checked.verdict, Phase::Response) {
             return Next::Reply(reply);
         }
+        // The upstream's body as it answered, before redaction: what drift is made of.
+        self.learning_also(bytes);
         if checked.withheld {
             return Next::Withhold(size);
         }

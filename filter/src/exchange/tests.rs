@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use sha2::Digest;
 
 use super::*;
-use crate::discovery::Sample;
+use crate::discovery::{Sample, Subject};
 use crate::events::{EventAction, QUARANTINE_STARTED, REDACTED};
 use crate::testkit::{self, exchange, input, T0};
 
@@ -634,7 +634,7 @@ fn an_undeclared_request_that_goes_on_teaches_its_bodies_shapes() {
     assert_eq!(exchange.request_body(&input, body), Next::Continue(vec![]));
     let lessons = exchange.take_outputs().lessons;
     let [Lesson {
-        request,
+        about: Subject::Undeclared(request),
         sample: Sample::Request { media, schema },
     }] = lessons.as_slice()
     else {
@@ -709,4 +709,88 @@ fn nothing_is_learned_without_discovery_or_from_refused_requests() {
         assert!(!exchange.checks_response());
         assert!(exchange.take_outputs().lessons.is_empty());
     }
+}
+
+/// `discovery.learn`: a sampled exchange of a declared operation teaches its bodies'
+/// shapes — the request body the check reads anyway, the response as the upstream
+/// answered it — about its operation; a refused one teaches nothing, and a rate of 0
+/// samples nothing.
+#[test]
+fn a_sampled_declared_operation_teaches_its_bodies_shapes() {
+    let input = input();
+    let p = policy(json!({"discovery": {"learn": 1.0}}));
+    let create =
+        (p.operations.iter()).position(|op| op.operation_id.as_deref() == Some("createUser"));
+    let mut exchange = exchange(&p);
+    exchange.request_headers(&input, &head("POST", "/users", &[JSON]), false);
+    let body = br#"{"name": "ada", "age": 36}"#;
+    assert_eq!(
+        exchange.request_data(&input, body.len(), true),
+        Next::Read(body.len())
+    );
+    assert_eq!(exchange.request_body(&input, body), Next::GO);
+    let lessons = exchange.take_outputs().lessons;
+    let [Lesson {
+        about: Subject::Operation { id, .. },
+        sample: Sample::Request {
+            schema: Some(schema),
+            ..
+        },
+    }] = lessons.as_slice()
+    else {
+        panic!("{lessons:?}");
+    };
+    assert_eq!(Some(*id), create);
+    assert_eq!(schema.to_json()["required"], json!(["age", "name"]));
+    // The response, though no check reads this one's body.
+    let response = [(":status", "201"), ("content-type", "application/json")];
+    exchange.response_headers(&input, &response, false);
+    let answer = br#"{"id": 12, "name": "ada"}"#;
+    assert_eq!(
+        exchange.response_data(&input, answer.len(), true),
+        Next::Read(answer.len())
+    );
+    exchange.response_body(&input, answer);
+    let lessons = exchange.take_outputs().lessons;
+    assert!(
+        matches!(
+            lessons.as_slice(),
+            [Lesson {
+                sample: Sample::Response {
+                    status: 201,
+                    schema: Some(_),
+                    ..
+                },
+                ..
+            }]
+        ),
+        "{lessons:?}"
+    );
+
+    // Refused (no `name`): nothing learned of it.
+    let mut exchange = testkit::exchange(&p);
+    exchange.request_headers(&input, &head("POST", "/users", &[JSON]), false);
+    let bad = br#"{"age": 36}"#;
+    exchange.request_data(&input, bad.len(), true);
+    assert!(reply_rule(&exchange.request_body(&input, bad)).is_some());
+    assert!(exchange.take_outputs().lessons.is_empty());
+    assert!(exchange.learning.is_none());
+
+    // A rate of 0 (the default) learns nothing; 0.5 about half, the same half each run.
+    let sampled = |rate: f64| {
+        let p = policy(json!({"discovery": {"learn": rate}}));
+        (0..400)
+            .filter(|i| {
+                let mut exchange = testkit::exchange(&p);
+                let path = format!("/users/{i}");
+                exchange.request_headers(&input, &head("GET", &path, &[]), true);
+                exchange.learning.is_some()
+            })
+            .count()
+    };
+    assert_eq!(sampled(0.0), 0);
+    assert_eq!(sampled(1.0), 400);
+    let half = sampled(0.5);
+    assert!((150..250).contains(&half), "{half}");
+    assert_eq!(sampled(0.5), half);
 }

@@ -1,8 +1,9 @@
 //! The VM's record of undeclared requests ([`crate::discovery`]) and its reports: every
 //! `report_seconds`, one `discovery.endpoint` event per inferred template whose traffic
 //! grew (or whose learned schemas changed) since the last report, with the growth as its
-//! count and what was learned so far. Each worker reports what it saw; a collector (or
-//! `apiguard learn`) adds the workers up.
+//! count and what was learned so far; and likewise one `discovery.observed` event per
+//! declared operation whose sampled traffic grew. Each worker reports what it saw; a
+//! collector (or `apiguard learn`) adds the workers up.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -18,6 +19,8 @@ pub(super) struct Record {
     /// Per template, the request count and a hash of what was learned, at the last
     /// report.
     reported: RefCell<BTreeMap<(Method, String), (u64, u64)>>,
+    /// The same per declared operation learned, by index.
+    reported_operations: RefCell<BTreeMap<usize, (u64, u64)>>,
     every_ms: u64,
     next_ms: Cell<u64>,
 }
@@ -28,6 +31,7 @@ impl Record {
         Record {
             discovery: RefCell::new(Discovery::new(settings)),
             reported: RefCell::new(BTreeMap::new()),
+            reported_operations: RefCell::new(BTreeMap::new()),
             every_ms,
             next_ms: Cell::new(now_ms.saturating_add(every_ms)),
         }
@@ -40,7 +44,7 @@ impl Record {
         }
     }
 
-    /// Adds what an undeclared request's body or response taught.
+    /// Adds what a request's body or response taught (undeclared, or sampled).
     pub(super) fn learn(&self, lesson: &Lesson) {
         if let Ok(mut discovery) = self.discovery.try_borrow_mut() {
             discovery.learn(lesson);
@@ -78,6 +82,31 @@ impl Record {
                 grown,
                 first.saturating_mul(1_000),
                 last.saturating_mul(1_000),
+            );
+            emitter.emit(policy, &event);
+        }
+        let Ok(mut reported) = self.reported_operations.try_borrow_mut() else {
+            return;
+        };
+        for observed in discovery.observed() {
+            let Some(operation) = policy.operations.get(observed.id) else {
+                continue;
+            };
+            let learned = observed.learned.to_json();
+            let hash = hash64(learned.to_string().as_bytes());
+            let (before, hash_before) = reported.get(&observed.id).copied().unwrap_or((0, 0));
+            let grown = observed.seen.count.saturating_sub(before);
+            if grown == 0 && hash == hash_before {
+                continue;
+            }
+            reported.insert(observed.id, (observed.seen.count, hash));
+            let event = Event::operation_observed(
+                &policy.events,
+                operation,
+                learned,
+                grown,
+                observed.seen.first.saturating_mul(1_000),
+                observed.seen.last.saturating_mul(1_000),
             );
             emitter.emit(policy, &event);
         }

@@ -205,6 +205,18 @@ impl Policy {
     ) -> Result<Policy, PolicyError> {
         let name = config.name;
         check_name(&name, origin)?;
+        if let Some(discovery) = &config.discovery {
+            if !(0.0..=1.0).contains(&discovery.learn) {
+                return Err(PolicyError::Invalid {
+                    at: Location::new(origin, "/discovery/learn"),
+                    message: format!(
+                        "`{}` is no sample rate: give the fraction of declared operations' \
+                         exchanges to learn, from 0 (none) to 1 (all)",
+                        discovery.learn
+                    ),
+                });
+            }
+        }
         let source = config.openapi;
         let openapi = role.openapi_pointer();
         if source.file.is_some() {

@@ -124,7 +124,33 @@ fn a_shadow_endpoint_hit_in_monitor_mode_is_learned_into_the_overlay() {
     // A worker's schema changes reported late (a response after its report) come in the
     // next report.
     std::thread::sleep(std::time::Duration::from_millis(2_500));
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-learn");
+    let (overlay, _) = learn(&proxy, "e2e-learn");
+    let added = &overlay["actions"][0]["update"]["/pets/{petId}/vaccinations"]["post"];
+    assert_eq!(added["x-apiguard-observed"]["requests"], 8, "{overlay:#}");
+    let body = &added["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(
+        body["required"],
+        json!(["date", "dose_ml", "password", "vaccine"])
+    );
+    assert_eq!(body["properties"]["vaccine"]["enum"], json!(["cat", "dog"]));
+    assert_eq!(body["properties"]["date"]["format"], "date");
+    assert_eq!(body["properties"]["password"], json!({"type": "string"}));
+    assert_eq!(
+        body["properties"]["dose_ml"],
+        json!({"type": "integer", "minimum": 1, "maximum": 8})
+    );
+    let response = &added["responses"]["2XX"]["content"]["application/json"]["schema"];
+    assert_eq!(response["properties"]["created"]["format"], "date-time");
+    assert_eq!(response["required"], json!(["created", "id"]));
+    let text = serde_json::to_string(&logged(&proxy, "discovery.endpoint")).unwrap();
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(!overlay.to_string().contains("hunter2"), "{overlay}");
+}
+
+/// `apiguard learn` on the proxy's log so far (written under `name` in the test's
+/// scratch directory), against the petstore document: the overlay, and the report.
+fn learn(proxy: &Proxy, name: &str) -> (Value, String) {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("envoy.log");
     std::fs::write(&log, proxy.envoy.log()).unwrap();
@@ -146,30 +172,83 @@ fn a_shadow_endpoint_hit_in_monitor_mode_is_learned_into_the_overlay() {
         .current_dir(locate::workspace_root())
         .output()
         .unwrap();
-    let overlay = String::from_utf8_lossy(&output.stdout);
-    let report = String::from_utf8_lossy(&output.stderr);
+    let report = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "{report}");
-    let overlay: Value = serde_yaml::from_str(&overlay).unwrap();
-    let added = &overlay["actions"][0]["update"]["/pets/{petId}/vaccinations"]["post"];
-    assert_eq!(added["x-apiguard-observed"]["requests"], 8, "{overlay:#}");
-    let body = &added["requestBody"]["content"]["application/json"]["schema"];
-    assert_eq!(
-        body["required"],
-        json!(["date", "dose_ml", "password", "vaccine"])
+    let overlay = serde_yaml::from_str(&String::from_utf8_lossy(&output.stdout)).unwrap();
+    (overlay, report)
+}
+
+/// `discovery: {learn: 1.0}` on an enforced contract: every exchange of a declared
+/// operation is learned in the VM and reported as `discovery.observed`; the upstream
+/// answers `showPetById` with a property the contract does not declare, and
+/// `apiguard learn`'s drift report names it — and the request property `createPet`
+/// declares that no client sent. The property's value is in no event.
+#[test]
+fn a_declared_operation_answering_an_undeclared_property_shows_as_drift() {
+    let mut policy = bundled("petstore");
+    policy["discovery"] = json!({"report_seconds": 1, "learn": 1.0});
+    let proxy = Proxy::start(Policy::Bundle(policy));
+    let send = |request: http::request::Builder, body: Value, status: u16, answer: Value| {
+        let reply = Reply {
+            status: Some(status),
+            body: Some(answer.to_string()),
+            ..Reply::default()
+        };
+        let request = request
+            .header("content-type", "application/json")
+            .header(Reply::HEADER, reply.header_value())
+            .body(Bytes::from(if body.is_null() {
+                String::new()
+            } else {
+                body.to_string()
+            }))
+            .unwrap();
+        let response = proxy.client(HttpVersion::Http1).send(request).unwrap();
+        assert_eq!(
+            response.status, status,
+            "the upstream answered: {response:?}"
+        );
+    };
+    for i in 0..3 {
+        let pet = json!({"id": 7 + i, "name": "Rex", "microchip": format!("98100000{i}")});
+        send(
+            Request::get(format!("/v1/pets/{}", 7 + i)),
+            Value::Null,
+            200,
+            pet,
+        );
+    }
+    send(
+        Request::post("/v1/pets"),
+        json!({"name": "Tom", "tag": "cat"}),
+        201,
+        json!({"id": 12, "name": "Tom", "tag": "cat"}),
     );
-    assert_eq!(body["properties"]["vaccine"]["enum"], json!(["cat", "dog"]));
-    assert_eq!(body["properties"]["date"]["format"], "date");
-    assert_eq!(body["properties"]["password"], json!({"type": "string"}));
-    assert_eq!(
-        body["properties"]["dose_ml"],
-        json!({"type": "integer", "minimum": 1, "maximum": 8})
+    wait_for("both operations' sampled exchanges reported", || {
+        let events = logged(&proxy, "discovery.observed");
+        let count = |id: &str| -> u64 {
+            (events.iter())
+                .filter(|e| e["unmapped"]["operation_id"] == id)
+                .map(|e| e["count"].as_u64().unwrap_or(0))
+                .sum()
+        };
+        (count("showPetById") == 3 && count("createPet") == 1).then_some(())
+    });
+    // Schema changes a worker learned after its report come in the next one.
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    let (_, report) = learn(&proxy, "e2e-drift");
+    assert!(
+        report.contains(
+            "showPetById: 3 sampled exchanges, drift\n    response properties not declared: microchip\n"
+        ),
+        "{report}"
     );
-    let response = &added["responses"]["2XX"]["content"]["application/json"]["schema"];
-    assert_eq!(response["properties"]["created"]["format"], "date-time");
-    assert_eq!(response["required"], json!(["created", "id"]));
-    let text = serde_json::to_string(&logged(&proxy, "discovery.endpoint")).unwrap();
-    assert!(!text.contains("hunter2"), "{text}");
-    assert!(!overlay.to_string().contains("hunter2"), "{overlay}");
+    assert!(
+        report.contains("createPet: 1 sampled exchanges, drift\n    request properties declared, never sent: birthDate\n"),
+        "{report}"
+    );
+    let text = serde_json::to_string(&logged(&proxy, "discovery.observed")).unwrap();
+    assert!(!text.contains("98100000"), "{text}");
 }
 
 #[test]

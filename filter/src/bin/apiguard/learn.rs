@@ -10,13 +10,17 @@
 //! `servers`) and operation: path parameters with their inferred forms, the learned
 //! request body, the status classes seen with the learned response body, and
 //! `x-apiguard-observed` (requests, first and last seen). The report lists the zombie
-//! calls (`discovery.zombie`), and per declared operation the violations recorded in
-//! monitor mode over the events' window — an operation with none is ready to enforce.
+//! calls (`discovery.zombie`), the drift of declared operations whose traffic was sampled
+//! (`discovery.observed`, see [`crate::drift`]), and per declared operation the
+//! violations recorded in monitor mode over the events' window — an operation with none
+//! is ready to enforce.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use apiguard_filter::{template_shape, Learned};
+
+use crate::drift::Drift;
 use serde_json::{json, Map, Value};
 
 /// Starts tried per log line: the JSON starts at one of its first few `{`.
@@ -33,11 +37,21 @@ struct Endpoint {
     learned: Learned,
 }
 
+/// One declared operation's sampled traffic, its events added up.
+#[derive(Debug, Default)]
+struct Observed {
+    /// Sampled exchanges.
+    count: u64,
+    learned: Learned,
+}
+
 /// What the events say, added up.
 #[derive(Debug, Default)]
 pub(crate) struct Findings {
     /// Shadow endpoints, by (method, template).
     endpoints: BTreeMap<(String, String), Endpoint>,
+    /// Declared operations' sampled traffic, by (method, template, operationId).
+    observed: BTreeMap<(String, String, Option<String>), Observed>,
     /// Zombie calls, by operation: calls, and clients.
     zombies: BTreeMap<String, (u64, Vec<String>)>,
     /// Violations recorded in monitor mode, by operation (its id, else its template).
@@ -101,6 +115,20 @@ impl Findings {
                     .collect();
                 if let Some(learned) = unmapped.get("learned") {
                     endpoint.learned.merge(&Learned::from_json(learned));
+                }
+            }
+            "discovery.observed" => {
+                let method = event["http_request"]["http_method"].as_str();
+                let template = unmapped["path_template"].as_str();
+                let (Some(method), Some(template)) = (method, template) else {
+                    return;
+                };
+                let id = unmapped["operation_id"].as_str().map(str::to_owned);
+                let key = (method.to_owned(), template.to_owned(), id);
+                let observed = self.observed.entry(key).or_default();
+                observed.count += count;
+                if let Some(learned) = unmapped.get("learned") {
+                    observed.learned.merge(&Learned::from_json(learned));
                 }
             }
             "discovery.zombie" => {
@@ -424,7 +452,7 @@ pub(crate) fn report(document: &Value, findings: &Findings) -> String {
             clients.len()
         );
     }
-    out += "drift (declared operations): not reported; events carry no response shapes of declared operations\n";
+    out += &drift_report(document, findings);
     out += "learn -> enforce (violations recorded in monitor mode over the window; an operation \
             without events may also have had no traffic):\n";
     let operations = declared_operations(document);
@@ -438,6 +466,63 @@ pub(crate) fn report(document: &Value, findings: &Findings) -> String {
         out += &format!("  {operation}: {violations} violations, {verdict}\n");
     }
     out
+}
+
+/// The drift section: per declared operation with sampled traffic, how it departs from
+/// the contract.
+fn drift_report(document: &Value, findings: &Findings) -> String {
+    let mut out = format!(
+        "drift (declared operations sampled with discovery.learn): {} operations observed\n",
+        findings.observed.len()
+    );
+    let bases = base_paths(document);
+    for ((method, template, id), observed) in &findings.observed {
+        let name = id.clone().unwrap_or_else(|| format!("{method} {template}"));
+        let Some(operation) = find_operation(document, method, template, id.as_deref(), &bases)
+        else {
+            out += &format!("  {name}: not in the document (another version of it?)\n");
+            continue;
+        };
+        let drift = Drift::of(document, operation, &observed.learned);
+        let verdict = if drift.is_empty() {
+            "no drift"
+        } else {
+            "drift"
+        };
+        out += &format!(
+            "  {name}: {} sampled exchanges, {verdict}\n",
+            observed.count
+        );
+        for line in drift.lines() {
+            out += &format!("    {line}\n");
+        }
+    }
+    out
+}
+
+/// The document's operation an event names: by `operationId`, else by method and path
+/// (without the base path of the servers).
+fn find_operation<'d>(
+    document: &'d Value,
+    method: &str,
+    template: &str,
+    id: Option<&str>,
+    bases: &[String],
+) -> Option<&'d Value> {
+    let paths = document["paths"].as_object()?;
+    let method = method.to_ascii_lowercase();
+    if let Some(id) = id {
+        // An `operationId` is unique in its document.
+        let by_id = (paths.values())
+            .filter_map(Value::as_object)
+            .flat_map(|item| item.values())
+            .find(|op| op["operationId"].as_str() == Some(id));
+        if by_id.is_some() {
+            return by_id;
+        }
+    }
+    let path = document_path(template, bases);
+    (paths.get(&path).or_else(|| paths.get(template)))?.get(&method)
 }
 
 /// Each declared operation's name as events give it: its `operationId`, else its template.
