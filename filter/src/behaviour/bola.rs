@@ -142,6 +142,8 @@ impl Bola {
                 window_seconds: self.windows.window_seconds,
                 answers: Some(answers),
                 denied: Some(denied),
+                mean: None,
+                sigma: None,
             };
             let retry_after = self.windows.seconds_left(&record, now);
             Finding::new(RuleId::BehaviourBola, self.reaction, evidence, retry_after)

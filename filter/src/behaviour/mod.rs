@@ -5,7 +5,11 @@
 //! - [`login`]: failed sign-ins and the usernames tried (`behaviour.brute_force`,
 //!   `behaviour.credential_stuffing`, OWASP API2);
 //! - [`flow`]: an operation called without the step that must come before it
-//!   (`behaviour.flow`, OWASP API6);
+//!   (`behaviour.flow`), or completed too often by one identity (`behaviour.flow_velocity`,
+//!   OWASP API6);
+//! - [`baseline`]: what is normal per operation, learnt while serving, and spikes beyond
+//!   it: requests (`behaviour.volume`), error answers (`behaviour.errors`), response sizes
+//!   (`behaviour.response_size`);
 //!
 //! the first two over a [`window`] table of [`sketch`]es, flows over a table of instants. A finding is a violation of its rule
 //! with the [`Evidence`] (what was counted, against what threshold, over which window),
@@ -13,6 +17,7 @@
 //! mode), `quarantine` refuses it and starts the client's quarantine (`abuse.quarantine`).
 //! When each check runs in a request's life is written once, in [`crate::exchange`].
 
+pub(crate) mod baseline;
 pub(crate) mod bola;
 pub(crate) mod flow;
 pub(crate) mod login;
@@ -30,6 +35,7 @@ use crate::contract::CompiledOperation;
 use crate::error::{Location, PolicyError};
 use crate::events::Evidence;
 use crate::verdict::{RuleId, Violation};
+use baseline::{BaselineConfig, Baselines};
 use bola::{Bola, BolaConfig};
 use flow::{Flow, FlowConfig};
 use login::{Login, LoginConfig};
@@ -43,6 +49,7 @@ pub(crate) struct BehaviourConfig {
     pub credentials: Option<LoginConfig>,
     #[serde(default)]
     pub flows: Vec<FlowConfig>,
+    pub baselines: Option<BaselineConfig>,
 }
 
 /// What a rule does with its finding.
@@ -64,6 +71,7 @@ pub(crate) struct Behaviour {
     pub bola: Option<Bola>,
     pub login: Option<Login>,
     pub flows: Vec<Flow>,
+    pub baselines: Option<Baselines>,
 }
 
 /// A rule found the client.
@@ -97,6 +105,9 @@ impl Finding {
         );
         if let (Some(answers), Some(denied)) = (e.answers, e.denied) {
             reason.push_str(&format!("; {denied} of {answers} answers were 403 or 404"));
+        }
+        if let (Some(mean), Some(sigma)) = (e.mean, e.sigma) {
+            reason.push_str(&format!("; normal: mean {mean}, sigma {sigma}"));
         }
         Violation {
             rule: self.rule,
@@ -271,6 +282,12 @@ impl Behaviour {
                     )
                 })
             };
+            if flow.max_per_window == Some(0) {
+                return Err(invalid(
+                    format!("{at}/max_per_window"),
+                    "must be at least 1",
+                ));
+            }
             let (after, then) = (step("after", &flow.after)?, step("then", &flow.then)?);
             if after == then {
                 return Err(invalid(
@@ -281,7 +298,44 @@ impl Behaviour {
             let prefix = format!("apiguard.b.{api}.flow.{name}");
             flows.push(Flow::new(flow, prefix, after, then));
         }
-        Ok(Behaviour { bola, login, flows })
+        let baselines = match &config.baselines {
+            Some(b) => {
+                let at = "/behaviour/baselines";
+                if !(1..=3600).contains(&b.bucket_seconds) {
+                    return Err(invalid(format!("{at}/bucket_seconds"), "must be 1 to 3600"));
+                }
+                if !(1..=10_000).contains(&b.warmup_buckets) {
+                    return Err(invalid(
+                        format!("{at}/warmup_buckets"),
+                        "must be 1 to 10000",
+                    ));
+                }
+                if !(b.smoothing > 0.0 && b.smoothing <= 1.0) {
+                    return Err(invalid(
+                        format!("{at}/smoothing"),
+                        "must be above 0 and at most 1",
+                    ));
+                }
+                if !(b.sigma > 0.0 && b.sigma.is_finite()) {
+                    return Err(invalid(format!("{at}/sigma"), "must be above 0"));
+                }
+                if b.action == Reaction::Quarantine {
+                    return Err(invalid(
+                        format!("{at}/action"),
+                        "`log` or `block`: a spike of an operation's traffic is no one client's",
+                    ));
+                }
+                let prefix = format!("apiguard.b.{api}.base");
+                Some(Baselines::new(b, prefix, operations.len()))
+            }
+            None => None,
+        };
+        Ok(Behaviour {
+            bola,
+            login,
+            flows,
+            baselines,
+        })
     }
 
     /// Every slot table, for the host to create at configure time.
@@ -289,6 +343,8 @@ impl Behaviour {
         (self.bola.iter().map(|b| &b.windows.table))
             .chain(self.login.iter().map(|l| &l.windows.table))
             .chain(self.flows.iter().map(|f| &f.table))
+            .chain((self.flows.iter()).filter_map(|f| f.velocity.as_ref().map(|(w, _)| &w.table)))
+            .chain(self.baselines.iter().map(|b| &b.table))
     }
 }
 
