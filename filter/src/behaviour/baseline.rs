@@ -449,3 +449,185 @@ impl Spike {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abuse::slots::MemoryStore;
+    use crate::testkit::{SECOND, T0};
+
+    /// 10-second buckets (T0 starts one), a warm-up of 5, spikes at 4 sigma from 5 up.
+    fn baselines(action: Reaction) -> Baselines {
+        let config = BaselineConfig {
+            bucket_seconds: 10,
+            warmup_buckets: 5,
+            smoothing: 0.1,
+            sigma: 4.0,
+            min_count: 5,
+            action,
+            measures: every_measure(),
+        };
+        Baselines::new(&config, "apiguard.b.test.base".into(), 3)
+    }
+
+    /// `n` requests to operation 1 spread over bucket `b`, each answered `status`; the
+    /// findings.
+    fn bucket(b: &Baselines, store: &MemoryStore, at: u64, n: u32, errors: u32) -> Vec<Finding> {
+        let start = T0 + at * 10 * SECOND;
+        (0..n)
+            .flat_map(|i| {
+                let now = start + u64::from(i) * 1_000_000;
+                // The errors spread over the bucket.
+                let status = if (i * errors) % n < errors { 500 } else { 200 };
+                let (volume, _) = b.request(store, 1, now);
+                let (error, _) = b.response(store, 1, status, now);
+                volume.into_iter().chain(error)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_ewma_of_a_steady_series_is_its_value_and_of_a_mixed_one_its_spread() {
+        let mut e = Ewma::default();
+        e.fold(5.0, 0.1, true);
+        for _ in 0..50 {
+            e.fold(5.0, 0.1, false);
+        }
+        assert_eq!((e.mean, e.deviation()), (5.0, 0.0));
+        for i in 0..2000 {
+            e.fold(if i % 2 == 0 { 0.0 } else { 10.0 }, 0.05, false);
+        }
+        assert!((e.mean - 5.0).abs() < 0.5, "{e:?}");
+        assert!((e.deviation() - 5.0).abs() < 0.5, "{e:?}");
+    }
+
+    #[test]
+    fn a_volume_spike_after_the_warm_up_is_found_at_mean_plus_k_sigma() {
+        let (store, b) = (MemoryStore::default(), baselines(Reaction::Block));
+        // A spike during the warm-up is learnt, not found.
+        assert!(bucket(&b, &store, 0, 40, 0).is_empty());
+        // …and forgotten: 0.9^80 of it is left.
+        for at in 1..=80 {
+            assert!(bucket(&b, &store, at, 10, 0).is_empty(), "bucket {at}");
+        }
+        // mean ≈ 10, deviation floored at √10 ≈ 3.2: the threshold is about 22.6.
+        let start = T0 + 81 * 10 * SECOND;
+        let first = (1..=40u64)
+            .find_map(|i| b.request(&store, 1, start + i).0.map(|f| (i, f)))
+            .expect("a spike");
+        let (at, finding) = first;
+        assert_eq!(at, 23, "{finding:?}");
+        assert_eq!(finding.rule, RuleId::BehaviourVolume);
+        assert_eq!(finding.reaction, Reaction::Block);
+        let e = &finding.evidence;
+        assert_eq!((e.measure.as_str(), e.count), ("requests", 23));
+        assert_eq!((e.threshold, e.mean, e.sigma), (23, Some(10), Some(3)));
+        assert_eq!(e.window_seconds, 10);
+        assert_eq!(finding.retry_after, 10, "until the bucket ends");
+        // Another operation has its own baseline.
+        assert_eq!(b.request(&store, 2, start).0, None);
+    }
+
+    #[test]
+    fn an_error_spike_is_found_and_a_steady_error_share_never() {
+        let (store, b) = (MemoryStore::default(), baselines(Reaction::Log));
+        for at in 0..=20 {
+            assert!(bucket(&b, &store, at, 40, 4).is_empty(), "bucket {at}");
+        }
+        let found = bucket(&b, &store, 21, 40, 30);
+        let finding = found.first().expect("an error spike");
+        assert_eq!(finding.rule, RuleId::BehaviourErrors);
+        assert_eq!(finding.reaction, Reaction::Log, "recorded only");
+        let e = &finding.evidence;
+        assert_eq!((e.measure.as_str(), e.mean), ("errors_permille", Some(100)));
+        assert!(e.count > e.threshold, "{e:?}");
+        assert!(found.iter().all(|f| f.rule == RuleId::BehaviourErrors));
+    }
+
+    #[test]
+    fn a_response_far_larger_than_the_operations_is_an_outlier() {
+        let (store, b) = (MemoryStore::default(), baselines(Reaction::Log));
+        for at in 0..=6u64 {
+            for i in 0..10u64 {
+                let now = T0 + at * 10 * SECOND + i;
+                let (found, _) = b.response_size(&store, 1, 1000 + (i % 5) * 20, now);
+                assert_eq!(found, None, "{at}/{i}");
+            }
+        }
+        let now = T0 + 70 * SECOND;
+        assert_eq!(
+            b.response_size(&store, 1, 1200, now).0,
+            None,
+            "within the spread"
+        );
+        let finding = b
+            .response_size(&store, 1, 250_000, now)
+            .0
+            .expect("an outlier");
+        assert_eq!(finding.rule, RuleId::BehaviourResponseSize);
+        let e = &finding.evidence;
+        assert_eq!((e.measure.as_str(), e.count), ("response_bytes", 250_000));
+        assert!(e.mean.is_some_and(|m| (1000..1100).contains(&m)), "{e:?}");
+        assert!(e.threshold < 2000, "{e:?}");
+    }
+
+    #[test]
+    fn quiet_buckets_fold_in_as_zero_and_time_going_back_counts_in_the_current_one() {
+        let (store, b) = (MemoryStore::default(), baselines(Reaction::Log));
+        for at in 0..10 {
+            bucket(&b, &store, at, 20, 0);
+        }
+        // 20 buckets later: the 20 empty ones decayed the mean to 20 · 0.9^20 ≈ 2.4.
+        b.request(&store, 1, T0 + 30 * 10 * SECOND);
+        let bytes = b.table.read_raw(&store, 1).unwrap_or_default();
+        let record = Record::decode(&bytes).expect("a record");
+        assert!((2.0..3.5).contains(&record.volume.mean), "{record:?}");
+        assert_eq!((record.closed, record.requests), (30, 1));
+        b.request(&store, 1, T0);
+        let bytes = b.table.read_raw(&store, 1).unwrap_or_default();
+        assert_eq!(Record::decode(&bytes).map(|r| r.requests), Some(2));
+    }
+
+    /// Two workers over one store, losing races: every request counts in one baseline.
+    #[test]
+    fn workers_feed_one_baseline() {
+        let store = MemoryStore::default();
+        let (a, b) = (baselines(Reaction::Log), baselines(Reaction::Log));
+        assert_eq!(a.table.create(&store), 0);
+        for i in 0..100u64 {
+            store.interfere.set((i % 3) as usize);
+            let worker = if i % 2 == 0 { &a } else { &b };
+            assert!(!worker.request(&store, 0, T0 + i).1.lost);
+        }
+        assert!(store.conflicts.get() > 0);
+        let bytes = a.table.read_raw(&store, 0).unwrap_or_default();
+        assert_eq!(Record::decode(&bytes).map(|r| r.requests), Some(100));
+    }
+
+    #[test]
+    fn records_round_trip_and_anything_else_is_a_fresh_baseline() {
+        let record = Record {
+            bucket: 7,
+            requests: 1,
+            answers: 2,
+            errors: 3,
+            closed: 4,
+            sized: 5,
+            volume: Ewma {
+                mean: 1.5,
+                variance: 2.5,
+            },
+            errors_share: Ewma::default(),
+            size: Ewma {
+                mean: 100.0,
+                variance: 9.0,
+            },
+        };
+        assert_eq!(record.encode().len(), RECORD_BYTES);
+        assert_eq!(Record::decode(&record.encode()), Some(record));
+        assert_eq!(Record::decode(&[0; 16]), None);
+        let mut nan = record.encode();
+        nan.splice(28..36, f64::NAN.to_le_bytes());
+        assert_eq!(Record::decode(&nan), None);
+    }
+}

@@ -196,6 +196,9 @@ impl Behaviour {
                     reaction: bola.action,
                 })?;
                 threshold(format!("{at}/max_distinct_ids"), bola.max_distinct_ids)?;
+                if bola.relative.is_some_and(|k| !(k >= 1.0 && k.is_finite())) {
+                    return Err(invalid(format!("{at}/relative"), "must be at least 1"));
+                }
                 if bola.denied_ratio.is_some_and(|r| !(r > 0.0 && r <= 1.0)) {
                     return Err(invalid(
                         format!("{at}/denied_ratio"),
@@ -341,6 +344,7 @@ impl Behaviour {
     /// Every slot table, for the host to create at configure time.
     pub(crate) fn tables(&self) -> impl Iterator<Item = &Table> {
         (self.bola.iter().map(|b| &b.windows.table))
+            .chain((self.bola.iter()).filter_map(|b| b.normals.as_ref().map(|n| &n.table)))
             .chain(self.login.iter().map(|l| &l.windows.table))
             .chain(self.flows.iter().map(|f| &f.table))
             .chain((self.flows.iter()).filter_map(|f| f.velocity.as_ref().map(|(w, _)| &w.table)))

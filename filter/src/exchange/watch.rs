@@ -139,8 +139,9 @@ impl Watch {
         };
         let fingerprint = Bola::fingerprint(&secret, &key, operation.id);
         self.bola = Some(fingerprint);
-        let (finding, report) = bola.request(store, &secret, fingerprint, &values, now);
-        reports.push(report);
+        let counted = (operation.id, fingerprint);
+        let (finding, counts) = bola.request(store, &secret, counted, &values, now);
+        reports.extend(counts);
         if let Some(finding) = finding {
             self.join(policy, finding, verdict);
         }
