@@ -93,7 +93,7 @@ pub fn measure(bundles: &Bundles, scenarios: &[Scenario]) -> Result<Engine, Benc
     let candidate_policy = compile("bench full.yaml with a candidate", &bundles.full_candidate)?;
     let discovery_policy = compile("bench full.yaml with `discovery`", &bundles.full_discovery)?;
     let behaviour_policy = compile(
-        "bench full.yaml with `behaviour.bola`",
+        "bench full.yaml with `behaviour.bola` and `behaviour.baselines`",
         &bundles.full_behaviour,
     )?;
     let mut cold_policies = BTreeMap::new();
