@@ -168,6 +168,9 @@ rules! {
     /// (`behaviour.baselines`: mean + k sigma; OWASP API4). Recorded, or refused with
     /// `action: block` until the bucket ends.
     BehaviourVolume = "behaviour.volume", 429, "This operation gets far more requests than it normally does";
+    /// One identity made more than `behaviour.baselines.client_share` of its operation's
+    /// normal requests per bucket by itself, within one bucket.
+    BehaviourClientShare = "behaviour.client_share", 429, "The client makes an outsized share of this operation's traffic";
     /// The share of 4xx/5xx answers of the operation in the current bucket is far above its
     /// learnt normal (`behaviour.baselines`). Recorded only: found once the upstream answered.
     BehaviourErrors = "behaviour.errors", 502, "This operation fails far more often than it normally does";

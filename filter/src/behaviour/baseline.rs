@@ -20,11 +20,17 @@
 //! binomial one `√(p(1−p)/n)` for an error share over n answers, and 5 % of the mean for
 //! sizes. Every sample is folded in, spikes included: a lasting change becomes the new
 //! normal after about `1/smoothing` buckets (or responses), while a burst stays one.
+//!
+//! With `client_share`, each identity's requests to each operation are also counted over
+//! a window of one bucket (a [`Windows`] table, `slots` of them), and an identity that
+//! alone makes more than that share of the operation's normal requests per bucket is found
+//! (`behaviour.client_share`): one client turning into most of an operation's traffic.
 
 use serde::Deserialize;
 
 use crate::abuse::slots::{SharedStore, SlotReport, Table};
-use crate::behaviour::{Finding, Reaction};
+use crate::behaviour::window::Windows;
+use crate::behaviour::{default_slots, Finding, Reaction};
 use crate::events::Evidence;
 use crate::verdict::RuleId;
 
@@ -61,6 +67,12 @@ pub(crate) struct BaselineConfig {
     /// Which baselines are kept (default: all three).
     #[serde(default = "every_measure")]
     pub measures: Vec<Measure>,
+    /// Find an identity making more than this share (0, 1] of its operation's normal
+    /// requests per bucket by itself (unset: not counted; needs the `volume` baseline).
+    pub client_share: Option<f64>,
+    /// The slots of the identities' counts, with `client_share`.
+    #[serde(default = "default_slots")]
+    pub slots: u32,
 }
 
 /// A baseline an operation keeps.
@@ -226,6 +238,9 @@ pub(crate) struct Baselines {
     min_count: u32,
     reaction: Reaction,
     measures: Vec<Measure>,
+    /// With `client_share`: each identity's requests per operation over one bucket, and
+    /// the share it may make.
+    pub clients: Option<(Windows, f64)>,
 }
 
 impl Baselines {
@@ -233,7 +248,6 @@ impl Baselines {
     pub(crate) fn new(config: &BaselineConfig, prefix: String, operations: usize) -> Baselines {
         let slots = u32::try_from(operations).unwrap_or(u32::MAX);
         Baselines {
-            table: Table::new(prefix, slots),
             bucket_seconds: config.bucket_seconds,
             warmup: config.warmup_buckets,
             alpha: config.smoothing,
@@ -241,6 +255,15 @@ impl Baselines {
             min_count: config.min_count,
             reaction: config.action,
             measures: config.measures.clone(),
+            clients: config.client_share.map(|share| {
+                let windows = Windows::new(
+                    format!("{prefix}.client"),
+                    config.slots,
+                    config.bucket_seconds,
+                );
+                (windows, share)
+            }),
+            table: Table::new(prefix, slots),
         }
     }
 
@@ -361,6 +384,44 @@ impl Baselines {
         (finding, report)
     }
 
+    /// A request of the identity with `fingerprint` (at this operation, as
+    /// [`crate::behaviour::bola::Bola::fingerprint`] makes it) to `operation`: counted in
+    /// its window; the finding when it alone is past `client_share` of the operation's
+    /// normal requests per bucket.
+    pub(crate) fn client<S: SharedStore>(
+        &self,
+        store: &S,
+        operation: usize,
+        fingerprint: u64,
+        now: u64,
+    ) -> Option<(Option<Finding>, SlotReport)> {
+        let (windows, share) = self.clients.as_ref()?;
+        let counted = windows.count(store, fingerprint, now, |r| {
+            r.first = r.first.saturating_add(1);
+        });
+        let bytes = self.table.read_raw(store, operation as u64);
+        let normal = bytes
+            .as_deref()
+            .and_then(Record::decode)
+            .unwrap_or_default();
+        let count = counted.record.first;
+        let mean = normal.volume.mean;
+        let limit = share * mean.max(1.0);
+        let found = self.warm(&normal) && count >= self.min_count && f64::from(count) > limit;
+        let finding = found.then(|| {
+            let spike = Spike {
+                measure: "requests_of_client",
+                value: f64::from(count),
+                threshold: limit,
+                mean,
+                sigma: normal.volume.deviation(),
+            };
+            let retry = windows.seconds_left(&counted.record, now);
+            self.finding(RuleId::BehaviourClientShare, spike, self.reaction, retry)
+        });
+        Some((finding, counted.report))
+    }
+
     /// The upstream's answer to a request to `operation`: 4xx and 5xx are errors; the
     /// finding when the bucket's error share is a spike.
     pub(crate) fn response<S: SharedStore>(
@@ -466,6 +527,8 @@ mod tests {
             min_count: 5,
             action,
             measures: every_measure(),
+            client_share: Some(0.5),
+            slots: 8,
         };
         Baselines::new(&config, "apiguard.b.test.base".into(), 3)
     }
@@ -526,6 +589,33 @@ mod tests {
         assert_eq!(finding.retry_after, 10, "until the bucket ends");
         // Another operation has its own baseline.
         assert_eq!(b.request(&store, 2, start).0, None);
+    }
+
+    #[test]
+    fn one_client_making_most_of_an_operations_normal_traffic_is_found() {
+        let (store, b) = (MemoryStore::default(), baselines(Reaction::Block));
+        // Before the warm-up, nothing: counts start, no normal yet.
+        assert_eq!(b.client(&store, 1, 7, T0).and_then(|c| c.0), None);
+        for at in 0..=6 {
+            bucket(&b, &store, at, 40, 0);
+        }
+        let now = T0 + 70 * SECOND;
+        // The normal is 40 per bucket: a client is found past 20 of them in its window.
+        let found = (1..=30u64).find_map(|i| {
+            b.client(&store, 1, 7, now + i)
+                .and_then(|c| c.0.map(|f| (i, f)))
+        });
+        let (at, finding) = found.expect("the client is found");
+        assert_eq!(at, 21);
+        assert_eq!(finding.rule, RuleId::BehaviourClientShare);
+        let e = &finding.evidence;
+        assert_eq!((e.count, e.threshold, e.mean), (21, 20, Some(40)));
+        assert_eq!(finding.retry_after, 10);
+        assert_eq!(
+            b.client(&store, 1, 8, now).and_then(|c| c.0),
+            None,
+            "another client"
+        );
     }
 
     #[test]

@@ -328,6 +328,23 @@ impl Behaviour {
                         "`log` or `block`: a spike of an operation's traffic is no one client's",
                     ));
                 }
+                if let Some(share) = b.client_share {
+                    if !(share > 0.0 && share <= 1.0) {
+                        return Err(invalid(
+                            format!("{at}/client_share"),
+                            "must be above 0 and at most 1",
+                        ));
+                    }
+                    if !b.measures.contains(&baseline::Measure::Volume) {
+                        return Err(invalid(
+                            format!("{at}/client_share"),
+                            "needs the `volume` measure: the share is of its normal",
+                        ));
+                    }
+                    if b.slots == 0 || b.slots > MAX_SLOTS {
+                        return Err(invalid(format!("{at}/slots"), "must be 1 to 65536"));
+                    }
+                }
                 let prefix = format!("apiguard.b.{api}.base");
                 Some(Baselines::new(b, prefix, operations.len()))
             }
@@ -349,6 +366,9 @@ impl Behaviour {
             .chain(self.flows.iter().map(|f| &f.table))
             .chain((self.flows.iter()).filter_map(|f| f.velocity.as_ref().map(|(w, _)| &w.table)))
             .chain(self.baselines.iter().map(|b| &b.table))
+            .chain(
+                (self.baselines.iter()).filter_map(|b| b.clients.as_ref().map(|(w, _)| &w.table)),
+            )
     }
 }
 

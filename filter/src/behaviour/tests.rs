@@ -589,6 +589,42 @@ fn a_volume_spike_is_refused_with_block_until_the_bucket_ends() {
 }
 
 #[test]
+fn one_client_making_most_of_an_operations_traffic_is_refused_and_the_others_not() {
+    let mut run = Run::new(baselines(json!({"client_share": 0.5, "action": "block"})));
+    // 10 requests per bucket, 2 from each of 5 clients.
+    for bucket in 0..6 {
+        for c in 0..5 {
+            run.at(&format!("10.0.2.{c}"), T0 + bucket * 10 * SECOND);
+            for _ in 0..2 {
+                assert_eq!(run.send("GET", "/pets/1", None, 200).rule, None);
+            }
+        }
+    }
+    run.at("10.0.2.0", T0 + 60 * SECOND);
+    let sent: Vec<Sent> = (0..10)
+        .map(|_| run.send("GET", "/pets/1", None, 200))
+        .collect();
+    // Past half of the normal 10: the 6th.
+    assert_eq!(sent.iter().position(|s| s.rule.is_some()), Some(5));
+    let refused = &sent[5];
+    assert_eq!(
+        (refused.status, refused.rule.as_deref()),
+        (429, Some("behaviour.client_share"))
+    );
+    let e = &refused.events[0].evidence[0];
+    assert_eq!(
+        (e.measure.as_str(), e.count, e.threshold, e.mean),
+        ("requests_of_client", 6, 5, Some(10))
+    );
+    run.at("10.0.2.1", T0 + 60 * SECOND);
+    assert_eq!(
+        run.send("GET", "/pets/1", None, 200).rule,
+        None,
+        "the others are served"
+    );
+}
+
+#[test]
 fn error_spikes_and_large_responses_are_recorded_and_the_answer_goes_on() {
     let mut run = Run::new(baselines(json!({})));
     run.answer = br#"{"id": 1, "name": "rex"}"#.to_vec();
@@ -721,6 +757,14 @@ fn settings_are_checked_with_their_pointer() {
         (
             baselines(json!({"measures": ["latency"]})),
             "/behaviour/baselines/measures/0",
+        ),
+        (
+            baselines(json!({"client_share": 0})),
+            "/behaviour/baselines/client_share",
+        ),
+        (
+            baselines(json!({"client_share": 0.5, "measures": ["errors"]})),
+            "/behaviour/baselines/client_share",
         ),
     ];
     for (sections, pointer) in cases {

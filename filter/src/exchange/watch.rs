@@ -88,6 +88,20 @@ impl Watch {
                     self.join(policy, finding, verdict);
                 }
             }
+            let key = (baselines.clients.is_some())
+                .then(|| identity(policy, client))
+                .flatten();
+            if let Some(key) = key {
+                let fingerprint = Bola::fingerprint(&secret, &key, operation.id);
+                if let Some((finding, report)) =
+                    baselines.client(store, operation.id, fingerprint, now)
+                {
+                    reports.push(report);
+                    if let Some(finding) = finding {
+                        self.join(policy, finding, verdict);
+                    }
+                }
+            }
             let answers =
                 baselines.keeps(Measure::Errors) || baselines.keeps(Measure::ResponseSize);
             self.baseline = Some(operation.id).filter(|_| answers);
