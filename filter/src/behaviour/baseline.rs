@@ -349,7 +349,8 @@ impl Baselines {
             rule: rule.as_str().to_owned(),
             measure: spike.measure.to_owned(),
             count: spike.value.round() as u64,
-            threshold: spike.threshold.ceil() as u64,
+            // Found when the count is above it, as for the other rules.
+            threshold: spike.threshold.floor() as u64,
             window_seconds: self.bucket_seconds,
             answers: None,
             denied: None,
@@ -584,7 +585,7 @@ mod tests {
         assert_eq!(finding.reaction, Reaction::Block);
         let e = &finding.evidence;
         assert_eq!((e.measure.as_str(), e.count), ("requests", 23));
-        assert_eq!((e.threshold, e.mean, e.sigma), (23, Some(10), Some(3)));
+        assert_eq!((e.threshold, e.mean, e.sigma), (22, Some(10), Some(3)));
         assert_eq!(e.window_seconds, 10);
         assert_eq!(finding.retry_after, 10, "until the bucket ends");
         // Another operation has its own baseline.

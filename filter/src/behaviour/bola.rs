@@ -231,7 +231,7 @@ impl Bola {
                 rule: RuleId::BehaviourBola.as_str().to_owned(),
                 measure: "distinct_ids".to_owned(),
                 count: u64::from(distinct),
-                threshold: threshold.0.ceil() as u64,
+                threshold: threshold.0.floor() as u64,
                 window_seconds: self.windows.window_seconds,
                 answers: Some(answers),
                 denied: Some(denied),

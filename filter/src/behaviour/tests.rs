@@ -579,7 +579,7 @@ fn a_volume_spike_is_refused_with_block_until_the_bucket_ends() {
     let e = &refused.events[0].evidence[0];
     assert_eq!(
         (e.count, e.threshold, e.mean, e.sigma),
-        (20, 20, Some(8), Some(3))
+        (20, 19, Some(8), Some(3))
     );
     assert!(sent[first..].iter().all(|s| s.status == 429));
     // Another operation, and the next bucket, are served.
