@@ -556,7 +556,10 @@ fn baselines(extra: Value) -> Value {
 
 #[test]
 fn a_volume_spike_is_refused_with_block_until_the_bucket_ends() {
-    let mut run = Run::new(baselines(json!({"action": "block"})));
+    let mut sections = baselines(json!({"action": "block"}));
+    sections["abuse"] = json!({"quarantine": {"strikes": 1, "window_seconds": 60,
+        "duration_seconds": 300}});
+    let mut run = Run::new(sections);
     for bucket in 0..10 {
         run.at("10.0.0.1", T0 + bucket * 10 * SECOND);
         for _ in 0..8 {
@@ -582,6 +585,10 @@ fn a_volume_spike_is_refused_with_block_until_the_bucket_ends() {
         (20, 19, Some(8), Some(3))
     );
     assert!(sent[first..].iter().all(|s| s.status == 429));
+    assert!(
+        !refused.counters.contains(&Counter::QuarantineStarted),
+        "no strike: the spike is no one client's"
+    );
     // Another operation, and the next bucket, are served.
     assert_eq!(run.send("GET", "/owners/a", None, 200).rule, None);
     run.at("10.0.0.2", T0 + 110 * SECOND);

@@ -753,12 +753,12 @@ impl Exchange {
     /// (`None`: no response began); it is asked only when the sample is taken, so a
     /// policy without analytics costs the host nothing here.
     pub fn complete<I: Input>(&mut self, input: &I, status: impl FnOnce() -> Option<u16>) {
-        let policy = Rc::clone(&self.policy);
+        let (policy, step) = (Rc::clone(&self.policy), Step::new(input));
         let bytes = self.response_size.total();
-        let (report, found) = self.watch.response_size(&policy, input, bytes);
+        let (report, found) = self.watch.response_size(&policy, &step, bytes);
         (self.outputs.counters).extend(report.map(Counter::Slot));
         if let Some(found) = found {
-            self.apply(&policy, &Step::new(input), &found, Phase::Response);
+            self.apply(&policy, &step, &found, Phase::Response);
         }
         let Some(started) = self.started.filter(|_| self.policy.stats.analytics) else {
             return;

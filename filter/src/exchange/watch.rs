@@ -252,7 +252,7 @@ impl Watch {
     pub(super) fn response_size<'p, I: Input>(
         &mut self,
         policy: &'p Policy,
-        input: &I,
+        step: &Step<'_, I>,
         bytes: u64,
     ) -> (Option<SlotReport>, Option<Verdict<'p>>) {
         let operation = self.sized.take();
@@ -261,7 +261,7 @@ impl Watch {
             return (None, None);
         };
         let (finding, report) =
-            baselines.response_size(input.store(), operation, bytes, input.now());
+            baselines.response_size(step.input.store(), operation, bytes, step.now());
         (
             Some(report),
             finding.map(|f| self.verdict(policy, operation, f)),
