@@ -94,7 +94,7 @@ pub fn measure(bundles: &Bundles, scenarios: &[Scenario]) -> Result<Engine, Benc
     let discovery_policy = compile("bench full.yaml with `discovery`", &bundles.full_discovery)?;
     let learn_policy = compile("bench full.yaml learning", &bundles.full_learn)?;
     let behaviour_policy = compile(
-        "bench full.yaml with `behaviour.bola`",
+        "bench full.yaml with `behaviour.bola` and `behaviour.baselines`",
         &bundles.full_behaviour,
     )?;
     let mut cold_policies = BTreeMap::new();

@@ -205,10 +205,15 @@ impl Bundles {
         full_analytics["stats"] = serde_json::json!({"analytics": true});
         // The benchmark's operation has an integer path parameter, an inferred object id:
         // every request updates the client's distinct-id sketch in shared data (one object,
-        // so nothing is ever found; the row is the counting's cost).
+        // so nothing is ever found; the row is the counting's cost), reads its operation's
+        // normal (`relative`), and feeds the operation's baselines (one slot's CAS at the
+        // head, one at the answer, one as the stream ends; the warm-up outlasts a run, so
+        // nothing is found either).
         let mut full_behaviour = full.clone();
-        full_behaviour["behaviour"] =
-            serde_json::json!({"bola": {"max_distinct_ids": 200, "window_seconds": 60}});
+        full_behaviour["behaviour"] = serde_json::json!({
+            "bola": {"max_distinct_ids": 200, "window_seconds": 60, "relative": 5},
+            "baselines": {}
+        });
         Ok(Bundles {
             full_no_limit,
             full_candidate,

@@ -38,7 +38,8 @@ pub enum Config {
     FullLearn,
     /// The full policy with `stats: {analytics: true}`: the per-operation stats' cost.
     FullAnalytics,
-    /// The full policy with `behaviour.bola` on: the distinct-object counting's cost.
+    /// The full policy with `behaviour.bola` (relative to the operation's normal) and
+    /// `behaviour.baselines` on: the distinct-object counting's and the baselines' cost.
     FullBehaviour,
     /// The full policy in `monitor`, its response checks on: the direct response drifts
     /// from the contract (a body where the operation declares none), so every request
@@ -231,7 +232,7 @@ pub fn all(keys: &Keys) -> Vec<Scenario> {
         ),
         scenario(
             "full-get-behaviour",
-            "full policy* with object-enumeration counting (`behaviour.bola`)",
+            "full policy* with object-enumeration counting (`behaviour.bola`, relative) and per-operation baselines",
             Config::FullBehaviour,
             &get,
             "bare",

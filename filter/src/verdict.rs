@@ -161,6 +161,22 @@ rules! {
     /// The identity called an operation of a `behaviour.flows` flow without the step that
     /// must come before it within the window (a skipped business-flow step, OWASP API6).
     BehaviourFlow = "behaviour.flow", 403, "A step this operation requires was skipped";
+    /// The identity completed the `then` step of a `behaviour.flows` flow more often within
+    /// the window than its `max_per_window` (automated use of a business flow, OWASP API6).
+    BehaviourFlowVelocity = "behaviour.flow_velocity", 429, "This business flow was completed too often";
+    /// The operation got more requests in the current bucket than its learnt normal allows
+    /// (`behaviour.baselines`: mean + k sigma; OWASP API4). Recorded, or refused with
+    /// `action: block` until the bucket ends.
+    BehaviourVolume = "behaviour.volume", 429, "This operation gets far more requests than it normally does";
+    /// One identity made more than `behaviour.baselines.client_share` of its operation's
+    /// normal requests per bucket by itself, within one bucket.
+    BehaviourClientShare = "behaviour.client_share", 429, "The client makes an outsized share of this operation's traffic";
+    /// The share of 4xx/5xx answers of the operation in the current bucket is far above its
+    /// learnt normal (`behaviour.baselines`). Recorded only: found once the upstream answered.
+    BehaviourErrors = "behaviour.errors", 502, "This operation fails far more often than it normally does";
+    /// A response body far larger than the operation's learnt normal (`behaviour.baselines`:
+    /// bulk exfiltration). Recorded only: found once the body passed.
+    BehaviourResponseSize = "behaviour.response_size", 502, "The response is far larger than this operation's normal";
     /// No `User-Agent`, or an empty one: no real client of the API sends that.
     AnomalyUserAgent = "anomaly.user_agent", 400, "The request has no User-Agent";
     /// No `:authority`/`Host`, or a second `Host`.

@@ -8,10 +8,20 @@
 //! [`Distinct`] sketch. Past `max_distinct_ids` the identity is found — and, when
 //! `denied_ratio` is set, only while that share of the upstream's answers to it in the
 //! window were 403 or 404 (the mark of ids that are not its own).
+//!
+//! With `relative: k`, the threshold is also relative to the operation's normal: each
+//! client window that ends (seen when that client comes back) folds its distinct count
+//! into the operation's mean ([`Ewma`], one slot per operation, CAS'd like the windows),
+//! and once `relative_warmup` windows have, a client past k × that mean is found too,
+//! `max_distinct_ids` staying the cap. An operation whose clients each read two or three
+//! objects then finds a walker at a dozen, long before an absolute threshold that must
+//! suit its busiest operation would. Windows of clients that never return are not
+//! folded: the normal is that of returning clients.
 
 use serde::Deserialize;
 
-use crate::abuse::slots::{SharedStore, SlotReport, SlotSecret};
+use crate::abuse::slots::{SharedStore, SlotReport, SlotSecret, Table};
+use crate::behaviour::baseline::Ewma;
 use crate::behaviour::window::{Counted, Windows};
 use crate::behaviour::{default_slots, Finding, Reaction};
 use crate::contract::operation::ObjectIds;
@@ -41,10 +51,69 @@ pub(crate) struct BolaConfig {
     pub infer: bool,
     #[serde(default = "default_slots")]
     pub slots: u32,
+    /// Also find a client past this many times the operation's normal distinct ids per
+    /// window (k ≥ 1; unset: the absolute threshold only).
+    pub relative: Option<f64>,
+    /// Ended windows an operation's normal is made of before `relative` finds anything.
+    #[serde(default = "default_relative_warmup")]
+    pub relative_warmup: u32,
 }
 
 fn infer_by_default() -> bool {
     true
+}
+
+fn default_relative_warmup() -> u32 {
+    20
+}
+
+/// The weight of the newest ended window in an operation's normal.
+const NORMAL_SMOOTHING: f64 = 0.05;
+
+/// Bytes of an operation's normal: the windows folded, the mean and variance.
+pub(crate) const NORMAL_BYTES: usize = 4 + Ewma::BYTES;
+
+/// The operations' normal distinct ids per client window, one slot each.
+#[derive(Debug)]
+pub(crate) struct Normals {
+    pub table: Table,
+    k: f64,
+    warmup: u32,
+}
+
+impl Normals {
+    fn decode(bytes: Option<&[u8]>) -> (u32, Ewma) {
+        let normal = bytes.filter(|b| b.len() == NORMAL_BYTES).and_then(|b| {
+            let (folded, ewma) = b.split_at_checked(4)?;
+            Some((
+                u32::from_le_bytes(folded.try_into().ok()?),
+                Ewma::decode(ewma)?,
+            ))
+        });
+        normal.unwrap_or_default()
+    }
+
+    /// The operation's normal, with the distinct count of a window that ended folded in
+    /// first.
+    fn normal<S: SharedStore>(
+        &self,
+        store: &S,
+        operation: usize,
+        ended: Option<u32>,
+    ) -> ((u32, Ewma), SlotReport) {
+        let Some(distinct) = ended else {
+            let bytes = self.table.read_raw(store, operation as u64);
+            return (Self::decode(bytes.as_deref()), SlotReport::default());
+        };
+        self.table.update(store, operation as u64, |bytes| {
+            let (folded, mut ewma) = Self::decode(bytes);
+            ewma.fold(f64::from(distinct), NORMAL_SMOOTHING, folded == 0);
+            let folded = folded.saturating_add(1);
+            let mut value = folded.to_le_bytes().to_vec();
+            ewma.encode(&mut value);
+            ((folded, ewma), Some(value))
+        })
+    }
 }
 
 /// The compiled rule.
@@ -56,6 +125,8 @@ pub(crate) struct Bola {
     reaction: Reaction,
     /// Per operation, the names of its object-id path parameters (empty: not counted).
     ids: Vec<Vec<String>>,
+    /// With `relative`: the operations' normals.
+    pub normals: Option<Normals>,
 }
 
 /// Per operation, the path parameters that name objects: the declared ones, or (with
@@ -84,7 +155,13 @@ pub(crate) fn object_ids(
 
 impl Bola {
     pub(crate) fn new(config: &BolaConfig, prefix: String, ids: Vec<Vec<String>>) -> Bola {
+        let operations = u32::try_from(ids.len()).unwrap_or(u32::MAX);
         Bola {
+            normals: config.relative.map(|k| Normals {
+                table: Table::new(format!("{prefix}.normal"), operations),
+                k,
+                warmup: config.relative_warmup,
+            }),
             windows: Windows::new(prefix, config.slots, config.window_seconds),
             max: config.max_distinct_ids,
             denied_ratio: config.denied_ratio,
@@ -115,38 +192,56 @@ impl Bola {
         &self,
         store: &S,
         secret: &SlotSecret,
-        fingerprint: u64,
+        (operation, fingerprint): (usize, u64),
         values: &[&str],
         now: u64,
-    ) -> (Option<Finding>, SlotReport) {
+    ) -> (Option<Finding>, Vec<SlotReport>) {
         let mut object = Vec::new();
         for value in values {
             object.extend_from_slice(value.as_bytes());
             object.push(0x1f);
         }
         let hash = secret.fingerprint(&object);
-        let Counted { record, report } = self
+        let Counted {
+            record,
+            report,
+            ended,
+        } = self
             .windows
             .count(store, fingerprint, now, |r| r.seen.insert(hash));
+        let mut reports = vec![report];
+        // The threshold: the absolute one, or k × the operation's normal below it.
+        let mut threshold = (f64::from(self.max), None);
+        if let Some(normals) = &self.normals {
+            let ended = ended.map(|r| r.seen.estimate());
+            let ((folded, normal), report) = normals.normal(store, operation, ended);
+            reports.push(report);
+            let relative = normals.k * normal.mean.max(1.0);
+            if folded >= normals.warmup && relative < threshold.0 {
+                threshold = (relative, Some(normal));
+            }
+        }
         let distinct = record.seen.estimate();
         let (answers, denied) = (record.first, record.second);
         let denied_enough = self
             .denied_ratio
             .is_none_or(|ratio| answers > 0 && f64::from(denied) >= ratio * f64::from(answers));
-        let found = (distinct > self.max && denied_enough).then(|| {
+        let found = (f64::from(distinct) > threshold.0 && denied_enough).then(|| {
             let evidence = Evidence {
                 rule: RuleId::BehaviourBola.as_str().to_owned(),
                 measure: "distinct_ids".to_owned(),
                 count: u64::from(distinct),
-                threshold: u64::from(self.max),
+                threshold: threshold.0.floor() as u64,
                 window_seconds: self.windows.window_seconds,
                 answers: Some(answers),
                 denied: Some(denied),
+                mean: threshold.1.map(|n| n.mean.round() as u64),
+                sigma: threshold.1.map(|n| n.deviation().round() as u64),
             };
             let retry_after = self.windows.seconds_left(&record, now);
             Finding::new(RuleId::BehaviourBola, self.reaction, evidence, retry_after)
         });
-        (found, report)
+        (found, reports)
     }
 
     /// Counts the upstream's answer to a request [`Bola::request`] counted: 403 and 404

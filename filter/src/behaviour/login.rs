@@ -101,6 +101,8 @@ impl Login {
             window_seconds: self.windows.window_seconds,
             answers: None,
             denied: None,
+            mean: None,
+            sigma: None,
         };
         let retry_after = self.windows.seconds_left(record, now);
         Some(Finding::new(rule, self.reaction, evidence, retry_after))

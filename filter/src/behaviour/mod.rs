@@ -5,7 +5,11 @@
 //! - [`login`]: failed sign-ins and the usernames tried (`behaviour.brute_force`,
 //!   `behaviour.credential_stuffing`, OWASP API2);
 //! - [`flow`]: an operation called without the step that must come before it
-//!   (`behaviour.flow`, OWASP API6);
+//!   (`behaviour.flow`), or completed too often by one identity (`behaviour.flow_velocity`,
+//!   OWASP API6);
+//! - [`baseline`]: what is normal per operation, learnt while serving, and spikes beyond
+//!   it: requests (`behaviour.volume`), error answers (`behaviour.errors`), response sizes
+//!   (`behaviour.response_size`);
 //!
 //! the first two over a [`window`] table of [`sketch`]es, flows over a table of instants. A finding is a violation of its rule
 //! with the [`Evidence`] (what was counted, against what threshold, over which window),
@@ -13,6 +17,7 @@
 //! mode), `quarantine` refuses it and starts the client's quarantine (`abuse.quarantine`).
 //! When each check runs in a request's life is written once, in [`crate::exchange`].
 
+pub(crate) mod baseline;
 pub(crate) mod bola;
 pub(crate) mod flow;
 pub(crate) mod login;
@@ -30,6 +35,7 @@ use crate::contract::CompiledOperation;
 use crate::error::{Location, PolicyError};
 use crate::events::Evidence;
 use crate::verdict::{RuleId, Violation};
+use baseline::{BaselineConfig, Baselines};
 use bola::{Bola, BolaConfig};
 use flow::{Flow, FlowConfig};
 use login::{Login, LoginConfig};
@@ -43,6 +49,7 @@ pub(crate) struct BehaviourConfig {
     pub credentials: Option<LoginConfig>,
     #[serde(default)]
     pub flows: Vec<FlowConfig>,
+    pub baselines: Option<BaselineConfig>,
 }
 
 /// What a rule does with its finding.
@@ -64,6 +71,7 @@ pub(crate) struct Behaviour {
     pub bola: Option<Bola>,
     pub login: Option<Login>,
     pub flows: Vec<Flow>,
+    pub baselines: Option<Baselines>,
 }
 
 /// A rule found the client.
@@ -97,6 +105,9 @@ impl Finding {
         );
         if let (Some(answers), Some(denied)) = (e.answers, e.denied) {
             reason.push_str(&format!("; {denied} of {answers} answers were 403 or 404"));
+        }
+        if let (Some(mean), Some(sigma)) = (e.mean, e.sigma) {
+            reason.push_str(&format!("; normal: mean {mean}, sigma {sigma}"));
         }
         Violation {
             rule: self.rule,
@@ -185,6 +196,9 @@ impl Behaviour {
                     reaction: bola.action,
                 })?;
                 threshold(format!("{at}/max_distinct_ids"), bola.max_distinct_ids)?;
+                if bola.relative.is_some_and(|k| !(k >= 1.0 && k.is_finite())) {
+                    return Err(invalid(format!("{at}/relative"), "must be at least 1"));
+                }
                 if bola.denied_ratio.is_some_and(|r| !(r > 0.0 && r <= 1.0)) {
                     return Err(invalid(
                         format!("{at}/denied_ratio"),
@@ -271,6 +285,12 @@ impl Behaviour {
                     )
                 })
             };
+            if flow.max_per_window == Some(0) {
+                return Err(invalid(
+                    format!("{at}/max_per_window"),
+                    "must be at least 1",
+                ));
+            }
             let (after, then) = (step("after", &flow.after)?, step("then", &flow.then)?);
             if after == then {
                 return Err(invalid(
@@ -281,14 +301,74 @@ impl Behaviour {
             let prefix = format!("apiguard.b.{api}.flow.{name}");
             flows.push(Flow::new(flow, prefix, after, then));
         }
-        Ok(Behaviour { bola, login, flows })
+        let baselines = match &config.baselines {
+            Some(b) => {
+                let at = "/behaviour/baselines";
+                if !(1..=3600).contains(&b.bucket_seconds) {
+                    return Err(invalid(format!("{at}/bucket_seconds"), "must be 1 to 3600"));
+                }
+                if !(1..=10_000).contains(&b.warmup_buckets) {
+                    return Err(invalid(
+                        format!("{at}/warmup_buckets"),
+                        "must be 1 to 10000",
+                    ));
+                }
+                if !(b.smoothing > 0.0 && b.smoothing <= 1.0) {
+                    return Err(invalid(
+                        format!("{at}/smoothing"),
+                        "must be above 0 and at most 1",
+                    ));
+                }
+                if !(b.sigma > 0.0 && b.sigma.is_finite()) {
+                    return Err(invalid(format!("{at}/sigma"), "must be above 0"));
+                }
+                if b.action == Reaction::Quarantine {
+                    return Err(invalid(
+                        format!("{at}/action"),
+                        "`log` or `block`: a spike of an operation's traffic is no one client's",
+                    ));
+                }
+                if let Some(share) = b.client_share {
+                    if !(share > 0.0 && share <= 1.0) {
+                        return Err(invalid(
+                            format!("{at}/client_share"),
+                            "must be above 0 and at most 1",
+                        ));
+                    }
+                    if !b.measures.contains(&baseline::Measure::Volume) {
+                        return Err(invalid(
+                            format!("{at}/client_share"),
+                            "needs the `volume` measure: the share is of its normal",
+                        ));
+                    }
+                    if b.slots == 0 || b.slots > MAX_SLOTS {
+                        return Err(invalid(format!("{at}/slots"), "must be 1 to 65536"));
+                    }
+                }
+                let prefix = format!("apiguard.b.{api}.base");
+                Some(Baselines::new(b, prefix, operations.len()))
+            }
+            None => None,
+        };
+        Ok(Behaviour {
+            bola,
+            login,
+            flows,
+            baselines,
+        })
     }
 
     /// Every slot table, for the host to create at configure time.
     pub(crate) fn tables(&self) -> impl Iterator<Item = &Table> {
         (self.bola.iter().map(|b| &b.windows.table))
+            .chain((self.bola.iter()).filter_map(|b| b.normals.as_ref().map(|n| &n.table)))
             .chain(self.login.iter().map(|l| &l.windows.table))
             .chain(self.flows.iter().map(|f| &f.table))
+            .chain((self.flows.iter()).filter_map(|f| f.velocity.as_ref().map(|(w, _)| &w.table)))
+            .chain(self.baselines.iter().map(|b| &b.table))
+            .chain(
+                (self.baselines.iter()).filter_map(|b| b.clients.as_ref().map(|(w, _)| &w.table)),
+            )
     }
 }
 

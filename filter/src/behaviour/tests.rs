@@ -61,6 +61,8 @@ struct Run {
     input: Values<MemoryStore>,
     /// Headers every request carries besides its head.
     extra: Vec<(String, Vec<u8>)>,
+    /// The body every upstream answer carries (none when empty).
+    answer: Vec<u8>,
 }
 
 /// What one request came to.
@@ -79,6 +81,7 @@ impl Run {
             policy: policy(sections),
             input: values(MemoryStore::default(), "10.0.0.1", T0),
             extra: Vec::new(),
+            answer: Vec::new(),
         }
     }
 
@@ -124,10 +127,13 @@ impl Run {
             }
             _ => {
                 let head = [(":status".to_owned(), status.to_string().into_bytes())];
-                exchange.response(&self.input, &head, None);
+                let answer = Some(self.answer.as_slice()).filter(|a| !a.is_empty());
+                exchange.response(&self.input, &head, answer);
                 (None, status, None)
             }
         };
+        // The stream ends, as Envoy's access-log callback says.
+        exchange.complete(&self.input, || Some(status));
         let outputs = exchange.take_outputs();
         Sent {
             rule,
@@ -382,6 +388,7 @@ fn the_filters_own_credential_refusals_are_failures() {
         policy: Rc::new(testkit::policy("pets", document, sections)),
         input: values(MemoryStore::default(), "10.0.0.1", T0),
         extra: vec![("x-api-key".to_owned(), b"k-123".to_vec())],
+        answer: Vec::new(),
     };
     assert_eq!(
         run.send("POST", "/admin/login", None, 200).rule,
@@ -471,6 +478,205 @@ fn a_flow_step_needs_the_previous_one_answered_2xx_by_the_same_identity_in_the_w
 }
 
 #[test]
+fn a_flow_completed_too_often_by_one_identity_is_refused_until_its_window_ends() {
+    let mut run = Run::new(json!({"behaviour": {"flows": [{"name": "checkout",
+        "after": "addToCart", "then": "checkout", "window_seconds": 600,
+        "max_per_window": 2, "action": "block"}]}}));
+    assert_eq!(run.send("POST", "/cart", None, 201).rule, None);
+    // A failed checkout is no completion.
+    assert_eq!(run.send("POST", "/checkout", None, 500).rule, None);
+    for _ in 0..2 {
+        assert_eq!(run.send("POST", "/checkout", None, 200).rule, None);
+    }
+    let third = run.send("POST", "/checkout", None, 200);
+    assert_eq!(
+        (third.status, third.rule.as_deref()),
+        (429, Some("behaviour.flow_velocity"))
+    );
+    assert_eq!(third.retry_after.as_deref(), Some("600"));
+    let e = &third.events[0].evidence[0];
+    assert_eq!(
+        (e.measure.as_str(), e.count, e.threshold),
+        ("completions_of_checkout", 2, 2)
+    );
+    assert!(third.counters.contains(&Counter::Rule {
+        rule: RuleId::BehaviourFlowVelocity,
+        enforced: true
+    }));
+    run.at("10.0.0.2", T0);
+    assert_eq!(run.send("POST", "/cart", None, 201).rule, None);
+    assert_eq!(
+        run.send("POST", "/checkout", None, 200).rule,
+        None,
+        "another identity"
+    );
+    run.at("10.0.0.1", T0 + 601 * SECOND);
+    assert_eq!(run.send("POST", "/cart", None, 201).rule, None);
+    assert_eq!(
+        run.send("POST", "/checkout", None, 200).rule,
+        None,
+        "a new window"
+    );
+}
+
+#[test]
+fn a_walker_far_beyond_the_operations_normal_is_found_below_the_absolute_cap() {
+    let mut run = Run::new(bola(json!({"max_distinct_ids": 100, "relative": 3,
+        "relative_warmup": 10})));
+    // 12 clients read 2 pets each per window, over two windows: the first windows end
+    // as they come back, so the normal is 2 distinct ids.
+    for window in 0..2u64 {
+        for c in 0..12 {
+            run.at(&format!("10.0.1.{c}"), T0 + window * 61 * SECOND);
+            for id in 0..2 {
+                let sent = run.send("GET", &format!("/pets/{}", c * 10 + id), None, 200);
+                assert_eq!(sent.rule, None);
+            }
+        }
+    }
+    run.at("10.0.0.1", T0 + 70 * SECOND);
+    let refused = (0..50)
+        .map(|id| run.send("GET", &format!("/pets/{}", 1000 + id), None, 200))
+        .position(|sent| sent.rule.is_some());
+    // Past 3 × 2 = 6 distinct ids: the 7th, where the absolute cap is 100.
+    assert_eq!(refused, Some(6));
+    let sent = run.send("GET", "/pets/2000", None, 200);
+    let e = &sent.events[0].evidence[0];
+    assert_eq!((e.threshold, e.mean), (6, Some(2)));
+}
+
+/// 10-second buckets, a warm-up of 3, spikes from 5 requests up.
+fn baselines(extra: Value) -> Value {
+    let mut b = json!({"bucket_seconds": 10, "warmup_buckets": 3, "min_count": 5});
+    if let (Some(b), Some(extra)) = (b.as_object_mut(), extra.as_object()) {
+        b.extend(extra.clone());
+    }
+    json!({"behaviour": {"baselines": b}})
+}
+
+#[test]
+fn a_volume_spike_is_refused_with_block_until_the_bucket_ends() {
+    let mut sections = baselines(json!({"action": "block"}));
+    sections["abuse"] = json!({"quarantine": {"strikes": 1, "window_seconds": 60,
+        "duration_seconds": 300}});
+    let mut run = Run::new(sections);
+    for bucket in 0..10 {
+        run.at("10.0.0.1", T0 + bucket * 10 * SECOND);
+        for _ in 0..8 {
+            assert_eq!(run.send("GET", "/pets/1", None, 200).rule, None, "{bucket}");
+        }
+    }
+    run.at("10.0.0.2", T0 + 100 * SECOND);
+    let sent: Vec<Sent> = (0..40)
+        .map(|_| run.send("GET", "/pets/1", None, 200))
+        .collect();
+    let first = sent.iter().position(|s| s.rule.is_some()).expect("a spike");
+    // mean 8, deviation floored at √8: past 8 + 4 × 2.83 = 19.3.
+    assert_eq!(first, 19);
+    let refused = &sent[first];
+    assert_eq!(
+        (refused.status, refused.rule.as_deref()),
+        (429, Some("behaviour.volume"))
+    );
+    assert_eq!(refused.retry_after.as_deref(), Some("10"));
+    let e = &refused.events[0].evidence[0];
+    assert_eq!(
+        (e.count, e.threshold, e.mean, e.sigma),
+        (20, 19, Some(8), Some(3))
+    );
+    assert!(sent[first..].iter().all(|s| s.status == 429));
+    assert!(
+        !refused.counters.contains(&Counter::QuarantineStarted),
+        "no strike: the spike is no one client's"
+    );
+    // Another operation, and the next bucket, are served.
+    assert_eq!(run.send("GET", "/owners/a", None, 200).rule, None);
+    run.at("10.0.0.2", T0 + 110 * SECOND);
+    assert_eq!(run.send("GET", "/pets/1", None, 200).rule, None);
+}
+
+#[test]
+fn one_client_making_most_of_an_operations_traffic_is_refused_and_the_others_not() {
+    let mut run = Run::new(baselines(json!({"client_share": 0.5, "action": "block"})));
+    // 10 requests per bucket, 2 from each of 5 clients.
+    for bucket in 0..6 {
+        for c in 0..5 {
+            run.at(&format!("10.0.2.{c}"), T0 + bucket * 10 * SECOND);
+            for _ in 0..2 {
+                assert_eq!(run.send("GET", "/pets/1", None, 200).rule, None);
+            }
+        }
+    }
+    run.at("10.0.2.0", T0 + 60 * SECOND);
+    let sent: Vec<Sent> = (0..10)
+        .map(|_| run.send("GET", "/pets/1", None, 200))
+        .collect();
+    // Past half of the normal 10: the 6th.
+    assert_eq!(sent.iter().position(|s| s.rule.is_some()), Some(5));
+    let refused = &sent[5];
+    assert_eq!(
+        (refused.status, refused.rule.as_deref()),
+        (429, Some("behaviour.client_share"))
+    );
+    let e = &refused.events[0].evidence[0];
+    assert_eq!(
+        (e.measure.as_str(), e.count, e.threshold, e.mean),
+        ("requests_of_client", 6, 5, Some(10))
+    );
+    run.at("10.0.2.1", T0 + 60 * SECOND);
+    assert_eq!(
+        run.send("GET", "/pets/1", None, 200).rule,
+        None,
+        "the others are served"
+    );
+}
+
+#[test]
+fn error_spikes_and_large_responses_are_recorded_and_the_answer_goes_on() {
+    let mut run = Run::new(baselines(json!({})));
+    run.answer = br#"{"id": 1, "name": "rex"}"#.to_vec();
+    for bucket in 0..5 {
+        run.at("10.0.0.1", T0 + bucket * 10 * SECOND);
+        for i in 0..10 {
+            let status = if i == 0 { 404 } else { 200 };
+            let sent = run.send("GET", "/pets/1", None, status);
+            assert!(sent.events.is_empty(), "{bucket}: {:?}", sent.events);
+        }
+    }
+    run.at("10.0.0.1", T0 + 50 * SECOND);
+    run.answer = vec![b'x'; 100_000];
+    let large = run.send("GET", "/pets/1", None, 200);
+    assert_eq!((large.status, large.rule), (200, None), "recorded only");
+    let event = &large.events[0];
+    assert_eq!(event.rule, "behaviour.response_size");
+    let e = &event.evidence[0];
+    assert_eq!(
+        (e.measure.as_str(), e.count, e.mean),
+        ("response_bytes", 100_000, Some(24))
+    );
+    assert!(large.counters.contains(&Counter::Rule {
+        rule: RuleId::BehaviourResponseSize,
+        enforced: false
+    }));
+    run.answer = Vec::new();
+    let errors: Vec<Sent> = (0..10)
+        .map(|_| run.send("GET", "/pets/1", None, 500))
+        .collect();
+    let found = errors
+        .iter()
+        .find(|s| !s.events.is_empty())
+        .expect("an error spike");
+    assert_eq!(found.status, 500, "the upstream's answer went on");
+    let event = &found.events[0];
+    assert_eq!(event.rule, "behaviour.errors");
+    assert_eq!(
+        event.evidence[0].mean,
+        Some(100),
+        "10 % of answers, in permille"
+    );
+}
+
+#[test]
 fn settings_are_checked_with_their_pointer() {
     let cases = [
         (
@@ -528,6 +734,44 @@ fn settings_are_checked_with_their_pointer() {
                 {"name": "c", "after": "addToCart", "then": "checkout", "window_seconds": 60},
                 {"name": "c", "after": "login", "then": "checkout", "window_seconds": 60}]}}),
             "/behaviour/flows/1/name",
+        ),
+        (
+            json!({"behaviour": {"flows": [{"name": "c", "after": "addToCart",
+                "then": "checkout", "window_seconds": 60, "max_per_window": 0}]}}),
+            "/behaviour/flows/0/max_per_window",
+        ),
+        (bola(json!({"relative": 0.5})), "/behaviour/bola/relative"),
+        (
+            baselines(json!({"bucket_seconds": 0})),
+            "/behaviour/baselines/bucket_seconds",
+        ),
+        (
+            baselines(json!({"warmup_buckets": 0})),
+            "/behaviour/baselines/warmup_buckets",
+        ),
+        (
+            baselines(json!({"smoothing": 0})),
+            "/behaviour/baselines/smoothing",
+        ),
+        (
+            baselines(json!({"sigma": -1})),
+            "/behaviour/baselines/sigma",
+        ),
+        (
+            baselines(json!({"action": "quarantine"})),
+            "/behaviour/baselines/action",
+        ),
+        (
+            baselines(json!({"measures": ["latency"]})),
+            "/behaviour/baselines/measures/0",
+        ),
+        (
+            baselines(json!({"client_share": 0})),
+            "/behaviour/baselines/client_share",
+        ),
+        (
+            baselines(json!({"client_share": 0.5, "measures": ["errors"]})),
+            "/behaviour/baselines/client_share",
         ),
     ];
     for (sections, pointer) in cases {

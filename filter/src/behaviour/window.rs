@@ -75,6 +75,9 @@ pub(crate) struct Windows {
 pub(crate) struct Counted {
     pub record: Record,
     pub report: SlotReport,
+    /// The same client's previous window, when this change started a new one after it
+    /// ended: what a rule learns its normal from.
+    pub ended: Option<Record>,
 }
 
 impl Windows {
@@ -116,25 +119,32 @@ impl Windows {
         now: u64,
         change: impl Fn(&mut Record),
     ) -> Counted {
-        let ((record, collision), mut report) = self.table.update(store, fingerprint, |bytes| {
-            let mut collision = false;
-            let mut record = self.open(bytes, fingerprint, now).unwrap_or_else(|| {
-                let previous = bytes.and_then(Record::decode);
-                collision = previous.is_some_and(|p| {
-                    p.fingerprint != fingerprint && now < p.start.saturating_add(self.window())
+        let ((record, collision, ended), mut report) =
+            self.table.update(store, fingerprint, |bytes| {
+                let mut collision = false;
+                let mut ended = None;
+                let mut record = self.open(bytes, fingerprint, now).unwrap_or_else(|| {
+                    let previous = bytes.and_then(Record::decode);
+                    collision = previous.is_some_and(|p| {
+                        p.fingerprint != fingerprint && now < p.start.saturating_add(self.window())
+                    });
+                    ended = previous.filter(|p| p.fingerprint == fingerprint && p.start > 0);
+                    Record {
+                        fingerprint,
+                        start: now,
+                        ..Record::default()
+                    }
                 });
-                Record {
-                    fingerprint,
-                    start: now,
-                    ..Record::default()
-                }
+                change(&mut record);
+                let value = record.encode();
+                ((record, collision, ended), Some(value))
             });
-            change(&mut record);
-            let value = record.encode();
-            ((record, collision), Some(value))
-        });
         report.collision = collision;
-        Counted { record, report }
+        Counted {
+            record,
+            report,
+            ended,
+        }
     }
 
     /// Applies `change` to the client's open record only: what a response adds to a
@@ -160,6 +170,7 @@ impl Windows {
         Some(Counted {
             record: record?,
             report,
+            ended: None,
         })
     }
 
@@ -200,6 +211,7 @@ mod tests {
             (next.record.first, next.record.start),
             (1, T0 + 61 * SECOND)
         );
+        assert_eq!(next.ended.map(|r| r.first), Some(5), "the window it closed");
         assert_eq!(w.seconds_left(&next.record, T0 + 61 * SECOND), 60);
     }
 

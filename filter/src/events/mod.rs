@@ -140,7 +140,8 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evidence {
     pub rule: String,
-    /// What was counted: `distinct_ids`, `failures` or `distinct_usernames`.
+    /// What was counted: `distinct_ids`, `failures`, `distinct_usernames`, `requests`,
+    /// `errors_permille`, `response_bytes`, `completions_of_<flow>`…
     pub measure: String,
     /// Its value within the window (distinct counts are estimates, see the README).
     pub count: u64,
@@ -152,6 +153,13 @@ pub struct Evidence {
     pub answers: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub denied: Option<u32>,
+    /// For the rules that compare with a learnt normal (`behaviour.volume`, `.errors`,
+    /// `.response_size`, a relative `behaviour.bola`): the normal's mean and standard
+    /// deviation, in the unit of `count`, rounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigma: Option<u64>,
 }
 
 /// What the event says about the request. `None` fields were not known.

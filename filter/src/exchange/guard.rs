@@ -104,7 +104,10 @@ impl Guard {
         rule: RuleId,
         by_client: bool,
     ) -> Blocked {
-        let quarantine = if by_client && rule != RuleId::Quarantined {
+        // A refusal by the quarantine is no new strike, nor one by the volume circuit
+        // breaker: a spike of an operation's traffic is no one client's doing.
+        let strikes = !matches!(rule, RuleId::Quarantined | RuleId::BehaviourVolume);
+        let quarantine = if by_client && strikes {
             self.strike(policy, step, self.quarantine_now)
         } else {
             None

@@ -681,8 +681,14 @@ impl Exchange {
         }
         let policy = Rc::clone(&self.policy);
         let status = headers.get(":status").parse().unwrap_or(0);
-        let reports = self.watch.response(&policy, &Step::new(input), status);
+        let step = Step::new(input);
+        let (reports, found) = self.watch.response(&policy, &step, status);
         (self.outputs.counters).extend(reports.into_iter().map(Counter::Slot));
+        if let Some(found) = found {
+            self.facts.status = Some(status);
+            // Recorded only: the answer is the upstream's, and it goes on.
+            self.apply(&policy, &step, &found, Phase::Response);
+        }
         let checked = self
             .operation
             .filter(|_| policy.response_mode() != OperationMode::Off);
@@ -787,11 +793,19 @@ impl Exchange {
         Next::Replace { size, body }
     }
 
-    /// The stream has ended (Envoy's access-log callback): with `stats.analytics`, leaves
-    /// the request's [`Finished`] in the outputs. `status` gives the status the client got
+    /// The stream has ended (Envoy's access-log callback): the upstream's response size
+    /// joins its operation's baseline (`behaviour.baselines`); with `stats.analytics`,
+    /// leaves the request's [`Finished`] in the outputs. `status` gives the status the client got
     /// (`None`: no response began); it is asked only when the sample is taken, so a
     /// policy without analytics costs the host nothing here.
     pub fn complete<I: Input>(&mut self, input: &I, status: impl FnOnce() -> Option<u16>) {
+        let (policy, step) = (Rc::clone(&self.policy), Step::new(input));
+        let bytes = self.response_size.total();
+        let (report, found) = self.watch.response_size(&policy, &step, bytes);
+        (self.outputs.counters).extend(report.map(Counter::Slot));
+        if let Some(found) = found {
+            self.apply(&policy, &step, &found, Phase::Response);
+        }
         let Some(started) = self.started.filter(|_| self.policy.stats.analytics) else {
             return;
         };

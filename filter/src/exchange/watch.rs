@@ -2,11 +2,14 @@
 //! request counted in, so that its body and its response count there too, and the
 //! evidence of what was found, for the verdict's event. The order is the exchange's (its
 //! module docs): at the head after the rate limits, the body's username at its end, the
-//! upstream's status at the response (which also opens the next step of a flow).
+//! upstream's status at the response (which also opens the next step of a flow, counts a
+//! completion of its last, and feeds the operation's error baseline), the response's size
+//! once the stream ends.
 
 use super::{Input, Step};
 use crate::abuse::slots::SlotReport;
 use crate::abuse::{client_network, Client};
+use crate::behaviour::baseline::Measure;
 use crate::behaviour::bola::{self, Bola};
 use crate::behaviour::{Finding, Reaction};
 use crate::contract::path;
@@ -26,6 +29,13 @@ pub(super) struct Watch {
     /// The flows whose first step this request is (by index), with the identity's slot
     /// fingerprint in each: a 2xx answer opens the next step.
     flows: Vec<(usize, u64)>,
+    /// The flows with a velocity limit whose last step this request is, with the
+    /// identity's fingerprint: a 2xx answer is a completion.
+    completions: Vec<(usize, u64)>,
+    /// The operation whose baselines the upstream's answer feeds (errors, sizes).
+    baseline: Option<usize>,
+    /// …and, once the upstream answered, whose size baseline its body feeds.
+    sized: Option<usize>,
     /// What the findings counted, for the event of the verdict they joined.
     evidence: Vec<Evidence>,
     /// An enforced finding asks for the client's quarantine.
@@ -70,6 +80,32 @@ impl Watch {
                 }
             }
         }
+        if let Some(baselines) = &behaviour.baselines {
+            if baselines.keeps(Measure::Volume) {
+                let (finding, report) = baselines.request(store, operation.id, now);
+                reports.push(report);
+                if let Some(finding) = finding {
+                    self.join(policy, finding, verdict);
+                }
+            }
+            let key = (baselines.clients.is_some())
+                .then(|| identity(policy, client))
+                .flatten();
+            if let Some(key) = key {
+                let fingerprint = Bola::fingerprint(&secret, &key, operation.id);
+                if let Some((finding, report)) =
+                    baselines.client(store, operation.id, fingerprint, now)
+                {
+                    reports.push(report);
+                    if let Some(finding) = finding {
+                        self.join(policy, finding, verdict);
+                    }
+                }
+            }
+            let answers =
+                baselines.keeps(Measure::Errors) || baselines.keeps(Measure::ResponseSize);
+            self.baseline = Some(operation.id).filter(|_| answers);
+        }
         let names = (behaviour.bola.as_ref()).map_or(&[][..], |b| b.parameters(operation.id));
         let in_flows =
             (behaviour.flows.iter()).any(|f| f.then == operation.id || f.after == operation.id);
@@ -85,8 +121,12 @@ impl Watch {
                 self.flows.push((i, fingerprint));
             }
             if flow.then == operation.id {
-                if let Some(finding) = flow.check(store, fingerprint, now) {
+                let finding = (flow.check(store, fingerprint, now))
+                    .or_else(|| flow.velocity(store, fingerprint, now));
+                if let Some(finding) = finding {
                     self.join(policy, finding, verdict);
+                } else if flow.velocity.is_some() {
+                    self.completions.push((i, fingerprint));
                 }
             }
         }
@@ -113,8 +153,9 @@ impl Watch {
         };
         let fingerprint = Bola::fingerprint(&secret, &key, operation.id);
         self.bola = Some(fingerprint);
-        let (finding, report) = bola.request(store, &secret, fingerprint, &values, now);
-        reports.push(report);
+        let counted = (operation.id, fingerprint);
+        let (finding, counts) = bola.request(store, &secret, counted, &values, now);
+        reports.extend(counts);
         if let Some(finding) = finding {
             self.join(policy, finding, verdict);
         }
@@ -146,20 +187,26 @@ impl Watch {
 
     /// Whether the upstream's status is to be counted.
     pub(super) fn watches_response(&self) -> bool {
-        self.bola.is_some() || self.login.is_some() || !self.flows.is_empty()
+        self.bola.is_some()
+            || self.login.is_some()
+            || !self.flows.is_empty()
+            || !self.completions.is_empty()
+            || self.baseline.is_some()
     }
 
     /// The upstream's answer: a denial of an object (403, 404), a failed sign-in (401,
-    /// 403).
-    pub(super) fn response<I: Input>(
+    /// 403), a completion of a flow (2xx), an answer to the operation's error baseline.
+    /// What the baseline found is a verdict about the operation, for the exchange to
+    /// record.
+    pub(super) fn response<'p, I: Input>(
         &mut self,
-        policy: &Policy,
+        policy: &'p Policy,
         step: &Step<'_, I>,
         status: u16,
-    ) -> Vec<SlotReport> {
+    ) -> (Vec<SlotReport>, Option<Verdict<'p>>) {
         let mut reports = Vec::new();
         let Some(behaviour) = &policy.behaviour else {
-            return reports;
+            return (reports, None);
         };
         let (store, now) = (step.input.store(), step.now());
         if let (Some(bola), Some(fingerprint)) = (&behaviour.bola, self.bola.take()) {
@@ -174,13 +221,66 @@ impl Watch {
                 reports.push(flow.done(store, fingerprint, now));
             }
         }
+        for (i, fingerprint) in std::mem::take(&mut self.completions) {
+            let flow = behaviour
+                .flows
+                .get(i)
+                .filter(|_| (200..300).contains(&status));
+            reports.extend(flow.and_then(|f| f.completed(store, fingerprint, now)));
+        }
         let login = behaviour.login.as_ref();
         if let (Some(login), Some(fingerprint)) = (login, self.login.take()) {
             if matches!(status, 401 | 403) {
                 reports.push(login.failed(store, fingerprint, now));
             }
         }
-        reports
+        let (Some(baselines), Some(operation)) = (&behaviour.baselines, self.baseline.take())
+        else {
+            return (reports, None);
+        };
+        self.sized = Some(operation).filter(|_| baselines.keeps(Measure::ResponseSize));
+        if !baselines.keeps(Measure::Errors) {
+            return (reports, None);
+        }
+        let (finding, report) = baselines.response(store, operation, status, now);
+        reports.push(report);
+        (reports, finding.map(|f| self.verdict(policy, operation, f)))
+    }
+
+    /// The stream ended with `bytes` of response body from the upstream: fed to the
+    /// operation's size baseline; what it found, as a verdict about the operation.
+    pub(super) fn response_size<'p, I: Input>(
+        &mut self,
+        policy: &'p Policy,
+        step: &Step<'_, I>,
+        bytes: u64,
+    ) -> (Option<SlotReport>, Option<Verdict<'p>>) {
+        let operation = self.sized.take();
+        let baselines = (policy.behaviour.as_ref()).and_then(|b| b.baselines.as_ref());
+        let (Some(baselines), Some(operation)) = (baselines, operation) else {
+            return (None, None);
+        };
+        let (finding, report) =
+            baselines.response_size(step.input.store(), operation, bytes, step.now());
+        (
+            Some(report),
+            finding.map(|f| self.verdict(policy, operation, f)),
+        )
+    }
+
+    /// A verdict about `operation` of one finding made after the request went upstream.
+    fn verdict<'p>(
+        &mut self,
+        policy: &'p Policy,
+        operation: usize,
+        finding: Finding,
+    ) -> Verdict<'p> {
+        let mut verdict = Verdict {
+            operation: policy.operation_ref(operation),
+            ..Verdict::default()
+        };
+        self.join(policy, finding, &mut verdict);
+        verdict
     }
 
     /// What the findings so far counted; taken, so one event carries it.

@@ -2,12 +2,14 @@
 //! data, so a client is counted across both worker VMs. A client walking pet ids is found
 //! and quarantined while a client reusing a few ids (with the odd 404) never is; a client
 //! trying many usernames, and one failing many times with one, are refused while a user
-//! who mistypes a password a few times is not; a checkout without a cart is refused. Every
+//! who mistypes a password a few times is not; a checkout without a cart is refused, and a
+//! checkout past the flow's `max_per_window`; after a learnt baseline, a burst of requests
+//! to an operation is refused, an error spike and an outsized response are recorded. Every
 //! client is named by the
 //! `X-Forwarded-For` entry Envoy trusts (`xff_num_trusted_hops: 1`), so one test process
 //! plays several.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use apiguard_harness::render::Downstream;
 use apiguard_harness::{EnvoyOptions, HttpVersion, Policy, Reply, Response};
@@ -42,6 +44,7 @@ fn start(behaviour: Value) -> Proxy {
                 "parameters": [{"name": "petId", "in": "path", "required": true,
                     "schema": {"type": "integer"}}]}},
             "/cart": {"post": {"operationId": "addToCart", "security": [{"key": []}]}},
+            "/orders": {"get": {"operationId": "listOrders", "security": [{"key": []}]}},
             "/checkout": {"post": {"operationId": "checkout", "security": [{"key": []}]}},
             "/login": {"post": {"operationId": "login", "x-apiguard": {"sensitive": "login"},
                 "requestBody": {"required": true, "content": {"application/json": {
@@ -318,6 +321,178 @@ fn a_checkout_without_a_cart_by_the_same_identity_is_refused() {
         "only alice's checkouts after her cart"
     );
     assert_eq!(proxy.counter("apiguard.rule.behaviour.flow.blocked"), 3.0);
+    let workers = connections_per_worker(&proxy);
+    assert!(
+        workers.iter().all(|n| *n > 0),
+        "both workers served: {workers:?}"
+    );
+}
+
+#[test]
+fn a_flow_completed_past_its_velocity_limit_is_refused_across_workers() {
+    let proxy = start(json!({"flows": [{"name": "checkout", "after": "addToCart",
+        "then": "checkout", "window_seconds": 600, "max_per_window": 2,
+        "action": "block"}]}));
+    let address = "198.51.100.10";
+    let post = |path: &str, key: &str, status: u16| {
+        let request = Request::post(path).header("x-api-key", key);
+        send(&proxy, address, request, "", status)
+    };
+    assert_eq!(post("/v1/cart", ALICE_KEY, 201).status, 201);
+    // A failed checkout is no completion; two that succeed are the limit.
+    assert_eq!(post("/v1/checkout", ALICE_KEY, 502).status, 502);
+    for _ in 0..2 {
+        assert_eq!(post("/v1/checkout", ALICE_KEY, 200).status, 200);
+    }
+    for _ in 0..3 {
+        let refused = post("/v1/checkout", ALICE_KEY, 200);
+        assert_problem("past the limit", &refused, 429, "behaviour.flow_velocity");
+        let retry: u64 = refused
+            .header("retry-after")
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0);
+        assert!((1..=600).contains(&retry), "{refused:?}");
+    }
+    // Another identity has its own count.
+    assert_eq!(post("/v1/cart", MALLORY_KEY, 201).status, 201);
+    assert_eq!(post("/v1/checkout", MALLORY_KEY, 200).status, 200);
+
+    let received = proxy.upstream.received();
+    let checkouts: Vec<&str> = (received.iter())
+        .filter(|r| r.path == "/v1/checkout")
+        .filter_map(|r| r.headers.get("x-apiguard-consumer").map(String::as_str))
+        .collect();
+    assert_eq!(checkouts, ["alice", "alice", "alice", "mallory"]);
+    assert_eq!(
+        proxy.counter("apiguard.rule.behaviour.flow_velocity.blocked"),
+        3.0
+    );
+    let event = &events(&proxy, "behaviour.flow_velocity", 1)[0];
+    let evidence = &event["evidences"][0]["data"];
+    assert_eq!(evidence["measure"], "completions_of_checkout", "{event}");
+    assert_eq!(
+        (evidence["count"].as_u64(), evidence["threshold"].as_u64()),
+        (Some(2), Some(2))
+    );
+}
+
+/// Sleeps until 100 ms into the next bucket of `seconds` (the filter counts buckets by
+/// the same wall clock).
+fn next_bucket(seconds: u64) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let bucket = Duration::from_secs(seconds);
+    let into = Duration::from_nanos((now.as_nanos() % bucket.as_nanos()) as u64);
+    std::thread::sleep(bucket - into + Duration::from_millis(100));
+}
+
+#[test]
+fn after_a_learnt_baseline_a_burst_is_refused_and_errors_and_a_large_response_recorded() {
+    const BUCKET: u64 = 2;
+    let proxy = start(
+        json!({"baselines": {"bucket_seconds": BUCKET, "warmup_buckets": 3,
+        "min_count": 5, "sigma": 4, "action": "block"}}),
+    );
+    let address = "198.51.100.11";
+    let orders = |status: u16, body: Option<&str>| {
+        let reply = Reply {
+            status: Some(status),
+            body: body.map(str::to_owned),
+            ..Reply::default()
+        };
+        let request = Request::get("/v1/orders")
+            .header("x-api-key", ALICE_KEY)
+            .header("user-agent", "apiguard-e2e/1")
+            .header("x-forwarded-for", address)
+            .header(Reply::HEADER, reply.header_value())
+            .body(Bytes::new())
+            .unwrap();
+        proxy.client(HttpVersion::Http1).send(request).unwrap()
+    };
+    let order = r#"{"orders": [{"id": 1, "total": 12.5}]}"#;
+    // The normal: 3 orders and 3 pets per bucket, all answered 200, over 6 buckets.
+    let mut sent = 0;
+    for _ in 0..6 {
+        next_bucket(BUCKET);
+        for i in 0..3 {
+            assert_eq!(orders(200, Some(order)).status, 200);
+            assert_eq!(pet(&proxy, address, ALICE_KEY, i, 200).status, 200);
+            sent += 1;
+        }
+    }
+    assert_eq!(
+        proxy.counter("apiguard.rule.behaviour.volume.monitored"),
+        0.0
+    );
+    next_bucket(BUCKET);
+    // A response 200 times the normal size goes to the client, and is recorded.
+    let large = format!(r#"{{"orders": [{}]}}"#, vec![r#"{"id": 1}"#; 800].join(","));
+    let response = orders(200, Some(&large));
+    assert_eq!(
+        (response.status.as_u16(), response.body.len()),
+        (200, large.len())
+    );
+    // Pets failing: every answer a 500; recorded, passed on.
+    for _ in 0..6 {
+        assert_eq!(pet(&proxy, address, ALICE_KEY, 1, 500).status, 500);
+    }
+    // A burst of orders in one bucket: past about 3 + 4 × √3 ≈ 10, refused until it ends.
+    next_bucket(BUCKET);
+    let mut refused = 0;
+    for _ in 0..30 {
+        let response = orders(200, Some(order));
+        if response.status == 200 {
+            sent += 1;
+            continue;
+        }
+        assert_problem("the burst", &response, 429, "behaviour.volume");
+        assert!(response.header("retry-after").is_some(), "{response:?}");
+        refused += 1;
+    }
+    eprintln!("{refused} of the burst's 30 requests refused");
+    assert!(refused >= 10, "{refused} refused");
+
+    // What the upstream saw: every order but the refused ones, every pet request.
+    let received = proxy.upstream.received();
+    let count = |path: &str| received.iter().filter(|r| r.path == path).count();
+    assert_eq!(count("/v1/orders"), sent + 1, "the large one too");
+    assert_eq!(count("/v1/pets/1"), 6 + 6);
+    assert_eq!(
+        proxy.counter("apiguard.rule.behaviour.volume.blocked"),
+        f64::from(refused)
+    );
+    assert!(proxy.counter("apiguard.rule.behaviour.errors.monitored") >= 1.0);
+    assert_eq!(
+        proxy.counter("apiguard.rule.behaviour.response_size.monitored"),
+        1.0
+    );
+    let event = &events(&proxy, "behaviour.volume", 1)[0];
+    let evidence = &event["evidences"][0]["data"];
+    assert!(
+        evidence["mean"]
+            .as_u64()
+            .is_some_and(|m| (2..=3).contains(&m)),
+        "{event}"
+    );
+    assert_eq!(evidence["window_seconds"].as_u64(), Some(BUCKET), "{event}");
+    let event = &events(&proxy, "behaviour.response_size", 1)[0];
+    let evidence = &event["evidences"][0]["data"];
+    assert_eq!(
+        evidence["count"].as_u64(),
+        Some(large.len() as u64),
+        "{event}"
+    );
+    assert_eq!(
+        evidence["mean"].as_u64(),
+        Some(order.len() as u64),
+        "{event}"
+    );
+    let event = &events(&proxy, "behaviour.errors", 1)[0];
+    let evidence = &event["evidences"][0]["data"];
+    assert_eq!(evidence["measure"], "errors_permille", "{event}");
+    assert_eq!(evidence["mean"].as_u64(), Some(0), "{event}");
     let workers = connections_per_worker(&proxy);
     assert!(
         workers.iter().all(|n| *n > 0),
