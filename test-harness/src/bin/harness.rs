@@ -122,6 +122,9 @@ enum Command {
         seconds: u64,
         #[arg(long, default_value_t = 2)]
         concurrency: u16,
+        /// The flow table's slots (the filter's default is 4096; see SimOptions::flow_slots).
+        #[arg(long, default_value_t = 65536)]
+        flow_slots: u32,
     },
     /// Embed POLICY, bundled, in envoy/envoy.yaml and envoy/istio-wasmplugin.yaml.
     RenderEnvoy {
@@ -217,6 +220,7 @@ fn main() -> ExitCode {
             attackers,
             seconds,
             concurrency,
+            flow_slots,
         } => locate::build_filter()
             .and_then(|_| {
                 behaviour_sim::run(&behaviour_sim::SimOptions {
@@ -225,6 +229,7 @@ fn main() -> ExitCode {
                     attackers_per_kind: attackers,
                     duration: Duration::from_secs(seconds),
                     concurrency,
+                    flow_slots,
                 })
             })
             .map(|report| {
