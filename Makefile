@@ -211,7 +211,7 @@ fail-reload: harness
 	@$(STAGE) "fail-reload: a VM trap under FAIL_RELOAD" "first run 5 to 8 min (a test build of the filter), then 30 s" \
 		target/debug/harness fail-reload
 
-# Behavioural detection measured (README, "Simulation"); `make test` runs a 20 s version
+# Behavioural detection measured (README, "Simulation"); `make test` runs a 15 s version
 # (the e2e test behaviour_sim). Seeded like discovery-sim; the table also goes to
 # target/behaviour-sim.md.
 SIM_BENIGN ?= 120

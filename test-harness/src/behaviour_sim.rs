@@ -135,10 +135,9 @@ pub const RULES: &[Rule] = &[
 ];
 
 /// The simulation policy: every behaviour rule, SSRF checks on a `format: uri` field,
-/// bearer tokens from a local HS256 key, quarantine for BOLA. `flow_slots`: the flow
-/// table's size, whose slots hold one identity each, the last writer winning (see
-/// [`SimOptions::flow_slots`]).
-pub fn policy(flow_slots: u32) -> Value {
+/// bearer tokens from a local HS256 key, quarantine for BOLA; `slots` in each behaviour
+/// table (see [`SimOptions::slots`]).
+pub fn policy(slots: u32) -> Value {
     let id = json!([{"name": "petId", "in": "path", "required": true,
         "schema": {"type": "integer"}}]);
     let json_body = |properties: Value, required: Value| {
@@ -174,12 +173,12 @@ pub fn policy(flow_slots: u32) -> Value {
         "abuse": {"quarantine": {"strikes": 50, "window_seconds": 60, "duration_seconds": 300}},
         "behaviour": {
             "bola": {"max_distinct_ids": BOLA_MAX_IDS, "window_seconds": BOLA_WINDOW,
-                "action": "quarantine"},
+                "action": "quarantine", "slots": slots},
             "credentials": {"username": "user", "max_failures": MAX_FAILURES,
                 "max_usernames": MAX_USERNAMES, "window_seconds": LOGIN_WINDOW,
-                "action": "block"},
+                "action": "block", "slots": slots},
             "flows": [{"name": "checkout", "after": "addToCart", "then": "checkout",
-                "window_seconds": FLOW_WINDOW, "action": "block", "slots": flow_slots}]
+                "window_seconds": FLOW_WINDOW, "action": "block", "slots": slots}]
         }
     })
 }
@@ -222,12 +221,14 @@ pub struct SimOptions {
     pub duration: Duration,
     /// Envoy workers.
     pub concurrency: u16,
-    /// The flow table's slots. Two identities in one slot take each other's permission
-    /// away (a benign checkout refused when another identity's cart came between its cart
-    /// and its checkout): at the default 4096, 140 identities share a slot somewhere in 9
-    /// runs of 10 (the birthday bound, each run drawing a new slot secret), at 65536, the
-    /// maximum and the simulation's default, in 1 of 7; `--flow-slots 4096` shows the cost.
-    pub flow_slots: u32,
+    /// The slots of each behaviour table. Two clients in one slot cost something: in the
+    /// flow table they take each other's permission away (a benign checkout refused when
+    /// another identity's cart came between its cart and its checkout), in the counting
+    /// tables a busy benign client restarts an attacker's window (a late finding). At the
+    /// filter's default 4096, 140 clients share a slot somewhere in 9 runs of 10 (the
+    /// birthday bound; each run draws a new slot secret); at 65536, the maximum and the
+    /// simulation's default, in 1 of 7. `--slots 4096` shows the cost.
+    pub slots: u32,
 }
 
 /// A small seeded generator (SplitMix64): the same seed, the same clients.
@@ -695,7 +696,7 @@ pub fn run(options: &SimOptions) -> Result<SimReport, Error> {
     let upstream = EchoUpstream::start_answering(answer)?;
     let envoy = Envoy::start(
         &EnvoyOptions {
-            policy: Policy::Bundle(policy(options.flow_slots)),
+            policy: Policy::Bundle(policy(options.slots)),
             concurrency: options.concurrency,
             ready_timeout: Duration::from_secs(120),
             downstream: Downstream {

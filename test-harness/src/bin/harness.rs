@@ -122,9 +122,10 @@ enum Command {
         seconds: u64,
         #[arg(long, default_value_t = 2)]
         concurrency: u16,
-        /// The flow table's slots (the filter's default is 4096; see SimOptions::flow_slots).
+        /// The slots of each behaviour table (the filter's default is 4096; see
+        /// SimOptions::slots in test-harness/src/behaviour_sim.rs).
         #[arg(long, default_value_t = 65536)]
-        flow_slots: u32,
+        slots: u32,
     },
     /// Embed POLICY, bundled, in envoy/envoy.yaml and envoy/istio-wasmplugin.yaml.
     RenderEnvoy {
@@ -220,7 +221,7 @@ fn main() -> ExitCode {
             attackers,
             seconds,
             concurrency,
-            flow_slots,
+            slots,
         } => locate::build_filter()
             .and_then(|_| {
                 behaviour_sim::run(&behaviour_sim::SimOptions {
@@ -229,7 +230,7 @@ fn main() -> ExitCode {
                     attackers_per_kind: attackers,
                     duration: Duration::from_secs(seconds),
                     concurrency,
-                    flow_slots,
+                    slots,
                 })
             })
             .map(|report| {

@@ -1,13 +1,14 @@
 //! The behavioural detection simulation, short (`make behaviour-sim` is the long one):
-//! seed 1, 24 benign clients and one attacker of each kind for 20 s through Envoy with two
+//! seed 1, 24 benign clients and one attacker of each kind for 15 s through Envoy with two
 //! workers. No benign client may be refused, and every attacker must be found by its rule.
 //!
 //! Margins, so the outcome does not hang on timing: a benign client names at most 18
 //! distinct pets (BOLA finds 31), fails at most 7 sign-ins and uses at most 2 usernames in
 //! any 300 s (brute force finds 10 failures, stuffing 6 usernames), and checks out only
-//! after its cart was answered (in a flow table of 65536 slots, where 30 identities share
-//! none about 99 % of the time, and sharing costs only when carts interleave); an attacker starts within the first 4 s and needs at most
-//! about 40 requests, 10 to 60 ms apart.
+//! after its cart was answered; an attacker starts within the first 3 s and needs at most
+//! about 40 requests, 10 to 60 ms apart. Every behaviour table has 65536 slots, where 30
+//! clients share none in more than 99 runs of 100 (a shared slot can refuse a benign
+//! checkout or delay a finding: see `SimOptions::slots`).
 
 use std::time::Duration;
 
@@ -19,9 +20,9 @@ fn benign_clients_are_never_refused_and_every_attacker_is_found_by_its_rule() {
         seed: 1,
         benign: 24,
         attackers_per_kind: 1,
-        duration: Duration::from_secs(20),
+        duration: Duration::from_secs(15),
         concurrency: 2,
-        flow_slots: 65536,
+        slots: 65536,
     })
     .unwrap_or_else(|error| panic!("{error}"));
     let table = report.markdown();
