@@ -217,9 +217,10 @@ fail-reload: harness
 SIM_BENIGN ?= 120
 SIM_ATTACKERS ?= 3
 SIM_SECONDS ?= 120
+SIM_SLOTS ?= 65536
 behaviour-sim: harness
 	@$(STAGE) "behaviour-sim: $(SIM_BENIGN) benign clients, $(SIM_ATTACKERS) attackers of each kind, $(SIM_SECONDS) s through Envoy" "$(SIM_SECONDS) s plus 20" \
-		bash -o pipefail -c 'target/debug/harness behaviour-sim --seed $(SEED) --benign $(SIM_BENIGN) --attackers $(SIM_ATTACKERS) --seconds $(SIM_SECONDS) | tee target/behaviour-sim.md'
+		bash -o pipefail -c 'target/debug/harness behaviour-sim --seed $(SEED) --benign $(SIM_BENIGN) --attackers $(SIM_ATTACKERS) --seconds $(SIM_SECONDS) --slots $(SIM_SLOTS) | tee target/behaviour-sim.md'
 
 # The filter as an OCI image Istio's WasmPlugin can pull (envoy/Dockerfile: FROM scratch,
 # the .wasm only). Push it to your registry and point the WasmPlugin's `url:` at it.
