@@ -105,7 +105,7 @@ pub struct Rule {
 }
 
 /// The rules and the attackers each must find. A new rule: its settings in [`policy`], a
-/// [`Kind`] with its script in [`Script::attack`], and a row here.
+/// [`Kind`] with its script in [`Script::step`], and a row here.
 pub const RULES: &[Rule] = &[
     Rule {
         id: "behaviour.bola",
@@ -358,13 +358,13 @@ impl Script {
     /// The next request, and how long to think before sending it.
     fn next(&mut self) -> (Step, Duration) {
         self.sent += 1;
-        if self.kind == Kind::Benign {
-            let pause = self.rng.millis(200, 900);
-            (self.benign(), pause)
+        let (from, to) = if self.kind == Kind::Benign {
+            (200, 900)
         } else {
-            let pause = self.rng.millis(10, 60);
-            (self.attack(), pause)
-        }
+            (10, 60)
+        };
+        let pause = self.rng.millis(from, to);
+        (self.step(), pause)
     }
 
     fn benign(&mut self) -> Step {
@@ -423,7 +423,8 @@ impl Script {
             .push_back(Step::login(&self.name, &password(&self.name), false));
     }
 
-    fn attack(&mut self) -> Step {
+    /// What the client's kind sends next.
+    fn step(&mut self) -> Step {
         let n = self.sent;
         match self.kind {
             Kind::Benign => self.benign(),
