@@ -17,6 +17,7 @@
 #   make soak [SOAK_MINUTES=30]  a steady mixed load, sampled; CSV, plot and checks in target/soak
 #   make soak-clients           a million distinct client keys through rate limits and quarantine
 #   make fail-reload            what a VM trap does to traffic under FAIL_RELOAD (a test build)
+#   make behaviour-sim [SEED=…]  benign clients and attackers through Envoy: each behaviour rule's precision and recall
 #   make oci-image [IMAGE=…]    the filter as an OCI image for Istio's WasmPlugin (needs Docker)
 #
 # `test` and `demo` include `setup`, so both work on a fresh machine. Nothing here reads a
@@ -39,7 +40,8 @@ DEMO_POLICY := $(or $(POLICY),policies/petstore/policy.yaml)
 CHECK_POLICIES := $(or $(POLICY),$(sort $(wildcard policies/*/policy.yaml)))
 
 .PHONY: help setup specs wasm harness test demo check conformance conformance-record bench-tools \
-	bench bench-compare vm-profile oci-image discovery-sim fuzz fuzz-cmin soak soak-clients fail-reload
+	bench bench-compare vm-profile oci-image discovery-sim fuzz fuzz-cmin soak soak-clients fail-reload \
+	behaviour-sim
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -208,6 +210,17 @@ soak-clients: harness
 fail-reload: harness
 	@$(STAGE) "fail-reload: a VM trap under FAIL_RELOAD" "first run 5 to 8 min (a test build of the filter), then 30 s" \
 		target/debug/harness fail-reload
+
+# Behavioural detection measured (README, "Simulation"); `make test` runs a 15 s version
+# (the e2e test behaviour_sim). Seeded like discovery-sim; the table also goes to
+# target/behaviour-sim.md.
+SIM_BENIGN ?= 120
+SIM_ATTACKERS ?= 3
+SIM_SECONDS ?= 120
+SIM_SLOTS ?= 65536
+behaviour-sim: harness
+	@$(STAGE) "behaviour-sim: $(SIM_BENIGN) benign clients, $(SIM_ATTACKERS) attackers of each kind, $(SIM_SECONDS) s through Envoy" "$(SIM_SECONDS) s plus 20" \
+		bash -o pipefail -c 'target/debug/harness behaviour-sim --seed $(SEED) --benign $(SIM_BENIGN) --attackers $(SIM_ATTACKERS) --seconds $(SIM_SECONDS) --slots $(SIM_SLOTS) | tee target/behaviour-sim.md'
 
 # The filter as an OCI image Istio's WasmPlugin can pull (envoy/Dockerfile: FROM scratch,
 # the .wasm only). Push it to your registry and point the WasmPlugin's `url:` at it.

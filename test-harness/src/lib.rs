@@ -22,8 +22,11 @@
 //! - [`stats`]: reading counters from the admin `/stats/prometheus` page.
 //! - [`soak`]: the soak run (`harness soak`), with [`png`] drawing its chart; [`clients`]:
 //!   a million client keys through the abuse tables; [`fail_reload`]: the failure policy.
+//! - [`behaviour_sim`]: benign clients and scripted attackers through Envoy, and each
+//!   behaviour rule's precision and recall (`harness behaviour-sim`).
 //! - [`compile_report`]: the filter's per-VM compile time and wasm memory, from Envoy's log.
 
+pub mod behaviour_sim;
 pub mod client;
 pub mod clients;
 pub mod compile_report;

@@ -5,7 +5,9 @@
 //! [`Reply`] header: a status, headers, body and trailers of the test's choosing, an
 //! answer before the request body is read, no answer at all or half of one (a reset). A [`Fault`]
 //! changes the answer to every request, for a client a test cannot add a header to (the
-//! event sender posting to this server as its collector).
+//! event sender posting to this server as its collector). An [`Answer`] gives the status of
+//! every request a [`Reply`] does not: an API with state of its own (unknown ids are 404,
+//! wrong passwords 401), for clients that cannot know what they will get.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -96,12 +98,17 @@ pub enum Fault {
     Huge(usize),
 }
 
+/// The status the upstream gives a request that asks for none in its [`Reply`]
+/// ([`EchoUpstream::start_answering`]); 200 without one.
+pub type Answer = fn(&RecordedRequest) -> u16;
+
 /// What the connections share with the test.
 #[derive(Debug, Default)]
 struct Shared {
     received: Mutex<Vec<RecordedRequest>>,
     heads: Mutex<Vec<String>>,
     fault: Mutex<Option<Fault>>,
+    answer: Option<Answer>,
 }
 
 /// An HTTP/1.1 and h2c echo server on its own runtime; stopped on drop.
@@ -120,6 +127,20 @@ impl EchoUpstream {
     }
 
     pub fn bind(addr: SocketAddr) -> Result<EchoUpstream, Error> {
+        EchoUpstream::serve(addr, Shared::default())
+    }
+
+    /// Starts on an ephemeral loopback port, answering each request with the status
+    /// `answer` gives it (still the echo as the body).
+    pub fn start_answering(answer: Answer) -> Result<EchoUpstream, Error> {
+        let shared = Shared {
+            answer: Some(answer),
+            ..Shared::default()
+        };
+        EchoUpstream::serve(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), shared)
+    }
+
+    fn serve(addr: SocketAddr, shared: Shared) -> Result<EchoUpstream, Error> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -131,7 +152,7 @@ impl EchoUpstream {
         let addr = listener
             .local_addr()
             .map_err(Error::io("reading the upstream address"))?;
-        let shared = Arc::<Shared>::default();
+        let shared = Arc::new(shared);
         runtime.spawn(serve(listener, Arc::clone(&shared)));
         Ok(EchoUpstream {
             addr,
@@ -227,6 +248,9 @@ async fn echo(
         body: String::from_utf8_lossy(&body).into_owned(),
     };
     let echo = serde_json::to_vec(&recorded)?;
+    if let Some(answer) = shared.answer {
+        reply.status = reply.status.or(Some(answer(&recorded)));
+    }
     lock(&shared.received).push(recorded);
     let fault = *lock(&shared.fault);
     match fault {

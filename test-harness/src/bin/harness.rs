@@ -6,6 +6,7 @@
 //! harness soak --minutes 30 --out target/soak                               # make soak
 //! harness soak-clients --keys 1000000                                       # make soak-clients
 //! harness fail-reload                                                       # make fail-reload
+//! harness behaviour-sim --seed 1 --benign 120 --seconds 120                 # make behaviour-sim
 //! ```
 
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -18,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use apiguard_harness::render::Downstream;
-use apiguard_harness::{clients, contract, embed, fail_reload, soak};
+use apiguard_harness::{behaviour_sim, clients, contract, embed, fail_reload, soak};
 use apiguard_harness::{locate, EchoUpstream, Envoy, EnvoyOptions, Error, Policy};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
@@ -104,6 +105,27 @@ enum Command {
         before_seconds: u64,
         #[arg(long, default_value_t = 15)]
         after_seconds: u64,
+    },
+    /// Benign clients and scripted attackers through Envoy, concurrently; per behaviour
+    /// rule its recall, precision and detection latency, as a markdown table (see
+    /// test-harness/src/behaviour_sim.rs); exits non-zero if a benign client was refused
+    /// or an attacker was not found.
+    BehaviourSim {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 120)]
+        benign: usize,
+        /// Attackers of each kind.
+        #[arg(long, default_value_t = 3)]
+        attackers: usize,
+        #[arg(long, default_value_t = 120)]
+        seconds: u64,
+        #[arg(long, default_value_t = 2)]
+        concurrency: u16,
+        /// The slots of each behaviour table (the filter's default is 4096; see
+        /// SimOptions::slots in test-harness/src/behaviour_sim.rs).
+        #[arg(long, default_value_t = 65536)]
+        slots: u32,
     },
     /// Embed POLICY, bundled, in envoy/envoy.yaml and envoy/istio-wasmplugin.yaml.
     RenderEnvoy {
@@ -193,6 +215,32 @@ fn main() -> ExitCode {
             print!("{text}");
             ExitCode::SUCCESS
         }),
+        Command::BehaviourSim {
+            seed,
+            benign,
+            attackers,
+            seconds,
+            concurrency,
+            slots,
+        } => locate::build_filter()
+            .and_then(|_| {
+                behaviour_sim::run(&behaviour_sim::SimOptions {
+                    seed,
+                    benign,
+                    attackers_per_kind: attackers,
+                    duration: Duration::from_secs(seconds),
+                    concurrency,
+                    slots,
+                })
+            })
+            .map(|report| {
+                print!("{}", report.markdown());
+                if report.passed() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }),
         Command::RenderEnvoy { policy, check } => {
             let policy = policy.unwrap_or_else(|| locate::policy("petstore"));
             render_envoy(&policy, check)

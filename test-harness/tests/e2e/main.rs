@@ -9,6 +9,7 @@
 mod abuse;
 mod analytics;
 mod behaviour;
+mod behaviour_sim;
 mod bypass_bodies;
 mod bypass_channels;
 mod bypass_inputs;
