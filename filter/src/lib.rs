@@ -64,6 +64,7 @@ pub use abuse::anomaly::{
     CheckAction as AnomalyAction, Severity as AnomalySeverity, CHECKS as ANOMALY_CHECKS,
 };
 pub use abuse::slots::{MemoryStore, SharedStore, SlotSecret};
+pub use contract::openapi::follow_ref;
 pub use discovery::segment::Kind as SegmentKind;
 pub use discovery::tree::shape as template_shape;
 pub use discovery::{

@@ -9,6 +9,8 @@
 
 use serde_json::{json, Map, Value};
 
+use apiguard_filter::follow_ref;
+
 use crate::rng::Rng;
 
 /// Levels drawn; the learner keeps six.
@@ -25,30 +27,16 @@ pub fn schema<'d>(
 ) -> Option<&'d Value> {
     let operation = &document["paths"][template][method.to_ascii_lowercase()];
     let body = if request {
-        resolve(document, &operation["requestBody"])
+        follow_ref(document, &operation["requestBody"])
     } else {
         let responses = operation["responses"].as_object()?;
         let (_, response) = responses
             .iter()
             .find(|(status, _)| status.starts_with('2'))?;
-        resolve(document, response)
+        follow_ref(document, response)
     };
     let schema = body["content"]["application/json"].get("schema")?;
-    Some(resolve(document, schema))
-}
-
-/// A local `$ref` followed to what it names.
-fn resolve<'d>(document: &'d Value, mut value: &'d Value) -> &'d Value {
-    for _ in 0..MAX_HOPS {
-        let Some(pointer) = value.get("$ref").and_then(Value::as_str) else {
-            return value;
-        };
-        match pointer.strip_prefix('#').and_then(|p| document.pointer(p)) {
-            Some(target) => value = target,
-            None => return &Value::Null,
-        }
-    }
-    &Value::Null
+    Some(follow_ref(document, schema))
 }
 
 /// A schema's object view: its properties (with `allOf` members' and the first
@@ -61,7 +49,7 @@ struct View<'d> {
 }
 
 fn view<'d>(document: &'d Value, schema: &'d Value) -> View<'d> {
-    let schema = resolve(document, schema);
+    let schema = follow_ref(document, schema);
     let mut out = View {
         kind: "",
         properties: Vec::new(),
@@ -79,7 +67,7 @@ fn gather<'d>(document: &'d Value, schema: &'d Value, out: &mut View<'d>, hops: 
     if hops > MAX_HOPS {
         return;
     }
-    let schema = resolve(document, schema);
+    let schema = follow_ref(document, schema);
     if out.kind.is_empty() {
         out.kind = match &schema["type"] {
             Value::String(kind) => kind.as_str(),

@@ -220,3 +220,26 @@ pub struct Owner {
     /// An address, a channel or a queue: whatever the ITSM routes by.
     pub contact: Option<String>,
 }
+
+/// Local `$ref` hops [`follow_ref`] takes in a row before it gives up.
+const MAX_REF_HOPS: usize = 16;
+
+/// A local `$ref` (`#/components/...`) in an untyped document followed to what it names;
+/// anything else as is, and `null` for a reference that names nothing or a chain longer
+/// than [`MAX_REF_HOPS`] (a cycle). For the tools that read a document as JSON (the drift
+/// report, the simulations), not for compiling one.
+pub fn follow_ref<'d>(
+    document: &'d serde_json::Value,
+    mut value: &'d serde_json::Value,
+) -> &'d serde_json::Value {
+    for _ in 0..MAX_REF_HOPS {
+        let Some(pointer) = value.get("$ref").and_then(serde_json::Value::as_str) else {
+            return value;
+        };
+        match pointer.strip_prefix('#').and_then(|p| document.pointer(p)) {
+            Some(target) => value = target,
+            None => return &serde_json::Value::Null,
+        }
+    }
+    &serde_json::Value::Null
+}

@@ -11,7 +11,7 @@
 
 use serde_json::Value;
 
-use apiguard_filter::Learned;
+use apiguard_filter::{follow_ref, Learned};
 
 /// `$ref`s followed in a row, and schema levels walked: a cyclic or deep document stops
 /// there rather than looping.
@@ -42,7 +42,7 @@ impl Drift {
         let responses: Vec<(&String, &Value)> = (operation["responses"].as_object())
             .into_iter()
             .flatten()
-            .map(|(status, response)| (status, resolve(document, response)))
+            .map(|(status, response)| (status, follow_ref(document, response)))
             .collect();
         let declares_class = |class: u8| {
             responses.iter().any(|(status, _)| {
@@ -54,7 +54,7 @@ impl Drift {
             .map(|class| format!("{class}xx"))
             .collect();
         let response_contents: Vec<&Value> = responses.iter().map(|(_, r)| &r["content"]).collect();
-        let request_body = resolve(document, &operation["requestBody"]);
+        let request_body = follow_ref(document, &operation["requestBody"]);
         let request_contents = [&request_body["content"]];
         let response_schemas = schemas(document, &response_contents);
         let request_schemas = schemas(document, &request_contents);
@@ -122,20 +122,6 @@ impl Drift {
     }
 }
 
-/// A local `$ref` (`#/components/...`) followed to what it names; anything else as is.
-fn resolve<'d>(document: &'d Value, mut value: &'d Value) -> &'d Value {
-    for _ in 0..MAX_HOPS {
-        let Some(pointer) = value.get("$ref").and_then(Value::as_str) else {
-            return value;
-        };
-        match pointer.strip_prefix('#').and_then(|p| document.pointer(p)) {
-            Some(target) => value = target,
-            None => return &Value::Null,
-        }
-    }
-    &Value::Null
-}
-
 /// The schemas of `contents` (media type maps), each flattened into its alternatives.
 fn schemas<'d>(document: &'d Value, contents: &[&'d Value]) -> Vec<&'d Value> {
     let mut out = Vec::new();
@@ -155,7 +141,7 @@ fn flatten<'d>(document: &'d Value, schema: &'d Value, depth: usize, out: &mut V
     if depth > MAX_HOPS {
         return;
     }
-    let schema = resolve(document, schema);
+    let schema = follow_ref(document, schema);
     out.push(schema);
     for key in ["allOf", "anyOf", "oneOf"] {
         for member in schema[key].as_array().into_iter().flatten() {
@@ -363,7 +349,7 @@ mod tests {
         let document =
             json!({"components": {"schemas": {"A": {"$ref": "#/components/schemas/A"}}}});
         assert_eq!(
-            resolve(&document, &json!({"$ref": "#/components/schemas/A"})),
+            follow_ref(&document, &json!({"$ref": "#/components/schemas/A"})),
             &Value::Null
         );
     }
