@@ -183,11 +183,11 @@ fn undeclared(head: &RequestHead<'_>, verdict: &Verdict<'_>, time: u64) -> Optio
 
 /// The key that picks a declared operation's exchange for learning
 /// ([`crate::discovery::DiscoverySettings::samples`]): its clock reading in nanoseconds and
-/// its path, hashed.
+/// its path, hashed without a copy of either (it runs on every request while learning is
+/// on). The product by 2^64/φ (Fibonacci hashing) carries every bit of the mix into the
+/// high bits, which are the ones `samples` compares.
 fn sample_key(now: u64, path: &str) -> u64 {
-    let mut bytes = now.to_le_bytes().to_vec();
-    bytes.extend_from_slice(path.as_bytes());
-    events::hash64(&bytes)
+    (events::hash64(path.as_bytes()) ^ now).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// A change to the headers of the message being fed.
@@ -809,7 +809,7 @@ impl Exchange {
         let Some(started) = self.started.filter(|_| self.policy.stats.analytics) else {
             return;
         };
-        let ended = input.now();
+        let ended = step.now();
         self.outputs.finished = Some(Finished {
             operation: self.matched,
             status: StatusClass::of(status()),

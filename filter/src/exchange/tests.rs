@@ -794,3 +794,20 @@ fn a_sampled_declared_operation_teaches_its_bodies_shapes() {
     assert!((150..250).contains(&half), "{half}");
     assert_eq!(sampled(0.5), half);
 }
+
+/// The sample key spreads real traffic (clock readings microseconds apart, a few paths)
+/// evenly enough that `learn: 0.25` samples about a quarter of it, whatever the path.
+#[test]
+fn the_sample_key_samples_the_stated_share_of_traffic() {
+    use crate::discovery::DiscoverySettings;
+    let settings = DiscoverySettings {
+        learn: 0.25,
+        ..DiscoverySettings::default()
+    };
+    for path in ["/users", "/users/7", "/v1/pets?limit=10"] {
+        let sampled = (0..20_000u64)
+            .filter(|i| settings.samples(|| sample_key(T0 + i * 1_337, path)))
+            .count();
+        assert!((4_400..=5_600).contains(&sampled), "{path}: {sampled}");
+    }
+}
