@@ -29,20 +29,27 @@ fn petstore() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/petstore")
 }
 
-/// Runs requests (method, path, JSON body, response body) through the petstore policy in
-/// monitor mode with discovery on, as the host would, and answers discovery's templates.
-fn discover(requests: &[(&str, String, Value, Value)]) -> Vec<Template> {
+/// The petstore policy in monitor mode with these `discovery` settings, and a host's
+/// input at a fixed instant.
+fn monitored(discovery: Value) -> (Rc<Policy>, Values<MemoryStore>) {
     let (mut bundle, _) = apiguard_filter::bundle(&petstore().join("policy.yaml")).unwrap();
     bundle["mode"] = json!("monitor");
-    bundle["discovery"] = json!({});
+    bundle["discovery"] = discovery;
     let policy = Rc::new(Policy::compile(bundle.to_string()).unwrap());
-    let mut discovery = Discovery::new(policy.discovery().unwrap());
     let input = Values {
         now: 1_764_568_800_000_000_000,
         downstream: Some("192.0.2.1:40000".to_owned()),
         store: MemoryStore::default(),
         secret: SlotSecret::new([0; SlotSecret::BYTES]),
     };
+    (policy, input)
+}
+
+/// Runs requests (method, path, JSON body, response body) through the petstore policy in
+/// monitor mode with discovery on, as the host would, and answers discovery's templates.
+fn discover(requests: &[(&str, String, Value, Value)]) -> Vec<Template> {
+    let (policy, input) = monitored(json!({}));
+    let mut discovery = Discovery::new(policy.discovery().unwrap());
     for (method, path, body, answer) in requests {
         let mut exchange = Exchange::new(Rc::clone(&policy), Rc::new(policy.key_ring()));
         let head = [
@@ -201,17 +208,8 @@ fn learned_endpoints_round_trip_through_an_overlay_into_an_enforced_contract() {
 /// kept to it as without drift.
 #[test]
 fn sampled_declared_operations_drift_from_their_contract_in_the_report() {
-    let (mut bundle, _) = apiguard_filter::bundle(&petstore().join("policy.yaml")).unwrap();
-    bundle["mode"] = json!("monitor");
-    bundle["discovery"] = json!({"learn": 1.0});
-    let policy = Rc::new(Policy::compile(bundle.to_string()).unwrap());
+    let (policy, input) = monitored(json!({"learn": 1.0}));
     let mut discovery = Discovery::new(policy.discovery().unwrap());
-    let input = Values {
-        now: 1_764_568_800_000_000_000,
-        downstream: Some("192.0.2.1:40000".to_owned()),
-        store: MemoryStore::default(),
-        secret: SlotSecret::new([0; SlotSecret::BYTES]),
-    };
     // (method, path, request body, status, response body)
     let exchanges = [
         (
